@@ -1,0 +1,86 @@
+"""Batched, on-device augmentation: one call transforms a whole uint8 batch, no per-image Python loop.
+
+Every random draw comes from an explicit torch.Generator, so a run is
+reproducible from its seed and a checkpoint can save the generator's state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .data import MEAN, STD
+
+
+@dataclass(frozen=True)
+class Augment:
+    """The training-time transform: reflect-pad + random crop, flip, cutout (mean colour), normalise."""
+
+    pad_crop: int = 4
+    flip: bool = True
+    cutout_size: int = 8
+    cutout_prob: float = 0.5
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """uint8 (N,3,H,W) -> normalised float32 (N,3,H,W), each image with its own random draws."""
+        x = normalize(images)
+        if self.pad_crop:
+            x = random_crop(x, self.pad_crop, generator)
+        if self.flip:
+            x = random_flip(x, generator)
+        if self.cutout_size and self.cutout_prob > 0:
+            x = cutout(x, self.cutout_size, self.cutout_prob, generator)
+        return x
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0,255] -> float32 standardised with the CIFAR-10 mean and std (the test-time transform)."""
+    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1)
+    return (images.float() / 255 - mean) / std
+
+
+def _uniform_ints(n: int, high: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """n integers in [0, high), drawn on the generator's device and moved to `device`."""
+    return torch.randint(0, high, (n,), generator=generator, device=generator.device).to(device)
+
+
+def _bernoulli(n: int, p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return (torch.rand(n, generator=generator, device=generator.device) < p).to(device)
+
+
+def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Reflect-pad by `pad`, then take an HxW window at an independent random offset per image."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = _uniform_ints(n, 2 * pad + 1, generator, x.device)
+    dx = _uniform_ints(n, 2 * pad + 1, generator, x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (N,1,H,1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (N,1,1,W)
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image left-right with probability p."""
+    mask = _bernoulli(x.shape[0], p, generator, x.device)
+    return torch.where(mask[:, None, None, None], x.flip(3), x)
+
+
+def cutout(x: torch.Tensor, size: int, p: float, generator: torch.Generator) -> torch.Tensor:
+    """With probability p per image, one size x size hole, wholly inside the image, set to 0.
+
+    0 after normalisation is the dataset's mean colour, the seed's fill value.
+    """
+    n, _, h, w = x.shape
+    apply = _bernoulli(n, p, generator, x.device)
+    top = _uniform_ints(n, h - size + 1, generator, x.device)
+    left = _uniform_ints(n, w - size + 1, generator, x.device)
+    ys = torch.arange(h, device=x.device)[None, :]
+    xs = torch.arange(w, device=x.device)[None, :]
+    in_rows = (ys >= top[:, None]) & (ys < top[:, None] + size)  # (N,H)
+    in_cols = (xs >= left[:, None]) & (xs < left[:, None] + size)  # (N,W)
+    hole = in_rows[:, :, None] & in_cols[:, None, :] & apply[:, None, None]  # (N,H,W)
+    return x.masked_fill(hole[:, None], 0.0)

@@ -1,0 +1,133 @@
+"""The `cifarkit` command: argparse sub-commands mapped onto the Python API.
+
+Exit codes: 0 success, 2 user error (message, no traceback), 1 a bug (traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import DEVICES, PRECISIONS, PRESETS, TrainConfig, preset_config
+from .errors import UserError
+
+
+def _max_lr(text: str) -> float | str:
+    if text == "find":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'find'") from None
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="CIFAR-10 folder (default: $CIFARKIT_DATA, else ~/.cache/cifarkit)")
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by the commands that build a model and train it (train, lr-find)."""
+    _add_data_flags(p)
+    p.add_argument("--preset", default="s10", help=f"recipe to start from: {', '.join(PRESETS)} (default s10)")
+    p.add_argument("--config", type=Path, help="a config.json (e.g. RUN_DIR/config.json) to start from instead of a preset")
+    p.add_argument("--model", help="network to train (default: the preset's; s10)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--device", help=f"{', '.join(DEVICES)} or cuda:N (default auto: a GPU if there is one)")
+    p.add_argument("--precision", choices=PRECISIONS, help="autocast dtype (default auto: bf16 on CPU, bf16/fp16 on GPU)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
+                   help="keep NCHW tensors (channels_last is faster on CPU and tensor cores)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, the physical cores)")
+    p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only")
+    p.add_argument("--limit-test", type=int, metavar="N", help="test on the first N images only")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    overrides = {name: getattr(args, name, None) for name in (
+        "data_dir", "model", "epochs", "batch_size", "weight_decay", "device", "precision", "channels_last", "seed",
+        "threads", "limit_train", "limit_test", "max_lr")}
+    if args.config is not None:
+        config = TrainConfig.from_json(args.config)
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(config, name, value)
+        return config.validate()
+    return preset_config(args.preset, **overrides)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data import describe, load_cifar10
+
+    print(describe(load_cifar10(args.data_dir, download=not args.no_download)))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .models import build_model, summary
+
+    print(summary(build_model(args.model)))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .run import train
+
+    if args.resume is not None:
+        config = TrainConfig(data_dir=args.data_dir)  # everything else comes from RUN_DIR/config.json
+        out = args.resume
+    else:
+        config = config_from_args(args)
+        out = args.out
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every {args.checkpoint_every}: must be a whole number of steps >= 1")
+    results = train(config, out, resume=args.resume is not None, overwrite=args.overwrite,
+                    progress=not args.quiet, checkpoint_every=args.checkpoint_every or 0)
+    print(f"test accuracy {results['test_accuracy']:.2%}  (loss {results['test_loss']:.4f})  "
+          f"{results['train_images_per_second']:.0f} train img/s  wall {results['wall_time_s']:.0f}s  "
+          f"-> {Path(out) if out else 'runs/'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="cifarkit", description="Train image classifiers on CIFAR-10.")
+    parser.add_argument("--version", action="version", version=f"cifarkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("data", help="download CIFAR-10 if absent, else check the local copy and describe it")
+    _add_data_flags(p)
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading when absent")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("summary", help="print the model's layers, output shapes and parameter counts")
+    p.add_argument("--model", default="s10")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("train", help="train a model; writes RUN_DIR/{config.json,metrics.csv,results.json,checkpoints/}")
+    _add_run_flags(p)
+    p.add_argument("--out", type=Path, help="run folder (default runs/PRESET-TIMESTAMP)")
+    p.add_argument("--max-lr", type=_max_lr, help="One Cycle peak lr (default: the preset's; s10: 4.51e-2)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: each epoch)")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UserError as e:
+        print(f"cifarkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cifarkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+

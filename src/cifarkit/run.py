@@ -1,0 +1,67 @@
+"""One training run and its folder: create (or refuse to clobber), resume, train, write results."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .data import CIFAR10
+from .engine import Interrupted, Trainer
+from .errors import UserError
+
+# What a run folder holds; --overwrite removes exactly these before starting again.
+RUN_FILES = ("config.json", "metrics.csv", "results.json", "checkpoints/last.pt")
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    return Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
+          overwrite: bool = False, progress: bool = True, checkpoint_every: int = 0,
+          data: CIFAR10 | None = None) -> dict[str, Any]:
+    """Train `config` into `run_dir` and return the results (also written to RUN_DIR/results.json).
+
+    resume=True continues the run in `run_dir` from its last checkpoint, with the config saved there.
+    """
+    if resume:
+        if run_dir is None:
+            raise UserError("--resume needs the run folder to continue")
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.json").exists():
+            raise UserError(f"--resume {run_dir}: no config.json there; is this a cifarkit run folder?")
+        if not (run_dir / "checkpoints" / "last.pt").exists():
+            raise UserError(f"--resume {run_dir}: no checkpoint yet (checkpoints/last.pt); start the run again "
+                            "with --overwrite")
+        saved = TrainConfig.from_json(run_dir / "config.json")
+        # where the data lives may differ between machines; everything that shapes the result may not
+        if config.data_dir:
+            saved.data_dir = config.data_dir
+        config = saved
+    else:
+        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+        existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if existing and not overwrite:
+            raise UserError(f"--out {run_dir}: already holds a run ({', '.join(existing)}); pass --resume {run_dir} "
+                            "to continue it, --overwrite to replace it, or choose another --out")
+        for name in existing:
+            (run_dir / name).unlink()
+    config.validate()
+    trainer = Trainer(config, run_dir, data=data, progress=progress, checkpoint_every=checkpoint_every)
+    if resume:
+        trainer.load_checkpoint(trainer.checkpoint_path)
+        if trainer.state.epoch >= config.epochs:
+            raise UserError(f"--resume {run_dir}: the run already finished all {config.epochs} epochs")
+        if progress:
+            print(f"resuming {run_dir} at epoch {trainer.state.epoch + 1}, step {trainer.state.step_in_epoch}",
+                  file=sys.stderr)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        trainer.write_config()
+    try:
+        return trainer.fit()
+    except Interrupted as e:
+        raise UserError(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run_dir}") from None

@@ -1,0 +1,49 @@
+"""The One Cycle schedule, stepped every batch.
+
+Training uses PyTorch's own OneCycleLR (so lr *and* momentum/beta1 follow it
+exactly as in the seed's notebook); `planned_schedule` replays it on a dummy
+parameter, which gives the whole planned curve as plain numbers for plots
+and tests before any training happens.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.optim.lr_scheduler import OneCycleLR
+
+from .config import TrainConfig
+
+
+def steps_per_epoch(num_images: int, batch_size: int) -> int:
+    """Batches per epoch; the last, smaller batch is kept (50,000 / 512 -> 98 steps, as the seed)."""
+    return math.ceil(num_images / batch_size)
+
+
+def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, max_lr: float,
+              steps_per_epoch: int) -> OneCycleLR:
+    return OneCycleLR(
+        optimizer,
+        max_lr=max_lr,
+        total_steps=config.epochs * steps_per_epoch,
+        pct_start=config.pct_start,
+        anneal_strategy=config.anneal_strategy,
+        cycle_momentum=config.cycle_momentum,
+        base_momentum=config.base_momentum,
+        max_momentum=config.max_momentum,
+        div_factor=config.div_factor,
+        final_div_factor=config.final_div_factor,
+        three_phase=config.three_phase,
+    )
+
+
+def planned_schedule(config: TrainConfig, max_lr: float, steps_per_epoch: int) -> list[float]:
+    """The lr of every optimiser step of the run, in order (length epochs * steps_per_epoch)."""
+    dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=max_lr, momentum=0.9)
+    scheduler = one_cycle(dummy, config, max_lr, steps_per_epoch)
+    lrs = []
+    for _ in range(config.epochs * steps_per_epoch):
+        lrs.append(dummy.param_groups[0]["lr"])
+        dummy.step()
+        scheduler.step()
+    return lrs

@@ -1,0 +1,94 @@
+"""Fixtures: a tiny, learnable CIFAR-10 written in both official layouts, and real data when available."""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifarkit.data import CLASSES
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_GETTER = REPO.parent / "shared" / "data" / "get_cifar10.py"
+
+
+def synthetic_cifar(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is visible (a class colour plus a class stripe) under noise: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10), n_per_class)
+    rng.shuffle(labels)
+    colours = rng.integers(40, 216, size=(10, 3))
+    images = rng.normal(0, 30, size=(len(labels), 3, 32, 32)) + colours[labels][:, :, None, None]
+    for i, y in enumerate(labels):
+        images[i, :, 3 * y:3 * y + 3, :] += 60  # a horizontal band whose height encodes the class
+    return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64)
+
+
+def write_py_layout(root: Path, train: tuple, test: tuple) -> Path:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    x, y = train
+    chunks = np.array_split(np.arange(len(y)), 5)
+    for i, idx in enumerate(chunks, start=1):
+        batch = {"batch_label": f"training batch {i} of 5", "labels": y[idx].tolist(),
+                 "data": x[idx].reshape(len(idx), -1), "filenames": [f"img{j}.png" for j in idx]}
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch, protocol=2))
+    tx, ty = test
+    (folder / "test_batch").write_bytes(pickle.dumps(
+        {"batch_label": "testing batch 1 of 1", "labels": ty.tolist(), "data": tx.reshape(len(ty), -1)}, protocol=2))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CLASSES), "num_cases_per_batch": 10000}))
+    return folder
+
+
+def write_bin_layout(root: Path, train: tuple, test: tuple) -> Path:
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+
+    def records(x, y):
+        return np.concatenate([y.astype(np.uint8)[:, None], x.reshape(len(y), -1)], axis=1).tobytes()
+
+    x, y = train
+    for i, idx in enumerate(np.array_split(np.arange(len(y)), 5), start=1):
+        (folder / f"data_batch_{i}.bin").write_bytes(records(x[idx], y[idx]))
+    (folder / "test_batch.bin").write_bytes(records(*test))
+    (folder / "batches.meta.txt").write_text("\n".join(CLASSES) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_arrays():
+    return synthetic_cifar(20, seed=1), synthetic_cifar(10, seed=2)  # 200 train, 100 test
+
+
+@pytest.fixture
+def tiny_py(tmp_path, tiny_arrays) -> Path:
+    """A data dir holding cifar-10-batches-py with 200 train / 100 test images."""
+    write_py_layout(tmp_path / "py", *tiny_arrays)
+    return tmp_path / "py"
+
+
+@pytest.fixture
+def tiny_bin(tmp_path, tiny_arrays) -> Path:
+    write_bin_layout(tmp_path / "bin", *tiny_arrays)
+    return tmp_path / "bin"
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real CIFAR-10: $CIFARKIT_TEST_DATA if set, else fetched by ../shared/data/get_cifar10.py."""
+    if os.environ.get("CIFARKIT_TEST_DATA"):
+        path = Path(os.environ["CIFARKIT_TEST_DATA"])
+        if (path / "cifar-10-batches-bin").exists():
+            return path
+        pytest.skip(f"CIFARKIT_TEST_DATA={path} holds no cifar-10-batches-bin")
+    if not SHARED_GETTER.exists():
+        pytest.skip(f"real CIFAR-10 unavailable: {SHARED_GETTER} is absent and CIFARKIT_TEST_DATA is unset")
+    target = Path.home() / ".cache" / "cifarkit-test-data"
+    done = subprocess.run([sys.executable, str(SHARED_GETTER), str(target)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"real CIFAR-10 unavailable: {SHARED_GETTER} failed: {done.stderr.strip()[-300:]}")
+    return target

@@ -1,0 +1,160 @@
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cifarkit import data as data_mod
+from cifarkit.cli import main
+from cifarkit.data import describe, download_and_extract, load_cifar10, safe_extract
+from cifarkit.errors import UserError
+
+
+def test_both_layouts_give_the_same_tensors(tiny_py, tiny_bin, tiny_arrays):
+    py, bn = load_cifar10(tiny_py, download=False), load_cifar10(tiny_bin, download=False)
+    (x, y), (tx, ty) = tiny_arrays
+    for ds, layout in ((py, "py"), (bn, "bin")):
+        assert ds.layout == layout
+        assert ds.train_images.dtype == torch.uint8 and ds.train_images.shape == (200, 3, 32, 32)
+        assert torch.equal(ds.train_images, torch.from_numpy(x))
+        assert torch.equal(ds.train_labels, torch.from_numpy(y))
+        assert torch.equal(ds.test_images, torch.from_numpy(tx))
+        assert ds.classes[0] == "airplane"
+
+
+def test_describe_counts_per_class_and_md5_status(tiny_bin):
+    text = describe(load_cifar10(tiny_bin, download=False))
+    assert "bin layout" in text
+    assert "airplane" in text and "total" in text and "200" in text
+    assert "MD5 differs from the official file" in text and "structure valid, used" in text
+
+
+def test_the_batches_folder_itself_is_accepted(tiny_py):
+    assert len(load_cifar10(tiny_py / "cifar-10-batches-py", download=False).train_labels) == 200
+
+
+def test_missing_folder_without_download_names_it(tmp_path):
+    with pytest.raises(UserError, match="no CIFAR-10 here.*cifarkit data"):
+        load_cifar10(tmp_path / "nothing", download=False)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage"])
+def test_damaged_py_file_is_named(tiny_py, damage):
+    path = tiny_py / "cifar-10-batches-py" / "data_batch_3"
+    blob = path.read_bytes()
+    path.write_bytes({"truncate": blob[: len(blob) // 2], "empty": b"", "garbage": os.urandom(500)}[damage])
+    with pytest.raises(UserError, match="data_batch_3"):
+        load_cifar10(tiny_py, download=False)
+
+
+def test_truncated_bin_file_is_named(tiny_bin):
+    path = tiny_bin / "cifar-10-batches-bin" / "test_batch.bin"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(UserError, match="test_batch.bin.*whole number of 3073-byte records"):
+        load_cifar10(tiny_bin, download=False)
+
+
+def test_a_pickle_with_code_is_refused_and_never_runs(tiny_py, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tiny_py / "cifar-10-batches-py" / "data_batch_1").write_bytes(pickle.dumps({"data": Evil(), "labels": []}))
+    with pytest.raises(UserError, match="data_batch_1"):
+        load_cifar10(tiny_py, download=False)
+    assert not marker.exists()
+
+
+def test_wrong_labels_are_refused(tiny_bin):
+    path = tiny_bin / "cifar-10-batches-bin" / "data_batch_1.bin"
+    raw = bytearray(path.read_bytes())
+    raw[0] = 42
+    path.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="labels must lie in 0..9"):
+        load_cifar10(tiny_bin, download=False)
+
+
+def _archive_of(folder: Path, out: Path) -> str:
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return hashlib.md5(out.read_bytes()).hexdigest()
+
+
+def test_download_checks_md5_then_extracts(tiny_py, tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    md5 = _archive_of(tiny_py / "cifar-10-batches-py", archive)
+    target = tmp_path / "fresh"
+    download_and_extract(target, url=archive.as_uri(), md5=md5)
+    assert len(load_cifar10(target, download=False).train_labels) == 200
+
+
+def test_download_with_wrong_md5_is_deleted_and_refused(tiny_py, tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    _archive_of(tiny_py / "cifar-10-batches-py", archive)
+    target = tmp_path / "fresh"
+    with pytest.raises(UserError, match="does not match the official"):
+        download_and_extract(target, url=archive.as_uri(), md5="0" * 32)
+    assert not (target / archive.name).exists()
+    assert not any(target.glob("*.tmp")) and not any(target.glob(".*.tmp"))
+
+
+def test_load_downloads_when_absent(tiny_py, tmp_path, monkeypatch):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    md5 = _archive_of(tiny_py / "cifar-10-batches-py", archive)
+    monkeypatch.setattr(data_mod, "ARCHIVE_URL", archive.as_uri())
+    monkeypatch.setattr(data_mod, "ARCHIVE_MD5", md5)
+    monkeypatch.setattr(data_mod.download_and_extract, "__defaults__", (archive.as_uri(), md5))
+    ds = load_cifar10(tmp_path / "cache")
+    assert ds.layout == "py" and len(ds.test_labels) == 100
+
+
+def test_unreachable_download_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="download failed"):
+        download_and_extract(tmp_path / "d", url=(tmp_path / "absent.tar.gz").as_uri(), md5="0" * 32)
+
+
+def test_archive_member_escaping_the_target_is_refused(tmp_path):
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("../escaped.txt")
+        payload = b"gotcha"
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(UserError, match="outside"):
+        safe_extract(archive, target)
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_data_dir_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_DATA", str(tmp_path / "env"))
+    assert data_mod.default_data_dir(tmp_path / "flag") == tmp_path / "flag"
+    assert data_mod.default_data_dir(None) == tmp_path / "env"
+    monkeypatch.delenv("CIFARKIT_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data_mod.default_data_dir(None) == tmp_path / "cache" / "cifarkit"
+
+
+def test_cli_data_prints_and_fails_cleanly(tiny_bin, tmp_path, capsys):
+    assert main(["data", "--data-dir", str(tiny_bin)]) == 0
+    assert "bin layout" in capsys.readouterr().out
+    assert main(["data", "--data-dir", str(tmp_path / "none"), "--no-download"]) == 2
+    assert "no CIFAR-10 here" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_real_cifar10_loads_with_official_md5s(real_data_dir):
+    ds = load_cifar10(real_data_dir / "cifar-10-batches-bin", download=False)
+    assert ds.train_images.shape == (50000, 3, 32, 32) and ds.test_images.shape == (10000, 3, 32, 32)
+    assert torch.bincount(ds.train_labels).tolist() == [5000] * 10
+    assert all(status == "MD5 ok" for status in ds.checks.values())
+    py = load_cifar10(real_data_dir / "cifar-10-batches-py", download=False)
+    assert torch.equal(py.test_images, ds.test_images) and np.array_equal(py.train_labels, ds.train_labels)
