@@ -310,6 +310,7 @@ class Trainer:
         from tqdm import tqdm
 
         cfg, s = self.config, self.state
+        self.model.train()  # evaluation switched BatchNorm to its running statistics
         images, labels = self.data.train_images, self.data.train_labels
         g = generator(self.device, cfg.seed, "order", s.epoch)
         order = torch.randperm(len(labels), generator=g, device=g.device).to(self.device)

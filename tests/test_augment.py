@@ -1,0 +1,66 @@
+import torch
+import torch.nn.functional as F
+
+from cifarkit.augment import Augment, cutout, normalize, random_crop, random_flip
+from cifarkit.data import MEAN, STD
+
+
+def batch(n=256, seed=0):
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_normalize_uses_the_cifar_mean_and_std():
+    x = torch.full((1, 3, 32, 32), 128, dtype=torch.uint8)
+    out = normalize(x)
+    for c in range(3):
+        assert torch.allclose(out[0, c], torch.tensor((128 / 255 - MEAN[c]) / STD[c]))
+
+
+def test_every_crop_is_a_window_of_the_reflect_padded_image():
+    x = normalize(batch(64))
+    out = random_crop(x, 4, gen())
+    padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
+    offsets = set()
+    for i in range(len(x)):
+        matches = [(dy, dx) for dy in range(9) for dx in range(9)
+                   if torch.equal(out[i], padded[i, :, dy:dy + 32, dx:dx + 32])]
+        assert matches, f"image {i} is not a 32x32 window of its padded image"
+        offsets.add(matches[0])
+    assert len(offsets) > 20  # offsets are drawn per image, not once per batch
+
+
+def test_flip_rate_is_one_half_and_flips_whole_images():
+    x = normalize(batch(2000))
+    out = random_flip(x, gen())
+    flipped = torch.tensor([torch.equal(o, i.flip(2)) for o, i in zip(out, x)])
+    kept = torch.tensor([torch.equal(o, i) for o, i in zip(out, x)])
+    assert bool((flipped | kept).all())
+    assert 0.45 < flipped.float().mean().item() < 0.55
+
+
+def test_cutout_is_one_8x8_hole_of_mean_colour_inside_the_image_half_the_time():
+    x = normalize(batch(2000)) + 10.0  # no pixel is 0 before cutout
+    out = cutout(x, 8, 0.5, gen())
+    zero = (out == 0).all(dim=1)  # (N,H,W): all channels at the mean colour
+    counts = zero.flatten(1).sum(1)
+    assert set(counts.unique().tolist()) == {0, 64}
+    assert 0.45 < (counts == 64).float().mean().item() < 0.55
+    for i in torch.nonzero(counts == 64).flatten()[:50]:
+        rows, cols = torch.nonzero(zero[i], as_tuple=True)
+        assert rows.max() - rows.min() == 7 and cols.max() - cols.min() == 7  # a square, wholly inside
+    assert torch.equal(out[~zero[:, None].expand_as(out)], x[~zero[:, None].expand_as(x)])
+
+
+def test_augment_is_reproducible_from_the_seed_and_differs_across_seeds():
+    aug, x = Augment(), batch(32)
+    assert torch.equal(aug(x, gen(7)), aug(x, gen(7)))
+    assert not torch.equal(aug(x, gen(7)), aug(x, gen(8)))
+
+
+def test_disabled_augment_is_plain_normalisation():
+    x = batch(8)
+    assert torch.equal(Augment(pad_crop=0, flip=False, cutout_size=0)(x, gen()), normalize(x))

@@ -1,0 +1,58 @@
+import pytest
+
+from cifarkit.cli import main
+from cifarkit.config import TrainConfig, preset_config
+from cifarkit.errors import UserError
+
+
+def test_s10_preset_is_the_seed_recipe():
+    cfg = preset_config("s10")
+    assert (cfg.model, cfg.optimizer, cfg.weight_decay, cfg.batch_size, cfg.epochs) == ("s10", "adam", 1e-4, 512, 24)
+    assert (cfg.pct_start, cfg.div_factor, cfg.final_div_factor, cfg.three_phase, cfg.anneal_strategy) == (
+        5 / 24, 100, 100, False, "linear")
+    assert (cfg.pad_crop, cfg.flip, cfg.cutout_size, cfg.cutout_prob) == (4, True, 8, 0.5)
+    assert cfg.max_lr == 4.51e-2
+
+
+def test_json_round_trip(tmp_path):
+    cfg = preset_config("s10", epochs=3, seed=5)
+    path = tmp_path / "c.json"
+    path.write_text(__import__("json").dumps(cfg.to_dict()))
+    assert TrainConfig.from_json(path) == cfg
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"epochs": -1}, "--epochs -1: must be a whole number >= 1"),
+    ({"batch_size": 0}, "--batch-size 0"),
+    ({"max_lr": -0.1}, "--max-lr"),
+    ({"max_lr": "soon"}, "--max-lr 'soon'"),
+    ({"pct_start": 1.2}, "--pct-start 1.2: the peak must fall strictly inside"),
+    ({"device": "tpu"}, "--device 'tpu': unknown device"),
+    ({"model": "vgg"}, "--model 'vgg': unknown model"),
+    ({"limit_train": 0}, "--limit-train 0"),
+])
+def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        preset_config("s10", **overrides)
+
+
+def test_unknown_preset_and_unknown_keys():
+    with pytest.raises(UserError, match="unknown preset; choose one of s10"):
+        preset_config("s11")
+    with pytest.raises(UserError, match="unknown setting"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "-2"], "--epochs -2"),
+    (["train", "--batch-size", "0"], "--batch-size 0"),
+    (["train", "--preset", "nope"], "unknown preset"),
+    (["train", "--device", "quantum"], "unknown device"),
+    (["train", "--device", "cuda"], "no CUDA GPU"),
+])
+def test_cli_refuses_bad_flags_before_any_work(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    code = main(argv + ["--data-dir", str(tmp_path / "absent"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,100 @@
+"""End-to-end training on the tiny synthetic CIFAR-10 (s10-small, CPU, seconds)."""
+import csv
+import json
+
+import pytest
+import torch
+
+from cifarkit import TrainConfig, train
+from cifarkit.cli import main
+from cifarkit.engine import Trainer, load_checkpoint
+from cifarkit.errors import UserError
+
+
+def tiny_config(data_dir, **overrides) -> TrainConfig:
+    values = dict(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(data_dir), threads=1)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def rows(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_reduces_the_loss_and_writes_the_run_folder(tiny_py, tmp_path):
+    run = tmp_path / "run"
+    results = train(tiny_config(tiny_py), run, progress=False)
+    metrics = rows(run)
+    assert [int(r["epoch"]) for r in metrics] == [1, 2, 3]
+    assert float(metrics[-1]["train_loss"]) < 0.7 * float(metrics[0]["train_loss"])
+    assert results["test_accuracy"] > 0.5  # chance is 0.1
+    for key in ("preset", "model", "params", "epochs", "test_accuracy", "test_loss", "train_images_per_second",
+                "wall_time_s", "device", "dtype", "seed", "torch", "max_lr", "max_lr_source"):
+        assert key in results, key
+    assert json.loads((run / "results.json").read_text()) == results
+    assert TrainConfig.from_json(run / "config.json") == tiny_config(tiny_py)
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["state"]["epoch"] == 3 and ckpt["classes"][0] == "airplane"
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_same_seed_same_run_bitwise(tiny_bin, tmp_path):
+    cfg = tiny_config(tiny_bin, epochs=1)
+    train(cfg, tmp_path / "a", progress=False)
+    train(cfg, tmp_path / "b", progress=False)
+    a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert rows(tmp_path / "a")[0]["train_loss"] == rows(tmp_path / "b")[0]["train_loss"]
+
+
+def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, monkeypatch):
+    cfg = tiny_config(tiny_py, epochs=2)
+    train(cfg, tmp_path / "full", progress=False)
+
+    original, calls = Trainer.train_step, {"n": 0}
+
+    def crash_on_step_7(self, images, labels):
+        calls["n"] += 1
+        if calls["n"] == 7:  # mid-epoch 2 (4 steps an epoch), after the step-6 checkpoint
+            raise RuntimeError("simulated crash")
+        return original(self, images, labels)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_on_step_7)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, tmp_path / "cut", progress=False, checkpoint_every=2)
+    assert load_checkpoint(tmp_path / "cut")["state"]["step_in_epoch"] == 2
+    monkeypatch.setattr(Trainer, "train_step", original)
+    train(TrainConfig(), tmp_path / "cut", resume=True, progress=False)
+
+    full, cut = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "cut")
+    assert all(torch.equal(full["model"][k], cut["model"][k]) for k in full["model"])
+    timing = ("images_per_s", "seconds")
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in timing} for r in rs]  # noqa: E731
+    assert strip(rows(tmp_path / "full")) == strip(rows(tmp_path / "cut"))
+
+
+def test_a_nan_loss_stops_training_and_names_the_step(tiny_py, tmp_path, monkeypatch):
+    original = Trainer.train_step
+
+    def poisoned(self, images, labels):
+        if self.state.epoch == 1:
+            images = images * float("nan")
+        return original(self, images, labels)
+
+    monkeypatch.setattr(Trainer, "train_step", poisoned)
+    with pytest.raises(UserError, match=r"loss became nan at epoch 2, step \d+ \(lr .*last good checkpoint"):
+        train(tiny_config(tiny_py), tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run")["state"]["epoch"] == 1
+
+
+def test_cli_train_refuses_to_clobber_a_run(tiny_py, tmp_path, capsys):
+    argv = ["train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "100",
+            "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(argv) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(argv + ["--overwrite"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 2
+    assert "already finished" in capsys.readouterr().err
