@@ -1,0 +1,126 @@
+"""Training throughput of the S10 ResNet: cifarkit's pipeline vs a notebook-style loop, in one run.
+
+    python benchmarks/throughput.py [--steps 3] [--batch-size 512] [--device auto] [--workers 0]
+
+The notebook-style side is written the way the assignment's public notebooks do it: a Dataset that
+augments one image at a time (pad+crop, flip, cutout, normalise, in numpy), a DataLoader, and an fp32
+NCHW eager training step. The cifarkit side is the real Trainer.train_epoch: the dataset as uint8 on
+the device, batched augmentation, autocast where the hardware has a fast low precision, channels_last.
+Both train the same model with Adam on the same number of images; images are random (speed does
+not depend on content). Prints images/s of each and the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cifarkit.config import TrainConfig
+from cifarkit.data import CIFAR10, MEAN, STD
+from cifarkit.engine import Trainer, machine_info, resolve_device
+from cifarkit.models import build_model
+
+
+class PerImageDataset(torch.utils.data.Dataset):
+    """The notebooks' way: each __getitem__ augments one HWC image in numpy."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+        self.mean, self.std = np.array(MEAN, dtype=np.float32), np.array(STD, dtype=np.float32)
+        self.rng = np.random.default_rng(0)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        img = self.images[i].transpose(1, 2, 0)  # HWC like PIL/albumentations
+        img = np.pad(img, ((4, 4), (4, 4), (0, 0)), mode="reflect")
+        y, x = self.rng.integers(0, 9, size=2)
+        img = img[y:y + 32, x:x + 32]
+        if self.rng.random() < 0.5:
+            img = img[:, ::-1]
+        img = (img.astype(np.float32) / 255 - self.mean) / self.std
+        if self.rng.random() < 0.5:
+            cy, cx = self.rng.integers(0, 25, size=2)
+            img[cy:cy + 8, cx:cx + 8] = 0
+        return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), int(self.labels[i])
+
+
+def notebook_style(images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device,
+                   workers: int) -> float:
+    torch.manual_seed(0)
+    model = build_model("s10").to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    loader = torch.utils.data.DataLoader(PerImageDataset(images, labels), batch_size=batch_size, shuffle=True,
+                                         num_workers=workers)
+
+    def step(x, y):
+        x, y = x.to(device), y.to(device)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()  # the notebooks read the loss every batch for their tqdm bar
+
+    warm_x, warm_y = next(iter(loader))
+    step(warm_x, warm_y)
+    started, seen = time.perf_counter(), 0
+    for x, y in loader:
+        step(x, y)
+        seen += len(y)
+    return seen / (time.perf_counter() - started)
+
+
+def cifarkit_pipeline(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: str,
+                      precision: str, channels_last: bool) -> tuple[float, str]:
+    data = CIFAR10(images, labels, images[:batch_size], labels[:batch_size])
+    config = TrainConfig(batch_size=batch_size, epochs=1, device=device, precision=precision,
+                         channels_last=channels_last)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, run_dir, data=data, progress=False)
+        warm = trainer.augment(trainer.data.train_images[:batch_size], torch.Generator().manual_seed(0))
+        trainer.train_step(warm.to(trainer.device), trainer.data.train_labels[:batch_size])
+        started = time.perf_counter()
+        trainer.train_epoch({"signal": 0})
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        return len(labels) / (time.perf_counter() - started), str(trainer.dtype).replace("torch.", "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per side (after one warm-up step)")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the notebook-style side")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    n = args.steps * args.batch_size
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n)
+    info = machine_info(device)
+    print(f"machine: {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']} "
+          f"({info['torch_threads']} threads), device {device}{', ' + info['gpu'] if 'gpu' in info else ''}")
+    print(f"S10 ResNet, batch {args.batch_size}, {args.steps} timed steps per row\n")
+
+    rows = [("notebook-style: DataLoader + per-image numpy aug, fp32, NCHW",
+             notebook_style(images, labels, args.batch_size, device, args.workers))]
+    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+    for precision, channels_last in (("fp32", False), ("fp32", True), ("auto", True)):
+        speed, dtype = cifarkit_pipeline(x, y, args.batch_size, args.device, precision, channels_last)
+        layout = "channels_last" if channels_last else "NCHW"
+        rows.append((f"cifarkit: on-device batch aug, {dtype}, {layout}" + (" (default)" if precision == "auto" else ""),
+                     speed))
+    base = rows[0][1]
+    for name, speed in rows:
+        print(f"{name:<66} {speed:8.1f} img/s  {speed / base:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
