@@ -46,10 +46,21 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
+# flag dest -> TrainConfig field, where the names differ
+FLAG_FIELDS = {"start_lr": "lr_find_start", "end_lr": "lr_find_end", "num_iter": "lr_find_iters"}
+
+
+def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
+    """The LR range test's flags (lr-find, and train --max-lr find)."""
+    p.add_argument("--start-lr", type=float, help="first lr of the range test (s10: 0.03)")
+    p.add_argument("--end-lr", type=float, help="last lr of the range test (s10: 10)")
+    p.add_argument("--num-iter", type=int, help="steps of the range test (s10: 200); stops early on divergence")
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    overrides = {name: getattr(args, name, None) for name in (
+    overrides = {FLAG_FIELDS.get(name, name): getattr(args, name, None) for name in (
         "data_dir", "model", "epochs", "batch_size", "weight_decay", "device", "precision", "channels_last", "seed",
-        "threads", "limit_train", "limit_test", "max_lr")}
+        "threads", "limit_train", "limit_test", "max_lr", "start_lr", "end_lr", "num_iter")}
     if args.config is not None:
         config = TrainConfig.from_json(args.config)
         for name, value in overrides.items():
@@ -92,6 +103,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    import time
+
+    from .data import load_cifar10
+    from .engine import resolve_device
+    from .lr_finder import find_lr
+    from .run import default_run_dir
+
+    config = config_from_args(args)
+    resolve_device(config.device)
+    out = args.out or default_run_dir(config).with_name(f"lr-find-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    started = time.perf_counter()
+    data = load_cifar10(config.data_dir).limit(config.limit_train)
+    result = find_lr(config, data, out, progress=not args.quiet)
+    print(f"suggested max lr {result.suggestion:.3g} (steepest descent of the smoothed loss); "
+          f"loss minimum at lr {result.min_loss_lr:.3g}; {len(result.lrs)} steps"
+          f"{' (stopped: diverged)' if result.diverged_at is not None else ''} in {time.perf_counter() - started:.0f}s")
+    print(f"wrote {out / 'lr_find.json'} and {out / 'lr_find.png'}; train with --max-lr {result.suggestion:.3g} "
+          "or --max-lr find")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -115,7 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: each epoch)")
+    _add_sweep_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("lr-find", help="LR range test on training batches: suggests the One Cycle peak")
+    _add_run_flags(p)
+    p.add_argument("--out", type=Path, help="folder for lr_find.json and lr_find.png (default runs/lr-find-...)")
+    _add_sweep_flags(p)
+    p.set_defaults(func=cmd_lr_find)
     return parser
 
 

@@ -47,6 +47,10 @@ class TrainConfig:
     cycle_momentum: bool = True  # OneCycleLR's default, so Adam's beta1 cycles 0.95 -> 0.85 -> 0.95
     base_momentum: float = 0.85
     max_momentum: float = 0.95
+    # LR range test (cifarkit lr-find, or max_lr="find"): exponential sweep, as the seed ran it.
+    lr_find_start: float = 0.03
+    lr_find_end: float = 10.0
+    lr_find_iters: int = 200
     # Augmentation of training batches (test images are never augmented).
     pad_crop: int = 4  # reflect-pad this many pixels, then crop 32x32 at random; 0 disables
     flip: bool = True  # horizontal flip with p=0.5
@@ -110,6 +114,11 @@ class TrainConfig:
              self.label_smoothing, "must be in [0, 1)")
         need(_finite(self.pct_start) and 0 < self.pct_start < 1, "pct_start", self.pct_start,
              "the peak must fall strictly inside the schedule: 0 < pct_start < 1 (the seed: 5/24)")
+        need(_positive(self.lr_find_start), "start_lr", self.lr_find_start, "must be a positive number")
+        need(_positive(self.lr_find_end) and self.lr_find_end > self.lr_find_start, "end_lr", self.lr_find_end,
+             f"must be a number above --start-lr ({self.lr_find_start})")
+        need(isinstance(self.lr_find_iters, int) and self.lr_find_iters >= 20, "num_iter", self.lr_find_iters,
+             "must be a whole number of steps >= 20")
         need(_positive(self.div_factor), "div_factor", self.div_factor, "must be > 0")
         need(_positive(self.final_div_factor), "final_div_factor", self.final_div_factor, "must be > 0")
         need(self.anneal_strategy in ANNEAL, "anneal_strategy", self.anneal_strategy, f"choose one of {', '.join(ANNEAL)}")

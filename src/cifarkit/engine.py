@@ -118,6 +118,22 @@ def generator(device: torch.device, *keys: int | str) -> torch.Generator:
     return g
 
 
+def epoch_order(num_images: int, device: torch.device, *keys: int | str) -> torch.Tensor:
+    """The shuffled image order of one epoch, a pure function of its keys (seed, purpose, epoch)."""
+    g = generator(device, *keys)
+    return torch.randperm(num_images, generator=g, device=g.device).to(device)
+
+
+def training_batch(data: CIFAR10, order: torch.Tensor, step: int, batch_size: int, augment: Augment,
+                   g: torch.Generator, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch `step` of an epoch: its images augmented with `g`'s draws, and their labels."""
+    idx = order[step * batch_size:(step + 1) * batch_size]
+    x = augment(data.train_images[idx], g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, data.train_labels[idx]
+
+
 def build_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: torch.device) -> torch.optim.Optimizer:
     # fused kernels: one launch for all parameters (CUDA and, in recent torch, CPU)
     fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
@@ -241,7 +257,7 @@ class Trainer:
         self.model = prepare_model(config, self.device, num_classes=len(self.data.classes))
         if max_lr is None:
             if isinstance(config.max_lr, str):
-                raise UserError("--max-lr find: run the LR range test first (cifarkit lr-find) and pass its suggestion")
+                raise ValueError("max_lr='find': run the range test (cifarkit.run.train does) and pass max_lr")
             max_lr = float(config.max_lr)
         self.max_lr, self.max_lr_source = max_lr, max_lr_source
         self.steps_per_epoch = steps_per_epoch(len(self.data.train_labels), config.batch_size)
@@ -295,8 +311,6 @@ class Trainer:
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step on a batch of augmented images; returns (summed loss, correct count) on device."""
         cfg = self.config
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.dtype):
             logits = self.model(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
@@ -313,9 +327,7 @@ class Trainer:
 
         cfg, s = self.config, self.state
         self.model.train()  # evaluation switched BatchNorm to its running statistics
-        images, labels = self.data.train_images, self.data.train_labels
-        g = generator(self.device, cfg.seed, "order", s.epoch)
-        order = torch.randperm(len(labels), generator=g, device=g.device).to(self.device)
+        order = epoch_order(len(self.data.train_labels), self.device, cfg.seed, "order", s.epoch)
         loss_sum = torch.tensor(s.loss_sum, device=self.device)
         correct = torch.tensor(s.correct, device=self.device)
         bar = tqdm(total=self.steps_per_epoch, initial=s.step_in_epoch, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
@@ -326,12 +338,12 @@ class Trainer:
         try:
             while s.step_in_epoch < self.steps_per_epoch:
                 step = s.step_in_epoch
-                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                x = self.augment(images[idx], generator(self.device, cfg.seed, "augment", s.epoch, step))
+                x, y = training_batch(self.data, order, step, cfg.batch_size, self.augment,
+                                      generator(self.device, cfg.seed, "augment", s.epoch, step), cfg.channels_last)
                 lr = self.optimizer.param_groups[0]["lr"]
-                batch_loss, batch_correct = self.train_step(x, labels[idx])
+                batch_loss, batch_correct = self.train_step(x, y)
                 s.step_in_epoch += 1
-                s.seen += len(idx)
+                s.seen += len(y)
                 loss_sum += batch_loss
                 correct += batch_correct
                 bar.update(1)
@@ -340,7 +352,7 @@ class Trainer:
                         (self.checkpoint_every and s.step_in_epoch % self.checkpoint_every == 0):
                     # sync point: the host reads the device's numbers only here
                     if not math.isfinite(batch_loss.item()):
-                        raise UserError(f"the loss became {batch_loss.item() / len(idx)} at epoch {s.epoch + 1}, "
+                        raise UserError(f"the loss became {batch_loss.item() / len(y)} at epoch {s.epoch + 1}, "
                                         f"step {step + 1} (lr {lr:.3g}); training stopped. The last good checkpoint "
                                         f"is {self.checkpoint_path}; try a lower --max-lr")
                     s.loss_sum, s.correct = loss_sum.item(), int(correct.item())

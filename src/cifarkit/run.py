@@ -8,12 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
-from .data import CIFAR10
-from .engine import Interrupted, Trainer
+from .data import CIFAR10, load_cifar10
+from .engine import Interrupted, Trainer, resolve_device
 from .errors import UserError
+from .lr_finder import find_lr
+from .report import plot_schedule
+from .schedule import planned_schedule
 
 # What a run folder holds; --overwrite removes exactly these before starting again.
-RUN_FILES = ("config.json", "metrics.csv", "results.json", "checkpoints/last.pt")
+RUN_FILES = ("config.json", "metrics.csv", "results.json", "checkpoints/last.pt", "lr_find.json", "lr_find.png",
+             "plots/lr_schedule.png")
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -50,7 +54,20 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
         for name in existing:
             (run_dir / name).unlink()
     config.validate()
-    trainer = Trainer(config, run_dir, data=data, progress=progress, checkpoint_every=checkpoint_every)
+    resolve_device(config.device)  # a missing GPU is reported before any data is read
+    if data is None:
+        data = load_cifar10(config.data_dir)
+    data.limit(config.limit_train, config.limit_test)
+    max_lr, source = (None, "config")
+    if config.max_lr == "find" and not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        found = find_lr(config, data, run_dir, progress=progress)
+        max_lr, source = found.suggestion, "lr-find"
+        if progress:
+            print(f"LR range test: suggestion {found.suggestion:.3g} (loss minimum at {found.min_loss_lr:.3g}); "
+                  f"see {run_dir / 'lr_find.png'}", file=sys.stderr)
+    trainer = Trainer(config, run_dir, data=data, max_lr=max_lr, max_lr_source=source, progress=progress,
+                      checkpoint_every=checkpoint_every)
     if resume:
         trainer.load_checkpoint(trainer.checkpoint_path)
         if trainer.state.epoch >= config.epochs:
@@ -61,6 +78,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         trainer.write_config()
+        plot_schedule(planned_schedule(config, trainer.max_lr, trainer.steps_per_epoch), trainer.steps_per_epoch,
+                      run_dir / "plots" / "lr_schedule.png")
     try:
         return trainer.fit()
     except Interrupted as e:

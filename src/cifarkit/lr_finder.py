@@ -1,0 +1,158 @@
+"""The LR range test (Smith 2015, as the seed ran it with torch-lr-finder) and a robust suggestion.
+
+The sweep itself is torch-lr-finder's: exponential lr steps, exponentially smoothed loss, stop on
+divergence, model and optimiser restored afterwards. We feed it our on-device augmented batches and
+pick the suggestion ourselves, with guards the library's `suggest_lr` lacks.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch_lr_finder import LRFinder, TrainDataLoaderIter
+
+from .augment import Augment
+from .config import TrainConfig
+from .data import CIFAR10
+from .engine import (build_optimizer, epoch_order, generator, prepare_model, resolve_device, resolve_precision,
+                     training_batch)
+from .errors import UserError
+from .files import write_json
+from .report import plot_lr_find
+from .schedule import steps_per_epoch
+
+SKIP_START, SKIP_END = 10, 5  # the first steps are noise around the initial loss, the last ones diverge
+
+
+@dataclass
+class RangeTestResult:
+    lrs: list[float]
+    losses: list[float]  # exponentially smoothed, as torch-lr-finder records them
+    suggestion: float  # steepest descent of the smoothed loss, before its minimum
+    suggestion_index: int
+    min_loss_lr: float
+    min_loss_index: int
+    diverged_at: int | None  # step where the sweep stopped early, if it did
+    start_lr: float
+    end_lr: float
+    num_iter: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Batches:
+    """An endless stream of augmented training batches on the device (what a DataLoader would give)."""
+
+    def __init__(self, data: CIFAR10, config: TrainConfig, device: torch.device):
+        self.data, self.config, self.device = data, config, device
+        self.augment = Augment(config.pad_crop, config.flip, config.cutout_size, config.cutout_prob)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cfg = self.config
+        for epoch in itertools.count():
+            order = epoch_order(len(self.data.train_labels), self.device, cfg.seed, "lr-find-order", epoch)
+            for step in range(steps_per_epoch(len(order), cfg.batch_size)):
+                yield training_batch(self.data, order, step, cfg.batch_size, self.augment,
+                                     generator(self.device, cfg.seed, "lr-find-augment", epoch, step),
+                                     cfg.channels_last)
+
+
+class _Diverged(Exception):
+    pass
+
+
+class _Finder(LRFinder):
+    """torch-lr-finder, stopping at the first non-finite loss (its own check misses NaN)."""
+
+    def _train_batch(self, train_iter, accumulation_steps, non_blocking_transfer=True):
+        loss = super()._train_batch(train_iter, accumulation_steps, non_blocking_transfer)
+        if not math.isfinite(loss):
+            raise _Diverged(loss)
+        return loss
+
+
+def range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: CIFAR10, config: TrainConfig,
+               device: torch.device, dtype: torch.dtype, start_lr: float, end_lr: float, num_iter: int,
+               progress: bool = True) -> RangeTestResult:
+    """Sweep lr from start_lr to end_lr on training batches; model and optimizer are restored afterwards."""
+    if not (0 < start_lr < end_lr):
+        raise UserError(f"--start-lr {start_lr} / --end-lr {end_lr}: need 0 < start-lr < end-lr")
+    if num_iter < SKIP_START + SKIP_END + 5:
+        raise UserError(f"--num-iter {num_iter}: too few steps for a reliable suggestion; use at least "
+                        f"{SKIP_START + SKIP_END + 5}")
+    amp = {"amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": dtype},
+           "grad_scaler": torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)} \
+        if dtype != torch.float32 else {}
+
+    def criterion(logits, labels):
+        return F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+
+    finder = _Finder(model, optimizer, criterion, device=device, **amp)
+    batches = TrainDataLoaderIter(_Batches(data, config, device))
+    diverged_at = None
+    try:
+        with contextlib.ExitStack() as quiet:
+            if not progress:  # torch-lr-finder prints and draws its own tqdm bar
+                quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
+                quiet.enter_context(contextlib.redirect_stderr(io.StringIO()))
+            finder.range_test(batches, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, step_mode="exp",
+                              smooth_f=0.05, diverge_th=5)
+    except _Diverged:
+        diverged_at = len(finder.history["loss"])
+    finally:
+        finder.reset()  # the weights and optimiser state from before the sweep
+    lrs, losses = list(finder.history["lr"]), list(finder.history["loss"])
+    if diverged_at is None and len(losses) < num_iter:
+        diverged_at = len(losses)
+    return suggest(lrs[:len(losses)], losses, start_lr, end_lr, num_iter, diverged_at)
+
+
+def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: float, num_iter: int,
+            diverged_at: int | None = None) -> RangeTestResult:
+    """The steepest descent of the smoothed loss (per log-lr), between the skipped start and the minimum."""
+    if not losses or not math.isfinite(losses[0]):
+        raise UserError(f"the range test's loss is {losses[0] if losses else 'missing'} from the first step at "
+                        f"lr {start_lr:g}: the model diverges even there; try a lower --start-lr (e.g. "
+                        f"{start_lr / 100:g}) or check the data")
+    finite = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+    lrs, losses = lrs[:finite], losses[:finite]
+    y, log_lr = np.array(losses), np.log10(np.array(lrs))
+    lo, hi = SKIP_START, len(y) - SKIP_END
+    if hi - lo < 5:
+        raise UserError(f"the range test stopped after {len(y)} steps (the loss diverged at lr {lrs[-1]:.3g}), "
+                        f"too early for a suggestion; try --start-lr {start_lr / 10:g} --end-lr {lrs[-1]:.3g}")
+    min_index = lo + int(np.argmin(y[lo:hi]))
+    if min_index <= lo or y[min_index] > 0.98 * y[lo]:
+        raise UserError(f"the loss never descended between lr {lrs[lo]:.3g} and {lrs[hi - 1]:.3g} "
+                        f"(from {y[lo]:.4f}, lowest {y[min_index]:.4f}); no lr in this range trains the model. "
+                        f"Try a lower range, e.g. --start-lr {start_lr / 100:g} --end-lr {start_lr * 10:g}")
+    slope = np.gradient(y, log_lr)
+    best = lo + int(np.argmin(slope[lo:min_index]))
+    return RangeTestResult(lrs=lrs, losses=losses, suggestion=float(lrs[best]), suggestion_index=best,
+                           min_loss_lr=float(lrs[min_index]), min_loss_index=min_index, diverged_at=diverged_at,
+                           start_lr=start_lr, end_lr=end_lr, num_iter=num_iter)
+
+
+def find_lr(config: TrainConfig, data: CIFAR10, run_dir: str | os.PathLike, progress: bool = True) -> RangeTestResult:
+    """Run the range test for `config` (its model, optimiser, augmentation) and write lr_find.{json,png}."""
+    device = resolve_device(config.device)
+    dtype = resolve_precision(config.precision, device)
+    data = data.to(device)
+    model = prepare_model(config, device, num_classes=len(data.classes))
+    optimizer = build_optimizer(model, config, config.lr_find_start, device)
+    result = range_test(model, optimizer, data, config, device, dtype, config.lr_find_start, config.lr_find_end,
+                        config.lr_find_iters, progress=progress)
+    run_dir = Path(run_dir)
+    write_json(run_dir / "lr_find.json", result.to_dict())
+    plot_lr_find(result, run_dir / "lr_find.png")
+    return result

@@ -1,0 +1,95 @@
+"""LR range test on the tiny synthetic CIFAR-10."""
+import json
+import math
+
+import pytest
+import torch
+
+from cifarkit import TrainConfig, train
+from cifarkit import report
+from cifarkit.cli import main
+from cifarkit.data import load_cifar10
+from cifarkit.engine import build_optimizer, prepare_model
+from cifarkit.errors import UserError
+from cifarkit.lr_finder import range_test, suggest
+from cifarkit.schedule import planned_schedule
+
+SWEEP = dict(lr_find_start=1e-4, lr_find_end=1.0, lr_find_iters=60)
+
+
+def tiny(data_dir, **kw) -> TrainConfig:
+    return TrainConfig(model="s10-small", batch_size=50, epochs=2, data_dir=str(data_dir), threads=1, **{**SWEEP, **kw})
+
+
+def test_sweep_restores_weights_and_suggests_before_the_minimum(tiny_py):
+    cfg = tiny(tiny_py)
+    device = torch.device("cpu")
+    data = load_cifar10(tiny_py, download=False)
+    model = prepare_model(cfg, device)
+    optimizer = build_optimizer(model, cfg, 1e-4, device)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = range_test(model, optimizer, data, cfg, device, torch.float32, 1e-4, 1.0, 60, progress=False)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not optimizer.state  # no Adam moments left behind
+    assert result.suggestion_index < result.min_loss_index
+    assert result.suggestion < result.min_loss_lr
+    assert result.losses[result.suggestion_index] > result.losses[result.min_loss_index]
+    assert result.lrs[0] == pytest.approx(1e-4) and all(a < b for a, b in zip(result.lrs, result.lrs[1:]))
+
+
+def test_suggestion_is_the_steepest_descent_before_the_minimum():
+    lrs = [10 ** (-4 + 4 * i / 59) for i in range(60)]
+    # flat, a steep drop around index 30, minimum at 40, then a rise that is steeper still
+    losses = [2.3 - 1.5 / (1 + math.exp(-(i - 30) / 2)) if i <= 40 else 0.8 + 0.3 * (i - 40) for i in range(60)]
+    result = suggest(lrs, losses, 1e-4, 1.0, 60)
+    assert result.min_loss_index == 40
+    assert abs(result.suggestion_index - 30) <= 1
+
+
+def test_a_loss_nan_from_the_start_is_reported():
+    with pytest.raises(UserError, match="from the first step.*lower --start-lr"):
+        suggest([1.0, 2.0], [float("nan"), float("nan")], 1.0, 10.0, 50)
+
+
+def test_a_loss_that_never_descends_is_reported():
+    lrs = [10 ** (-3 + 3 * i / 49) for i in range(50)]
+    with pytest.raises(UserError, match="never descended.*--start-lr"):
+        suggest(lrs, [2.3 + 0.01 * i for i in range(50)], 1e-3, 1.0, 50)
+
+
+def test_a_sweep_that_diverges_at_once_is_reported(tiny_py, tmp_path):
+    code = main(["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--batch-size", "50",
+                 "--start-lr", "1e3", "--end-lr", "1e6", "--num-iter", "30", "--out", str(tmp_path / "lf"), "--quiet"])
+    assert code == 2
+
+
+def test_cli_lr_find_writes_json_and_plot(tiny_py, tmp_path, capsys):
+    out = tmp_path / "lf"
+    code = main(["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--batch-size", "50",
+                 "--start-lr", "1e-4", "--end-lr", "1", "--num-iter", "60", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert "suggested max lr" in capsys.readouterr().out
+    saved = json.loads((out / "lr_find.json").read_text())
+    assert saved["suggestion_index"] < saved["min_loss_index"] and len(saved["lrs"]) == len(saved["losses"])
+    assert (out / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_with_max_lr_find_uses_the_suggestion(tiny_py, tmp_path):
+    run = tmp_path / "run"
+    results = train(tiny(tiny_py, max_lr="find"), run, progress=False)
+    suggestion = json.loads((run / "lr_find.json").read_text())["suggestion"]
+    assert results["max_lr_source"] == "lr-find" and results["max_lr"] == suggestion
+    assert (run / "lr_find.png").exists() and (run / "plots" / "lr_schedule.png").exists()
+    assert json.loads((run / "config.json").read_text())["max_lr"] == "find"  # a rerun sweeps again
+
+
+def test_schedule_plot_peaks_at_the_configured_epoch(tmp_path, monkeypatch):
+    captured = {}
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: captured.update(fig=fig))
+    cfg = TrainConfig(epochs=24, pct_start=5 / 24)
+    report.plot_schedule(planned_schedule(cfg, 0.05, 98), 98, tmp_path / "s.png")
+    x, y = captured["fig"].axes[0].lines[0].get_data()
+    peak_epoch = x[int(y.argmax())] + 1 / 98  # the peak's step ends at this epoch
+    assert peak_epoch == pytest.approx(5.0)
+    assert y.max() == pytest.approx(0.05) and y[0] == pytest.approx(5e-4)
