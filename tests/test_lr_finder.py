@@ -28,6 +28,7 @@ def test_sweep_restores_weights_and_suggests_before_the_minimum(tiny_py):
     model = prepare_model(cfg, device)
     optimizer = build_optimizer(model, cfg, 1e-4, device)
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.set_num_threads(1)
     result = range_test(model, optimizer, data, cfg, device, torch.float32, 1e-4, 1.0, 60, progress=False)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -59,14 +60,14 @@ def test_a_loss_that_never_descends_is_reported():
 
 
 def test_a_sweep_that_diverges_at_once_is_reported(tiny_py, tmp_path):
-    code = main(["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--batch-size", "50",
+    code = main(["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--batch-size", "50", "--threads", "1",
                  "--start-lr", "1e3", "--end-lr", "1e6", "--num-iter", "30", "--out", str(tmp_path / "lf"), "--quiet"])
     assert code == 2
 
 
 def test_cli_lr_find_writes_json_and_plot(tiny_py, tmp_path, capsys):
     out = tmp_path / "lf"
-    code = main(["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--batch-size", "50",
+    code = main(["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--batch-size", "50", "--threads", "1",
                  "--start-lr", "1e-4", "--end-lr", "1", "--num-iter", "60", "--out", str(out), "--quiet"])
     assert code == 0
     assert "suggested max lr" in capsys.readouterr().out

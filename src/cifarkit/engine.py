@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import math
@@ -97,6 +98,14 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if device.type == "mps":
         return torch.float16
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+def setup_runtime(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
+    """Apply the thread count and resolve the device and autocast dtype of a run."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    return device, resolve_precision(config.precision, device)
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -244,11 +253,8 @@ class Trainer:
                  max_lr: float | None = None, max_lr_source: str = "config", progress: bool = True,
                  checkpoint_every: int = 0):
         self.config = config.validate()
-        if config.threads:
-            torch.set_num_threads(config.threads)
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(config.device)
-        self.dtype = resolve_precision(config.precision, self.device)
+        self.device, self.dtype = setup_runtime(config)
         self.progress = progress
         self.checkpoint_every = checkpoint_every
         if data is None:
@@ -274,8 +280,17 @@ class Trainer:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def save_checkpoint(self) -> Path:
-        s = self.state
-        save_torch(self.checkpoint_path, {
+        try:
+            save_torch(self.checkpoint_path, self.checkpoint())
+        except OSError as e:  # a full disk, a read-only folder...: the previous checkpoint is untouched
+            raise UserError(f"{self.checkpoint_path}: could not write the checkpoint ({e.strerror or e}); the previous "
+                            f"one is intact. Fix the cause, then continue with: cifarkit train --resume {self.run_dir}"
+                            ) from None
+        return self.checkpoint_path
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything to continue the run exactly, as plain tensors and containers (weights_only-loadable)."""
+        return {
             "format": CHECKPOINT_FORMAT,
             "cifarkit": __version__,
             "model_name": self.config.model,
@@ -289,16 +304,14 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "state": {"epoch": s.epoch, "step_in_epoch": s.step_in_epoch, "loss_sum": s.loss_sum,
-                      "correct": s.correct, "seen": s.seen, "train_seconds": s.train_seconds,
-                      "wall_seconds": s.wall_seconds, "history": s.history},
-        })
-        return self.checkpoint_path
+            "state": dataclasses.asdict(self.state),
+        }
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
-        ckpt = load_checkpoint(path)
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue from a checkpoint (see load_checkpoint) of this run's model."""
         if ckpt["model_name"] != self.config.model:
-            raise UserError(f"{path}: a checkpoint of model {ckpt['model_name']!r}, this run trains {self.config.model!r}")
+            raise UserError(f"{self.checkpoint_path}: a checkpoint of model {ckpt['model_name']!r}, "
+                            f"this run trains {self.config.model!r}")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])

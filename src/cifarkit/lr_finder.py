@@ -23,8 +23,7 @@ from torch_lr_finder import LRFinder, TrainDataLoaderIter
 from .augment import Augment
 from .config import TrainConfig
 from .data import CIFAR10
-from .engine import (build_optimizer, epoch_order, generator, prepare_model, resolve_device, resolve_precision,
-                     training_batch)
+from .engine import build_optimizer, epoch_order, generator, prepare_model, setup_runtime, training_batch
 from .errors import UserError
 from .files import write_json
 from .report import plot_lr_find
@@ -145,8 +144,7 @@ def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: floa
 
 def find_lr(config: TrainConfig, data: CIFAR10, run_dir: str | os.PathLike, progress: bool = True) -> RangeTestResult:
     """Run the range test for `config` (its model, optimiser, augmentation) and write lr_find.{json,png}."""
-    device = resolve_device(config.device)
-    dtype = resolve_precision(config.precision, device)
+    device, dtype = setup_runtime(config)
     data = data.to(device)
     model = prepare_model(config, device, num_classes=len(data.classes))
     optimizer = build_optimizer(model, config, config.lr_find_start, device)

@@ -9,7 +9,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .data import CIFAR10, load_cifar10
-from .engine import Interrupted, Trainer, resolve_device
+from .engine import Interrupted, Trainer, load_checkpoint, resolve_device
 from .errors import UserError
 from .lr_finder import find_lr
 from .report import plot_schedule
@@ -40,6 +40,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
         if not (run_dir / "checkpoints" / "last.pt").exists():
             raise UserError(f"--resume {run_dir}: no checkpoint yet (checkpoints/last.pt); start the run again "
                             "with --overwrite")
+        checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")  # refuses a hostile file before any work
         saved = TrainConfig.from_json(run_dir / "config.json")
         # where the data lives may differ between machines; everything that shapes the result may not
         if config.data_dir:
@@ -69,7 +70,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
     trainer = Trainer(config, run_dir, data=data, max_lr=max_lr, max_lr_source=source, progress=progress,
                       checkpoint_every=checkpoint_every)
     if resume:
-        trainer.load_checkpoint(trainer.checkpoint_path)
+        trainer.restore(checkpoint)
         if trainer.state.epoch >= config.epochs:
             raise UserError(f"--resume {run_dir}: the run already finished all {config.epochs} epochs")
         if progress:
