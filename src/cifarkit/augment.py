@@ -22,6 +22,11 @@ class Augment:
     cutout_size: int = 8
     cutout_prob: float = 0.5
 
+    @classmethod
+    def from_config(cls, config) -> "Augment":
+        """The augmentation a TrainConfig asks for."""
+        return cls(config.pad_crop, config.flip, config.cutout_size, config.cutout_prob)
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """uint8 (N,3,H,W) -> normalised float32 (N,3,H,W), each image with its own random draws."""
         x = normalize(images)

@@ -179,8 +179,8 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, dtype: torch.dtype = torch.float32,
-                   channels_last: bool = True, tta: str = "none") -> torch.Tensor:
-    """float32 logits (N, classes) for uint8 images, never augmented (except the chosen test-time views)."""
+                   channels_last: bool = True) -> torch.Tensor:
+    """float32 logits (N, classes) for uint8 images, which are normalised and never augmented."""
     model.eval()
     device = images.device
     out = []
@@ -189,10 +189,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 102
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
-            logits = model(x).float()
-            if tta in ("flip", "flip-translate"):
-                logits = logits + model(x.flip(3)).float()
-        out.append(logits)
+            out.append(model(x).float())
     return torch.cat(out) if out else torch.empty(0, 10, device=device)
 
 
@@ -270,7 +267,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config, max_lr, self.device)
         self.scheduler = one_cycle(self.optimizer, config, max_lr, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.augment = Augment(config.pad_crop, config.flip, config.cutout_size, config.cutout_prob)
+        self.augment = Augment.from_config(config)
         self.state = RunState()
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -408,6 +405,7 @@ class Trainer:
                           f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s", file=sys.stderr)
                 if stop["signal"]:
                     raise Interrupted(signal.Signals(stop["signal"]).name)
+        self.write_plots()
         return self.write_results()
 
     # -- the run folder ----------------------------------------------------------------------------
@@ -418,6 +416,23 @@ class Trainer:
         writer.writeheader()
         writer.writerows(self.state.history)
         write_text(self.run_dir / "metrics.csv", buf.getvalue())
+
+    def write_plots(self) -> None:
+        """The plots that need the data and the trained model, and the model summary (model.txt)."""
+        from . import report
+        from .models import summary
+
+        cfg, data, plots = self.config, self.data, self.run_dir / "plots"
+        report.plot_samples(data.train_images, data.train_labels, data.classes, plots / "samples.png")
+        report.plot_augmented(data.train_images, data.train_labels, data.classes, self.augment,
+                              plots / "augmented.png", seed=cfg.seed)
+        probs = predict_logits(self.model, data.test_images, cfg.eval_batch_size, self.dtype,
+                               cfg.channels_last).softmax(1)
+        report.plot_misclassified(data.test_images, data.test_labels, probs, data.classes, plots / "misclassified.png")
+        counts = report.confusion_matrix(data.test_labels, probs.argmax(1), len(data.classes))
+        report.plot_confusion(counts, data.classes, plots / "confusion.png")
+        report.plot_per_class(report.per_class_accuracy(counts), data.classes, plots / "per_class.png")
+        write_text(self.run_dir / "model.txt", summary(build_model(cfg.model, len(data.classes))))
 
     def write_config(self) -> None:
         write_json(self.run_dir / "config.json", self.config.to_dict())

@@ -54,7 +54,7 @@ class _Batches:
 
     def __init__(self, data: CIFAR10, config: TrainConfig, device: torch.device):
         self.data, self.config, self.device = data, config, device
-        self.augment = Augment(config.pad_crop, config.flip, config.cutout_size, config.cutout_prob)
+        self.augment = Augment.from_config(config)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         cfg = self.config

@@ -1,16 +1,32 @@
-"""Plots of a run (matplotlib, no display needed), each written atomically as a PNG."""
+"""What a person looks at: plots of a run (matplotlib, no display needed) and RUN_DIR/report.html.
+
+Plots that need the data or the model (samples, augmentations, mistakes, confusion) are drawn at the
+end of training; report.html is then built from the run folder's files alone, so `cifarkit report
+RUN_DIR` can rebuild it anywhere.
+"""
 from __future__ import annotations
 
+import base64
+import csv
+import html
 import io
+import json
+import math
 import os
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
+import numpy as np
+import torch
 
 matplotlib.use("Agg")  # files only: works on servers and in CI without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .files import write_bytes  # noqa: E402
+from .augment import Augment, normalize  # noqa: E402
+from .data import MEAN, STD  # noqa: E402
+from .errors import UserError  # noqa: E402
+from .files import write_bytes, write_text  # noqa: E402
 
 if TYPE_CHECKING:
     from .lr_finder import RangeTestResult
@@ -59,3 +75,197 @@ def plot_schedule(lrs: list[float], steps_per_epoch: int, path: str | os.PathLik
     ax.set_title(f"One Cycle schedule: {len(lrs)} steps, {steps_per_epoch} per epoch")
     ax.grid(True, alpha=0.3)
     save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+def _display(images: torch.Tensor) -> np.ndarray:
+    """Normalised float (N,3,H,W) -> uint8 (N,H,W,3) for imshow."""
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    pixels = ((images.float().cpu() * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).numpy()
+
+
+def plot_image_grid(images: torch.Tensor, titles: list[str], path: str | os.PathLike, cols: int,
+                    title: str, colors: list[str] | None = None) -> None:
+    """A grid of images (uint8, or normalised float as the model sees them) with a caption each."""
+    pixels = _display(images if images.is_floating_point() else normalize(images.cpu()))
+    rows = max(1, math.ceil(len(pixels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.5), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(pixels):
+            ax.imshow(pixels[i], interpolation="nearest")
+            ax.set_title(titles[i], fontsize=7, color=colors[i] if colors else "black")
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_samples(images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], path: str | os.PathLike,
+                 per_class: int = 2) -> None:
+    """The first `per_class` training images of every class that has any, with class names."""
+    labels = labels.cpu()
+    picks = [i for c in range(len(classes)) for i in torch.nonzero(labels == c).flatten()[:per_class].tolist()]
+    plot_image_grid(images.cpu()[picks], [classes[int(labels[i])] for i in picks], path, cols=10,
+                    title="Training images")
+
+
+def plot_augmented(images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], augment: Augment,
+                   path: str | os.PathLike, count: int = 6, draws: int = 5, seed: int = 0) -> None:
+    """`count` training images as stored (first column), then `draws` augmented versions of each."""
+    generator = torch.Generator().manual_seed(seed)
+    originals = images[:count].cpu()
+    rows, titles = [], []
+    for i in range(len(originals)):
+        rows += [normalize(originals[i:i + 1]), augment(originals[i:i + 1].expand(draws, -1, -1, -1), generator)]
+        titles += [classes[int(labels[i])]] + [f"draw {d + 1}" for d in range(draws)]
+    plot_image_grid(torch.cat(rows), titles, path, cols=draws + 1,
+                    title="Augmented images (first column: original)")
+
+
+def plot_misclassified(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, classes: tuple[str, ...],
+                       path: str | os.PathLike, count: int = 30) -> int:
+    """The test images the model got wrong, most confident mistakes first; returns how many were wrong."""
+    labels, probs = labels.cpu(), probs.cpu()
+    confidence, predicted = probs.max(1)
+    wrong = torch.nonzero(predicted != labels).flatten()
+    order = wrong[torch.argsort(confidence[wrong], descending=True)][:count]
+    titles = [f"true {classes[int(labels[i])]}\npred {classes[int(predicted[i])]} {confidence[i]:.0%}" for i in order]
+    plot_image_grid(images.cpu()[order], titles, path, cols=10,
+                    title=f"Misclassified test images, most confident first ({len(wrong)} wrong of {len(labels)})")
+    return len(wrong)
+
+
+def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> np.ndarray:
+    """counts[true, predicted]"""
+    flat = labels.cpu().long() * num_classes + predicted.cpu().long()
+    return torch.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes).numpy()
+
+
+def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.PathLike) -> None:
+    """The confusion matrix as counts and row-normalised (each true class sums to 1)."""
+    rows = counts.sum(1, keepdims=True)
+    normalised = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
+    for ax, values, title, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f")):
+        ax.imshow(values, cmap="Blues")
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+        ax.set_yticks(range(len(classes)), classes)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"Confusion matrix ({title})")
+        top = values.max() or 1
+        for (r, c), v in np.ndenumerate(values):
+            ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=7,
+                    color="white" if v > 0.6 * top else "black")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def per_class_accuracy(counts: np.ndarray) -> np.ndarray:
+    totals = counts.sum(1)
+    return np.divide(np.diag(counts), totals, out=np.zeros(len(counts)), where=totals > 0)
+
+
+def plot_per_class(accuracy: np.ndarray, classes: tuple[str, ...], path: str | os.PathLike) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4))
+    bars = ax.bar(classes, accuracy * 100, color="tab:blue")
+    ax.bar_label(bars, labels=[f"{a:.1%}" for a in accuracy], fontsize=8)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy per class")
+    ax.tick_params(axis="x", rotation=45)
+    save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------- curves
+
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:
+    """Loss and accuracy per epoch, train and test, with the lr underneath."""
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True, gridspec_kw={"height_ratios": [3, 3, 1.5]})
+    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], marker="o", label=f"train {label}")
+        ax.plot(epochs, [r[f"test_{key}"] for r in history], marker="o", label=f"test {label}")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    axes[2].plot(epochs, [r["lr"] for r in history], marker=".", color="tab:gray")
+    axes[2].set_ylabel("lr (end of epoch)")
+    axes[2].set_xlabel("epoch")
+    axes[2].grid(True, alpha=0.3)
+    axes[0].set_title("Training curves")
+    save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------- report.html
+
+# (file, heading) in the order the page shows them; absent files are left out
+PLOTS = (
+    ("plots/curves.png", "Training curves"),
+    ("plots/lr_schedule.png", "One Cycle schedule"),
+    ("lr_find.png", "LR range test"),
+    ("plots/samples.png", "Training images"),
+    ("plots/augmented.png", "Augmented images"),
+    ("plots/misclassified.png", "Misclassified test images"),
+    ("plots/confusion.png", "Confusion matrix"),
+    ("plots/per_class.png", "Accuracy per class"),
+)
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+img{max-width:100%;border:1px solid #eee}pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}
+h2{margin-top:2em;border-bottom:1px solid #ddd}"""
+
+
+def _table(rows: dict[str, Any]) -> str:
+    return "<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+                               for k, v in rows.items()) + "</table>"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def write_report(run_dir: str | os.PathLike) -> Path:
+    """RUN_DIR/report.html: one self-contained page (plots embedded) built from the run folder's files."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise UserError(f"{run_dir}: no config.json; not a cifarkit run folder")
+    config = json.loads((run_dir / "config.json").read_text())
+    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
+    if (run_dir / "metrics.csv").exists():
+        plot_curves(read_metrics(run_dir), run_dir / "plots" / "curves.png")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cifarkit run {html.escape(run_dir.name)}</title>"
+             f"<style>{_STYLE}</style></head><body><h1>cifarkit run <code>{html.escape(run_dir.name)}</code></h1>"]
+    if results:
+        headline = {k: results[k] for k in ("test_accuracy", "test_loss", "train_accuracy", "epochs", "max_lr",
+                                            "max_lr_source", "train_images_per_second", "wall_time_s") if k in results}
+        parts.append("<h2>Results</h2>" + _table(headline))
+    else:
+        parts.append("<p><b>This run has not finished</b>: no results.json yet.</p>")
+    if (run_dir / "metrics.csv").exists():
+        history = read_metrics(run_dir)
+        head = list(history[0]) if history else []
+        parts.append("<h2>Per epoch</h2><table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(
+            "<tr>" + "".join(f"<td>{_fmt(r[h])}</td>" for h in head) + "</tr>" for r in history) + "</table>")
+    for name, heading in PLOTS:
+        if (run_dir / name).exists():
+            data = base64.b64encode((run_dir / name).read_bytes()).decode()
+            parts.append(f"<h2>{heading}</h2><img alt='{heading}' data-file='{name}' src='data:image/png;base64,{data}'>")
+    if (run_dir / "model.txt").exists():
+        parts.append("<h2>Model</h2><pre>" + html.escape((run_dir / "model.txt").read_text()) + "</pre>")
+    parts.append("<h2>Configuration</h2>" + _table(config))
+    if results:
+        parts.append("<h2>Machine and versions</h2>" + _table(
+            {k: results[k] for k in ("device", "gpu", "cpu", "cpu_count", "torch_threads", "dtype", "torch", "python",
+                                     "cifarkit", "data", "data_layout") if k in results}))
+    parts.append("</body></html>\n")
+    write_text(run_dir / "report.html", "".join(parts))
+    return run_dir / "report.html"

@@ -12,12 +12,13 @@ from .data import CIFAR10, load_cifar10
 from .engine import Interrupted, Trainer, load_checkpoint, resolve_device
 from .errors import UserError
 from .lr_finder import find_lr
-from .report import plot_schedule
+from .report import plot_schedule, write_report
 from .schedule import planned_schedule
 
 # What a run folder holds; --overwrite removes exactly these before starting again.
 RUN_FILES = ("config.json", "metrics.csv", "results.json", "checkpoints/last.pt", "lr_find.json", "lr_find.png",
-             "plots/lr_schedule.png")
+             "model.txt", "report.html", *(f"plots/{name}.png" for name in (
+                 "lr_schedule", "curves", "samples", "augmented", "misclassified", "confusion", "per_class")))
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -82,6 +83,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
         plot_schedule(planned_schedule(config, trainer.max_lr, trainer.steps_per_epoch), trainer.steps_per_epoch,
                       run_dir / "plots" / "lr_schedule.png")
     try:
-        return trainer.fit()
+        results = trainer.fit()
     except Interrupted as e:
         raise UserError(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run_dir}") from None
+    write_report(run_dir)
+    return results
