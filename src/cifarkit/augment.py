@@ -89,3 +89,21 @@ def cutout(x: torch.Tensor, size: int, p: float, generator: torch.Generator) -> 
     in_cols = (xs >= left[:, None]) & (xs < left[:, None] + size)  # (N,W)
     hole = in_rows[:, :, None] & in_cols[:, None, :] & apply[:, None, None]  # (N,H,W)
     return x.masked_fill(hole[:, None], 0.0)
+
+
+TTA_MODES = ("none", "flip", "flip-translate")
+
+
+def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """Test-time augmentation of a normalised batch: the views whose logits are averaged.
+
+    none: the image; flip: it and its mirror; flip-translate: those two, each also shifted 2 px
+    down-right and 2 px up-left (reflect padding): 6 views.
+    """
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    views = [x] if mode == "none" else [x, x.flip(3)]
+    if mode == "flip-translate":
+        padded = [F.pad(v, (2, 2, 2, 2), mode="reflect") for v in views]
+        views += [p[:, :, :-4, :-4] for p in padded] + [p[:, :, 4:, 4:] for p in padded]
+    return views

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .augment import TTA_MODES
 from .config import DEVICES, PRECISIONS, PRESETS, TrainConfig, preset_config
 from .errors import UserError
 
@@ -125,6 +126,55 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .files import write_json
+    from .inference import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.tta, args.limit_test, args.device)
+    out = args.out or (args.checkpoint / f"evaluate-{args.tta}.json" if args.checkpoint.is_dir()
+                       else args.checkpoint.with_name(f"{args.checkpoint.stem}.evaluate-{args.tta}.json"))
+    write_json(out, result)
+    print(f"test accuracy {result['test_accuracy']:.2%}  loss {result['test_loss']:.4f}  "
+          f"({result['n_test']} images, tta {args.tta})")
+    for name, acc in result["per_class_accuracy"].items():
+        print(f"  {name:<12}{acc:7.2%}")
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .inference import predict_files
+
+    predictions = predict_files(args.checkpoint, args.images, args.top_k, args.tta, args.device)
+    if args.json:
+        print(json.dumps(predictions, indent=2))
+        return 0
+    for p in predictions:
+        print(p["image"])
+        for rank, t in enumerate(p["top"], start=1):
+            print(f"  {rank}. {t['class']:<12}{t['probability']:7.2%}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .inference import export_onnx
+
+    info = export_onnx(args.checkpoint, args.onnx, raw_input=args.raw_input)
+    print(f"wrote {info['onnx']}\ninput: {info['input']}\noutput: logits (N x {len(info['classes'])}), classes "
+          f"{', '.join(info['classes'])}\nonnxruntime vs PyTorch on 8 images: max abs difference "
+          f"{info['max_abs_diff']:.2e}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -156,6 +206,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="folder for lr_find.json and lr_find.png (default runs/lr-find-...)")
     _add_sweep_flags(p)
     p.set_defaults(func=cmd_lr_find)
+
+    p = sub.add_parser("report", help="(re)build RUN_DIR/report.html from the run folder's files")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a checkpoint, as JSON")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
+    _add_data_flags(p)
+    p.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation (default none)")
+    p.add_argument("--limit-test", type=int, metavar="N", help="the first N test images only")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, help="JSON file (default: next to the checkpoint, evaluate-TTA.json)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k classes of image files (any size, resized to 32x32)")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--tta", choices=TTA_MODES, default="none")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX, checked against PyTorch with onnxruntime")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("--onnx", type=Path, required=True, metavar="FILE")
+    p.add_argument("--raw-input", action="store_true",
+                   help="the model takes raw pixels 0..255 and normalises itself (default: normalised input)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .augment import Augment, normalize
+from .augment import Augment, normalize, tta_views
 from .config import TrainConfig
 from .data import CIFAR10, MEAN, STD, load_cifar10
 from .errors import UserError
@@ -179,8 +179,9 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, dtype: torch.dtype = torch.float32,
-                   channels_last: bool = True) -> torch.Tensor:
-    """float32 logits (N, classes) for uint8 images, which are normalised and never augmented."""
+                   channels_last: bool = True, tta: str = "none") -> torch.Tensor:
+    """float32 logits (N, classes) for uint8 images: normalised, never randomly augmented; with `tta`, the
+    mean logits over deterministic test-time views (see augment.tta_views)."""
     model.eval()
     device = images.device
     out = []
@@ -189,7 +190,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 102
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
-            out.append(model(x).float())
+            out.append(torch.stack([model(v).float() for v in tta_views(x, tta)]).mean(0))
     return torch.cat(out) if out else torch.empty(0, 10, device=device)
 
 

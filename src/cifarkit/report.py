@@ -124,13 +124,20 @@ def plot_augmented(images: torch.Tensor, labels: torch.Tensor, classes: tuple[st
                     title="Augmented images (first column: original)")
 
 
+def mistakes(labels: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Indices of the wrongly classified images, the most confident mistake first."""
+    confidence, predicted = probs.max(1)
+    wrong = torch.nonzero(predicted != labels).flatten()
+    return wrong[torch.argsort(confidence[wrong], descending=True, stable=True)]
+
+
 def plot_misclassified(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, classes: tuple[str, ...],
                        path: str | os.PathLike, count: int = 30) -> int:
     """The test images the model got wrong, most confident mistakes first; returns how many were wrong."""
     labels, probs = labels.cpu(), probs.cpu()
     confidence, predicted = probs.max(1)
-    wrong = torch.nonzero(predicted != labels).flatten()
-    order = wrong[torch.argsort(confidence[wrong], descending=True)][:count]
+    wrong = mistakes(labels, probs)
+    order = wrong[:count]
     titles = [f"true {classes[int(labels[i])]}\npred {classes[int(predicted[i])]} {confidence[i]:.0%}" for i in order]
     plot_image_grid(images.cpu()[order], titles, path, cols=10,
                     title=f"Misclassified test images, most confident first ({len(wrong)} wrong of {len(labels)})")

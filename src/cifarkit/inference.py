@@ -1,0 +1,146 @@
+"""Using a trained checkpoint: evaluate on the test set (with test-time augmentation), predict image
+files, export to ONNX."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import normalize
+from .config import TrainConfig
+from .data import load_cifar10
+from .engine import load_checkpoint, predict_logits, resolve_device, resolve_precision
+from .errors import UserError
+from .models import build_model
+from .report import confusion_matrix, per_class_accuracy
+
+MAX_IMAGE_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
+
+
+def load_model(checkpoint: str | os.PathLike, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained model of a checkpoint (or of RUN_DIR/checkpoints/last.pt), in eval mode on `device`."""
+    ckpt = load_checkpoint(checkpoint)
+    model = build_model(ckpt["model_name"], num_classes=len(ckpt["classes"]))
+    model.load_state_dict(ckpt["model"])
+    model = model.to(device).to(memory_format=torch.channels_last)
+    return model.eval(), ckpt
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | None = None, tta: str = "none",
+                        limit_test: int | None = None, device: str = "auto") -> dict[str, Any]:
+    """Test loss and accuracy (overall and per class) of a checkpoint, as a JSON-ready dict."""
+    dev = resolve_device(device)
+    model, ckpt = load_model(checkpoint, dev)
+    config = TrainConfig.from_dict(ckpt["config"])
+    dtype = resolve_precision(config.precision, dev)
+    data = load_cifar10(data_dir or config.data_dir).limit(test=limit_test or config.limit_test).to(dev)
+    probs = predict_logits(model, data.test_images, config.eval_batch_size, dtype, config.channels_last, tta).softmax(1)
+    labels = data.test_labels
+    counts = confusion_matrix(labels, probs.argmax(1), len(data.classes))
+    return {
+        "checkpoint": str(checkpoint), "tta": tta, "n_test": len(labels),
+        "test_accuracy": float((probs.argmax(1) == labels).float().mean()),
+        "test_loss": float(F.nll_loss(probs.clamp_min(1e-12).log(), labels)),
+        "per_class_accuracy": dict(zip(data.classes, map(float, per_class_accuracy(counts)))),
+        "dtype": str(dtype).replace("torch.", ""), "device": str(dev), "data": str(data.root),
+    }
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """Any PNG/JPEG (or other Pillow-readable image) -> uint8 (3,32,32), resized with antialiasing."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise UserError(f"{path}: {img.width}x{img.height} pixels is too large an image "
+                                f"(limit {MAX_IMAGE_PIXELS:,}); downscale it first")
+            rgb = img.convert("RGB").resize((32, 32), Image.Resampling.LANCZOS)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image Pillow can read (PNG, JPEG, ...)") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt files raise these from the decoders
+        raise UserError(f"{path}: a corrupt or truncated image ({e})") from None
+    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
+
+
+def predict_files(checkpoint: str | os.PathLike, paths: list[str], top_k: int = 3, tta: str = "none",
+                  device: str = "auto") -> list[dict[str, Any]]:
+    """Top-k classes with probabilities for each image file."""
+    dev = resolve_device(device)
+    model, ckpt = load_model(checkpoint, dev)
+    classes = ckpt["classes"]
+    if not 1 <= top_k <= len(classes):
+        raise UserError(f"--top-k {top_k}: must lie in 1..{len(classes)}")
+    images = torch.stack([read_image(p) for p in paths]).to(dev)
+    config = TrainConfig.from_dict(ckpt["config"])
+    probs = predict_logits(model, images, dtype=resolve_precision(config.precision, dev), tta=tta).softmax(1)
+    top = probs.topk(top_k, dim=1)
+    return [{"image": str(p), "top": [{"class": classes[int(i)], "probability": float(v)}
+                                      for v, i in zip(values, indices)]}
+            for p, values, indices in zip(paths, top.values, top.indices)]
+
+
+class _WithNormalisation(nn.Module):
+    """Raw pixels in [0, 255] as float -> the model's normalised input -> logits."""
+
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def export_onnx(checkpoint: str | os.PathLike, path: str | os.PathLike, raw_input: bool = False) -> dict[str, Any]:
+    """Write an ONNX model (fp32, dynamic batch) and check it against PyTorch with onnxruntime."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'cifarkit[onnx]'") from None
+    from .files import write_bytes
+
+    model, ckpt = load_model(checkpoint, torch.device("cpu"))
+    if raw_input:
+        model = _WithNormalisation(model, ckpt["mean"], ckpt["std"]).eval()
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    example = pixels.float() if raw_input else normalize(pixels)
+    with warnings.catch_warnings(), _quiet_logger("torch.onnx"), _quiet_logger("torch.export"):
+        warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not the user's business
+        program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"], output_names=["logits"],
+                                    dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    buf = program.model_proto.SerializeToString()
+    path = Path(path)
+    write_bytes(path, buf)
+    session = onnxruntime.InferenceSession(buf, providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        expected = model(example).numpy()
+    got = session.run(None, {"images": example.numpy()})[0]
+    return {"onnx": str(path), "input": "raw pixels 0..255 (float32, N x 3 x 32 x 32, RGB)" if raw_input else
+            "normalised images (float32, N x 3 x 32 x 32, RGB, (x/255 - mean) / std)",
+            "mean": ckpt["mean"], "std": ckpt["std"], "classes": ckpt["classes"],
+            "max_abs_diff": float(np.abs(got - expected).max())}
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,108 @@
+"""evaluate, predict and export on a checkpoint trained on the tiny synthetic CIFAR-10."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cifarkit import TrainConfig, train
+from cifarkit import inference
+from cifarkit.augment import tta_views
+from cifarkit.cli import main
+from cifarkit.data import load_cifar10
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from conftest import synthetic_cifar, write_py_layout
+
+    root = tmp_path_factory.mktemp("inference")
+    write_py_layout(root / "data", synthetic_cifar(20, 1), synthetic_cifar(10, 2))
+    cfg = TrainConfig(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"), threads=1)
+    results = train(cfg, root / "run", progress=False)
+    return root, results
+
+
+def test_evaluate_reproduces_the_training_result(trained, capsys):
+    root, results = trained
+    assert main(["evaluate", str(root / "run")]) == 0
+    saved = json.loads((root / "run" / "evaluate-none.json").read_text())
+    assert saved["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-7)
+    assert saved["test_loss"] == pytest.approx(results["test_loss"], rel=1e-4)
+    assert set(saved["per_class_accuracy"]) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                                "horse", "ship", "truck"}
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_evaluate_with_tta(trained):
+    root, _ = trained
+    out = root / "tta.json"
+    assert main(["evaluate", str(root / "run" / "checkpoints" / "last.pt"), "--tta", "flip-translate",
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["tta"] == "flip-translate"
+
+
+def test_tta_views():
+    x = torch.randn(2, 3, 32, 32)
+    assert len(tta_views(x, "none")) == 1
+    flip = tta_views(x, "flip")
+    assert len(flip) == 2 and torch.equal(flip[1], x.flip(3))
+    views = tta_views(x, "flip-translate")
+    assert len(views) == 6 and all(v.shape == x.shape for v in views)
+    assert torch.equal(views[2][:, :, 2:, 2:], x[:, :, :-2, :-2])  # shifted 2 px down-right
+
+
+def test_predict_names_the_class_of_a_saved_test_image(trained, tmp_path, capsys):
+    root, _ = trained
+    data = load_cifar10(root / "data", download=False)
+    path = tmp_path / "test0.png"
+    Image.fromarray(data.test_images[0].permute(1, 2, 0).numpy()).resize((96, 96)).save(path)
+    assert main(["predict", str(root / "run"), str(path), "--json", "--top-k", "2"]) == 0
+    predictions = json.loads(capsys.readouterr().out)
+    assert predictions[0]["top"][0]["class"] == data.classes[int(data.test_labels[0])]
+    assert len(predictions[0]["top"]) == 2
+    assert main(["predict", str(root / "run"), str(path)]) == 0
+    assert "1. " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"just text", "not an image"),
+    ("truncated", "corrupt or truncated"),
+    ("huge", "too large an image"),
+    (None, "no such file"),
+])
+def test_predict_refuses_bad_images(trained, tmp_path, capsys, monkeypatch, content, message):
+    root, _ = trained
+    path = tmp_path / "bad.png"
+    if content == "truncated":
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+        path.write_bytes(path.read_bytes()[:200])
+    elif content == "huge":
+        Image.new("RGB", (400, 400)).save(path)
+        monkeypatch.setattr(inference, "MAX_IMAGE_PIXELS", 100_000)
+    elif content is not None:
+        path.write_bytes(content)
+    assert main(["predict", str(root / "run"), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_onnx_export_matches_pytorch(trained, tmp_path, raw, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    root, _ = trained
+    out = tmp_path / "model.onnx"
+    argv = ["export", str(root / "run"), "--onnx", str(out)] + (["--raw-input"] if raw else [])
+    assert main(argv) == 0
+    assert "max abs difference" in capsys.readouterr().out
+    # independent check on real test images, in the input convention the flag promised
+    data = load_cifar10(root / "data", download=False)
+    model, ckpt = inference.load_model(root / "run", torch.device("cpu"))
+    pixels = data.test_images[:16]
+    from cifarkit.augment import normalize
+    with torch.inference_mode():
+        expected = model(normalize(pixels)).numpy()
+    feed = pixels.float().numpy() if raw else normalize(pixels).numpy()
+    got = ort.InferenceSession(str(out)).run(None, {"images": feed})[0]
+    assert np.abs(got - expected).max() < 1e-3

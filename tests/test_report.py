@@ -1,0 +1,62 @@
+"""Plots and report.html of a finished tiny run."""
+import base64
+import re
+
+import pytest
+import torch
+
+from cifarkit import TrainConfig, train
+from cifarkit.cli import main
+from cifarkit.report import PLOTS, confusion_matrix, mistakes, per_class_accuracy
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from conftest import synthetic_cifar, write_bin_layout
+
+    root = tmp_path_factory.mktemp("report")
+    write_bin_layout(root / "data", synthetic_cifar(20, 1), synthetic_cifar(10, 2))
+    cfg = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"), threads=1)
+    results = train(cfg, root / "run", progress=False)
+    return root / "run", results
+
+
+def test_every_plot_is_written(finished_run):
+    run, _ = finished_run
+    for name in ("curves", "lr_schedule", "samples", "augmented", "misclassified", "confusion", "per_class"):
+        assert (run / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
+    assert "6,573,120" not in (run / "model.txt").read_text() and "412,944" in (run / "model.txt").read_text()
+
+
+def test_report_embeds_every_plot_and_references_no_file(finished_run):
+    run, results = finished_run
+    page = (run / "report.html").read_text()
+    sources = re.findall(r"""src=['"]([^'"]*)['"]""", page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r"""href=['"](?!#)""", page)
+    embedded = dict(re.findall(r"""data-file='([^']+)' src='data:image/png;base64,([^']+)'""", page))
+    present = [name for name, _ in PLOTS if (run / name).exists()]
+    assert sorted(embedded) == sorted(present) and len(present) >= 7
+    for name in present:
+        assert base64.b64decode(embedded[name]) == (run / name).read_bytes()
+    assert f"{results['test_accuracy']:.6g}" in page and "Configuration" in page and "412,944" in page
+
+
+def test_cli_report_rebuilds_the_page_from_the_files(finished_run, capsys):
+    run, _ = finished_run
+    (run / "report.html").unlink()
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.html").exists() and "wrote" in capsys.readouterr().out
+    assert main(["report", str(run / "nope")]) == 2
+
+
+def test_mistakes_are_ordered_by_confidence():
+    labels = torch.tensor([0, 1, 2, 0])
+    probs = torch.tensor([[0.9, 0.1, 0.0], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1]])
+    assert mistakes(labels, probs).tolist() == [2, 3, 1]
+
+
+def test_confusion_counts_and_per_class_accuracy():
+    counts = confusion_matrix(torch.tensor([0, 0, 1, 2, 2]), torch.tensor([0, 1, 1, 2, 0]), 3)
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+    assert per_class_accuracy(counts).tolist() == [0.5, 1.0, 0.5]
