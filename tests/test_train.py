@@ -54,11 +54,11 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, m
 
     original, calls = Trainer.train_step, {"n": 0}
 
-    def crash_on_step_7(self, images, labels):
+    def crash_on_step_7(self, *args):
         calls["n"] += 1
         if calls["n"] == 7:  # mid-epoch 2 (4 steps an epoch), after the step-6 checkpoint
             raise RuntimeError("simulated crash")
-        return original(self, images, labels)
+        return original(self, *args)
 
     monkeypatch.setattr(Trainer, "train_step", crash_on_step_7)
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -77,10 +77,10 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, m
 def test_a_nan_loss_stops_training_and_names_the_step(tiny_py, tmp_path, monkeypatch):
     original = Trainer.train_step
 
-    def poisoned(self, images, labels):
+    def poisoned(self, images, *args):
         if self.state.epoch == 1:
             images = images * float("nan")
-        return original(self, images, labels)
+        return original(self, images, *args)
 
     monkeypatch.setattr(Trainer, "train_step", poisoned)
     with pytest.raises(UserError, match=r"loss became nan at epoch 2, step \d+ \(lr .*last good checkpoint"):

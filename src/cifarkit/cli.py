@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from . import distributed
 from .augment import TTA_MODES
 from .config import DEVICES, PRECISIONS, PRESETS, TrainConfig, preset_config
 from .errors import UserError
@@ -61,7 +62,7 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {FLAG_FIELDS.get(name, name): getattr(args, name, None) for name in (
         "data_dir", "model", "epochs", "batch_size", "weight_decay", "device", "precision", "channels_last", "seed",
-        "threads", "limit_train", "limit_test", "max_lr", "start_lr", "end_lr", "num_iter")}
+        "threads", "limit_train", "limit_test", "max_lr", "sync_bn", "start_lr", "end_lr", "num_iter")}
     if args.config is not None:
         config = TrainConfig.from_json(args.config)
         for name, value in overrides.items():
@@ -96,8 +97,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = args.out
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise UserError(f"--checkpoint-every {args.checkpoint_every}: must be a whole number of steps >= 1")
+    if args.dist_timeout <= 0:
+        raise UserError(f"--dist-timeout {args.dist_timeout}: must be a positive number of seconds")
     results = train(config, out, resume=args.resume is not None, overwrite=args.overwrite,
-                    progress=not args.quiet, checkpoint_every=args.checkpoint_every or 0)
+                    progress=not args.quiet, checkpoint_every=args.checkpoint_every or 0,
+                    dist_timeout_s=args.dist_timeout)
+    if not distributed.current().is_main:
+        return 0
     print(f"test accuracy {results['test_accuracy']:.2%}  (loss {results['test_loss']:.4f})  "
           f"{results['train_images_per_second']:.0f} train img/s  wall {results['wall_time_s']:.0f}s  "
           f"-> {Path(out) if out else 'runs/'}")
@@ -198,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: each epoch)")
+    p.add_argument("--sync-bn", dest="sync_bn", action="store_const", const=True,
+                   help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA only)")
+    p.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
+                   help="under torchrun: seconds a rank waits for the others before the job fails (default 300)")
     _add_sweep_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -244,9 +254,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except UserError as e:
-        print(f"cifarkit {args.command}: error: {e}", file=sys.stderr)
+        rank = distributed.current()
+        where = f" (rank {rank.rank} of {rank.world_size})" if rank.enabled else ""
+        print(f"cifarkit {args.command}{where}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"cifarkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()
 

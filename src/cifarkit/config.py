@@ -61,6 +61,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 on CPU, bf16 (or fp16 + loss scaling) on CUDA
     channels_last: bool = True
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (CUDA only)
     threads: int | None = None  # CPU threads for torch; None keeps torch's default (physical cores)
     eval_batch_size: int = 1024
     # Data.

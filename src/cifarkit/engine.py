@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import __version__
+from . import __version__, distributed
 from .augment import Augment, normalize, tta_views
 from .config import TrainConfig
 from .data import CIFAR10, MEAN, STD, load_cifar10
@@ -46,6 +46,9 @@ SYNC_EVERY = {"cpu": 1, "cuda": 10, "mps": 10}
 # ---------------------------------------------------------------------------------------------- setup
 
 def resolve_device(name: str) -> torch.device:
+    """The torch.device for a --device value; under torchrun, "auto"/"cuda" mean this rank's own GPU."""
+    if name in ("auto", "cuda") and torch.cuda.is_available() and distributed.current().enabled:
+        return torch.device("cuda", distributed.current().local_rank)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -194,15 +197,6 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 102
     return torch.cat(out) if out else torch.empty(0, 10, device=device)
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024,
-             dtype: torch.dtype = torch.float32, channels_last: bool = True) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) on a labelled set."""
-    logits = predict_logits(model, images, batch_size, dtype, channels_last)
-    loss = F.cross_entropy(logits, labels).item()
-    acc = (logits.argmax(1) == labels).float().mean().item()
-    return loss, acc
-
-
 # ---------------------------------------------------------------------------------------------- training
 
 @dataclass
@@ -253,12 +247,21 @@ class Trainer:
         self.config = config.validate()
         self.run_dir = Path(run_dir)
         self.device, self.dtype = setup_runtime(config)
-        self.progress = progress
+        self.dist = distributed.current()
+        self.progress = progress and self.dist.is_main
         self.checkpoint_every = checkpoint_every
         if data is None:
             data = load_cifar10(config.data_dir)
         self.data = data.limit(config.limit_train, config.limit_test).to(self.device)
         self.model = prepare_model(config, self.device, num_classes=len(self.data.classes))
+        self.train_model: nn.Module = self.model  # what the training step calls: the model, or DDP around it
+        if self.dist.enabled:
+            if config.sync_bn:
+                if self.device.type != "cuda":
+                    raise UserError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA only; drop the flag on CPU")
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.train_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if max_lr is None:
             if isinstance(config.max_lr, str):
                 raise ValueError("max_lr='find': run the range test (cifarkit.run.train does) and pass max_lr")
@@ -278,6 +281,8 @@ class Trainer:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def save_checkpoint(self) -> Path:
+        if not self.dist.is_main:
+            return self.checkpoint_path
         try:
             save_torch(self.checkpoint_path, self.checkpoint())
         except OSError as e:  # a full disk, a read-only folder...: the previous checkpoint is untouched
@@ -319,18 +324,35 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step on a batch of augmented images; returns (summed loss, correct count) on device."""
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, global_size: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on (this rank's slice of) a batch of augmented images.
+
+        `global_size` is the size of the whole batch over all ranks; returns (summed loss, correct count)
+        of this rank's images, on the device.
+        """
         cfg = self.config
         with autocast(self.device, self.dtype):
-            logits = self.model(images)
+            logits = self.train_model(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+        # DDP averages gradients over ranks; weighting each rank's mean by its share of the global batch
+        # makes that average the gradient of the global batch's mean loss (the factor is 1.0 on one process).
+        share = len(labels) * self.dist.world_size / (global_size or len(labels))
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss * share if share != 1.0 else loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         return loss.detach() * len(labels), (logits.argmax(1) == labels).sum()
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        return epoch_order(len(self.data.train_labels), self.device, self.config.seed, "order", epoch)
+
+    def global_batch(self, order: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `step` of `epoch`, augmented: the same on every rank, which then trains on its slice."""
+        cfg = self.config
+        return training_batch(self.data, order, step, cfg.batch_size, self.augment,
+                              generator(self.device, cfg.seed, "augment", epoch, step), cfg.channels_last)
 
     def train_epoch(self, stop: dict[str, int]) -> float:
         """Run the rest of the current epoch; returns the lr of its last step."""
@@ -338,9 +360,11 @@ class Trainer:
 
         cfg, s = self.config, self.state
         self.model.train()  # evaluation switched BatchNorm to its running statistics
-        order = epoch_order(len(self.data.train_labels), self.device, cfg.seed, "order", s.epoch)
-        loss_sum = torch.tensor(s.loss_sum, device=self.device)
-        correct = torch.tensor(s.correct, device=self.device)
+        order = self.epoch_order(s.epoch)
+        # this session's sums of this rank's images; added to the run state (all ranks) at sync points
+        # float64: sums of float32 losses stay exact, so a resumed run adds up to the same numbers (MPS lacks it)
+        local = torch.zeros(2, device=self.device, dtype=torch.float32 if self.device.type == "mps" else torch.float64)
+        base_loss, base_correct = s.loss_sum, s.correct
         bar = tqdm(total=self.steps_per_epoch, initial=s.step_in_epoch, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
                    disable=not self.progress, leave=False, dynamic_ncols=True, file=sys.stderr)
         started = time.perf_counter()
@@ -349,30 +373,33 @@ class Trainer:
         try:
             while s.step_in_epoch < self.steps_per_epoch:
                 step = s.step_in_epoch
-                x, y = training_batch(self.data, order, step, cfg.batch_size, self.augment,
-                                      generator(self.device, cfg.seed, "augment", s.epoch, step), cfg.channels_last)
+                x, y = self.global_batch(order, s.epoch, step)
+                global_size = len(y)
+                x, y = self.dist.shard(x), self.dist.shard(y)
                 lr = self.optimizer.param_groups[0]["lr"]
-                batch_loss, batch_correct = self.train_step(x, y)
+                batch_loss, batch_correct = self.train_step(x, y, global_size)
                 s.step_in_epoch += 1
-                s.seen += len(y)
-                loss_sum += batch_loss
-                correct += batch_correct
+                s.seen += global_size
+                local += torch.stack([batch_loss.to(local.dtype), batch_correct.to(local.dtype)])
                 bar.update(1)
                 at_end = s.step_in_epoch == self.steps_per_epoch
-                if at_end or s.step_in_epoch % sync_every == 0 or stop["signal"] or \
+                if at_end or s.step_in_epoch % sync_every == 0 or \
                         (self.checkpoint_every and s.step_in_epoch % self.checkpoint_every == 0):
-                    # sync point: the host reads the device's numbers only here
-                    if not math.isfinite(batch_loss.item()):
-                        raise UserError(f"the loss became {batch_loss.item() / len(y)} at epoch {s.epoch + 1}, "
+                    # sync point: the host reads the device's numbers (and the ranks each other's) only here
+                    last = self.dist.sum(batch_loss.detach().clone())
+                    if not math.isfinite(last.item()):
+                        raise UserError(f"the loss became {last.item() / global_size} at epoch {s.epoch + 1}, "
                                         f"step {step + 1} (lr {lr:.3g}); training stopped. The last good checkpoint "
                                         f"is {self.checkpoint_path}; try a lower --max-lr")
-                    s.loss_sum, s.correct = loss_sum.item(), int(correct.item())
+                    totals = self.dist.sum(local.clone())
+                    s.loss_sum, s.correct = base_loss + totals[0].item(), base_correct + int(totals[1].item())
                     s.train_seconds = base_seconds + time.perf_counter() - started
                     bar.set_postfix(loss=f"{s.loss_sum / s.seen:.3f}", acc=f"{s.correct / s.seen:.3f}", lr=f"{lr:.2e}",
                                     img_s=f"{(s.seen - base_seen) / max(s.train_seconds - base_seconds, 1e-9):.0f}")
-                    if stop["signal"] and not at_end:  # at the end, fit() first finishes the epoch
+                    stopping = self.dist.any(bool(stop["signal"]), self.device)
+                    if stopping and not at_end:  # at the end, fit() first finishes the epoch
                         self.save_checkpoint()
-                        raise Interrupted(signal.Signals(stop["signal"]).name)
+                        raise Interrupted(signal.Signals(stop["signal"] or signal.SIGTERM).name)
                     if self.checkpoint_every and s.step_in_epoch % self.checkpoint_every == 0 and not at_end:
                         self.save_checkpoint()
         finally:
@@ -387,8 +414,7 @@ class Trainer:
         with stop_requests() as stop:
             while s.epoch < cfg.epochs:
                 last_lr = self.train_epoch(stop)
-                test_loss, test_acc = evaluate(self.model, self.data.test_images, self.data.test_labels,
-                                               cfg.eval_batch_size, self.dtype, cfg.channels_last)
+                test_loss, test_acc = self.evaluate_test()
                 row = {"epoch": s.epoch + 1, "lr": last_lr,
                        "train_loss": s.loss_sum / s.seen, "train_acc": s.correct / s.seen,
                        "test_loss": test_loss, "test_acc": test_acc,
@@ -404,14 +430,26 @@ class Trainer:
                           f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}  "
                           f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}  "
                           f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s", file=sys.stderr)
-                if stop["signal"]:
-                    raise Interrupted(signal.Signals(stop["signal"]).name)
-        self.write_plots()
+                if self.dist.any(bool(stop["signal"]), self.device):
+                    raise Interrupted(signal.Signals(stop["signal"] or signal.SIGTERM).name)
+        if self.dist.is_main:
+            self.write_plots()
         return self.write_results()
+
+    def evaluate_test(self) -> tuple[float, float]:
+        """(mean cross-entropy, accuracy) on the test set; under torchrun each rank scores a slice."""
+        images, labels = self.dist.shard(self.data.test_images), self.dist.shard(self.data.test_labels)
+        logits = predict_logits(self.model, images, self.config.eval_batch_size, self.dtype, self.config.channels_last)
+        sums = self.dist.sum(torch.stack([F.cross_entropy(logits, labels, reduction="sum"),
+                                          (logits.argmax(1) == labels).sum().float()]))
+        n = len(self.data.test_labels)
+        return sums[0].item() / n, sums[1].item() / n
 
     # -- the run folder ----------------------------------------------------------------------------
 
     def write_metrics(self) -> None:
+        if not self.dist.is_main:
+            return
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
         writer.writeheader()
@@ -451,10 +489,11 @@ class Trainer:
             "train_images_per_second": train_images / train_seconds, "train_seconds": train_seconds,
             "wall_time_s": s.wall_seconds, "max_lr": self.max_lr, "max_lr_source": self.max_lr_source,
             "dtype": str(self.dtype).replace("torch.", ""), "channels_last": cfg.channels_last,
-            "seed": cfg.seed, "n_train": len(self.data.train_labels), "n_test": len(self.data.test_labels),
+            "seed": cfg.seed, "processes": self.dist.world_size, "n_train": len(self.data.train_labels), "n_test": len(self.data.test_labels),
             "data": str(self.data.root), "data_layout": self.data.layout, **machine_info(self.device),
         }
-        write_json(self.run_dir / "results.json", results)
+        if self.dist.is_main:
+            write_json(self.run_dir / "results.json", results)
         return results
 
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .config import TrainConfig
 from .data import CIFAR10, load_cifar10
 from .engine import Interrupted, Trainer, load_checkpoint, resolve_device
@@ -27,11 +28,13 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
           overwrite: bool = False, progress: bool = True, checkpoint_every: int = 0,
-          data: CIFAR10 | None = None) -> dict[str, Any]:
+          data: CIFAR10 | None = None, dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     """Train `config` into `run_dir` and return the results (also written to RUN_DIR/results.json).
 
     resume=True continues the run in `run_dir` from its last checkpoint, with the config saved there.
+    Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 alone prints and writes files.
     """
+    ranks = distributed.init_from_env(config.device, dist_timeout_s)
     if resume:
         if run_dir is None:
             raise UserError("--resume needs the run folder to continue")
@@ -48,17 +51,23 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
             saved.data_dir = config.data_dir
         config = saved
     else:
-        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+        run_dir = Path(run_dir) if run_dir is not None else Path(ranks.broadcast(str(default_run_dir(config))))
         existing = [name for name in RUN_FILES if (run_dir / name).exists()]
         if existing and not overwrite:
             raise UserError(f"--out {run_dir}: already holds a run ({', '.join(existing)}); pass --resume {run_dir} "
                             "to continue it, --overwrite to replace it, or choose another --out")
-        for name in existing:
-            (run_dir / name).unlink()
+        ranks.barrier()  # every rank has looked before rank 0 clears the folder
+        if ranks.is_main:
+            for name in existing:
+                (run_dir / name).unlink()
     config.validate()
     resolve_device(config.device)  # a missing GPU is reported before any data is read
+    if config.max_lr == "find" and ranks.enabled and not resume:
+        raise UserError("--max-lr find under torchrun: run `cifarkit lr-find` in one process first, then pass "
+                        "its suggestion as --max-lr")
     if data is None:
-        data = load_cifar10(config.data_dir)
+        with ranks.main_first():  # one download, not one per process
+            data = load_cifar10(config.data_dir)
     data.limit(config.limit_train, config.limit_test)
     max_lr, source = (None, "config")
     if config.max_lr == "find" and not resume:
@@ -77,7 +86,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
         if progress:
             print(f"resuming {run_dir} at epoch {trainer.state.epoch + 1}, step {trainer.state.step_in_epoch}",
                   file=sys.stderr)
-    else:
+    elif ranks.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         trainer.write_config()
         plot_schedule(planned_schedule(config, trainer.max_lr, trainer.steps_per_epoch), trainer.steps_per_epoch,
@@ -86,5 +95,6 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
         results = trainer.fit()
     except Interrupted as e:
         raise UserError(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run_dir}") from None
-    write_report(run_dir)
+    if ranks.is_main:
+        write_report(run_dir)
     return results

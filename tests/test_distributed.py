@@ -1,0 +1,98 @@
+"""Data-parallel training with torch.distributed (gloo, CPU): 2 processes against 1."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from cifarkit import TrainConfig
+from cifarkit.engine import Trainer
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def tiny(data_dir) -> TrainConfig:
+    return TrainConfig(model="s10-small", batch_size=50, epochs=1, max_lr=5e-3, data_dir=str(data_dir), threads=1,
+                       device="cpu")
+
+
+def _first_step_worker(rank, world, store, data_dir, out):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    trainer = Trainer(tiny(data_dir), out / f"rank{rank}", progress=False)
+    x, y = trainer.global_batch(trainer.epoch_order(0), 0, 0)
+    x, y = x[:45], y[:45]  # an uneven split (23 + 22): the weighting must still give the global mean's gradient
+    trainer.train_step(trainer.dist.shard(x), trainer.dist.shard(y), len(y))
+    if rank == 0:
+        torch.save({n: p.grad for n, p in trainer.model.named_parameters()}, out / "ddp_grads.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_first_step_gradient_equals_the_global_batch_gradient(tiny_py, tmp_path):
+    mp.spawn(_first_step_worker, args=(2, tmp_path / "store", tiny_py, tmp_path), nprocs=2, join=True)
+    ddp = torch.load(tmp_path / "ddp_grads.pt", weights_only=True)
+
+    # the reference in one process: each slice through its own BatchNorm statistics, as on its rank,
+    # weighted by its share of the global batch
+    trainer = Trainer(tiny(tiny_py), tmp_path / "single", progress=False)
+    x, y = trainer.global_batch(trainer.epoch_order(0), 0, 0)
+    x, y = x[:45], y[:45]
+    trainer.model.train()
+    for xs, ys in zip(x.tensor_split(2), y.tensor_split(2)):
+        (F.cross_entropy(trainer.model(xs), ys) * len(ys) / len(y)).backward()
+    for name, p in trainer.model.named_parameters():
+        assert torch.allclose(ddp[name], p.grad, rtol=1e-4, atol=1e-6), name
+
+
+def read_metrics(run):
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_torchrun_two_processes_train_like_one(tiny_py, tmp_path):
+    argv = ["-m", "cifarkit", "train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "3",
+            "--batch-size", "50", "--max-lr", "5e-3", "--threads", "1", "--device", "cpu", "--quiet"]
+    two = subprocess.run(TORCHRUN + argv + ["--out", str(tmp_path / "two")], capture_output=True, text=True,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable] + argv + ["--out", str(tmp_path / "one")], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    assert two.stdout.count("test accuracy") == 1  # rank 1 prints nothing
+    results = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert results["processes"] == 2 and len(read_metrics(tmp_path / "two")) == 3
+    assert not list((tmp_path / "two").rglob("*.tmp"))
+    # Same global batches, schedule and initial weights; BatchNorm statistics are per rank (SyncBatchNorm is
+    # CUDA-only), so the runs agree closely, not bitwise: stated tolerance 0.1 in final test accuracy.
+    single = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert abs(results["test_accuracy"] - single["test_accuracy"]) <= 0.1
+    assert results["test_accuracy"] >= 0.8
+
+
+def test_a_killed_rank_ends_the_job_quickly(tiny_py, tmp_path):
+    run = tmp_path / "run"
+    argv = ["-m", "cifarkit", "train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "500",
+            "--batch-size", "50", "--max-lr", "5e-3", "--threads", "1", "--device", "cpu", "--quiet",
+            "--dist-timeout", "30", "--out", str(run)]
+    job = subprocess.Popen(TORCHRUN + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "last.pt").exists():
+            assert job.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.1)
+        workers = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+        assert len(workers) == 2
+        os.kill(int(workers[-1]), signal.SIGKILL)
+        killed_at = time.monotonic()
+        job.wait(timeout=90)
+        assert job.returncode != 0
+        assert time.monotonic() - killed_at < 90
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
