@@ -66,10 +66,10 @@ def plot_schedule(lrs: list[float], steps_per_epoch: int, path: str | os.PathLik
     epochs = [i / steps_per_epoch for i in range(len(lrs))]
     ax.plot(epochs, lrs, color="tab:blue")
     peak = max(range(len(lrs)), key=lrs.__getitem__)
-    for i, label in ((0, "start"), (peak, "peak"), (len(lrs) - 1, "end")):
+    for i, label, offset in ((0, "start", (6, 6)), (peak, "peak", (8, -22)), (len(lrs) - 1, "end", (-60, 10))):
         ax.scatter([epochs[i]], [lrs[i]], color="tab:red", zorder=3)
         ax.annotate(f"{label} {lrs[i]:.3g}\n(epoch {(i + 1) / steps_per_epoch:.2f})", (epochs[i], lrs[i]),
-                    textcoords="offset points", xytext=(6, 6), fontsize=8)
+                    textcoords="offset points", xytext=offset, fontsize=8)
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate")
     ax.set_title(f"One Cycle schedule: {len(lrs)} steps, {steps_per_epoch} per epoch")
@@ -88,16 +88,16 @@ def _display(images: torch.Tensor) -> np.ndarray:
 
 
 def plot_image_grid(images: torch.Tensor, titles: list[str], path: str | os.PathLike, cols: int,
-                    title: str, colors: list[str] | None = None) -> None:
+                    title: str, cell_width: float = 1.3) -> None:
     """A grid of images (uint8, or normalised float as the model sees them) with a caption each."""
     pixels = _display(images if images.is_floating_point() else normalize(images.cpu()))
     rows = max(1, math.ceil(len(pixels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.5), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell_width, rows * 1.5), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(pixels):
             ax.imshow(pixels[i], interpolation="nearest")
-            ax.set_title(titles[i], fontsize=7, color=colors[i] if colors else "black")
+            ax.set_title(titles[i], fontsize=7)
     fig.suptitle(title)
     save_figure(fig, path)
 
@@ -139,7 +139,7 @@ def plot_misclassified(images: torch.Tensor, labels: torch.Tensor, probs: torch.
     wrong = mistakes(labels, probs)
     order = wrong[:count]
     titles = [f"true {classes[int(labels[i])]}\npred {classes[int(predicted[i])]} {confidence[i]:.0%}" for i in order]
-    plot_image_grid(images.cpu()[order], titles, path, cols=10,
+    plot_image_grid(images.cpu()[order], titles, path, cols=10, cell_width=1.75,
                     title=f"Misclassified test images, most confident first ({len(wrong)} wrong of {len(labels)})")
     return len(wrong)
 
