@@ -94,3 +94,15 @@ def real_data_dir() -> Path:
     if done.returncode != 0:
         pytest.skip(f"real CIFAR-10 unavailable: {SHARED_GETTER} failed: {done.stderr.strip()[-300:]}")
     return target
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_arrays):
+    """(root, results): a finished s10-small run on the tiny data in root/data, its folder root/run."""
+    from cifarkit import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("trained")
+    write_py_layout(root / "data", *tiny_arrays)
+    config = TrainConfig(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"),
+                         threads=1)
+    return root, train(config, root / "run", progress=False)

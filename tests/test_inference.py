@@ -6,26 +6,14 @@ import pytest
 import torch
 from PIL import Image
 
-from cifarkit import TrainConfig, train
 from cifarkit import inference
 from cifarkit.augment import tta_views
 from cifarkit.cli import main
 from cifarkit.data import load_cifar10
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from conftest import synthetic_cifar, write_py_layout
-
-    root = tmp_path_factory.mktemp("inference")
-    write_py_layout(root / "data", synthetic_cifar(20, 1), synthetic_cifar(10, 2))
-    cfg = TrainConfig(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"), threads=1)
-    results = train(cfg, root / "run", progress=False)
-    return root, results
-
-
-def test_evaluate_reproduces_the_training_result(trained, capsys):
-    root, results = trained
+def test_evaluate_reproduces_the_training_result(trained_run, capsys):
+    root, results = trained_run
     assert main(["evaluate", str(root / "run")]) == 0
     saved = json.loads((root / "run" / "evaluate-none.json").read_text())
     assert saved["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-7)
@@ -36,7 +24,7 @@ def test_evaluate_reproduces_the_training_result(trained, capsys):
 
 
 def test_evaluate_with_tta(trained):
-    root, _ = trained
+    root, _ = trained_run
     out = root / "tta.json"
     assert main(["evaluate", str(root / "run" / "checkpoints" / "last.pt"), "--tta", "flip-translate",
                  "--out", str(out)]) == 0
@@ -53,8 +41,8 @@ def test_tta_views():
     assert torch.equal(views[2][:, :, 2:, 2:], x[:, :, :-2, :-2])  # shifted 2 px down-right
 
 
-def test_predict_names_the_class_of_a_saved_test_image(trained, tmp_path, capsys):
-    root, _ = trained
+def test_predict_names_the_class_of_a_saved_test_image(trained_run, tmp_path, capsys):
+    root, _ = trained_run
     data = load_cifar10(root / "data", download=False)
     path = tmp_path / "test0.png"
     Image.fromarray(data.test_images[0].permute(1, 2, 0).numpy()).resize((96, 96)).save(path)
@@ -72,8 +60,8 @@ def test_predict_names_the_class_of_a_saved_test_image(trained, tmp_path, capsys
     ("huge", "too large an image"),
     (None, "no such file"),
 ])
-def test_predict_refuses_bad_images(trained, tmp_path, capsys, monkeypatch, content, message):
-    root, _ = trained
+def test_predict_refuses_bad_images(trained_run, tmp_path, capsys, monkeypatch, content, message):
+    root, _ = trained_run
     path = tmp_path / "bad.png"
     if content == "truncated":
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
@@ -89,9 +77,9 @@ def test_predict_refuses_bad_images(trained, tmp_path, capsys, monkeypatch, cont
 
 
 @pytest.mark.parametrize("raw", [False, True])
-def test_onnx_export_matches_pytorch(trained, tmp_path, raw, capsys):
+def test_onnx_export_matches_pytorch(trained_run, tmp_path, raw, capsys):
     ort = pytest.importorskip("onnxruntime")
-    root, _ = trained
+    root, _ = trained_run
     out = tmp_path / "model.onnx"
     argv = ["export", str(root / "run"), "--onnx", str(out)] + (["--raw-input"] if raw else [])
     assert main(argv) == 0

@@ -5,19 +5,13 @@ import re
 import pytest
 import torch
 
-from cifarkit import TrainConfig, train
 from cifarkit.cli import main
 from cifarkit.report import PLOTS, confusion_matrix, mistakes, per_class_accuracy
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    from conftest import synthetic_cifar, write_bin_layout
-
-    root = tmp_path_factory.mktemp("report")
-    write_bin_layout(root / "data", synthetic_cifar(20, 1), synthetic_cifar(10, 2))
-    cfg = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"), threads=1)
-    results = train(cfg, root / "run", progress=False)
+@pytest.fixture
+def finished_run(trained_run):
+    root, results = trained_run
     return root / "run", results
 
 
