@@ -23,7 +23,7 @@ def test_evaluate_reproduces_the_training_result(trained_run, capsys):
     assert "test accuracy" in capsys.readouterr().out
 
 
-def test_evaluate_with_tta(trained):
+def test_evaluate_with_tta(trained_run):
     root, _ = trained_run
     out = root / "tta.json"
     assert main(["evaluate", str(root / "run" / "checkpoints" / "last.pt"), "--tta", "flip-translate",
