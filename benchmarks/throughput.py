@@ -1,6 +1,6 @@
 """Training throughput of the S10 ResNet: cifarkit's pipeline vs a notebook-style loop, in one run.
 
-    python benchmarks/throughput.py [--steps 3] [--batch-size 512] [--device auto] [--workers 0]
+    python benchmarks/throughput.py [--steps 5] [--batch-size 512] [--device auto] [--workers 0] [--model s10]
 
 The notebook-style side is written the way the assignment's public notebooks do it: a Dataset that
 augments one image at a time (pad+crop, flip, cutout, normalise, in numpy), a DataLoader, and an fp32
@@ -51,9 +51,9 @@ class PerImageDataset(torch.utils.data.Dataset):
 
 
 def notebook_style(images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device,
-                   workers: int) -> float:
+                   workers: int, model_name: str) -> float:
     torch.manual_seed(0)
-    model = build_model("s10").to(device).train()
+    model = build_model(model_name).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     loader = torch.utils.data.DataLoader(PerImageDataset(images, labels), batch_size=batch_size, shuffle=True,
                                          num_workers=workers)
@@ -76,10 +76,10 @@ def notebook_style(images: np.ndarray, labels: np.ndarray, batch_size: int, devi
 
 
 def cifarkit_pipeline(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: str,
-                      precision: str, channels_last: bool) -> tuple[float, str]:
+                      precision: str, channels_last: bool, model_name: str) -> tuple[float, str]:
     data = CIFAR10(images, labels, images[:batch_size], labels[:batch_size])
     # two epochs of schedule: the warm-up step takes one step of the first
-    config = TrainConfig(batch_size=batch_size, epochs=2, device=device, precision=precision,
+    config = TrainConfig(model=model_name, batch_size=batch_size, epochs=2, device=device, precision=precision,
                          channels_last=channels_last)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, run_dir, data=data, progress=False)
@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the notebook-style side")
+    parser.add_argument("--model", default="s10")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -108,17 +109,17 @@ def main() -> None:
     info = machine_info(device)
     print(f"machine: {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']} "
           f"({info['torch_threads']} threads), device {device}{', ' + info['gpu'] if 'gpu' in info else ''}")
-    print(f"S10 ResNet, batch {args.batch_size}, {args.steps} timed steps per row\n")
+    print(f"model {args.model}, batch {args.batch_size}, {args.steps} timed steps per row\n")
 
     rows = [("notebook-style: DataLoader + per-image numpy aug, fp32, NCHW",
-             notebook_style(images, labels, args.batch_size, device, args.workers))]
+             notebook_style(images, labels, args.batch_size, device, args.workers, args.model))]
     x, y = torch.from_numpy(images), torch.from_numpy(labels)
     default_dtype = resolve_precision("auto", device)
     variants = [("fp32", False), ("fp32", True)]
     if default_dtype != torch.float32:  # the default differs from fp32 only where the hardware has a fast low precision
         variants.append(("auto", True))
     for precision, channels_last in variants:
-        speed, dtype = cifarkit_pipeline(x, y, args.batch_size, args.device, precision, channels_last)
+        speed, dtype = cifarkit_pipeline(x, y, args.batch_size, args.device, precision, channels_last, args.model)
         layout = "channels_last" if channels_last else "NCHW"
         is_default = channels_last and resolve_precision(precision, device) == default_dtype
         rows.append((f"cifarkit: on-device batch aug, {dtype}, {layout}" + (" (default)" if is_default else ""), speed))
