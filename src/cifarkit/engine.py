@@ -386,12 +386,11 @@ class Trainer:
                 if at_end or s.step_in_epoch % sync_every == 0 or \
                         (self.checkpoint_every and s.step_in_epoch % self.checkpoint_every == 0):
                     # sync point: the host reads the device's numbers (and the ranks each other's) only here
-                    last = self.dist.sum(batch_loss.detach().clone())
-                    if not math.isfinite(last.item()):
-                        raise UserError(f"the loss became {last.item() / global_size} at epoch {s.epoch + 1}, "
-                                        f"step {step + 1} (lr {lr:.3g}); training stopped. The last good checkpoint "
-                                        f"is {self.checkpoint_path}; try a lower --max-lr")
                     totals = self.dist.sum(local.clone())
+                    if not math.isfinite(totals[0].item()):  # a NaN/inf loss since the last sync (on CPU: this step)
+                        raise UserError(f"the loss became {totals[0].item()} at epoch {s.epoch + 1}, step {step + 1} "
+                                        f"(lr {lr:.3g}); training stopped. The last good checkpoint is "
+                                        f"{self.checkpoint_path}; try a lower --max-lr")
                     s.loss_sum, s.correct = base_loss + totals[0].item(), base_correct + int(totals[1].item())
                     s.train_seconds = base_seconds + time.perf_counter() - started
                     bar.set_postfix(loss=f"{s.loss_sum / s.seen:.3f}", acc=f"{s.correct / s.seen:.3f}", lr=f"{lr:.2e}",
