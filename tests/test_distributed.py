@@ -96,3 +96,20 @@ def test_a_killed_rank_ends_the_job_quickly(tiny_py, tmp_path):
         if job.poll() is None:
             job.kill()
             job.wait()
+
+
+def test_a_rank_other_than_0_writes_no_file(tiny_py, tmp_path):
+    from cifarkit.distributed import Distributed
+
+    run = tmp_path / "run"
+    trainer = Trainer(tiny(tiny_py), run, progress=False)
+    trainer.dist = Distributed(rank=1, world_size=2)
+    trainer.state.history.append({"epoch": 1, "lr": 1e-3, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.0,
+                                  "test_acc": 0.5, "images_per_s": 10.0, "seconds": 1.0})
+    trainer.save_checkpoint()
+    trainer.write_metrics()
+    assert trainer.write_results()["processes"] == 2
+    assert not run.exists()
+    trainer.dist = Distributed()
+    trainer.write_metrics()
+    assert (run / "metrics.csv").exists()
