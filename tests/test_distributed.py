@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
