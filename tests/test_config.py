@@ -30,6 +30,8 @@ def test_json_round_trip(tmp_path):
     ({"device": "tpu"}, "--device 'tpu': unknown device"),
     ({"model": "vgg"}, "--model 'vgg': unknown model"),
     ({"limit_train": 0}, "--limit-train 0"),
+    ({"ema_decay": 1.5}, "--ema-decay 1.5: must be in [0, 1)"),
+    ({"tta": "rotate"}, "--tta 'rotate': choose one of none, flip, flip-translate"),
 ])
 def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -94,3 +94,28 @@ def test_onnx_export_matches_pytorch(trained_run, tmp_path, raw, capsys):
     feed = pixels.float().numpy() if raw else normalize(pixels).numpy()
     got = ort.InferenceSession(str(out)).run(None, {"images": feed})[0]
     assert np.abs(got - expected).max() < 1e-3
+
+
+def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror(trained_run):
+    from cifarkit.augment import normalize
+    from cifarkit.engine import predict_logits
+
+    root, _ = trained_run
+    model, _ = inference.load_model(root / "run", torch.device("cpu"))
+    images = load_cifar10(root / "data", download=False).test_images[:8]
+    with torch.inference_mode():
+        x = normalize(images)
+        expected = (model(x) + model(x.flip(3))) / 2
+    assert torch.allclose(predict_logits(model, images, tta="flip"), expected, atol=1e-5)
+
+
+def test_evaluate_reproduces_a_run_with_ema_and_tta(tiny_py, tmp_path):
+    from cifarkit import TrainConfig, train
+
+    cfg = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
+                      ema_decay=0.8, tta="flip")
+    results = train(cfg, tmp_path / "run", progress=False)
+    assert (results["ema_decay"], results["tta"]) == (0.8, "flip")
+    evaluated = inference.evaluate_checkpoint(tmp_path / "run")
+    assert evaluated["tta"] == "flip"
+    assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-7)

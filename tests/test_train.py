@@ -48,8 +48,9 @@ def test_same_seed_same_run_bitwise(tiny_bin, tmp_path):
     assert rows(tmp_path / "a")[0]["train_loss"] == rows(tmp_path / "b")[0]["train_loss"]
 
 
-def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, monkeypatch):
-    cfg = tiny_config(tiny_py, epochs=2)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, monkeypatch, ema_decay):
+    cfg = tiny_config(tiny_py, epochs=2, ema_decay=ema_decay)
     train(cfg, tmp_path / "full", progress=False)
 
     original, calls = Trainer.train_step, {"n": 0}
@@ -69,6 +70,8 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, m
 
     full, cut = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "cut")
     assert all(torch.equal(full["model"][k], cut["model"][k]) for k in full["model"])
+    if ema_decay:
+        assert all(torch.equal(full["training_weights"][k], cut["training_weights"][k]) for k in full["model"])
     timing = ("images_per_s", "seconds")
     strip = lambda rs: [{k: v for k, v in r.items() if k not in timing} for r in rs]  # noqa: E731
     assert strip(rows(tmp_path / "full")) == strip(rows(tmp_path / "cut"))
@@ -98,3 +101,19 @@ def test_cli_train_refuses_to_clobber_a_run(tiny_py, tmp_path, capsys):
     assert main(argv + ["--overwrite"]) == 0
     assert main(["train", "--resume", str(tmp_path / "run")]) == 2
     assert "already finished" in capsys.readouterr().err
+
+
+def test_ema_is_the_decayed_average_of_the_weights_and_is_what_gets_evaluated(tiny_py, tmp_path):
+    trainer = Trainer(tiny_config(tiny_py, ema_decay=0.9), tmp_path / "run", progress=False)
+    order = trainer.epoch_order(0)
+    snapshots = []
+    for step in range(3):
+        trainer.train_step(*trainer.global_batch(order, 0, step))
+        snapshots.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+    expected = {k: 0.9 * (0.9 * snapshots[0][k] + 0.1 * snapshots[1][k]) + 0.1 * snapshots[2][k]
+                for k, v in snapshots[0].items() if v.is_floating_point()}  # the first update copies
+    averaged = trainer.ema.module.state_dict()
+    for k, v in expected.items():
+        assert torch.allclose(averaged[k], v, atol=1e-6), k
+    assert trainer.eval_model is trainer.ema.module
+    assert trainer.checkpoint()["model"].keys() == trainer.checkpoint()["training_weights"].keys()

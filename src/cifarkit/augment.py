@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .config import TTA_MODES
 from .data import MEAN, STD
 
 
@@ -90,8 +91,6 @@ def cutout(x: torch.Tensor, size: int, p: float, generator: torch.Generator) -> 
     hole = in_rows[:, :, None] & in_cols[:, None, :] & apply[:, None, None]  # (N,H,W)
     return x.masked_fill(hole[:, None], 0.0)
 
-
-TTA_MODES = ("none", "flip", "flip-translate")
 
 
 def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:

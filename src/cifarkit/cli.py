@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import distributed
-from .augment import TTA_MODES
-from .config import DEVICES, PRECISIONS, PRESETS, TrainConfig, preset_config
+from .config import DEVICES, PRECISIONS, PRESETS, TTA_MODES, TrainConfig, preset_config
 from .errors import UserError
 
 
@@ -37,6 +36,12 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--weight-decay", type=float)
+    p.add_argument("--optimizer", choices=("adam", "sgd"), help="(s10: adam)")
+    p.add_argument("--nesterov", action="store_const", const=True, help="Nesterov momentum (with --optimizer sgd)")
+    p.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (s10: 0)")
+    p.add_argument("--ema-decay", type=float,
+                   help="keep an exponential moving average of the weights, evaluated and saved (s10: 0 = off)")
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation of the test evaluations (s10: none)")
     p.add_argument("--device", help=f"{', '.join(DEVICES)} or cuda:N (default auto: a GPU if there is one)")
     p.add_argument("--precision", choices=PRECISIONS, help="autocast dtype (default auto: bf16 on CPU, bf16/fp16 on GPU)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
@@ -61,7 +66,8 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {FLAG_FIELDS.get(name, name): getattr(args, name, None) for name in (
-        "data_dir", "model", "epochs", "batch_size", "weight_decay", "device", "precision", "channels_last", "seed",
+        "data_dir", "model", "epochs", "batch_size", "weight_decay", "optimizer", "nesterov", "label_smoothing",
+        "ema_decay", "tta", "device", "precision", "channels_last", "seed",
         "threads", "limit_train", "limit_test", "max_lr", "sync_bn", "start_lr", "end_lr", "num_iter")}
     if args.config is not None:
         config = TrainConfig.from_json(args.config)
@@ -144,11 +150,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .inference import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.tta, args.limit_test, args.device)
-    out = args.out or (args.checkpoint / f"evaluate-{args.tta}.json" if args.checkpoint.is_dir()
-                       else args.checkpoint.with_name(f"{args.checkpoint.stem}.evaluate-{args.tta}.json"))
+    tta = result["tta"]
+    out = args.out or (args.checkpoint / f"evaluate-{tta}.json" if args.checkpoint.is_dir()
+                       else args.checkpoint.with_name(f"{args.checkpoint.stem}.evaluate-{tta}.json"))
     write_json(out, result)
     print(f"test accuracy {result['test_accuracy']:.2%}  loss {result['test_loss']:.4f}  "
-          f"({result['n_test']} images, tta {args.tta})")
+          f"({result['n_test']} images, tta {tta})")
     for name, acc in result["per_class_accuracy"].items():
         print(f"  {name:<12}{acc:7.2%}")
     print(f"wrote {out}")
@@ -224,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a checkpoint, as JSON")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
     _add_data_flags(p)
-    p.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation (default none)")
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's, usually none)")
     p.add_argument("--limit-test", type=int, metavar="N", help="the first N test images only")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, help="JSON file (default: next to the checkpoint, evaluate-TTA.json)")

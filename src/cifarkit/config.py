@@ -18,6 +18,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "sgd")
 ANNEAL = ("linear", "cos")
+TTA_MODES = ("none", "flip", "flip-translate")  # test-time augmentation, see augment.tta_views
 
 # The seed's LR range test picked 4.51e-2 (steepest descent on its curve).
 SEED_MAX_LR = 4.51e-2
@@ -38,6 +39,11 @@ class TrainConfig:
     momentum: float = 0.9  # SGD only
     nesterov: bool = False  # SGD only
     label_smoothing: float = 0.0
+    # Exponential moving average of the weights (and BatchNorm buffers), updated every step; when on,
+    # the averaged model is the one evaluated, reported and exported. 0 disables.
+    ema_decay: float = 0.0
+    # Test-time augmentation of every test evaluation and the final result: none | flip | flip-translate.
+    tta: str = "none"
     # One Cycle, with the meaning of torch.optim.lr_scheduler.OneCycleLR's arguments.
     pct_start: float = 5 / 24
     div_factor: float = 100.0
@@ -120,6 +126,9 @@ class TrainConfig:
              f"must be a number above --start-lr ({self.lr_find_start})")
         need(isinstance(self.lr_find_iters, int) and self.lr_find_iters >= 20, "num_iter", self.lr_find_iters,
              "must be a whole number of steps >= 20")
+        need(_finite(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", self.ema_decay,
+             "must be in [0, 1) (0 disables the average; typical: 0.99-0.999)")
+        need(self.tta in TTA_MODES, "tta", self.tta, f"choose one of {', '.join(TTA_MODES)}")
         need(_positive(self.div_factor), "div_factor", self.div_factor, "must be > 0")
         need(_positive(self.final_div_factor), "final_div_factor", self.final_div_factor, "must be > 0")
         need(self.anneal_strategy in ANNEAL, "anneal_strategy", self.anneal_strategy, f"choose one of {', '.join(ANNEAL)}")

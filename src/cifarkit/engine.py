@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import __version__, distributed
 from .augment import Augment, normalize, tta_views
@@ -272,7 +273,15 @@ class Trainer:
         self.scheduler = one_cycle(self.optimizer, config, max_lr, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.augment = Augment.from_config(config)
+        # the weight average (BatchNorm buffers included) that is evaluated and saved when ema_decay > 0
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
+            if config.ema_decay else None
         self.state = RunState()
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model that is evaluated, reported and saved for inference: the EMA when on."""
+        return self.ema.module if self.ema is not None else self.model
 
     # -- checkpoints -------------------------------------------------------------------------------
 
@@ -303,7 +312,9 @@ class Trainer:
             "std": list(STD),
             "max_lr": self.max_lr,
             "max_lr_source": self.max_lr_source,
-            "model": self.model.state_dict(),
+            "model": self.eval_model.state_dict(),  # the weights evaluate / predict / export use
+            **({"training_weights": self.model.state_dict(), "ema_n_averaged": self.ema.n_averaged}
+               if self.ema is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -315,7 +326,15 @@ class Trainer:
         if ckpt["model_name"] != self.config.model:
             raise UserError(f"{self.checkpoint_path}: a checkpoint of model {ckpt['model_name']!r}, "
                             f"this run trains {self.config.model!r}")
-        self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None:
+            if "training_weights" not in ckpt:
+                raise UserError(f"{self.checkpoint_path}: saved without a weight average, but this run has ema_decay "
+                                f"{self.config.ema_decay}")
+            self.model.load_state_dict(ckpt["training_weights"])
+            self.ema.module.load_state_dict(ckpt["model"])
+            self.ema.n_averaged.copy_(ckpt["ema_n_averaged"])
+        else:
+            self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -343,6 +362,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return loss.detach() * len(labels), (logits.argmax(1) == labels).sum()
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
@@ -438,7 +459,8 @@ class Trainer:
     def evaluate_test(self) -> tuple[float, float]:
         """(mean cross-entropy, accuracy) on the test set; under torchrun each rank scores a slice."""
         images, labels = self.dist.shard(self.data.test_images), self.dist.shard(self.data.test_labels)
-        logits = predict_logits(self.model, images, self.config.eval_batch_size, self.dtype, self.config.channels_last)
+        cfg = self.config
+        logits = predict_logits(self.eval_model, images, cfg.eval_batch_size, self.dtype, cfg.channels_last, cfg.tta)
         sums = self.dist.sum(torch.stack([F.cross_entropy(logits, labels, reduction="sum"),
                                           (logits.argmax(1) == labels).sum().float()]))
         n = len(self.data.test_labels)
@@ -464,8 +486,8 @@ class Trainer:
         report.plot_samples(data.train_images, data.train_labels, data.classes, plots / "samples.png")
         report.plot_augmented(data.train_images, data.train_labels, data.classes, self.augment,
                               plots / "augmented.png", seed=cfg.seed)
-        probs = predict_logits(self.model, data.test_images, cfg.eval_batch_size, self.dtype,
-                               cfg.channels_last).softmax(1)
+        probs = predict_logits(self.eval_model, data.test_images, cfg.eval_batch_size, self.dtype,
+                               cfg.channels_last, cfg.tta).softmax(1)
         report.plot_misclassified(data.test_images, data.test_labels, probs, data.classes, plots / "misclassified.png")
         counts = report.confusion_matrix(data.test_labels, probs.argmax(1), len(data.classes))
         report.plot_confusion(counts, data.classes, plots / "confusion.png")
@@ -488,6 +510,7 @@ class Trainer:
             "train_images_per_second": train_images / train_seconds, "train_seconds": train_seconds,
             "wall_time_s": s.wall_seconds, "max_lr": self.max_lr, "max_lr_source": self.max_lr_source,
             "dtype": str(self.dtype).replace("torch.", ""), "channels_last": cfg.channels_last,
+            "ema_decay": cfg.ema_decay, "tta": cfg.tta,
             "seed": cfg.seed, "processes": self.dist.world_size, "n_train": len(self.data.train_labels), "n_test": len(self.data.test_labels),
             "data": str(self.data.root), "data_layout": self.data.layout, **machine_info(self.device),
         }

@@ -34,12 +34,13 @@ def load_model(checkpoint: str | os.PathLike, device: torch.device) -> tuple[nn.
     return model.eval(), ckpt
 
 
-def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | None = None, tta: str = "none",
+def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | None = None, tta: str | None = None,
                         limit_test: int | None = None, device: str = "auto") -> dict[str, Any]:
     """Test loss and accuracy (overall and per class) of a checkpoint, as a JSON-ready dict."""
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, dev)
     config = TrainConfig.from_dict(ckpt["config"])
+    tta = tta or config.tta  # by default the test-time augmentation the run reported with
     dtype = resolve_precision(config.precision, dev)
     data = load_cifar10(data_dir or config.data_dir).limit(test=limit_test or config.limit_test).to(dev)
     probs = predict_logits(model, data.test_images, config.eval_batch_size, dtype, config.channels_last, tta).softmax(1)
