@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from cifarkit.cli import main
@@ -34,7 +36,7 @@ def test_json_round_trip(tmp_path):
     ({"tta": "rotate"}, "--tta 'rotate': choose one of none, flip, flip-translate"),
 ])
 def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UserError, match=re.escape(message)):
         preset_config("s10", **overrides)
 
 
