@@ -117,3 +117,17 @@ def test_ema_is_the_decayed_average_of_the_weights_and_is_what_gets_evaluated(ti
         assert torch.allclose(averaged[k], v, atol=1e-6), k
     assert trainer.eval_model is trainer.ema.module
     assert trainer.checkpoint()["model"].keys() == trainer.checkpoint()["training_weights"].keys()
+
+
+def test_auto_precision_on_cpu_follows_native_bf16_support(monkeypatch):
+    from cifarkit import engine
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: False)
+    assert engine.resolve_precision("auto", cpu) == torch.float32
+    with pytest.warns(UserWarning, match="no native bf16"):
+        assert engine.resolve_precision("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: True)
+    assert engine.resolve_precision("auto", cpu) == torch.bfloat16
+    with pytest.raises(UserError, match="fp16: not supported for training on the CPU"):
+        engine.resolve_precision("fp16", cpu)

@@ -19,6 +19,7 @@ import platform
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -96,6 +97,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
             raise UserError("--precision fp16: not supported for training on the CPU; use bf16 or fp32")
         return torch.float16
     if precision == "bf16":
+        if device.type == "cpu" and not cpu_has_fast_bf16():
+            warnings.warn("--precision bf16: this CPU has no native bf16 (AVX512-BF16/AMX), so it is emulated and "
+                          "typically much slower than fp32; --precision auto picks fp32 here", stacklevel=2)
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
