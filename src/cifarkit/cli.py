@@ -122,11 +122,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from .data import load_cifar10
     from .engine import resolve_device
     from .lr_finder import find_lr
-    from .run import default_run_dir
-
     config = config_from_args(args)
     resolve_device(config.device)
-    out = args.out or default_run_dir(config).with_name(f"lr-find-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = args.out or Path("runs") / f"lr-find-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     started = time.perf_counter()
     data = load_cifar10(config.data_dir).limit(config.limit_train)
     result = find_lr(config, data, out, progress=not args.quiet)

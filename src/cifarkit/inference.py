@@ -43,13 +43,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | None = No
     tta = tta or config.tta  # by default the test-time augmentation the run reported with
     dtype = resolve_precision(config.precision, dev)
     data = load_cifar10(data_dir or config.data_dir).limit(test=limit_test or config.limit_test).to(dev)
-    probs = predict_logits(model, data.test_images, config.eval_batch_size, dtype, config.channels_last, tta).softmax(1)
-    labels = data.test_labels
-    counts = confusion_matrix(labels, probs.argmax(1), len(data.classes))
+    logits = predict_logits(model, data.test_images, config.eval_batch_size, dtype, config.channels_last, tta)
+    labels, predicted = data.test_labels, logits.argmax(1)
+    counts = confusion_matrix(labels, predicted, len(data.classes))
     return {
         "checkpoint": str(checkpoint), "tta": tta, "n_test": len(labels),
-        "test_accuracy": float((probs.argmax(1) == labels).float().mean()),
-        "test_loss": float(F.nll_loss(probs.clamp_min(1e-12).log(), labels)),
+        "test_accuracy": float((predicted == labels).float().mean()),
+        "test_loss": float(F.cross_entropy(logits, labels)),
         "per_class_accuracy": dict(zip(data.classes, map(float, per_class_accuracy(counts)))),
         "dtype": str(dtype).replace("torch.", ""), "device": str(dev), "data": str(data.root),
     }

@@ -13,13 +13,12 @@ from .data import CIFAR10, load_cifar10
 from .engine import Interrupted, Trainer, load_checkpoint, resolve_device
 from .errors import UserError
 from .lr_finder import find_lr
-from .report import plot_schedule, write_report
+from .report import PLOTS, plot_schedule, write_report
 from .schedule import planned_schedule
 
 # What a run folder holds; --overwrite removes exactly these before starting again.
-RUN_FILES = ("config.json", "metrics.csv", "results.json", "checkpoints/last.pt", "lr_find.json", "lr_find.png",
-             "model.txt", "report.html", *(f"plots/{name}.png" for name in (
-                 "lr_schedule", "curves", "samples", "augmented", "misclassified", "confusion", "per_class")))
+RUN_FILES = ("config.json", "metrics.csv", "results.json", "checkpoints/last.pt", "lr_find.json", "model.txt",
+             "report.html", *(name for name, _ in PLOTS))
 
 
 def default_run_dir(config: TrainConfig) -> Path:
