@@ -5,13 +5,19 @@
 The notebook-style side is written the way the assignment's public notebooks do it: a Dataset that
 augments one image at a time (pad+crop, flip, cutout, normalise, in numpy), a DataLoader, and an fp32
 NCHW eager training step. The cifarkit side is the real Trainer.train_epoch: the dataset as uint8 on
-the device, batched augmentation, autocast where the hardware has a fast low precision, channels_last.
-Both train the same model with Adam on the same number of images; images are random (speed does
-not depend on content). Prints images/s of each and the ratio.
+the device, batched augmentation, autocast where the hardware has a fast low precision, channels_last,
+and on CPU malloc kept from returning freed memory (engine.keep_freed_memory); rows without some of
+these show what each brings. Every row runs in a fresh process (so no row inherits another's warm
+allocator), trains the same model with Adam on the same number of random images (speed does not
+depend on content). Prints images/s of each and the ratio to the notebook-style loop.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -92,40 +98,64 @@ def cifarkit_pipeline(images: torch.Tensor, labels: torch.Tensor, batch_size: in
         return len(labels) / (time.perf_counter() - started), str(trainer.dtype).replace("torch.", "")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per side (after one warm-up step)")
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the notebook-style side")
-    parser.add_argument("--model", default="s10")
-    args = parser.parse_args()
+# row key -> (label, precision, channels_last, malloc); the notebook-style row has no cifarkit settings
+ROWS = {
+    "notebook": ("notebook-style: DataLoader + per-image numpy aug, fp32, NCHW", None, None, "default"),
+    "nchw": ("cifarkit: on-device batch aug, fp32, NCHW, default malloc", "fp32", False, "default"),
+    "channels-last": ("cifarkit: on-device batch aug, fp32, channels_last, default malloc", "fp32", True, "default"),
+    "tuned": ("cifarkit: on-device batch aug, fp32, channels_last, kept malloc", "fp32", True, "tuned"),
+    "auto": ("cifarkit: on-device batch aug, auto precision, channels_last, kept malloc", "auto", True, "tuned"),
+}
 
-    device = resolve_device(args.device)
+
+def measure(key: str, args: argparse.Namespace) -> float:
+    """Images/s of one row, in this process."""
     n = args.steps * args.batch_size
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
     labels = rng.integers(0, 10, size=n)
+    if key == "notebook":
+        return notebook_style(images, labels, args.batch_size, resolve_device(args.device), args.workers, args.model)
+    _, precision, channels_last, _ = ROWS[key]
+    speed, _ = cifarkit_pipeline(torch.from_numpy(images), torch.from_numpy(labels), args.batch_size, args.device,
+                                 precision, channels_last, args.model)
+    return speed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per row (after one warm-up step)")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the notebook-style side")
+    parser.add_argument("--model", default="s10")
+    parser.add_argument("--row", choices=ROWS, help=argparse.SUPPRESS)  # internal: measure one row, print JSON
+    args = parser.parse_args()
+    if args.row:
+        print(json.dumps({"images_per_s": measure(args.row, args)}))
+        return
+
+    device = resolve_device(args.device)
     info = machine_info(device)
     print(f"machine: {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']} "
           f"({info['torch_threads']} threads), device {device}{', ' + info['gpu'] if 'gpu' in info else ''}")
-    print(f"model {args.model}, batch {args.batch_size}, {args.steps} timed steps per row\n")
-
-    rows = [("notebook-style: DataLoader + per-image numpy aug, fp32, NCHW",
-             notebook_style(images, labels, args.batch_size, device, args.workers, args.model))]
-    x, y = torch.from_numpy(images), torch.from_numpy(labels)
-    default_dtype = resolve_precision("auto", device)
-    variants = [("fp32", False), ("fp32", True)]
-    if default_dtype != torch.float32:  # the default differs from fp32 only where the hardware has a fast low precision
-        variants.append(("auto", True))
-    for precision, channels_last in variants:
-        speed, dtype = cifarkit_pipeline(x, y, args.batch_size, args.device, precision, channels_last, args.model)
-        layout = "channels_last" if channels_last else "NCHW"
-        is_default = channels_last and resolve_precision(precision, device) == default_dtype
-        rows.append((f"cifarkit: on-device batch aug, {dtype}, {layout}" + (" (default)" if is_default else ""), speed))
-    base = rows[0][1]
-    for name, speed in rows:
-        print(f"{name:<66} {speed:8.1f} img/s  {speed / base:5.2f}x")
+    print(f"model {args.model}, batch {args.batch_size}, {args.steps} timed steps per row, one process per row\n")
+    keys = ["notebook", "nchw", "channels-last", "tuned"]
+    if device.type != "cpu":  # the allocator setting is a CPU matter
+        keys = ["notebook", "nchw", "channels-last"]
+    if resolve_precision("auto", device) != torch.float32:  # only where the hardware has a fast low precision
+        keys.append("auto")
+    base = None
+    for key in keys:
+        env = {**os.environ, "CIFARKIT_MALLOC": ROWS[key][3]}
+        done = subprocess.run([sys.executable, __file__, "--row", key, "--steps", str(args.steps), "--batch-size",
+                               str(args.batch_size), "--device", args.device, "--workers", str(args.workers),
+                               "--model", args.model], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"row {key!r} failed:\n{done.stderr}")
+        speed = json.loads(done.stdout.strip().splitlines()[-1])["images_per_s"]
+        base = base or speed
+        print(f"{ROWS[key][0]:<74} {speed:8.1f} img/s  {speed / base:5.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ def test_json_round_trip(tmp_path):
     ({"limit_train": 0}, "--limit-train 0"),
     ({"ema_decay": 1.5}, "--ema-decay 1.5: must be in [0, 1)"),
     ({"tta": "rotate"}, "--tta 'rotate': choose one of none, flip, flip-translate"),
+    ({"norm_lr_scale": 0}, "--norm-lr-scale 0: must be a positive number"),
+    ({"eval_every": -1}, "--eval-every -1: must be a whole number of epochs >= 0"),
 ])
 def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
     with pytest.raises(UserError, match=re.escape(message)):
@@ -41,7 +43,7 @@ def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
 
 
 def test_unknown_preset_and_unknown_keys():
-    with pytest.raises(UserError, match="unknown preset; choose one of s10"):
+    with pytest.raises(UserError, match="unknown preset; choose one of s10, s10-best, fast, fast-cpu"):
         preset_config("s11")
     with pytest.raises(UserError, match="unknown setting"):
         TrainConfig.from_dict({"epoch": 3})
@@ -60,3 +62,28 @@ def test_cli_refuses_bad_flags_before_any_work(argv, message, capsys, tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_s10_best_changes_the_recipe_not_the_network_or_the_length():
+    best, seed = preset_config("s10-best"), preset_config("s10")
+    assert (best.model, best.epochs, best.batch_size) == (seed.model, seed.epochs, seed.batch_size)
+    assert (best.optimizer, best.nesterov, best.cycle_momentum) == ("sgd", True, False)
+    assert best.label_smoothing > 0 and 0.99 <= best.ema_decay < 1 and best.tta == "flip"
+
+
+@pytest.mark.parametrize("name, model", [("fast", "fast"), ("fast-cpu", "fast-small")])
+def test_fast_presets_are_the_whitened_net_tested_once_with_tta(name, model):
+    cfg = preset_config(name)
+    assert cfg.model == model and cfg.optimizer == "sgd" and cfg.nesterov and cfg.batch_size == 1024
+    assert cfg.norm_lr_scale > 1 and cfg.eval_every == 0 and cfg.tta == "flip-translate"
+    assert (cfg.pad_crop, cfg.cutout_size) == (2, 0)
+
+
+def test_every_preset_validates_and_round_trips_through_json(tmp_path):
+    from cifarkit.config import PRESETS
+
+    for name in PRESETS:
+        cfg = preset_config(name)
+        path = tmp_path / f"{name}.json"
+        path.write_text(__import__("json").dumps(cfg.to_dict()))
+        assert TrainConfig.from_json(path) == cfg

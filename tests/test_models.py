@@ -25,3 +25,42 @@ def test_summary_prints_shapes_and_total(capsys):
     assert "6,573,120" in text and "[1, 512, 4, 4]" in text
     assert main(["summary"]) == 0
     assert "6,573,120" in capsys.readouterr().out
+
+
+def test_fast_nets_print_well_and_give_logits():
+    for name, params in (("fast", 1_971_352), ("fast-small", 497_240)):
+        model = build_model(name)
+        assert count_parameters(model) == params  # trainable only: the stem's filters and BN scales are frozen
+        assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    text = repr(build_model("fast"))
+    assert "logit_scale=0.1111" in text and "(stem): Conv2d(3, 24, kernel_size=(2, 2)" in text
+
+
+def test_fast_net_convs_start_as_identity_and_bn_scales_are_frozen():
+    model = build_model("fast-small")
+    conv = model.group2[4]  # 128 -> 128
+    x = torch.randn(1, 128, 8, 8)
+    assert torch.allclose(conv(x), x, atol=1e-6)
+    first = model.group1[0]  # 24 -> 32: the first 24 filters pass their channel through
+    y = first(torch.randn(1, 24, 8, 8))
+    assert y.shape == (1, 32, 8, 8)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not bn.weight.requires_grad and bn.bias.requires_grad for bn in bns)
+    assert not model.stem.weight.requires_grad and model.stem.bias.requires_grad
+
+
+def test_whitening_stem_decorrelates_2x2_patches():
+    torch.manual_seed(0)
+    # correlated "images": smooth noise, strongly correlated across neighbouring pixels and channels
+    base = torch.randn(200, 1, 17, 17).repeat_interleave(2, 2).repeat_interleave(2, 3)[:, :, :32, :32]
+    images = torch.cat([base, 0.8 * base + 0.2 * torch.randn_like(base), -base], 1) + 0.3 * torch.randn(200, 3, 32, 32)
+    model = build_model("fast-small")
+    model.init_from_data(images)
+    with torch.no_grad():
+        out = torch.nn.functional.conv2d(images, model.stem.weight[:12])  # the 12 whitened directions
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    covariance = flat.T @ flat / len(flat)
+    assert torch.allclose(covariance.diagonal(), torch.ones(12), atol=0.02)  # unit variance (eps aside)
+    off = covariance - torch.diag(covariance.diagonal())
+    assert off.abs().max() < 0.05
+    assert torch.equal(model.stem.weight[12:], -model.stem.weight[:12])

@@ -21,3 +21,28 @@ def test_seed_one_cycle_shape():
 def test_steps_per_epoch_keeps_the_last_partial_batch():
     assert steps_per_epoch(50_000, 512) == 98
     assert steps_per_epoch(1024, 512) == 2
+
+
+def test_s10_best_warms_up_to_epoch_5_then_ends_near_zero():
+    from cifarkit.config import preset_config
+
+    cfg = preset_config("s10-best")
+    lrs = planned_schedule(cfg, max_lr=cfg.max_lr, steps_per_epoch=98)
+    peak = max(range(len(lrs)), key=lrs.__getitem__)
+    assert peak == 5 * 98 - 1 and lrs[peak] == pytest.approx(0.4)
+    assert lrs[0] == pytest.approx(0.02)
+    assert lrs[-1] < 1e-4 * 0.4 * 10  # ends near zero
+    assert all(b <= a for a, b in zip(lrs[peak:], lrs[peak + 1:]))  # then only decays
+
+
+def test_fast_schedule_is_a_triangle_from_0_2_to_1_to_0_07_of_the_peak():
+    from cifarkit.config import preset_config
+
+    cfg = preset_config("fast")
+    lrs = planned_schedule(cfg, max_lr=cfg.max_lr, steps_per_epoch=49)  # 50,000 / 1024
+    total = len(lrs)
+    assert total == cfg.epochs * 49
+    peak = max(range(total), key=lrs.__getitem__)
+    assert abs(peak - 0.23 * total) <= 1
+    assert lrs[0] == pytest.approx(0.2 * cfg.max_lr)
+    assert lrs[-1] == pytest.approx(0.07 * cfg.max_lr, rel=0.02)

@@ -131,3 +131,42 @@ def test_auto_precision_on_cpu_follows_native_bf16_support(monkeypatch):
     assert engine.resolve_precision("auto", cpu) == torch.bfloat16
     with pytest.raises(UserError, match="fp16: not supported for training on the CPU"):
         engine.resolve_precision("fp16", cpu)
+
+
+def test_norm_lr_scale_puts_batchnorm_and_biases_in_a_scaled_group(tiny_py, tmp_path):
+    cfg = tiny_config(tiny_py, model="fast-small", optimizer="sgd", nesterov=True, max_lr=0.5, weight_decay=1e-3,
+                      norm_lr_scale=64.0, cycle_momentum=False, epochs=1)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    weights, norm = trainer.optimizer.param_groups
+    trainable = [p for p in trainer.model.parameters() if p.requires_grad]
+    assert len(weights["params"]) + len(norm["params"]) == len(trainable)  # frozen stem/BN scales left out
+    assert all(p.ndim > 1 for p in weights["params"]) and all(p.ndim == 1 for p in norm["params"])
+    assert norm["weight_decay"] == pytest.approx(1e-3 / 64) and weights["weight_decay"] == 1e-3
+    for _ in range(3):  # the schedule keeps the ratio at every step
+        assert norm["lr"] == pytest.approx(64 * weights["lr"])
+        trainer.optimizer.step()  # no gradients: leaves the weights, keeps the step order torch expects
+        trainer.scheduler.step()
+    one = Trainer(tiny_config(tiny_py, epochs=1), tmp_path / "one", progress=False)
+    assert len(one.optimizer.param_groups) == 1  # the seed's recipe: one group, as its checkpoints have
+
+
+def test_eval_every_zero_tests_only_after_the_last_epoch(tiny_py, tmp_path):
+    results = train(tiny_config(tiny_py, eval_every=0), tmp_path / "run", progress=False)
+    history = rows(tmp_path / "run")
+    assert [r["test_acc"] for r in history[:-1]] == ["nan", "nan"]
+    assert float(history[-1]["test_acc"]) == results["test_accuracy"] > 0.5
+    assert (tmp_path / "run" / "plots" / "curves.png").exists()
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "<td>-</td>" in html and "<td>nan</td>" not in html
+
+
+def test_the_allocator_setting_applies_on_glibc_and_can_be_declined(monkeypatch):
+    import platform
+
+    from cifarkit.engine import keep_freed_memory
+
+    monkeypatch.setenv("CIFARKIT_MALLOC", "default")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("CIFARKIT_MALLOC")
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is expected

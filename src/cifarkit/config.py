@@ -38,6 +38,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9  # SGD only
     nesterov: bool = False  # SGD only
+    # lr multiplier of the BatchNorm and bias parameters (their weight decay is divided by it, so that
+    # their decay per step stays that of the weights); 1 keeps one parameter group, as the seed.
+    norm_lr_scale: float = 1.0
     label_smoothing: float = 0.0
     # Exponential moving average of the weights (and BatchNorm buffers), updated every step; when on,
     # the averaged model is the one evaluated, reported and exported. 0 disables.
@@ -70,6 +73,8 @@ class TrainConfig:
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (CUDA only)
     threads: int | None = None  # CPU threads for torch; None keeps torch's default (physical cores)
     eval_batch_size: int = 1024
+    # Test-set evaluation every N epochs (the last epoch always); 0: only after the last epoch.
+    eval_every: int = 1
     # Data.
     data_dir: str | None = None
     limit_train: int | None = None  # use only the first N training images
@@ -117,6 +122,9 @@ class TrainConfig:
             need(_positive(self.max_lr), "max_lr", self.max_lr, "must be a positive number or 'find'")
         need(_finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
         need(_finite(self.momentum) and 0 <= self.momentum < 1, "momentum", self.momentum, "must be in [0, 1)")
+        need(_positive(self.norm_lr_scale), "norm_lr_scale", self.norm_lr_scale, "must be a positive number")
+        need(isinstance(self.eval_every, int) and self.eval_every >= 0, "eval_every", self.eval_every,
+             "must be a whole number of epochs >= 0 (0: only after the last epoch)")
         need(_finite(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label_smoothing",
              self.label_smoothing, "must be in [0, 1)")
         need(_finite(self.pct_start) and 0 < self.pct_start < 1, "pct_start", self.pct_start,
@@ -163,7 +171,27 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The ERA S10 assignment exactly: Adam + L2 1e-4, batch 512, One Cycle over 24 epochs peaking
     # at epoch 5, div 100 / final div 100, two linear phases, pad-crop / flip / cutout 8x8.
     "s10": {},
+    # The same S10 ResNet and 24 epochs, the recipe of Page's "How to train your ResNet" series:
+    # Nesterov SGD at lr 0.4 / wd 5e-4 (mean loss), warm-up to epoch 5 then linear decay to ~0,
+    # label smoothing, an EMA of the weights, and flip test-time augmentation.
+    "s10-best": {
+        "optimizer": "sgd", "nesterov": True, "momentum": 0.9, "cycle_momentum": False,
+        "max_lr": 0.4, "weight_decay": 5e-4, "div_factor": 20.0, "final_div_factor": 500.0,
+        "label_smoothing": 0.2, "ema_decay": 0.995, "tta": "flip",
+    },
+    # The quickest path to 94%: the small whitened net (models.FastNet, ideas of airbench), batch 1024,
+    # Nesterov SGD with a 64x lr for BatchNorm biases, a triangle schedule 0.2 -> 1 -> 0.07 of the peak,
+    # label smoothing 0.2, 2 px translations and flips, no cutout; tested once, at the end, with 6 views.
+    "fast": {
+        "model": "fast", "epochs": 11, "batch_size": 1024,
+        "optimizer": "sgd", "nesterov": True, "momentum": 0.85, "cycle_momentum": False,
+        "max_lr": 1.5, "weight_decay": 1.33e-3, "norm_lr_scale": 64.0,
+        "pct_start": 0.23, "div_factor": 5.0, "final_div_factor": 1 / (0.07 * 5.0),
+        "label_smoothing": 0.2, "pad_crop": 2, "cutout_size": 0, "tta": "flip-translate", "eval_every": 0,
+    },
 }
+# The same recipe at a quarter of the compute: a net half as wide, 8 epochs; fits 12 minutes on 2 CPU cores.
+PRESETS["fast-cpu"] = {**PRESETS["fast"], "model": "fast-small", "epochs": 8}
 
 
 def preset_config(name: str, **overrides: Any) -> TrainConfig:

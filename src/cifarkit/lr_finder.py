@@ -146,7 +146,7 @@ def find_lr(config: TrainConfig, data: CIFAR10, run_dir: str | os.PathLike, prog
     """Run the range test for `config` (its model, optimiser, augmentation) and write lr_find.{json,png}."""
     device, dtype = setup_runtime(config)
     data = data.to(device)
-    model = prepare_model(config, device, num_classes=len(data.classes))
+    model = prepare_model(config, device, len(data.classes), data.train_images)
     optimizer = build_optimizer(model, config, config.lr_find_start, device)
     result = range_test(model, optimizer, data, config, device, dtype, config.lr_find_start, config.lr_find_end,
                         config.lr_find_iters, progress=progress)

@@ -1,4 +1,9 @@
-"""Networks, by name. `s10` is the assignment's ResNet (6,573,120 parameters), logits out."""
+"""Networks, by name, logits out.
+
+`s10` is the assignment's ResNet (6,573,120 parameters). `fast` is a small net for the quickest path to
+high accuracy on a CPU: a whitening stem fitted to the data, then three conv groups without residuals
+(the design ideas of Page's and Jordan's (airbench) fast CIFAR-10 work; the code is ours).
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -48,10 +53,77 @@ class S10ResNet(nn.Sequential):
         self.fc = nn.Linear(8 * w, num_classes, bias=False)
 
 
+class ConvGroup(nn.Sequential):
+    """conv 3x3 -> max-pool 2 -> BN -> GELU -> conv 3x3 -> BN -> GELU."""
+
+    def __init__(self, c_in: int, c_out: int, bn_momentum: float):
+        super().__init__(
+            _dirac_conv(c_in, c_out), nn.MaxPool2d(2), _bias_only_bn(c_out, bn_momentum), nn.GELU(),
+            _dirac_conv(c_out, c_out), _bias_only_bn(c_out, bn_momentum), nn.GELU(),
+        )
+
+
+def _dirac_conv(c_in: int, c_out: int) -> nn.Conv2d:
+    """A 3x3 conv whose first min(c_in, c_out) filters start as the identity: an implicit residual at init."""
+    conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False)
+    with torch.no_grad():
+        nn.init.dirac_(conv.weight[:min(c_in, c_out)])
+    return conv
+
+
+def _bias_only_bn(channels: int, momentum: float) -> nn.BatchNorm2d:
+    """BatchNorm whose scale stays 1: the following GELU only needs a shift, and fewer knobs train faster."""
+    bn = nn.BatchNorm2d(channels, momentum=momentum)
+    bn.weight.requires_grad_(False)
+    return bn
+
+
+class FastNet(nn.Sequential):
+    """Whitening stem (2x2 conv, frozen) -> GELU -> 3 conv groups -> global max-pool -> linear, scaled.
+
+    The stem's filters are the whitening transform of 2x2 image patches (and their negatives), set
+    from training images by `init_from_data` before training; only its bias trains. BatchNorm runs
+    with a high momentum (recent batches dominate the statistics), which suits runs of few steps.
+    """
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256),
+                 bn_momentum: float = 0.4, logit_scale: float = 1 / 9):
+        super().__init__()
+        stem_width = 2 * 3 * 2 * 2  # every 2x2x3 patch direction, and its negative
+        self.stem = nn.Conv2d(3, stem_width, kernel_size=2, bias=True)
+        self.stem.weight.requires_grad_(False)
+        self.stem_act = nn.GELU()
+        self.group1 = ConvGroup(stem_width, widths[0], bn_momentum)
+        self.group2 = ConvGroup(widths[0], widths[1], bn_momentum)
+        self.group3 = ConvGroup(widths[1], widths[2], bn_momentum)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(widths[2], num_classes, bias=False)
+        self.logit_scale = logit_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.logit_scale
+
+    def extra_repr(self) -> str:
+        return f"logit_scale={self.logit_scale:.4g}"
+
+    @torch.no_grad()
+    def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the stem to whiten 2x2 patches of `images` (normalised float, N x 3 x H x W)."""
+        patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # N,3,H-1,W-1,2,2
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).flip(0).reshape(12, 3, 2, 2)
+        self.stem.weight.copy_(torch.cat([filters, -filters]).to(self.stem.weight))
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "s10": S10ResNet,
     # the same design at a quarter of the width (~16x less compute): quick CPU trials and smoke tests
     "s10-small": lambda num_classes=10: S10ResNet(num_classes=num_classes, width=16),
+    "fast": FastNet,
+    "fast-small": lambda num_classes=10: FastNet(num_classes=num_classes, widths=(32, 128, 128)),
 }
 
 

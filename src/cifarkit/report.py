@@ -199,7 +199,8 @@ def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> Non
     fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True, gridspec_kw={"height_ratios": [3, 3, 1.5]})
     for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
         ax.plot(epochs, [r[f"train_{key}"] for r in history], marker="o", label=f"train {label}")
-        ax.plot(epochs, [r[f"test_{key}"] for r in history], marker="o", label=f"test {label}")
+        tested = [r for r in history if math.isfinite(r[f"test_{key}"])]  # eval_every may skip epochs
+        ax.plot([r["epoch"] for r in tested], [r[f"test_{key}"] for r in tested], marker="o", label=f"test {label}")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend()
@@ -237,7 +238,9 @@ def _table(rows: dict[str, Any]) -> str:
 
 
 def _fmt(v: Any) -> str:
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:.6g}" if math.isfinite(v) else "-"
+    return str(v)
 
 
 def write_report(run_dir: str | os.PathLike) -> Path:

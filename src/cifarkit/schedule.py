@@ -22,9 +22,10 @@ def steps_per_epoch(num_images: int, batch_size: int) -> int:
 
 def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, max_lr: float,
               steps_per_epoch: int) -> OneCycleLR:
+    """One Cycle peaking at `max_lr` (times a parameter group's "lr_scale", where it has one)."""
     return OneCycleLR(
         optimizer,
-        max_lr=max_lr,
+        max_lr=[max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups],
         total_steps=config.epochs * steps_per_epoch,
         pct_start=config.pct_start,
         anneal_strategy=config.anneal_strategy,
