@@ -119,3 +119,22 @@ def test_evaluate_reproduces_a_run_with_ema_and_tta(tiny_py, tmp_path):
     evaluated = inference.evaluate_checkpoint(tmp_path / "run")
     assert evaluated["tta"] == "flip"
     assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-7)
+
+
+def test_a_fast_net_run_evaluates_exports_and_predicts_like_it_trained(tiny_py, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    from cifarkit import train
+    from cifarkit.augment import normalize
+    from test_train import FAST_TINY, tiny_config
+
+    results = train(tiny_config(tiny_py, **FAST_TINY), tmp_path / "run", progress=False)
+    assert results["test_accuracy"] > 0.5 and results["tta"] == "flip-translate"
+    evaluated = inference.evaluate_checkpoint(tmp_path / "run")  # rebuilt model, whitening stem from the file
+    assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-7)
+    assert main(["export", str(tmp_path / "run"), "--onnx", str(tmp_path / "fast.onnx")]) == 0
+    model, _ = inference.load_model(tmp_path / "run", torch.device("cpu"))
+    x = normalize(load_cifar10(tiny_py, download=False).test_images[:8])
+    with torch.inference_mode():
+        expected = model(x).numpy()
+    got = ort.InferenceSession(str(tmp_path / "fast.onnx")).run(None, {"images": x.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-3

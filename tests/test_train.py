@@ -48,9 +48,15 @@ def test_same_seed_same_run_bitwise(tiny_bin, tmp_path):
     assert rows(tmp_path / "a")[0]["train_loss"] == rows(tmp_path / "b")[0]["train_loss"]
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
-def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, monkeypatch, ema_decay):
-    cfg = tiny_config(tiny_py, epochs=2, ema_decay=ema_decay)
+FAST_TINY = dict(model="fast-small", optimizer="sgd", nesterov=True, momentum=0.85, cycle_momentum=False,
+                 norm_lr_scale=64.0, max_lr=0.2, label_smoothing=0.2, pad_crop=2, cutout_size=0, eval_every=0,
+                 tta="flip-translate")
+
+
+@pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9}, FAST_TINY], ids=["s10-small", "ema", "fast"])
+def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, monkeypatch, overrides):
+    cfg = tiny_config(tiny_py, epochs=2, **overrides)
+    ema_decay = cfg.ema_decay
     train(cfg, tmp_path / "full", progress=False)
 
     original, calls = Trainer.train_step, {"n": 0}

@@ -176,11 +176,11 @@ def training_batch(data: CIFAR10, order: torch.Tensor, step: int, batch_size: in
 def parameter_groups(model: nn.Module, config: TrainConfig, lr: float) -> list[dict[str, Any]]:
     """The trainable parameters as optimiser groups: one group, or with `norm_lr_scale` != 1 the weights
     and, apart, the BatchNorm/bias parameters at lr * scale and weight decay / scale."""
-    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if config.norm_lr_scale == 1:
-        return [{"params": [p for _, p in trainable], "lr": lr, "weight_decay": config.weight_decay}]
-    norm = [p for _, p in trainable if p.ndim <= 1]  # BatchNorm weights/biases and conv/linear biases
-    weights = [p for _, p in trainable if p.ndim > 1]
+        return [{"params": trainable, "lr": lr, "weight_decay": config.weight_decay}]
+    norm = [p for p in trainable if p.ndim <= 1]  # BatchNorm weights/biases and conv/linear biases
+    weights = [p for p in trainable if p.ndim > 1]
     scale = config.norm_lr_scale
     return [{"params": weights, "lr": lr, "weight_decay": config.weight_decay},
             {"params": norm, "lr": lr * scale, "weight_decay": config.weight_decay / scale, "lr_scale": scale}]
