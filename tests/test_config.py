@@ -87,3 +87,12 @@ def test_every_preset_validates_and_round_trips_through_json(tmp_path):
         path = tmp_path / f"{name}.json"
         path.write_text(__import__("json").dumps(cfg.to_dict()))
         assert TrainConfig.from_json(path) == cfg
+
+
+def test_cli_flags_reach_the_config_over_the_preset():
+    from cifarkit.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "--preset", "fast", "--norm-lr-scale", "8", "--eval-every", "2",
+                                      "--epochs", "3"])
+    cfg = config_from_args(args)
+    assert (cfg.preset, cfg.model, cfg.norm_lr_scale, cfg.eval_every, cfg.epochs) == ("fast", "fast", 8.0, 2, 3)

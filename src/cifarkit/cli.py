@@ -233,10 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a checkpoint, as JSON")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
     _add_data_flags(p)
-    p.add_argument("--norm-lr-scale", type=float,
-                   help="lr multiplier of BatchNorm/bias parameters, weight decay divided by it (s10: 1; fast: 64)")
-    p.add_argument("--eval-every", type=int, metavar="N",
-                   help="test every N epochs, the last always; 0: only at the end (s10: 1; fast: 0)")
     p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's, usually none)")
     p.add_argument("--limit-test", type=int, metavar="N", help="the first N test images only")
     p.add_argument("--device", default="auto")
@@ -247,10 +243,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--norm-lr-scale", type=float,
-                   help="lr multiplier of BatchNorm/bias parameters, weight decay divided by it (s10: 1; fast: 64)")
-    p.add_argument("--eval-every", type=int, metavar="N",
-                   help="test every N epochs, the last always; 0: only at the end (s10: 1; fast: 0)")
     p.add_argument("--tta", choices=TTA_MODES, default="none")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
