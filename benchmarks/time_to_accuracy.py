@@ -1,21 +1,35 @@
 """Accuracy and wall time of a preset over several seeds: per seed, then mean ± std, with the machine.
 
     python benchmarks/time_to_accuracy.py --preset s10 --seeds 3 --data-dir D [--out runs/tta-bench]
-        [--epochs N --limit-train N --model NAME --batch-size N --max-lr X --device X]
+        [--epochs N --limit-train N --model NAME --batch-size N --max-lr X --device X] [--reuse]
 
 Each seed is a full `cifarkit train` into OUT/seedN. Wall time counts from loading the data on disk
 to the final test number; accuracy is the official test set's at the end of training (no best-epoch
-picking). The README's results table comes from this script.
+picking). Each finished seed leaves OUT/seedN/benchmark.json; with --reuse a seed whose benchmark.json
+was made with the same configuration is read back instead of trained again, so a long benchmark can be
+extended (--seeds 3 after --seeds 1) or continued after an interruption. The README's results table
+comes from this script.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
 
 from cifarkit import preset_config, train
 from cifarkit.engine import machine_info, resolve_device
+from cifarkit.files import write_json
+
+
+def recorded(run_dir: Path, config: dict) -> dict | None:
+    """The benchmark record of a finished seed trained with exactly `config`, else None."""
+    try:
+        record = json.loads((run_dir / "benchmark.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("config") == config else None
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -29,6 +43,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.add_argument(flag, type=kind)
     parser.add_argument("--model")
     parser.add_argument("--device")
+    parser.add_argument("--reuse", action="store_true", help="read back seeds already run with the same configuration")
     args = parser.parse_args(argv)
 
     overrides = {k: getattr(args, k) for k in ("data_dir", "epochs", "limit_train", "batch_size", "max_lr", "model",
@@ -36,12 +51,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for seed in range(args.seeds):
         config = preset_config(args.preset, seed=seed, **overrides)
-        started = time.perf_counter()
-        results = train(config, args.out / f"seed{seed}", overwrite=True, progress=False)
-        rows.append({"seed": seed, "test_accuracy": results["test_accuracy"],
-                     "wall_time_s": time.perf_counter() - started, "results": results})
-        print(f"seed {seed}: test accuracy {results['test_accuracy']:.2%}  wall {rows[-1]['wall_time_s']:.1f}s",
-              flush=True)
+        run_dir = args.out / f"seed{seed}"
+        record = recorded(run_dir, config.to_dict()) if args.reuse else None
+        reused = record is not None
+        if not reused:
+            started = time.perf_counter()
+            results = train(config, run_dir, overwrite=True, progress=False)
+            record = {"config": config.to_dict(), "wall_time_s": time.perf_counter() - started, "results": results}
+            write_json(run_dir / "benchmark.json", record)
+        results = record["results"]
+        rows.append({"seed": seed, "test_accuracy": results["test_accuracy"], "wall_time_s": record["wall_time_s"],
+                     "results": results})
+        print(f"seed {seed}: test accuracy {results['test_accuracy']:.2%}  wall {record['wall_time_s']:.1f}s"
+              f"{'  (reused)' if reused else ''}", flush=True)
 
     acc = [r["test_accuracy"] * 100 for r in rows]
     wall = [r["wall_time_s"] for r in rows]

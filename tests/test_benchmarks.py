@@ -6,16 +6,33 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def test_time_to_accuracy_reports_each_seed_and_the_spread(tiny_py, tmp_path):
-    done = subprocess.run([sys.executable, str(BENCH / "time_to_accuracy.py"), "--seeds", "2", "--data-dir",
-                           str(tiny_py), "--model", "s10-small", "--epochs", "2", "--batch-size", "50",
-                           "--max-lr", "5e-3", "--threads", "1", "--out", str(tmp_path / "bench")],
+def time_to_accuracy(*args: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCH / "time_to_accuracy.py"), *args],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    out = done.stdout
+    return done.stdout
+
+
+def test_time_to_accuracy_reports_each_seed_and_the_spread(tiny_py, tmp_path):
+    common = ["--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "2", "--batch-size", "50",
+              "--max-lr", "5e-3", "--threads", "1", "--out", str(tmp_path / "bench")]
+    out = time_to_accuracy("--seeds", "2", *common)
     assert "seed 0: test accuracy" in out and "seed 1: test accuracy" in out
     assert "±" in out and "machine:" in out and "torch" in out
     assert (tmp_path / "bench" / "seed1" / "results.json").exists()
+    first = [line for line in out.splitlines() if line.startswith("seed 0:")]
+
+    # --reuse reads back the finished seeds of the same configuration and trains only the new one
+    out = time_to_accuracy("--seeds", "3", "--reuse", *common)
+    lines = out.splitlines()
+    assert [line for line in lines if line.startswith("seed 0:")] == [first[0] + "  (reused)"]
+    assert any(line.startswith("seed 1:") and line.endswith("(reused)") for line in lines)
+    assert any(line.startswith("seed 2:") and not line.endswith("(reused)") for line in lines)
+    assert "3 seeds" in out
+
+    # a different configuration in the same folder is trained again, not mixed in
+    out = time_to_accuracy("--seeds", "1", "--reuse", *common, "--epochs", "1")  # the last --epochs wins
+    assert "(reused)" not in out
 
 
 def test_throughput_prints_both_sides_and_the_ratio():
