@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from cifarkit.augment import Augment, cutout, normalize, random_crop, random_flip
+from cifarkit.augment import Augment, alternating_flips, cutout, normalize, random_crop, random_flip
 from cifarkit.data import MEAN, STD
 
 
@@ -64,3 +64,24 @@ def test_augment_is_reproducible_from_the_seed_and_differs_across_seeds():
 def test_disabled_augment_is_plain_normalisation():
     x = batch(8)
     assert torch.equal(Augment(pad_crop=0, flip=False, cutout_size=0)(x, gen()), normalize(x))
+
+
+def test_alternating_flips_mirror_each_image_in_every_other_epoch():
+    from cifarkit.engine import even_epoch_flips
+
+    even = even_epoch_flips(1000, torch.device("cpu"), seed=3)
+    assert torch.equal(even, even_epoch_flips(1000, torch.device("cpu"), seed=3))  # fixed by the seed
+    assert 400 < int(even.sum()) < 600
+    assert torch.equal(alternating_flips(even, 0), even) and torch.equal(alternating_flips(even, 2), even)
+    assert torch.equal(alternating_flips(even, 1), ~even) and torch.equal(alternating_flips(even, 5), ~even)
+
+    imgs = batch(8)
+    aug = Augment(pad_crop=0, flip=True, cutout_size=0)
+    flips = torch.tensor([True, False] * 4)
+    out = aug(imgs, torch.Generator().manual_seed(0), flips)
+    plain = normalize(imgs)
+    assert torch.equal(out[flips], plain[flips].flip(3)) and torch.equal(out[~flips], plain[~flips])
+    # consecutive epochs show each image both ways
+    x0 = aug(imgs, torch.Generator().manual_seed(0), alternating_flips(flips, 0))
+    x1 = aug(imgs, torch.Generator().manual_seed(1), alternating_flips(flips, 1))
+    assert torch.equal(x1, x0.flip(3))

@@ -36,6 +36,8 @@ def test_json_round_trip(tmp_path):
     ({"tta": "rotate"}, "--tta 'rotate': choose one of none, flip, flip-translate"),
     ({"norm_lr_scale": 0}, "--norm-lr-scale 0: must be a positive number"),
     ({"eval_every": -1}, "--eval-every -1: must be a whole number of epochs >= 0"),
+    ({"lookahead_decay": 1.0}, "--lookahead-decay 1.0: must be in [0, 1)"),
+    ({"lookahead_every": 0}, "--lookahead-every 0: must be a whole number of steps >= 1"),
 ])
 def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
     with pytest.raises(UserError, match=re.escape(message)):
@@ -93,6 +95,7 @@ def test_cli_flags_reach_the_config_over_the_preset():
     from cifarkit.cli import build_parser, config_from_args
 
     args = build_parser().parse_args(["train", "--preset", "fast", "--norm-lr-scale", "8", "--eval-every", "2",
-                                      "--epochs", "3"])
+                                      "--epochs", "3", "--lookahead-decay", "0.5", "--lookahead-every", "7"])
     cfg = config_from_args(args)
     assert (cfg.preset, cfg.model, cfg.norm_lr_scale, cfg.eval_every, cfg.epochs) == ("fast", "fast", 8.0, 2, 3)
+    assert (cfg.lookahead_decay, cfg.lookahead_every) == (0.5, 7)

@@ -53,7 +53,11 @@ FAST_TINY = dict(model="fast-small", optimizer="sgd", nesterov=True, momentum=0.
                  tta="flip-translate")
 
 
-@pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9}, FAST_TINY], ids=["s10-small", "ema", "fast"])
+FAST_TINY_AVERAGED = {**FAST_TINY, "lookahead_decay": 0.7, "lookahead_every": 3, "alternate_flip": True}
+
+
+@pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9}, FAST_TINY, FAST_TINY_AVERAGED],
+                         ids=["s10-small", "ema", "fast", "lookahead-alternate-flip"])
 def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, monkeypatch, overrides):
     cfg = tiny_config(tiny_py, epochs=2, **overrides)
     ema_decay = cfg.ema_decay
@@ -123,6 +127,28 @@ def test_ema_is_the_decayed_average_of_the_weights_and_is_what_gets_evaluated(ti
         assert torch.allclose(averaged[k], v, atol=1e-6), k
     assert trainer.eval_model is trainer.ema.module
     assert trainer.checkpoint()["model"].keys() == trainer.checkpoint()["training_weights"].keys()
+
+
+def test_lookahead_runs_inside_training_and_the_model_ends_as_its_slow_weights(tiny_py, tmp_path):
+    trainer = Trainer(tiny_config(tiny_py, epochs=1, lookahead_decay=0.7, lookahead_every=2), tmp_path / "run",
+                      progress=False)
+    assert trainer.steps_per_epoch == 4
+    seen = []
+    original = trainer.lookahead.after_step
+    trainer.lookahead.after_step = lambda step: (seen.append(step), original(step))
+    trainer.fit()
+    assert seen == [1, 2, 3, 4]  # every optimiser step, numbered through the run
+    weights = trainer.model.state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in trainer.lookahead.slow.items())
+    assert trainer.checkpoint()["lookahead"].keys() == trainer.lookahead.slow.keys()
+
+
+def test_alternate_flip_mirrors_an_image_in_consecutive_epochs(tiny_py, tmp_path):
+    trainer = Trainer(tiny_config(tiny_py, alternate_flip=True, pad_crop=0, cutout_size=0), tmp_path / "run",
+                      progress=False)
+    order = trainer.epoch_order(0)
+    (x0, y0), (x1, y1) = trainer.global_batch(order, 0, 0), trainer.global_batch(order, 1, 0)
+    assert torch.equal(y0, y1) and torch.equal(x1, x0.flip(3))
 
 
 def test_auto_precision_on_cpu_follows_native_bf16_support(monkeypatch):

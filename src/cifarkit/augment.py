@@ -28,13 +28,17 @@ class Augment:
         """The augmentation a TrainConfig asks for."""
         return cls(config.pad_crop, config.flip, config.cutout_size, config.cutout_prob)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """uint8 (N,3,H,W) -> normalised float32 (N,3,H,W), each image with its own random draws."""
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, flips: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        """uint8 (N,3,H,W) -> normalised float32 (N,3,H,W), each image with its own random draws.
+
+        `flips` (N bools), when given, says which images to mirror instead of a random draw.
+        """
         x = normalize(images)
         if self.pad_crop:
             x = random_crop(x, self.pad_crop, generator)
         if self.flip:
-            x = random_flip(x, generator)
+            x = random_flip(x, generator) if flips is None else torch.where(flips[:, None, None, None], x.flip(3), x)
         if self.cutout_size and self.cutout_prob > 0:
             x = cutout(x, self.cutout_size, self.cutout_prob, generator)
         return x
@@ -73,6 +77,13 @@ def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> 
     """Mirror each image left-right with probability p."""
     mask = _bernoulli(x.shape[0], p, generator, x.device)
     return torch.where(mask[:, None, None, None], x.flip(3), x)
+
+
+def alternating_flips(even_epochs: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Which images to mirror in `epoch` when each image is mirrored every other epoch: a random half
+    (`even_epochs`, drawn once per run) in even epochs, the other half in odd ones. Over any two
+    consecutive epochs every image is then seen both ways, which random flips only give on average."""
+    return even_epochs ^ bool(epoch % 2)
 
 
 def cutout(x: torch.Tensor, size: int, p: float, generator: torch.Generator) -> torch.Tensor:

@@ -45,6 +45,10 @@ class TrainConfig:
     # Exponential moving average of the weights (and BatchNorm buffers), updated every step; when on,
     # the averaged model is the one evaluated, reported and exported. 0 disables.
     ema_decay: float = 0.0
+    # Lookahead (cifarkit.lookahead): every `lookahead_every` steps the model restarts from a slow average
+    # whose decay ramps as lookahead_decay * (step / total)^3; the model ends as that average. 0 disables.
+    lookahead_decay: float = 0.0
+    lookahead_every: int = 5
     # Test-time augmentation of every test evaluation and the final result: none | flip | flip-translate.
     tta: str = "none"
     # One Cycle, with the meaning of torch.optim.lr_scheduler.OneCycleLR's arguments.
@@ -63,6 +67,9 @@ class TrainConfig:
     # Augmentation of training batches (test images are never augmented).
     pad_crop: int = 4  # reflect-pad this many pixels, then crop 32x32 at random; 0 disables
     flip: bool = True  # horizontal flip with p=0.5
+    # with flip: mirror each image every other epoch (a fixed random half in even epochs, the rest in odd
+    # ones) instead of a coin toss per image and epoch
+    alternate_flip: bool = False
     cutout_size: int = 8  # one square hole filled with the mean colour; 0 disables
     cutout_prob: float = 0.5
     # Where and how it runs.
@@ -136,6 +143,10 @@ class TrainConfig:
              "must be a whole number of steps >= 20")
         need(_finite(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", self.ema_decay,
              "must be in [0, 1) (0 disables the average; typical: 0.99-0.999)")
+        need(_finite(self.lookahead_decay) and 0 <= self.lookahead_decay < 1, "lookahead_decay",
+             self.lookahead_decay, "must be in [0, 1) (0 disables Lookahead; airbench: 0.95**5 = 0.774)")
+        need(isinstance(self.lookahead_every, int) and self.lookahead_every >= 1, "lookahead_every",
+             self.lookahead_every, "must be a whole number of steps >= 1")
         need(self.tta in TTA_MODES, "tta", self.tta, f"choose one of {', '.join(TTA_MODES)}")
         need(_positive(self.div_factor), "div_factor", self.div_factor, "must be > 0")
         need(_positive(self.final_div_factor), "final_div_factor", self.final_div_factor, "must be > 0")

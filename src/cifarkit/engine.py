@@ -31,11 +31,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import __version__, distributed
-from .augment import Augment, normalize, tta_views
+from .augment import Augment, alternating_flips, normalize, tta_views
 from .config import TrainConfig
 from .data import CIFAR10, MEAN, STD, load_cifar10
 from .errors import UserError
 from .files import save_torch, write_json, write_text
+from .lookahead import Lookahead
 from .models import build_model, count_parameters
 from .schedule import one_cycle, steps_per_epoch
 
@@ -163,11 +164,21 @@ def epoch_order(num_images: int, device: torch.device, *keys: int | str) -> torc
     return torch.randperm(num_images, generator=g, device=g.device).to(device)
 
 
+def even_epoch_flips(num_images: int, device: torch.device, seed: int) -> torch.Tensor:
+    """The random half of the training images that alternating flips mirror in even epochs."""
+    g = generator(device, seed, "flip")
+    return (torch.rand(num_images, generator=g, device=g.device) < 0.5).to(device)
+
+
 def training_batch(data: CIFAR10, order: torch.Tensor, step: int, batch_size: int, augment: Augment,
-                   g: torch.Generator, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch `step` of an epoch: its images augmented with `g`'s draws, and their labels."""
+                   g: torch.Generator, channels_last: bool, flips: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch `step` of an epoch: its images augmented with `g`'s draws, and their labels.
+
+    `flips`, when given, says which of all the training images this epoch mirrors (alternating flips).
+    """
     idx = order[step * batch_size:(step + 1) * batch_size]
-    x = augment(data.train_images[idx], g)
+    x = augment(data.train_images[idx], g, None if flips is None else flips[idx])
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, data.train_labels[idx]
@@ -319,9 +330,13 @@ class Trainer:
         self.scheduler = one_cycle(self.optimizer, config, max_lr, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.augment = Augment.from_config(config)
+        self.even_flips = even_epoch_flips(len(self.data.train_labels), self.device, config.seed) \
+            if config.alternate_flip and config.flip else None
         # the weight average (BatchNorm buffers included) that is evaluated and saved when ema_decay > 0
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
             if config.ema_decay else None
+        self.lookahead = Lookahead(self.model, config.lookahead_decay, config.lookahead_every,
+                                   config.epochs * self.steps_per_epoch) if config.lookahead_decay else None
         self.state = RunState()
         self.test_logits: torch.Tensor | None = None  # of the latest test evaluation, single process only
 
@@ -362,6 +377,7 @@ class Trainer:
             "model": self.eval_model.state_dict(),  # the weights evaluate / predict / export use
             **({"training_weights": self.model.state_dict(), "ema_n_averaged": self.ema.n_averaged}
                if self.ema is not None else {}),
+            **({"lookahead": self.lookahead.state_dict()} if self.lookahead is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -382,6 +398,11 @@ class Trainer:
             self.ema.n_averaged.copy_(ckpt["ema_n_averaged"])
         else:
             self.model.load_state_dict(ckpt["model"])
+        if self.lookahead is not None:
+            if "lookahead" not in ckpt:
+                raise UserError(f"{self.checkpoint_path}: saved without Lookahead's slow weights, but this run has "
+                                f"lookahead_decay {self.config.lookahead_decay}")
+            self.lookahead.load_state_dict(ckpt["lookahead"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -409,6 +430,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.lookahead is not None:
+            self.lookahead.after_step(self.scheduler.last_epoch)  # the scheduler counts the run's steps
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         return loss.detach() * len(labels), (logits.argmax(1) == labels).sum()
@@ -419,8 +442,9 @@ class Trainer:
     def global_batch(self, order: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `step` of `epoch`, augmented: the same on every rank, which then trains on its slice."""
         cfg = self.config
+        flips = None if self.even_flips is None else alternating_flips(self.even_flips, epoch)
         return training_batch(self.data, order, step, cfg.batch_size, self.augment,
-                              generator(self.device, cfg.seed, "augment", epoch, step), cfg.channels_last)
+                              generator(self.device, cfg.seed, "augment", epoch, step), cfg.channels_last, flips)
 
     def train_epoch(self, stop: dict[str, int]) -> float:
         """Run the rest of the current epoch; returns the lr of its last step."""
