@@ -79,6 +79,8 @@ def test_fast_presets_are_the_whitened_net_tested_once_with_tta(name, model):
     assert cfg.model == model and cfg.optimizer == "sgd" and cfg.nesterov and cfg.batch_size == 1024
     assert cfg.norm_lr_scale > 1 and cfg.eval_every == 0 and cfg.tta == "flip-translate"
     assert (cfg.pad_crop, cfg.cutout_size) == (2, 0)
+    if name == "fast-cpu":
+        assert cfg.lookahead_decay == pytest.approx(0.95**5) and cfg.lookahead_every == 5 and cfg.alternate_flip
 
 
 def test_every_preset_validates_and_round_trips_through_json(tmp_path):

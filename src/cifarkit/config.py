@@ -201,8 +201,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "label_smoothing": 0.2, "pad_crop": 2, "cutout_size": 0, "tta": "flip-translate", "eval_every": 0,
     },
 }
-# The same recipe at a quarter of the compute: a net half as wide, 8 epochs; fits 12 minutes on 2 CPU cores.
-PRESETS["fast-cpu"] = {**PRESETS["fast"], "model": "fast-small", "epochs": 8}
+# The same recipe at a quarter of the compute (a net half as wide, 8 epochs: ~12 minutes on 2 CPU cores),
+# plus Lookahead (airbench's 0.95**5 every 5 steps) and alternating flips: +0.35 points over 3 seeds here.
+# Not yet in `fast`, whose 11-epoch runs were measured without them.
+PRESETS["fast-cpu"] = {**PRESETS["fast"], "model": "fast-small", "epochs": 8,
+                       "lookahead_decay": 0.95**5, "alternate_flip": True}
 
 
 def preset_config(name: str, **overrides: Any) -> TrainConfig:
