@@ -97,7 +97,9 @@ def test_cli_flags_reach_the_config_over_the_preset():
     from cifarkit.cli import build_parser, config_from_args
 
     args = build_parser().parse_args(["train", "--preset", "fast", "--norm-lr-scale", "8", "--eval-every", "2",
-                                      "--epochs", "3", "--lookahead-decay", "0.5", "--lookahead-every", "7"])
+                                      "--epochs", "3", "--lookahead-decay", "0.5", "--lookahead-every", "7",
+                                      "--alternate-flip"])
     cfg = config_from_args(args)
     assert (cfg.preset, cfg.model, cfg.norm_lr_scale, cfg.eval_every, cfg.epochs) == ("fast", "fast", 8.0, 2, 3)
-    assert (cfg.lookahead_decay, cfg.lookahead_every) == (0.5, 7)
+    assert (cfg.lookahead_decay, cfg.lookahead_every, cfg.alternate_flip) == (0.5, 7, True)
+    assert not preset_config("fast").alternate_flip

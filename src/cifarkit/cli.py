@@ -43,14 +43,14 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="keep an exponential moving average of the weights, evaluated and saved (s10: 0 = off)")
     p.add_argument("--lookahead-decay", type=float,
                    help="Lookahead: the model restarts from a slow average every --lookahead-every steps, decay "
-                        "ramping to this value (s10: 0 = off; fast: 0.774)")
+                        "ramping to this value (s10: 0 = off; fast-cpu: 0.774)")
     p.add_argument("--lookahead-every", type=int, metavar="N", help="steps between Lookahead updates (default 5)")
     p.add_argument("--norm-lr-scale", type=float,
                    help="lr multiplier of BatchNorm/bias parameters, weight decay divided by it (s10: 1; fast: 64)")
     p.add_argument("--eval-every", type=int, metavar="N",
                    help="test every N epochs, the last always; 0: only at the end (s10: 1; fast: 0)")
     p.add_argument("--alternate-flip", action="store_const", const=True,
-                   help="mirror each training image every other epoch instead of at random (s10: off; fast: on)")
+                   help="mirror each training image every other epoch instead of at random (s10: off; fast-cpu: on)")
     p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation of the test evaluations (s10: none)")
     p.add_argument("--device", help=f"{', '.join(DEVICES)} or cuda:N (default auto: a GPU if there is one)")
     p.add_argument("--precision", choices=PRECISIONS, help="autocast dtype (default auto: bf16 on CPU, bf16/fp16 on GPU)")
@@ -77,7 +77,8 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {FLAG_FIELDS.get(name, name): getattr(args, name, None) for name in (
         "data_dir", "model", "epochs", "batch_size", "weight_decay", "optimizer", "nesterov", "label_smoothing",
-        "ema_decay", "lookahead_decay", "lookahead_every", "norm_lr_scale", "alternate_flip", "eval_every", "tta", "device", "precision", "channels_last", "seed",
+        "ema_decay", "lookahead_decay", "lookahead_every", "norm_lr_scale", "alternate_flip", "eval_every", "tta",
+        "device", "precision", "channels_last", "seed",
         "threads", "limit_train", "limit_test", "max_lr", "sync_bn", "start_lr", "end_lr", "num_iter")}
     if args.config is not None:
         config = TrainConfig.from_json(args.config)
@@ -239,8 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a checkpoint, as JSON")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
     _add_data_flags(p)
-    p.add_argument("--alternate-flip", action="store_const", const=True,
-                   help="mirror each training image every other epoch instead of at random (s10: off; fast: on)")
     p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's, usually none)")
     p.add_argument("--limit-test", type=int, metavar="N", help="the first N test images only")
     p.add_argument("--device", default="auto")
@@ -251,8 +250,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--alternate-flip", action="store_const", const=True,
-                   help="mirror each training image every other epoch instead of at random (s10: off; fast: on)")
     p.add_argument("--tta", choices=TTA_MODES, default="none")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
