@@ -38,7 +38,7 @@ class Augment:
         if self.pad_crop:
             x = random_crop(x, self.pad_crop, generator)
         if self.flip:
-            x = random_flip(x, generator) if flips is None else torch.where(flips[:, None, None, None], x.flip(3), x)
+            x = random_flip(x, generator) if flips is None else mirror(x, flips)
         if self.cutout_size and self.cutout_prob > 0:
             x = cutout(x, self.cutout_size, self.cutout_prob, generator)
         return x
@@ -75,8 +75,12 @@ def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.
 
 def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Mirror each image left-right with probability p."""
-    mask = _bernoulli(x.shape[0], p, generator, x.device)
-    return torch.where(mask[:, None, None, None], x.flip(3), x)
+    return mirror(x, _bernoulli(x.shape[0], p, generator, x.device))
+
+
+def mirror(x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images of the batch where `which` (N bools) is true."""
+    return torch.where(which[:, None, None, None], x.flip(3), x)
 
 
 def alternating_flips(even_epochs: torch.Tensor, epoch: int) -> torch.Tensor:
