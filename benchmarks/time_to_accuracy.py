@@ -1,7 +1,8 @@
 """Accuracy and wall time of a preset over several seeds: per seed, then mean ± std, with the machine.
 
     python benchmarks/time_to_accuracy.py --preset s10 --seeds 3 --data-dir D [--out runs/tta-bench]
-        [--epochs N --limit-train N --model NAME --batch-size N --max-lr X --device X] [--reuse]
+        [--epochs N --limit-train N --model NAME --batch-size N --max-lr X --device X]
+        [--lookahead-decay D --alternate-flip] [--reuse]
 
 Each seed is a full `cifarkit train` into OUT/seedN. Wall time counts from loading the data on disk
 to the final test number; accuracy is the official test set's at the end of training (no best-epoch
@@ -40,15 +41,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--data-dir")
     parser.add_argument("--out", type=Path, default=Path("runs") / "time-to-accuracy")
     for flag, kind in (("--epochs", int), ("--limit-train", int), ("--batch-size", int), ("--max-lr", float),
-                       ("--threads", int)):
+                       ("--threads", int), ("--lookahead-decay", float)):
         parser.add_argument(flag, type=kind)
     parser.add_argument("--model")
     parser.add_argument("--device")
+    parser.add_argument("--alternate-flip", action="store_true", default=None,
+                        help="mirror each image every other epoch (on top of a preset without it)")
     parser.add_argument("--reuse", action="store_true", help="read back seeds already run with the same configuration")
     args = parser.parse_args(argv)
 
     overrides = {k: getattr(args, k) for k in ("data_dir", "epochs", "limit_train", "batch_size", "max_lr", "model",
-                                               "device", "threads")}
+                                               "device", "threads", "lookahead_decay", "alternate_flip")}
     rows = []
     for seed in range(args.seeds):
         config = preset_config(args.preset, seed=seed, **overrides)

@@ -1,4 +1,5 @@
 """The benchmark scripts run and print what they promise (on tiny data; no timing is asserted)."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,14 @@ def test_time_to_accuracy_reports_each_seed_and_the_spread(tiny_py, tmp_path):
     # a different configuration in the same folder is trained again, not mixed in
     out = time_to_accuracy("--seeds", "1", "--reuse", *common, "--epochs", "1")  # the last --epochs wins
     assert "(reused)" not in out
+
+
+def test_time_to_accuracy_applies_recipe_flags_on_top_of_the_preset(tiny_py, tmp_path):
+    time_to_accuracy("--seeds", "1", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1",
+                     "--batch-size", "50", "--threads", "1", "--out", str(tmp_path / "bench"),
+                     "--lookahead-decay", "0.5", "--alternate-flip")
+    config = json.loads((tmp_path / "bench" / "seed0" / "benchmark.json").read_text())["config"]
+    assert config["preset"] == "s10" and config["lookahead_decay"] == 0.5 and config["alternate_flip"] is True
 
 
 def test_throughput_prints_both_sides_and_the_ratio():
