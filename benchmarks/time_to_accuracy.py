@@ -2,7 +2,7 @@
 
     python benchmarks/time_to_accuracy.py --preset s10 --seeds 3 --data-dir D [--out runs/tta-bench]
         [--epochs N --limit-train N --model NAME --batch-size N --max-lr X --device X]
-        [--lookahead-decay D --alternate-flip] [--reuse]
+        [--lookahead-decay D --[no-]alternate-flip] [--reuse]
 
 Each seed is a full `cifarkit train` into OUT/seedN. Wall time counts from loading the data on disk
 to the final test number; accuracy is the official test set's at the end of training (no best-epoch
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.add_argument(flag, type=kind)
     parser.add_argument("--model")
     parser.add_argument("--device")
-    parser.add_argument("--alternate-flip", action="store_true", default=None,
-                        help="mirror each image every other epoch (on top of a preset without it)")
+    parser.add_argument("--alternate-flip", action=argparse.BooleanOptionalAction,
+                        help="mirror each image every other epoch instead of at random (default: the preset's)")
     parser.add_argument("--reuse", action="store_true", help="read back seeds already run with the same configuration")
     args = parser.parse_args(argv)
 

@@ -79,8 +79,7 @@ def test_fast_presets_are_the_whitened_net_tested_once_with_tta(name, model):
     assert cfg.model == model and cfg.optimizer == "sgd" and cfg.nesterov and cfg.batch_size == 1024
     assert cfg.norm_lr_scale > 1 and cfg.eval_every == 0 and cfg.tta == "flip-translate"
     assert (cfg.pad_crop, cfg.cutout_size) == (2, 0)
-    if name == "fast-cpu":
-        assert cfg.lookahead_decay == pytest.approx(0.95**5) and cfg.lookahead_every == 5 and cfg.alternate_flip
+    assert cfg.lookahead_decay == pytest.approx(0.95**5) and cfg.lookahead_every == 5 and cfg.alternate_flip
 
 
 def test_every_preset_validates_and_round_trips_through_json(tmp_path):
@@ -102,4 +101,9 @@ def test_cli_flags_reach_the_config_over_the_preset():
     cfg = config_from_args(args)
     assert (cfg.preset, cfg.model, cfg.norm_lr_scale, cfg.eval_every, cfg.epochs) == ("fast", "fast", 8.0, 2, 3)
     assert (cfg.lookahead_decay, cfg.lookahead_every, cfg.alternate_flip) == (0.5, 7, True)
-    assert not preset_config("fast").alternate_flip
+
+    # a preset's switch can be turned off, and an absent flag keeps the preset's value
+    assert config_from_args(build_parser().parse_args(["train", "--preset", "fast", "--no-alternate-flip"])
+                            ).alternate_flip is False
+    assert config_from_args(build_parser().parse_args(["train", "--preset", "fast"])).alternate_flip is True
+    assert config_from_args(build_parser().parse_args(["train", "--preset", "s10"])).alternate_flip is False

@@ -1,4 +1,5 @@
 """LR range test on the tiny synthetic CIFAR-10."""
+import contextlib
 import json
 import math
 
@@ -11,7 +12,7 @@ from cifarkit.cli import main
 from cifarkit.data import load_cifar10
 from cifarkit.engine import build_optimizer, prepare_model
 from cifarkit.errors import UserError
-from cifarkit.lr_finder import range_test, suggest
+from cifarkit.lr_finder import keep_group_scales, range_test, suggest
 from cifarkit.schedule import planned_schedule
 
 SWEEP = dict(lr_find_start=1e-4, lr_find_end=1.0, lr_find_iters=60)
@@ -37,6 +38,49 @@ def test_sweep_restores_weights_and_suggests_before_the_minimum(tiny_py):
     assert result.suggestion < result.min_loss_lr
     assert result.losses[result.suggestion_index] > result.losses[result.min_loss_index]
     assert result.lrs[0] == pytest.approx(1e-4) and all(a < b for a, b in zip(result.lrs, result.lrs[1:]))
+
+
+def test_keep_group_scales_steps_each_group_at_its_multiple_and_restores_it():
+    weight, bias = torch.nn.Parameter(torch.ones(2, 2)), torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([{"params": [weight], "lr": 0.1}, {"params": [bias], "lr": 0.1, "lr_scale": 8.0}])
+    seen = []
+    with keep_group_scales(optimizer):
+        optimizer.register_step_pre_hook(lambda opt, *_: seen.append([g["lr"] for g in opt.param_groups]))
+        weight.grad, bias.grad = torch.ones(2, 2), torch.ones(2)
+        optimizer.step()
+        assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.1]  # as the lr finder set them
+    assert seen == [[0.1, pytest.approx(0.8)]]
+    assert torch.allclose(weight, torch.full((2, 2), 0.9)) and torch.allclose(bias, torch.full((2,), 0.2))
+    optimizer.step()  # outside, no scaling is left behind
+    assert torch.allclose(bias, torch.full((2,), 0.1))
+
+
+def test_sweep_keeps_the_norm_groups_lr_multiple(tiny_py, monkeypatch):
+    """With --norm-lr-scale the sweep steps the BatchNorm/bias group at K x the weights' lr, as training does."""
+    from cifarkit import lr_finder
+
+    cfg = tiny(tiny_py, optimizer="sgd", momentum=0.9, norm_lr_scale=8.0)
+    device = torch.device("cpu")
+    data = load_cifar10(tiny_py, download=False)
+    model = prepare_model(cfg, device)
+    optimizer = build_optimizer(model, cfg, 1e-4, device)
+    stepped = []
+    real = lr_finder.keep_group_scales
+
+    @contextlib.contextmanager
+    def observed(opt):
+        with real(opt):  # our hook runs after the scaling one
+            hook = opt.register_step_pre_hook(lambda o, *_: stepped.append([g["lr"] for g in o.param_groups]))
+            yield
+            hook.remove()
+
+    monkeypatch.setattr(lr_finder, "keep_group_scales", observed)
+    torch.set_num_threads(1)
+    result = range_test(model, optimizer, data, cfg, device, torch.float32, 1e-4, 1.0, 30, progress=False)
+    assert len(stepped) == len(result.lrs)
+    assert all(norm == pytest.approx(8 * weights) for weights, norm in stepped)
+    assert [weights for weights, _ in stepped] == pytest.approx(result.lrs)  # the suggestion is the weights' lr
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-4, pytest.approx(8e-4)]  # restored
 
 
 def test_suggestion_is_the_steepest_descent_before_the_minimum():

@@ -43,17 +43,18 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="keep an exponential moving average of the weights, evaluated and saved (s10: 0 = off)")
     p.add_argument("--lookahead-decay", type=float,
                    help="Lookahead: the model restarts from a slow average every --lookahead-every steps, decay "
-                        "ramping to this value (s10: 0 = off; fast-cpu: 0.774)")
+                        "ramping to this value (s10: 0 = off; fast, fast-cpu: 0.774)")
     p.add_argument("--lookahead-every", type=int, metavar="N", help="steps between Lookahead updates (default 5)")
     p.add_argument("--norm-lr-scale", type=float,
                    help="lr multiplier of BatchNorm/bias parameters, weight decay divided by it (s10: 1; fast: 64)")
     p.add_argument("--eval-every", type=int, metavar="N",
                    help="test every N epochs, the last always; 0: only at the end (s10: 1; fast: 0)")
-    p.add_argument("--alternate-flip", action="store_const", const=True,
-                   help="mirror each training image every other epoch instead of at random (s10: off; fast-cpu: on)")
+    p.add_argument("--alternate-flip", action=argparse.BooleanOptionalAction,
+                   help="mirror each training image every other epoch instead of at random (s10: off; fast: on)")
     p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation of the test evaluations (s10: none)")
     p.add_argument("--device", help=f"{', '.join(DEVICES)} or cuda:N (default auto: a GPU if there is one)")
-    p.add_argument("--precision", choices=PRECISIONS, help="autocast dtype (default auto: bf16 on CPU, bf16/fp16 on GPU)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="autocast dtype (default auto: bf16 on CPUs with native bf16, else fp32; bf16/fp16 on GPU)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
                    help="keep NCHW tensors (channels_last is faster on CPU and tensor cores)")
     p.add_argument("--seed", type=int)

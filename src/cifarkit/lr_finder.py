@@ -66,6 +66,29 @@ class _Batches:
                                      cfg.channels_last)
 
 
+@contextlib.contextmanager
+def keep_group_scales(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Inside, every optimiser step runs each parameter group at its `lr_scale` times the lr set on it.
+
+    torch-lr-finder sets one lr on all groups; with `--norm-lr-scale K` the training runs BatchNorm
+    and bias parameters at K times the weights' lr, so the sweep must too for its suggestion (the
+    weights' lr) to mean what `--max-lr` means.
+    """
+    scales = [group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+
+    def rescale(opt: torch.optim.Optimizer, up: bool) -> None:
+        for group, scale in zip(opt.param_groups, scales):
+            group["lr"] = group["lr"] * scale if up else group["lr"] / scale
+
+    hooks = [optimizer.register_step_pre_hook(lambda opt, args, kwargs: rescale(opt, True)),
+             optimizer.register_step_post_hook(lambda opt, args, kwargs: rescale(opt, False))]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 class _Diverged(Exception):
     pass
 
@@ -83,7 +106,8 @@ class _Finder(LRFinder):
 def range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: CIFAR10, config: TrainConfig,
                device: torch.device, dtype: torch.dtype, start_lr: float, end_lr: float, num_iter: int,
                progress: bool = True) -> RangeTestResult:
-    """Sweep lr from start_lr to end_lr on training batches; model and optimizer are restored afterwards."""
+    """Sweep the lr (of the weights; other groups keep their `lr_scale` multiple) from start_lr to end_lr on
+    training batches; model and optimizer are restored afterwards."""
     if not (0 < start_lr < end_lr):
         raise UserError(f"--start-lr {start_lr} / --end-lr {end_lr}: need 0 < start-lr < end-lr")
     if num_iter < SKIP_START + SKIP_END + 5:
@@ -100,10 +124,11 @@ def range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: C
     batches = TrainDataLoaderIter(_Batches(data, config, device))
     diverged_at = None
     try:
-        with contextlib.ExitStack() as quiet:
+        with contextlib.ExitStack() as scope:
             if not progress:  # torch-lr-finder prints and draws its own tqdm bar
-                quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
-                quiet.enter_context(contextlib.redirect_stderr(io.StringIO()))
+                scope.enter_context(contextlib.redirect_stdout(io.StringIO()))
+                scope.enter_context(contextlib.redirect_stderr(io.StringIO()))
+            scope.enter_context(keep_group_scales(optimizer))
             finder.range_test(batches, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, step_mode="exp",
                               smooth_f=0.05, diverge_th=5)
     except _Diverged:
