@@ -5,6 +5,7 @@ import pytest
 from cifarkit.cli import main
 from cifarkit.config import TrainConfig, preset_config
 from cifarkit.errors import UserError
+from cifarkit.models import build_model, count_parameters
 
 
 def test_s10_preset_is_the_seed_recipe():
@@ -68,7 +69,10 @@ def test_cli_refuses_bad_flags_before_any_work(argv, message, capsys, tmp_path, 
 
 def test_s10_best_changes_the_recipe_not_the_network_or_the_length():
     best, seed = preset_config("s10-best"), preset_config("s10")
-    assert (best.model, best.epochs, best.batch_size) == (seed.model, seed.epochs, seed.batch_size)
+    assert (best.epochs, best.batch_size) == (seed.epochs, seed.batch_size)
+    # the same network and parameters; only the logits are scaled (x0.125, no parameter)
+    assert count_parameters(build_model(best.model)) == count_parameters(build_model(seed.model)) == 6_573_120
+    assert build_model(best.model).logit_scale == 0.125
     assert (best.optimizer, best.nesterov, best.cycle_momentum) == ("sgd", True, False)
     assert best.label_smoothing > 0 and 0.99 <= best.ema_decay < 1 and best.tta == "flip"
 

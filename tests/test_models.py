@@ -12,6 +12,15 @@ def test_s10_has_the_seed_parameter_count_and_logits_out():
     assert not torch.allclose(out.softmax(1).sum(1), out.sum(1))  # raw logits, not (log-)probabilities
 
 
+def test_s10_scaled_is_the_same_network_with_logits_times_one_eighth():
+    seed, scaled = build_model("s10"), build_model("s10-scaled")
+    assert count_parameters(scaled) == 6_573_120
+    scaled.load_state_dict(seed.state_dict())  # the same parameters and buffers, name for name
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(scaled.eval()(x), seed.eval()(x) * 0.125)
+    assert "logit_scale=0.125" in repr(scaled) and "logit_scale" not in repr(seed)
+
+
 def test_s10_layers_follow_the_spec():
     model = build_model("s10")
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
