@@ -43,6 +43,6 @@ def test_fast_schedule_is_a_triangle_from_0_2_to_1_to_0_07_of_the_peak():
     total = len(lrs)
     assert total == cfg.epochs * 49
     peak = max(range(total), key=lrs.__getitem__)
-    assert abs(peak - 0.23 * total) <= 1
+    assert abs(peak - (0.23 * total - 1)) <= 1  # OneCycleLR's warm-up ends at step pct_start * total - 1
     assert lrs[0] == pytest.approx(0.2 * cfg.max_lr)
     assert lrs[-1] == pytest.approx(0.07 * cfg.max_lr, rel=0.02)
