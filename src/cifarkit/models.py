@@ -34,7 +34,19 @@ class Residual(nn.Module):
         return x + self.inner(x)
 
 
-class S10ResNet(nn.Sequential):
+class ScaledLogits(nn.Sequential):
+    """Layers in order, the output (the logits) multiplied by the constant `logit_scale` (no parameter)."""
+
+    logit_scale: float = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.logit_scale
+
+    def extra_repr(self) -> str:
+        return "" if self.logit_scale == 1 else f"logit_scale={self.logit_scale:.4g}"
+
+
+class S10ResNet(ScaledLogits):
     """The ERA S10 ResNet (the "ResNet-9" of Page's "How to train your ResNet").
 
     prep 3->64 | layer1 64->128 pool + residual(2 convs) | layer2 128->256 pool |
@@ -56,13 +68,6 @@ class S10ResNet(nn.Sequential):
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(8 * w, num_classes, bias=False)
         self.logit_scale = logit_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = super().forward(x)
-        return out if self.logit_scale == 1 else out * self.logit_scale
-
-    def extra_repr(self) -> str:
-        return "" if self.logit_scale == 1 else f"logit_scale={self.logit_scale:.4g}"
 
 
 class ConvGroup(nn.Sequential):
@@ -90,7 +95,7 @@ def _bias_only_bn(channels: int, momentum: float) -> nn.BatchNorm2d:
     return bn
 
 
-class FastNet(nn.Sequential):
+class FastNet(ScaledLogits):
     """Whitening stem (2x2 conv, frozen) -> GELU -> 3 conv groups -> global max-pool -> linear, scaled.
 
     The stem's filters are the whitening transform of 2x2 image patches (and their negatives), set
@@ -112,12 +117,6 @@ class FastNet(nn.Sequential):
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(widths[2], num_classes, bias=False)
         self.logit_scale = logit_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x) * self.logit_scale
-
-    def extra_repr(self) -> str:
-        return f"logit_scale={self.logit_scale:.4g}"
 
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
