@@ -1,10 +1,10 @@
 """Accuracy and wall time of a preset over several seeds: per seed, then mean ± std, with the machine.
 
     python benchmarks/time_to_accuracy.py --preset s10 --seeds 3 --data-dir D [--out runs/tta-bench]
-        [--epochs N --limit-train N --model NAME --batch-size N --max-lr X --device X]
-        [--lookahead-decay D --[no-]alternate-flip] [--reuse]
+        [--seed FIRST] [--reuse] [any `cifarkit train` flag that defines the run: --epochs N --max-lr X ...]
 
-Each seed is a full `cifarkit train` into OUT/seedN. Wall time counts from loading the data on disk
+Each seed (FIRST, FIRST+1, ..., default 0..N-1) is a full `cifarkit train` into OUT/seedN, its
+configuration built from the same flags as `cifarkit train` (a preset or --config, then overrides). Wall time counts from loading the data on disk
 to the final test number; accuracy is the official test set's at the end of training (no best-epoch
 picking). Each finished seed leaves OUT/seedN/benchmark.json; with --reuse a seed whose benchmark.json
 was made with the same configuration is read back instead of trained again, so a long benchmark can be
@@ -15,13 +15,16 @@ comes from this script.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
 from pathlib import Path
 
-from cifarkit import preset_config, train
+from cifarkit import train
+from cifarkit.cli import add_train_flags, config_from_args
 from cifarkit.engine import machine_info, resolve_device
+from cifarkit.errors import UserError
 from cifarkit.files import write_json
 
 
@@ -36,25 +39,20 @@ def recorded(run_dir: Path, config: dict) -> dict | None:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="s10")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
-    parser.add_argument("--data-dir")
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds to run (default 3)")
     parser.add_argument("--out", type=Path, default=Path("runs") / "time-to-accuracy")
-    for flag, kind in (("--epochs", int), ("--limit-train", int), ("--batch-size", int), ("--max-lr", float),
-                       ("--threads", int), ("--lookahead-decay", float)):
-        parser.add_argument(flag, type=kind)
-    parser.add_argument("--model")
-    parser.add_argument("--device")
-    parser.add_argument("--alternate-flip", action=argparse.BooleanOptionalAction,
-                        help="mirror each image every other epoch instead of at random (default: the preset's)")
     parser.add_argument("--reuse", action="store_true", help="read back seeds already run with the same configuration")
+    add_train_flags(parser)  # --seed: the first seed
     args = parser.parse_args(argv)
-
-    overrides = {k: getattr(args, k) for k in ("data_dir", "epochs", "limit_train", "batch_size", "max_lr", "model",
-                                               "device", "threads", "lookahead_decay", "alternate_flip")}
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: run at least one seed")
+    try:
+        first = config_from_args(args)
+    except UserError as e:
+        parser.error(str(e))
     rows = []
-    for seed in range(args.seeds):
-        config = preset_config(args.preset, seed=seed, **overrides)
+    for seed in range(first.seed, first.seed + args.seeds):
+        config = dataclasses.replace(first, seed=seed)
         run_dir = args.out / f"seed{seed}"
         record = recorded(run_dir, config.to_dict()) if args.reuse else None
         reused = record is not None

@@ -36,12 +36,25 @@ def test_time_to_accuracy_reports_each_seed_and_the_spread(tiny_py, tmp_path):
     assert "(reused)" not in out
 
 
-def test_time_to_accuracy_applies_recipe_flags_on_top_of_the_preset(tiny_py, tmp_path):
-    time_to_accuracy("--seeds", "1", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1",
-                     "--batch-size", "50", "--threads", "1", "--out", str(tmp_path / "bench"),
-                     "--lookahead-decay", "0.5", "--alternate-flip")
-    config = json.loads((tmp_path / "bench" / "seed0" / "benchmark.json").read_text())["config"]
-    assert config["preset"] == "s10" and config["lookahead_decay"] == 0.5 and config["alternate_flip"] is True
+def test_time_to_accuracy_takes_train_flags_on_top_of_the_preset(tiny_py, tmp_path):
+    out = time_to_accuracy("--seeds", "1", "--seed", "5", "--data-dir", str(tiny_py), "--model", "s10-small",
+                           "--epochs", "1", "--batch-size", "50", "--threads", "1", "--out", str(tmp_path / "bench"),
+                           "--lookahead-decay", "0.5", "--alternate-flip", "--label-smoothing", "0.1",
+                           "--optimizer", "sgd", "--nesterov", "--tta", "flip")
+    assert "seed 5: test accuracy" in out
+    config = json.loads((tmp_path / "bench" / "seed5" / "benchmark.json").read_text())["config"]
+    assert config["preset"] == "s10" and config["seed"] == 5
+    assert config["lookahead_decay"] == 0.5 and config["alternate_flip"] is True
+    assert config["label_smoothing"] == 0.1 and config["optimizer"] == "sgd" and config["nesterov"] is True
+    assert config["tta"] == "flip"
+
+
+def test_time_to_accuracy_rejects_bad_input_by_name(tmp_path):
+    for args, named in ((["--seeds", "0"], "--seeds 0"), (["--preset", "nope"], "nope")):
+        done = subprocess.run([sys.executable, str(BENCH / "time_to_accuracy.py"), *args,
+                               "--out", str(tmp_path / "bench")], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "bench").exists()
 
 
 def test_throughput_prints_both_sides_and_the_ratio():

@@ -27,8 +27,8 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="CIFAR-10 folder (default: $CIFARKIT_DATA, else ~/.cache/cifarkit)")
 
 
-def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by the commands that build a model and train it (train, lr-find)."""
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by everything that builds a model and trains it (train, lr-find, the benchmarks)."""
     _add_data_flags(p)
     p.add_argument("--preset", default="s10", help=f"recipe to start from: {', '.join(PRESETS)} (default s10)")
     p.add_argument("--config", type=Path, help="a config.json (e.g. RUN_DIR/config.json) to start from instead of a preset")
@@ -61,18 +61,28 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, the physical cores)")
     p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only")
     p.add_argument("--limit-test", type=int, metavar="N", help="test on the first N images only")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
 # flag dest -> TrainConfig field, where the names differ
 FLAG_FIELDS = {"start_lr": "lr_find_start", "end_lr": "lr_find_end", "num_iter": "lr_find_iters"}
 
 
-def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
+def add_sweep_flags(p: argparse.ArgumentParser) -> None:
     """The LR range test's flags (lr-find, and train --max-lr find)."""
     p.add_argument("--start-lr", type=float, help="first lr of the range test (s10: 0.03)")
     p.add_argument("--end-lr", type=float, help="last lr of the range test (s10: 10)")
     p.add_argument("--num-iter", type=int, help="steps of the range test (s10: 200); stops early on divergence")
+
+
+def add_train_flags(p: argparse.ArgumentParser) -> None:
+    """Every flag that defines a training run (train, benchmarks/time_to_accuracy.py)."""
+    add_run_flags(p)
+    p.add_argument("--max-lr", type=_max_lr, help="One Cycle peak lr (default: the preset's; s10: 4.51e-2)")
+    add_sweep_flags(p)
+
+
+def _add_quiet_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -215,9 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("train", help="train a model; writes RUN_DIR/{config.json,metrics.csv,results.json,checkpoints/}")
-    _add_run_flags(p)
+    add_train_flags(p)
+    _add_quiet_flag(p)
     p.add_argument("--out", type=Path, help="run folder (default runs/PRESET-TIMESTAMP)")
-    p.add_argument("--max-lr", type=_max_lr, help="One Cycle peak lr (default: the preset's; s10: 4.51e-2)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: each epoch)")
@@ -225,13 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA only)")
     p.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
                    help="under torchrun: seconds a rank waits for the others before the job fails (default 300)")
-    _add_sweep_flags(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("lr-find", help="LR range test on training batches: suggests the One Cycle peak")
-    _add_run_flags(p)
+    add_run_flags(p)
+    add_sweep_flags(p)
+    _add_quiet_flag(p)
     p.add_argument("--out", type=Path, help="folder for lr_find.json and lr_find.png (default runs/lr-find-...)")
-    _add_sweep_flags(p)
     p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser("report", help="(re)build RUN_DIR/report.html from the run folder's files")
