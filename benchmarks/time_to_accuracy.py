@@ -4,12 +4,13 @@
         [--seed FIRST] [--reuse] [any `cifarkit train` flag that defines the run: --epochs N --max-lr X ...]
 
 Each seed (FIRST, FIRST+1, ..., default 0..N-1) is a full `cifarkit train` into OUT/seedN, its
-configuration built from the same flags as `cifarkit train` (a preset or --config, then overrides). Wall time counts from loading the data on disk
-to the final test number; accuracy is the official test set's at the end of training (no best-epoch
-picking). Each finished seed leaves OUT/seedN/benchmark.json; with --reuse a seed whose benchmark.json
-was made with the same configuration is read back instead of trained again, so a long benchmark can be
-extended (--seeds 3 after --seeds 1) or, after an interruption, continued from the first unfinished
-seed (which starts over: a seed's wall time is one uninterrupted run). The README's results table
+configuration built from the same flags as `cifarkit train` (a preset or --config, then overrides).
+Wall time counts from loading the data on disk to the final test number; accuracy is the official
+test set's at the end of training (no best-epoch picking). Each finished seed leaves
+OUT/seedN/benchmark.json; with --reuse a seed whose benchmark.json was made with the same
+configuration is read back instead of trained again, so a long benchmark can be extended (--seeds 3
+after --seeds 1) or, after an interruption, continued from the first unfinished seed (which starts
+over: a seed's wall time is one uninterrupted run). The README's results table
 comes from this script.
 """
 from __future__ import annotations
