@@ -28,7 +28,7 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by everything that builds a model and trains it (train, lr-find, the benchmarks)."""
+    """Flags shared by everything that builds a model and trains it (train, lr-find, time_to_accuracy.py)."""
     _add_data_flags(p)
     p.add_argument("--preset", default="s10", help=f"recipe to start from: {', '.join(PRESETS)} (default s10)")
     p.add_argument("--config", type=Path, help="a config.json (e.g. RUN_DIR/config.json) to start from instead of a preset")
