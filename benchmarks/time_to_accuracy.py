@@ -10,8 +10,7 @@ test set's at the end of training (no best-epoch picking). Each finished seed le
 OUT/seedN/benchmark.json; with --reuse a seed whose benchmark.json was made with the same
 configuration is read back instead of trained again, so a long benchmark can be extended (--seeds 3
 after --seeds 1) or, after an interruption, continued from the first unfinished seed (which starts
-over: a seed's wall time is one uninterrupted run). The README's results table
-comes from this script.
+over: a seed's wall time is one uninterrupted run). The README's results table comes from this script.
 """
 from __future__ import annotations
 
