@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     wall = [r["wall_time_s"] for r in rows]
     spread = (lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0)
     info = machine_info(resolve_device(rows[0]["results"]["device"]))
-    print(f"{args.preset} ({rows[0]['results']['model']}, {rows[0]['results']['epochs']} epochs, "
+    print(f"{first.preset} ({rows[0]['results']['model']}, {rows[0]['results']['epochs']} epochs, "
           f"{rows[0]['results']['n_train']} train images), {len(rows)} seeds:")
     print(f"  test accuracy {statistics.mean(acc):.2f} ± {spread(acc):.2f} %   "
           f"wall time {statistics.mean(wall):.1f} ± {spread(wall):.1f} s")

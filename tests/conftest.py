@@ -104,5 +104,5 @@ def trained_run(tmp_path_factory, tiny_arrays):
     root = tmp_path_factory.mktemp("trained")
     write_py_layout(root / "data", *tiny_arrays)
     config = TrainConfig(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"),
-                         threads=1)
+                         threads=1, precision="fp32")
     return root, train(config, root / "run", progress=False)

@@ -111,3 +111,37 @@ def test_cli_flags_reach_the_config_over_the_preset():
                             ).alternate_flip is False
     assert config_from_args(build_parser().parse_args(["train", "--preset", "fast"])).alternate_flip is True
     assert config_from_args(build_parser().parse_args(["train", "--preset", "s10"])).alternate_flip is False
+
+
+@pytest.mark.parametrize("flag, field", [("nesterov", "nesterov"), ("alternate-flip", "alternate_flip"),
+                                         ("channels-last", "channels_last"), ("sync-bn", "sync_bn")])
+def test_every_switch_has_an_off_flag_that_overrides_the_preset(flag, field):
+    from cifarkit.cli import build_parser, config_from_args
+
+    def parsed(*argv):
+        return getattr(config_from_args(build_parser().parse_args(["train", "--preset", "fast", *argv])), field)
+
+    assert parsed(f"--{flag}") is True
+    assert parsed(f"--no-{flag}") is False
+    assert parsed() == getattr(preset_config("fast"), field)
+
+
+def test_config_and_preset_together_are_refused(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text(__import__("json").dumps(TrainConfig().to_dict()))
+    assert main(["train", "--config", str(path), "--preset", "fast"]) == 2
+    assert "give one of them" in capsys.readouterr().err
+
+
+def test_resume_refuses_flags_that_would_change_the_run_and_accepts_machine_ones(trained_run, capsys):
+    root, _ = trained_run
+    run = root / "run"
+    assert main(["train", "--resume", str(run), "--epochs", "50", "--max-lr", "0.1", "--no-nesterov"]) == 2
+    err = capsys.readouterr().err
+    assert "with --epochs --no-nesterov --max-lr:" in err and "keeps the settings it was started with" in err
+    assert main(["train", "--resume", str(run), "--out", str(root / "elsewhere")]) == 2
+    assert "--out" in capsys.readouterr().err
+    # where the data is and the thread count may differ between sessions: past the check (this run is finished)
+    assert main(["train", "--resume", str(run), "--data-dir", str(root / "data"), "--threads", "1", "--quiet",
+                 "--checkpoint-every", "3", "--dist-timeout", "60"]) == 2
+    assert "already finished" in capsys.readouterr().err

@@ -158,3 +158,19 @@ def test_real_cifar10_loads_with_official_md5s(real_data_dir):
     assert all(status == "MD5 ok" for status in ds.checks.values())
     py = load_cifar10(real_data_dir / "cifar-10-batches-py", download=False)
     assert torch.equal(py.test_images, ds.test_images) and np.array_equal(py.train_labels, ds.train_labels)
+
+
+def test_limit_and_to_return_new_datasets_and_leave_the_callers_alone(tiny_py, tmp_path):
+    from cifarkit import TrainConfig, train
+
+    data = load_cifar10(tiny_py, download=False)
+    small = data.limit(50, 20)
+    assert (len(small.train_labels), len(small.test_labels)) == (50, 20)
+    assert (len(data.train_labels), len(data.test_labels)) == (200, 100)
+    assert data.limit().train_images.shape == data.train_images.shape
+    moved = data.to("cpu")
+    assert moved is not data and moved.train_images.data_ptr() == data.train_images.data_ptr()  # shared, not copied
+    config = TrainConfig(model="s10-small", epochs=1, batch_size=50, max_lr=5e-3, threads=1, precision="fp32",
+                         limit_train=100, limit_test=40)
+    train(config, tmp_path / "run", data=data, progress=False)
+    assert (len(data.train_labels), len(data.test_labels)) == (200, 100)  # train() did not truncate ours

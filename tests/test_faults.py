@@ -21,7 +21,7 @@ TIMING = ("images_per_s", "seconds")
 
 def train_argv(data_dir, out, *extra):
     return ["train", "--data-dir", str(data_dir), "--model", "s10-small", "--epochs", "3", "--batch-size", "50",
-            "--max-lr", "5e-3", "--threads", "1", "--out", str(out), "--quiet", *extra]
+            "--max-lr", "5e-3", "--threads", "1", "--precision", "fp32", "--out", str(out), "--quiet", *extra]
 
 
 def spawn(argv):
@@ -149,4 +149,6 @@ def test_wrong_version_and_wrong_model_checkpoints_are_explained(tiny_py, tmp_pa
     config = (run / "config.json").read_text().replace('"s10-small"', '"s10"').replace('"epochs": 1', '"epochs": 2')
     (run / "config.json").write_text(config)
     assert main(["train", "--resume", str(run)]) == 2
-    assert "a checkpoint of model 's10-small', this run trains 's10'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "config.json disagrees with the checkpoint" in err and "model 's10' (checkpoint: 's10-small')" in err
+    assert "epochs 2 (checkpoint: 1)" in err

@@ -113,7 +113,7 @@ def test_evaluate_reproduces_a_run_with_ema_and_tta(tiny_py, tmp_path):
     from cifarkit import TrainConfig, train
 
     cfg = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
-                      ema_decay=0.8, tta="flip")
+                      precision="fp32", ema_decay=0.8, tta="flip")
     results = train(cfg, tmp_path / "run", progress=False)
     assert (results["ema_decay"], results["tta"]) == (0.8, "flip")
     evaluated = inference.evaluate_checkpoint(tmp_path / "run")

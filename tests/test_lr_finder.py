@@ -19,7 +19,8 @@ SWEEP = dict(lr_find_start=1e-4, lr_find_end=1.0, lr_find_iters=60)
 
 
 def tiny(data_dir, **kw) -> TrainConfig:
-    return TrainConfig(model="s10-small", batch_size=50, epochs=2, data_dir=str(data_dir), threads=1, **{**SWEEP, **kw})
+    return TrainConfig(model="s10-small", batch_size=50, epochs=2, data_dir=str(data_dir), threads=1,
+                       precision="fp32", **{**SWEEP, **kw})
 
 
 def test_sweep_restores_weights_and_suggests_before_the_minimum(tiny_py):
@@ -138,3 +139,35 @@ def test_schedule_plot_peaks_at_the_configured_epoch(tmp_path, monkeypatch):
     peak_epoch = x[int(y.argmax())] + 1 / 98  # the peak's step ends at this epoch
     assert peak_epoch == pytest.approx(5.0)
     assert y.max() == pytest.approx(0.05) and y[0] == pytest.approx(5e-4)
+
+
+def test_a_run_started_with_max_lr_find_resumes_with_the_found_lr(tiny_py, tmp_path, monkeypatch):
+    import csv
+
+    from cifarkit.engine import Trainer, load_checkpoint
+
+    cfg = tiny(tiny_py, max_lr="find")
+    train(cfg, tmp_path / "full", progress=False)
+
+    original, calls = Trainer.train_step, {"n": 0}
+
+    def crash_on_step_7(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 7:  # mid-epoch 2 (4 steps an epoch), after the step-6 checkpoint
+            raise RuntimeError("simulated crash")
+        return original(self, *args)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_on_step_7)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, tmp_path / "cut", progress=False, checkpoint_every=2)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0  # was a ValueError (exit 1)
+
+    full, cut = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "cut")
+    assert cut["max_lr_source"] == "lr-find" and cut["max_lr"] == full["max_lr"]
+    assert all(torch.equal(full["model"][k], cut["model"][k]) for k in full["model"])
+    results = [json.loads((tmp_path / run / "results.json").read_text()) for run in ("full", "cut")]
+    assert results[0]["max_lr"] == results[1]["max_lr"] and results[1]["max_lr_source"] == "lr-find"
+    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
+    rows = [list(csv.DictReader(open(tmp_path / run / "metrics.csv"))) for run in ("full", "cut")]
+    assert [r["train_loss"] for r in rows[0]] == [r["train_loss"] for r in rows[1]]

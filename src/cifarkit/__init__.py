@@ -2,11 +2,23 @@
 
     from cifarkit import TrainConfig, train
     results = train(TrainConfig(epochs=2, limit_train=10_000), run_dir="runs/quick")
+
+Importing the package is light and has no side effects: torch, matplotlib and torch-lr-finder load
+when `train` (or a module that needs them) is first used.
 """
+from typing import Any
+
 __version__ = "0.1.0"
 
 from .config import PRESETS, TrainConfig, preset_config  # noqa: E402
 from .errors import UserError  # noqa: E402
-from .run import train  # noqa: E402
 
 __all__ = ["PRESETS", "TrainConfig", "UserError", "preset_config", "train", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "train":  # cifarkit.run imports torch and the training stack
+        from .run import train
+
+        return train
+    raise AttributeError(f"module 'cifarkit' has no attribute {name!r}")

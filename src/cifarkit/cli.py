@@ -30,14 +30,15 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
 def add_run_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by everything that builds a model and trains it (train, lr-find, time_to_accuracy.py)."""
     _add_data_flags(p)
-    p.add_argument("--preset", default="s10", help=f"recipe to start from: {', '.join(PRESETS)} (default s10)")
+    p.add_argument("--preset", help=f"recipe to start from: {', '.join(PRESETS)} (default s10)")
     p.add_argument("--config", type=Path, help="a config.json (e.g. RUN_DIR/config.json) to start from instead of a preset")
     p.add_argument("--model", help="network to train (default: the preset's; s10)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--optimizer", choices=("adam", "sgd"), help="(s10: adam)")
-    p.add_argument("--nesterov", action="store_const", const=True, help="Nesterov momentum (with --optimizer sgd)")
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
+                   help="Nesterov momentum (with --optimizer sgd; s10: off, s10-best and fast: on)")
     p.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (s10: 0)")
     p.add_argument("--ema-decay", type=float,
                    help="keep an exponential moving average of the weights, evaluated and saved (s10: 0 = off)")
@@ -55,8 +56,8 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help=f"{', '.join(DEVICES)} or cuda:N (default auto: a GPU if there is one)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="autocast dtype (default auto: bf16 on CPUs with native bf16, else fp32; bf16/fp16 on GPU)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
-                   help="keep NCHW tensors (channels_last is faster on CPU and tensor cores)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="channels_last tensors, faster on CPU and tensor cores (default on; --no-channels-last: NCHW)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, the physical cores)")
     p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only")
@@ -85,19 +86,45 @@ def _add_quiet_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
+# The flags (argparse dests) that set a TrainConfig field; unset ones are None and keep the preset's value.
+CONFIG_FLAGS = (
+    "data_dir", "model", "epochs", "batch_size", "weight_decay", "optimizer", "nesterov", "label_smoothing",
+    "ema_decay", "lookahead_decay", "lookahead_every", "norm_lr_scale", "alternate_flip", "eval_every", "tta",
+    "device", "precision", "channels_last", "seed",
+    "threads", "limit_train", "limit_test", "max_lr", "sync_bn", "start_lr", "end_lr", "num_iter")
+# What may differ when a run continues on another machine or in another session; everything else that
+# shapes the result comes from the run's checkpoint.
+RESUME_FLAGS = ("data_dir", "threads")
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    overrides = {FLAG_FIELDS.get(name, name): getattr(args, name, None) for name in (
-        "data_dir", "model", "epochs", "batch_size", "weight_decay", "optimizer", "nesterov", "label_smoothing",
-        "ema_decay", "lookahead_decay", "lookahead_every", "norm_lr_scale", "alternate_flip", "eval_every", "tta",
-        "device", "precision", "channels_last", "seed",
-        "threads", "limit_train", "limit_test", "max_lr", "sync_bn", "start_lr", "end_lr", "num_iter")}
+    overrides = {FLAG_FIELDS.get(name, name): getattr(args, name, None) for name in CONFIG_FLAGS}
     if args.config is not None:
+        if args.preset is not None:
+            raise UserError(f"--config {args.config} and --preset {args.preset}: give one of them")
         config = TrainConfig.from_json(args.config)
         for name, value in overrides.items():
             if value is not None:
                 setattr(config, name, value)
         return config.validate()
-    return preset_config(args.preset, **overrides)
+    return preset_config(args.preset or "s10", **overrides)
+
+
+def _flag(dest: str, value: object) -> str:
+    """The flag as the user typed it: --max-lr, or --no-nesterov for a switch turned off."""
+    return f"--{'no-' if value is False else ''}{dest.replace('_', '-')}"
+
+
+def refuse_run_changing_flags(args: argparse.Namespace) -> None:
+    """With --resume, a flag that would change the run is refused by name rather than silently ignored."""
+    given = [_flag(d, getattr(args, d)) for d in ("preset", "config", *CONFIG_FLAGS)
+             if d not in RESUME_FLAGS and getattr(args, d, None) is not None]
+    given += [flag for flag, on in (("--out", args.out is not None), ("--overwrite", args.overwrite)) if on]
+    if given:
+        raise UserError(f"--resume {args.resume} with {' '.join(given)}: a resumed run keeps the settings it was "
+                        f"started with (from its checkpoint); only {', '.join(_flag(d, 1) for d in RESUME_FLAGS)}, "
+                        "--quiet, --checkpoint-every and --dist-timeout may change. Drop those flags, or start a new "
+                        "run with --out")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -118,7 +145,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .run import train
 
     if args.resume is not None:
-        config = TrainConfig(data_dir=args.data_dir)  # everything else comes from RUN_DIR/config.json
+        refuse_run_changing_flags(args)
+        # everything else comes from the run's checkpoint
+        config = TrainConfig(data_dir=args.data_dir, threads=args.threads)
         out = args.resume
     else:
         config = config_from_args(args)
@@ -231,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: each epoch)")
-    p.add_argument("--sync-bn", dest="sync_bn", action="store_const", const=True,
+    p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction,
                    help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA only)")
     p.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
                    help="under torchrun: seconds a rank waits for the others before the job fails (default 300)")

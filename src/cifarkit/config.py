@@ -92,6 +92,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
+        if not isinstance(data, dict):
+            raise UserError(f"{source}: expected an object of settings (name: value), got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

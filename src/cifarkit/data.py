@@ -8,6 +8,7 @@ used, and the user is told).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -66,17 +67,18 @@ class CIFAR10:
     checks: dict[str, str] = field(default_factory=dict)  # file name -> what its check found
 
     def to(self, device: torch.device | str) -> "CIFAR10":
-        for name in ("train_images", "train_labels", "test_images", "test_labels"):
-            setattr(self, name, getattr(self, name).to(device))
-        return self
+        """A copy on `device` (this object is left as it is; on its own device the tensors are shared)."""
+        return dataclasses.replace(self, **{name: getattr(self, name).to(device) for name in _TENSORS})
 
     def limit(self, train: int | None = None, test: int | None = None) -> "CIFAR10":
-        """Keep only the first `train` / `test` images (for quick runs)."""
-        if train is not None:
-            self.train_images, self.train_labels = self.train_images[:train], self.train_labels[:train]
-        if test is not None:
-            self.test_images, self.test_labels = self.test_images[:test], self.test_labels[:test]
-        return self
+        """A copy with only the first `train` / `test` images (views: no pixels are copied)."""
+        return dataclasses.replace(
+            self,
+            train_images=self.train_images[:train], train_labels=self.train_labels[:train],
+            test_images=self.test_images[:test], test_labels=self.test_labels[:test])
+
+
+_TENSORS = ("train_images", "train_labels", "test_images", "test_labels")
 
 
 def default_data_dir(data_dir: str | os.PathLike | None = None) -> Path:

@@ -16,32 +16,36 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
 import numpy as np
 import torch
+# Figures without pyplot: no global figure state and no backend switch, so drawing here never changes the
+# caller's matplotlib (a notebook's inline backend keeps working); Figure.savefig renders with Agg by itself.
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: works on servers and in CI without a display
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .augment import Augment, normalize  # noqa: E402
-from .data import MEAN, STD  # noqa: E402
-from .errors import UserError  # noqa: E402
-from .files import write_bytes, write_text  # noqa: E402
+from .augment import Augment, normalize
+from .data import MEAN, STD
+from .errors import UserError
+from .files import write_bytes, write_text
 
 if TYPE_CHECKING:
     from .lr_finder import RangeTestResult
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     write_bytes(path, buf.getvalue())
+
+
+def figure(*args: Any, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
+    """A pyplot-free `plt.subplots`: (figure, axes) with the same arguments."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def plot_lr_find(result: "RangeTestResult", path: str | os.PathLike) -> None:
     """Smoothed loss against lr on a log axis, with the suggestion and the loss minimum marked."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = figure(figsize=(7, 4.5))
     ax.plot(result.lrs, result.losses, color="tab:blue", label="smoothed training loss")
     s, m = result.suggestion_index, result.min_loss_index
     ax.scatter([result.lrs[s]], [result.losses[s]], color="tab:red", zorder=3,
@@ -62,7 +66,7 @@ def plot_lr_find(result: "RangeTestResult", path: str | os.PathLike) -> None:
 
 def plot_schedule(lrs: list[float], steps_per_epoch: int, path: str | os.PathLike) -> None:
     """The planned lr of every optimiser step, with the start, peak and end values marked."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure(figsize=(7, 4))
     epochs = [i / steps_per_epoch for i in range(len(lrs))]
     ax.plot(epochs, lrs, color="tab:blue")
     peak = max(range(len(lrs)), key=lrs.__getitem__)
@@ -92,7 +96,7 @@ def plot_image_grid(images: torch.Tensor, titles: list[str], path: str | os.Path
     """A grid of images (uint8, or normalised float as the model sees them) with a caption each."""
     pixels = _display(images if images.is_floating_point() else normalize(images.cpu()))
     rows = max(1, math.ceil(len(pixels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell_width, rows * 1.5), squeeze=False)
+    fig, axes = figure(rows, cols, figsize=(cols * cell_width, rows * 1.5), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(pixels):
@@ -154,7 +158,7 @@ def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.
     """The confusion matrix as counts and row-normalised (each true class sums to 1)."""
     rows = counts.sum(1, keepdims=True)
     normalised = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
+    fig, axes = figure(1, 2, figsize=(15, 6.5))
     for ax, values, title, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f")):
         ax.imshow(values, cmap="Blues")
         ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
@@ -176,7 +180,7 @@ def per_class_accuracy(counts: np.ndarray) -> np.ndarray:
 
 
 def plot_per_class(accuracy: np.ndarray, classes: tuple[str, ...], path: str | os.PathLike) -> None:
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = figure(figsize=(8, 4))
     bars = ax.bar(classes, accuracy * 100, color="tab:blue")
     ax.bar_label(bars, labels=[f"{a:.1%}" for a in accuracy], fontsize=8)
     ax.set_ylim(0, 105)
@@ -196,7 +200,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
 def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:
     """Loss and accuracy per epoch, train and test, with the lr underneath."""
     epochs = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True, gridspec_kw={"height_ratios": [3, 3, 1.5]})
+    fig, axes = figure(3, 1, figsize=(8, 9), sharex=True, gridspec_kw={"height_ratios": [3, 3, 1.5]})
     for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
         ax.plot(epochs, [r[f"train_{key}"] for r in history], marker="o", label=f"train {label}")
         tested = [r for r in history if math.isfinite(r[f"test_{key}"])]  # eval_every may skip epochs

@@ -12,7 +12,6 @@ from .config import TrainConfig
 from .data import CIFAR10, load_cifar10
 from .engine import Interrupted, Trainer, load_checkpoint, resolve_device
 from .errors import UserError
-from .lr_finder import find_lr
 from .report import PLOTS, plot_schedule, write_report
 from .schedule import planned_schedule
 
@@ -30,7 +29,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
           data: CIFAR10 | None = None, dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     """Train `config` into `run_dir` and return the results (also written to RUN_DIR/results.json).
 
-    resume=True continues the run in `run_dir` from its last checkpoint, with the config saved there.
+    resume=True continues the run in `run_dir` from its last checkpoint, with the settings saved in it
+    (`config` then supplies only data_dir and threads).
     Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 alone prints and writes files.
     """
     ranks = distributed.init_from_env(config.device, dist_timeout_s)
@@ -44,10 +44,20 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
             raise UserError(f"--resume {run_dir}: no checkpoint yet (checkpoints/last.pt); start the run again "
                             "with --overwrite")
         checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")  # refuses a hostile file before any work
-        saved = TrainConfig.from_json(run_dir / "config.json")
-        # where the data lives may differ between machines; everything that shapes the result may not
-        if config.data_dir:
-            saved.data_dir = config.data_dir
+        # As nanoGPT does: everything that shapes the result is the checkpoint's (its config, and below its
+        # max lr, which a range test may have found); only where the data lives and the thread count may
+        # differ between machines.
+        saved = TrainConfig.from_dict(checkpoint["config"], source=f"{run_dir / 'checkpoints' / 'last.pt'} config")
+        written = TrainConfig.from_json(run_dir / "config.json")
+        differ = [f"{name} {getattr(written, name)!r} (checkpoint: {getattr(saved, name)!r})"
+                  for name in saved.to_dict() if name not in ("data_dir", "threads")
+                  and getattr(written, name) != getattr(saved, name)]
+        if differ:
+            raise UserError(f"--resume {run_dir}: config.json disagrees with the checkpoint it belongs to: "
+                            f"{', '.join(differ)}. A run continues with the settings it was trained with; restore "
+                            "config.json, or start a new run (--config FILE --out NEW_DIR) to change them")
+        saved.data_dir = config.data_dir or saved.data_dir
+        saved.threads = config.threads or saved.threads
         config = saved
     else:
         run_dir = Path(run_dir) if run_dir is not None else Path(ranks.broadcast(str(default_run_dir(config))))
@@ -67,9 +77,11 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
     if data is None:
         with ranks.main_first():  # one download, not one per process
             data = load_cifar10(config.data_dir)
-    data.limit(config.limit_train, config.limit_test)
-    max_lr, source = (None, "config")
+    data = data.limit(config.limit_train, config.limit_test)
+    max_lr, source = (checkpoint["max_lr"], checkpoint["max_lr_source"]) if resume else (None, "config")
     if config.max_lr == "find" and not resume:
+        from .lr_finder import find_lr  # late: torch-lr-finder imports pyplot, needed by this path only
+
         run_dir.mkdir(parents=True, exist_ok=True)
         found = find_lr(config, data, run_dir, progress=progress)
         max_lr, source = found.suggestion, "lr-find"
