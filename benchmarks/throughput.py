@@ -6,7 +6,7 @@ The notebook-style side is written the way the assignment's public notebooks do 
 augments one image at a time (pad+crop, flip, cutout, normalise, in numpy), a DataLoader, and an fp32
 NCHW eager training step. The cifarkit side is the real Trainer.train_epoch: the dataset as uint8 on
 the device, batched augmentation, autocast where the hardware has a fast low precision, channels_last,
-and on CPU malloc kept from returning freed memory (engine.keep_freed_memory); rows without some of
+and on CPU malloc kept from returning freed memory (runtime.keep_freed_memory); rows without some of
 these show what each brings. Every row runs in a fresh process (so no row inherits another's warm
 allocator), trains the same model with Adam on the same number of random images (speed does not
 depend on content). Prints images/s of each and the ratio to the notebook-style loop.
@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from cifarkit.config import TrainConfig
 from cifarkit.data import CIFAR10, MEAN, STD
-from cifarkit.engine import Trainer, machine_info, resolve_device, resolve_precision
+from cifarkit.runtime import machine_info, resolve_device, resolve_precision
+from cifarkit.trainer import Trainer
 from cifarkit.models import build_model
 
 
@@ -89,7 +90,7 @@ def cifarkit_pipeline(images: torch.Tensor, labels: torch.Tensor, batch_size: in
                          channels_last=channels_last)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, run_dir, data=data, progress=False)
-        warm = trainer.augment(trainer.data.train_images[:batch_size], torch.Generator().manual_seed(0))
+        warm = trainer.batches.augment(trainer.data.train_images[:batch_size], torch.Generator().manual_seed(0))
         trainer.train_step(warm.to(trainer.device), trainer.data.train_labels[:batch_size])
         started = time.perf_counter()
         trainer.train_epoch({"signal": 0})

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from cifarkit import train
-from cifarkit.cli import add_train_flags, config_from_args
-from cifarkit.engine import machine_info, resolve_device
+from cifarkit.cli import add_train_flags, config_defaults, config_from_args
+from cifarkit.runtime import machine_info, resolve_device
 from cifarkit.errors import UserError
 from cifarkit.files import write_json
 
@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: run at least one seed")
     try:
-        first = config_from_args(args)
+        args = config_defaults(parser, args, argv)  # --config FILE: its settings are the flags' defaults
+        first = config_from_args(args).validate()
     except UserError as e:
         parser.error(str(e))
     rows = []

@@ -96,6 +96,31 @@ def real_data_dir() -> Path:
     return target
 
 
+@pytest.fixture
+def crash_at_step(monkeypatch):
+    """crash_at_step(n): the n-th call of Trainer.train_step from now raises RuntimeError("simulated crash");
+    crash_at_step(None): steps run normally again."""
+    from cifarkit.trainer import Trainer
+
+    original = Trainer.train_step
+
+    def arm(n: int | None) -> None:
+        if n is None:
+            monkeypatch.setattr(Trainer, "train_step", original)
+            return
+        calls = {"n": 0}
+
+        def crashing(self, *args):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise RuntimeError("simulated crash")
+            return original(self, *args)
+
+        monkeypatch.setattr(Trainer, "train_step", crashing)
+
+    return arm
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_arrays):
     """(root, results): a finished s10-small run on the tiny data in root/data, its folder root/run."""

@@ -67,7 +67,7 @@ def test_disabled_augment_is_plain_normalisation():
 
 
 def test_alternating_flips_mirror_each_image_in_every_other_epoch():
-    from cifarkit.engine import even_epoch_flips
+    from cifarkit.batches import even_epoch_flips
 
     even = even_epoch_flips(1000, torch.device("cpu"), seed=3)
     assert torch.equal(even, even_epoch_flips(1000, torch.device("cpu"), seed=3))  # fixed by the seed

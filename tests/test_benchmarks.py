@@ -50,7 +50,11 @@ def test_time_to_accuracy_takes_train_flags_on_top_of_the_preset(tiny_py, tmp_pa
 
 
 def test_time_to_accuracy_rejects_bad_input_by_name(tmp_path):
-    for args, named in ((["--seeds", "0"], "--seeds 0"), (["--preset", "nope"], "nope")):
+    bad = tmp_path / "config.json"
+    bad.write_text(json.dumps({"epoch": 3}))
+    for args, named in ((["--seeds", "0"], "--seeds 0"), (["--preset", "nope"], "nope"),
+                        (["--pct-start", "2"], "--pct-start 2.0"),
+                        (["--config", str(bad)], f"{bad}: unknown setting(s) epoch")):
         done = subprocess.run([sys.executable, str(BENCH / "time_to_accuracy.py"), *args,
                                "--out", str(tmp_path / "bench")], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr

@@ -8,7 +8,7 @@ from cifarkit.errors import UserError
 from cifarkit.models import build_model, count_parameters
 
 
-def test_s10_preset_is_the_seed_recipe():
+def test_s10_preset_is_the_s10_recipe():
     cfg = preset_config("s10")
     assert (cfg.model, cfg.optimizer, cfg.weight_decay, cfg.batch_size, cfg.epochs) == ("s10", "adam", 1e-4, 512, 24)
     assert (cfg.pct_start, cfg.div_factor, cfg.final_div_factor, cfg.three_phase, cfg.anneal_strategy) == (
@@ -39,6 +39,14 @@ def test_json_round_trip(tmp_path):
     ({"eval_every": -1}, "--eval-every -1: must be a whole number of epochs >= 0"),
     ({"lookahead_decay": 1.0}, "--lookahead-decay 1.0: must be in [0, 1)"),
     ({"lookahead_every": 0}, "--lookahead-every 0: must be a whole number of steps >= 1"),
+    ({"pad_crop": 17}, "--pad-crop 17: must be a whole number of pixels in [0, 16]"),
+    ({"div_factor": 0}, "--div-factor 0: must be > 0"),
+    ({"lr_find_start": 0}, "--start-lr 0: must be a positive number"),
+    ({"lr_find_end": 0.01}, "--end-lr 0.01: must be a number above --start-lr (0.03)"),
+    ({"lr_find_iters": 5}, "--num-iter 5: must be a whole number of steps >= 20"),
+    ({"base_momentum": 1.0}, "--base-momentum 1.0: must be in [0, 1)"),
+    ({"anneal_strategy": "step"}, "--anneal-strategy 'step': choose one of linear, cos"),
+    ({"flip": "no"}, "--flip 'no': must be true or false"),
 ])
 def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
     with pytest.raises(UserError, match=re.escape(message)):
@@ -68,10 +76,10 @@ def test_cli_refuses_bad_flags_before_any_work(argv, message, capsys, tmp_path, 
 
 
 def test_s10_best_changes_the_recipe_not_the_network_or_the_length():
-    best, seed = preset_config("s10-best"), preset_config("s10")
-    assert (best.epochs, best.batch_size) == (seed.epochs, seed.batch_size)
+    best, s10 = preset_config("s10-best"), preset_config("s10")
+    assert (best.epochs, best.batch_size) == (s10.epochs, s10.batch_size)
     # the same network and parameters; only the logits are scaled (x0.125, no parameter)
-    assert count_parameters(build_model(best.model)) == count_parameters(build_model(seed.model)) == 6_573_120
+    assert count_parameters(build_model(best.model)) == count_parameters(build_model(s10.model)) == 6_573_120
     assert build_model(best.model).logit_scale == 0.125
     assert (best.optimizer, best.nesterov, best.cycle_momentum) == ("sgd", True, False)
     assert best.label_smoothing > 0 and 0.99 <= best.ema_decay < 1 and best.tta == "flip"
@@ -138,10 +146,155 @@ def test_resume_refuses_flags_that_would_change_the_run_and_accepts_machine_ones
     run = root / "run"
     assert main(["train", "--resume", str(run), "--epochs", "50", "--max-lr", "0.1", "--no-nesterov"]) == 2
     err = capsys.readouterr().err
-    assert "with --epochs --no-nesterov --max-lr:" in err and "keeps the settings it was started with" in err
+    # the flags in their declaration order
+    assert "with --epochs --max-lr --no-nesterov:" in err and "keeps the settings it was started with" in err
     assert main(["train", "--resume", str(run), "--out", str(root / "elsewhere")]) == 2
     assert "--out" in capsys.readouterr().err
     # where the data is and the thread count may differ between sessions: past the check (this run is finished)
     assert main(["train", "--resume", str(run), "--data-dir", str(root / "data"), "--threads", "1", "--quiet",
                  "--checkpoint-every", "3", "--dist-timeout", "60"]) == 2
     assert "already finished" in capsys.readouterr().err
+
+
+# --- the CLI is generated from TrainConfig's declarations -------------------------------------------------------
+
+def _train_parser():
+    from cifarkit.cli import build_parser
+
+    parser = build_parser()
+    return parser, next(a for a in parser._actions if a.dest == "command").choices
+
+
+def _flags(command: str) -> set[str]:
+    _, commands = _train_parser()
+    return {flag for action in commands[command]._actions for flag in action.option_strings}
+
+
+def test_every_setting_has_its_flag_or_is_declared_without_one():
+    from cifarkit.config import SETTINGS, TrainConfig
+
+    fields = [f.name for f in __import__("dataclasses").fields(TrainConfig)]
+    assert list(SETTINGS) == fields  # every field is declared with setting(), in order
+    train, lr_find = _flags("train"), _flags("lr-find")
+    for name, s in SETTINGS.items():
+        assert s.help and s.group and s.flag.startswith("--"), name
+        if s.cli:
+            assert s.flag in train, f"{name}: {s.flag} missing from `cifarkit train`"
+            assert (s.flag in lr_find) is not s.train_only, f"{name}: {s.flag} on lr-find"
+        else:
+            assert name == "preset"  # the one setting without a flag of its own (--preset picks the recipe)
+    flags = [s.flag for s in SETTINGS.values()]
+    assert len(flags) == len(set(flags))
+    # the flags users know keep their names
+    for flag in ("--start-lr", "--end-lr", "--num-iter", "--max-lr", "--limit-train", "--limit-test", "--data-dir",
+                 "--no-channels-last", "--alternate-flip", "--no-alternate-flip", "--nesterov", "--no-nesterov",
+                 "--sync-bn", "--no-sync-bn", "--pct-start", "--div-factor", "--final-div-factor", "--pad-crop",
+                 "--cutout-size", "--cutout-prob", "--momentum", "--eval-batch-size", "--preset", "--config"):
+        assert flag in train, flag
+    assert {"--start-lr", "--end-lr", "--num-iter"} <= lr_find and not {"--max-lr", "--sync-bn"} & lr_find
+
+
+def test_every_switch_has_an_on_and_an_off_flag():
+    from cifarkit.config import SETTINGS
+
+    train = _flags("train")
+    switches = [s for s in SETTINGS.values() if s.type is bool]
+    assert {s.name for s in switches} >= {"nesterov", "three_phase", "cycle_momentum", "flip", "alternate_flip",
+                                          "channels_last", "sync_bn"}
+    for s in switches:
+        assert s.flag in train and f"--no-{s.flag[2:]}" in train, s.name
+
+
+def _other_value(s, current):
+    """A valid value of setting `s` other than `current`, as argv and as the config's value."""
+    if s.type is bool:
+        return [f"--no-{s.flag[2:]}" if current else s.flag], not current
+    if s.parse is not None:  # --max-lr
+        return [s.flag, "find"], "find"
+    if s.choices:
+        value = next(c for c in s.choices if c != current)
+    elif s.type is str:
+        value = {"model": "s10-small", "device": "cpu"}.get(s.name, "somewhere")
+    elif s.type is int:
+        value = 1 if current is None else current + 1
+    else:
+        value = current / 2 if current else 0.1
+    return [s.flag, str(value)], value
+
+
+def test_each_flag_sets_its_setting():
+    from cifarkit.cli import config_from_args
+    from cifarkit.config import SETTINGS
+
+    parser, _ = _train_parser()
+    s10 = preset_config("s10")
+    for s in SETTINGS.values():
+        if not s.cli:
+            continue
+        argv, expected = _other_value(s, getattr(s10, s.name))
+        cfg = config_from_args(parser.parse_args(["train", *argv]))
+        assert getattr(cfg, s.name) == expected and type(getattr(cfg, s.name)) is type(expected), (argv, s.name)
+        # ... and nothing else
+        assert {k: v for k, v in cfg.to_dict().items() if k != s.name} == {
+            k: v for k, v in s10.to_dict().items() if k != s.name}, argv
+
+
+def test_config_file_is_the_defaults_and_flags_override_it(tmp_path):
+    import json
+
+    from cifarkit.cli import build_parser, config_from_args, parse_args
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(preset_config("fast", epochs=3, seed=4).to_dict()))
+    args = parse_args(build_parser(), ["train", "--config", str(path), "--epochs", "5", "--no-alternate-flip"])
+    assert (args.epochs, args.seed, args.model, args.alternate_flip) == (5, 4, "fast", False)  # defaults: the file
+    cfg = config_from_args(args)
+    assert (cfg.preset, cfg.model, cfg.epochs, cfg.seed, cfg.alternate_flip) == ("fast", "fast", 5, 4, False)
+    assert cfg == preset_config("fast", epochs=5, seed=4, alternate_flip=False)
+    # without flags the file is repeated exactly
+    assert config_from_args(parse_args(build_parser(), ["train", "--config", str(path)])) == TrainConfig.from_json(path)
+
+
+def test_config_file_with_an_unknown_setting_is_refused_by_file_and_key(tmp_path, capsys):
+    import json
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**TrainConfig().to_dict(), "epoch": 3}))
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: unknown setting(s) epoch" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_shows_the_presets_values_from_presets(monkeypatch):
+    from cifarkit.config import PRESETS
+
+    monkeypatch.setitem(PRESETS, "zz-probe", {"epochs": 77, "alternate_flip": True})
+    _, commands = _train_parser()
+    helps = {a.dest: a.help for a in commands["train"]._actions}
+    assert "zz-probe: 77" in helps["epochs"] and "fast: 12" in helps["epochs"]
+    assert "s10, s10-best: 24" in helps["epochs"]
+    assert "fast, fast-cpu, zz-probe: on" in helps["alternate_flip"]
+    assert "(default 0.5)" in helps["cutout_prob"]  # the same in every preset
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pct-start", "2"], "--pct-start 2.0: the peak must fall strictly inside"),
+    (["--start-lr", "1", "--end-lr", "0.5"], "--end-lr 0.5: must be a number above --start-lr (1.0)"),
+    (["--num-iter", "3"], "--num-iter 3"),
+    (["--cutout-prob", "1.5"], "--cutout-prob 1.5"),
+])
+def test_validation_names_the_real_flag(argv, message, capsys, tmp_path):
+    assert main(["train", *argv, "--data-dir", str(tmp_path / "absent"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert message.split()[0] in _flags("train")
+
+
+def test_a_cli_training_run_validates_its_config_once(monkeypatch, tiny_py, tmp_path):
+    calls = []
+    original = TrainConfig.validate
+    monkeypatch.setattr(TrainConfig, "validate", lambda self: calls.append(1) or original(self))
+    assert main(["train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "100",
+                 "--precision", "fp32", "--threads", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert len(calls) == 1

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from cifarkit import TrainConfig
-from cifarkit.engine import Trainer
+from cifarkit.trainer import Trainer
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
@@ -110,16 +110,20 @@ def test_a_killed_rank_ends_the_job_quickly(tiny_py, tmp_path):
 
 def test_a_rank_other_than_0_writes_no_file(tiny_py, tmp_path):
     from cifarkit.distributed import Distributed
+    from cifarkit.rundir import RESULTS, RunDir
 
     run = tmp_path / "run"
-    trainer = Trainer(tiny(tiny_py), run, progress=False)
+    # run.train opens the folder as RunDir(..., writes=ranks.is_main); the Trainer writes only through it
+    trainer = Trainer(tiny(tiny_py), RunDir(run, writes=Distributed(rank=1, world_size=2).is_main), progress=False)
     trainer.dist = Distributed(rank=1, world_size=2)
     trainer.state.history.append({"epoch": 1, "lr": 1e-3, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.0,
                                   "test_acc": 0.5, "images_per_s": 10.0, "seconds": 1.0})
     trainer.save_checkpoint()
-    trainer.write_metrics()
-    assert trainer.write_results()["processes"] == 2
+    trainer.run.write_metrics(trainer.state.history)
+    results = trainer.results()
+    trainer.run.write_json(RESULTS, results)
+    assert results["processes"] == 2
     assert not run.exists()
-    trainer.dist = Distributed()
-    trainer.write_metrics()
+    trainer.run.writes = True
+    trainer.run.write_metrics(trainer.state.history)
     assert (run / "metrics.csv").exists()

@@ -13,7 +13,7 @@ import torch
 
 from cifarkit import files
 from cifarkit.cli import main
-from cifarkit.engine import load_checkpoint
+from cifarkit.checkpoint import load_checkpoint
 from cifarkit.errors import UserError
 
 TIMING = ("images_per_s", "seconds")

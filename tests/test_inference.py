@@ -98,7 +98,7 @@ def test_onnx_export_matches_pytorch(trained_run, tmp_path, raw, capsys):
 
 def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror(trained_run):
     from cifarkit.augment import normalize
-    from cifarkit.engine import predict_logits
+    from cifarkit.metrics import predict_logits
 
     root, _ = trained_run
     model, _ = inference.load_model(root / "run", torch.device("cpu"))

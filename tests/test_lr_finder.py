@@ -10,7 +10,7 @@ from cifarkit import TrainConfig, train
 from cifarkit import report
 from cifarkit.cli import main
 from cifarkit.data import load_cifar10
-from cifarkit.engine import build_optimizer, prepare_model
+from cifarkit.build import build_optimizer, prepare_model
 from cifarkit.errors import UserError
 from cifarkit.lr_finder import keep_group_scales, range_test, suggest
 from cifarkit.schedule import planned_schedule
@@ -141,26 +141,18 @@ def test_schedule_plot_peaks_at_the_configured_epoch(tmp_path, monkeypatch):
     assert y.max() == pytest.approx(0.05) and y[0] == pytest.approx(5e-4)
 
 
-def test_a_run_started_with_max_lr_find_resumes_with_the_found_lr(tiny_py, tmp_path, monkeypatch):
+def test_a_run_started_with_max_lr_find_resumes_with_the_found_lr(tiny_py, tmp_path, crash_at_step):
     import csv
 
-    from cifarkit.engine import Trainer, load_checkpoint
+    from cifarkit.checkpoint import load_checkpoint
 
     cfg = tiny(tiny_py, max_lr="find")
     train(cfg, tmp_path / "full", progress=False)
 
-    original, calls = Trainer.train_step, {"n": 0}
-
-    def crash_on_step_7(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 7:  # mid-epoch 2 (4 steps an epoch), after the step-6 checkpoint
-            raise RuntimeError("simulated crash")
-        return original(self, *args)
-
-    monkeypatch.setattr(Trainer, "train_step", crash_on_step_7)
+    crash_at_step(7)  # mid-epoch 2 (4 steps an epoch), after the step-6 checkpoint
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, tmp_path / "cut", progress=False, checkpoint_every=2)
-    monkeypatch.setattr(Trainer, "train_step", original)
+    crash_at_step(None)
     assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0  # was a ValueError (exit 1)
 
     full, cut = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "cut")

@@ -39,3 +39,55 @@ def test_the_callers_matplotlib_backend_survives_import_and_training(tiny_py, tm
     """, MPLBACKEND="svg")
     assert (tmp_path / "run" / "plots" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "run" / "lr_find.png").exists()
+
+
+def internal_imports() -> dict[str, set[str]]:
+    """module -> the cifarkit modules it imports, anywhere in its body (late imports count too)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "src" / "cifarkit"
+    modules = {p.stem for p in package.glob("*.py")}
+    graph = {}
+    for path in package.glob("*.py"):
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:  # from .x import y
+                    edges.add(node.module.split(".")[0])
+                else:  # from . import x, y: submodules (a name of __init__ otherwise)
+                    edges |= {alias.name for alias in node.names if alias.name in modules} or {"__init__"}
+        graph[path.stem] = edges - {path.stem}
+    return graph
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = internal_imports()
+    assert "engine" not in graph  # split into runtime, batches, build, metrics, checkpoint, rundir, trainer
+    done, on_path = set(), []
+
+    def visit(module: str) -> None:
+        if module in on_path:
+            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(module):] + [module]))
+        if module in done:
+            return
+        on_path.append(module)
+        for target in sorted(graph.get(module, ())):
+            visit(target)
+        on_path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
+def test_no_module_is_over_350_lines_and_the_trainer_writes_no_files_itself():
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "src" / "cifarkit"
+    sizes = {p.name: len(p.read_text().splitlines()) for p in package.glob("*.py")}
+    assert max(sizes.values()) <= 350, sizes
+    # the loop and its state only: files are written through its RunDir, plots and reports elsewhere
+    assert not internal_imports()["trainer"] & {"files", "report", "run", "cli", "lr_finder", "inference"}
+    trainer = (package / "trainer.py").read_text()
+    assert not [name for name in ('"checkpoints', '"metrics.csv"', '"results.json"', "matplotlib") if name in trainer]

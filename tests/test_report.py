@@ -3,10 +3,9 @@ import base64
 import re
 
 import pytest
-import torch
 
 from cifarkit.cli import main
-from cifarkit.report import PLOTS, confusion_matrix, mistakes, per_class_accuracy
+from cifarkit.rundir import PLOTS
 
 
 @pytest.fixture
@@ -42,15 +41,3 @@ def test_cli_report_rebuilds_the_page_from_the_files(finished_run, capsys):
     assert main(["report", str(run)]) == 0
     assert (run / "report.html").exists() and "wrote" in capsys.readouterr().out
     assert main(["report", str(run / "nope")]) == 2
-
-
-def test_mistakes_are_ordered_by_confidence():
-    labels = torch.tensor([0, 1, 2, 0])
-    probs = torch.tensor([[0.9, 0.1, 0.0], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1]])
-    assert mistakes(labels, probs).tolist() == [2, 3, 1]
-
-
-def test_confusion_counts_and_per_class_accuracy():
-    counts = confusion_matrix(torch.tensor([0, 0, 1, 2, 2]), torch.tensor([0, 1, 1, 2, 0]), 3)
-    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
-    assert per_class_accuracy(counts).tolist() == [0.5, 1.0, 0.5]

@@ -7,7 +7,8 @@ import torch
 
 from cifarkit import TrainConfig, train
 from cifarkit.cli import main
-from cifarkit.engine import Trainer, load_checkpoint
+from cifarkit.checkpoint import load_checkpoint
+from cifarkit.trainer import Trainer
 from cifarkit.errors import UserError
 
 
@@ -66,24 +67,16 @@ BF16 = {"precision": "bf16"}
 @pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9}, FAST_TINY, FAST_TINY_AVERAGED, BF16],
                          ids=["s10-small", "ema", "fast", "lookahead-alternate-flip", "bf16-autocast"])
 @pytest.mark.filterwarnings("ignore:--precision bf16")
-def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, monkeypatch, overrides):
+def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, crash_at_step, overrides):
     cfg = tiny_config(tiny_py, epochs=2, **overrides)
     ema_decay = cfg.ema_decay
     train(cfg, tmp_path / "full", progress=False)
 
-    original, calls = Trainer.train_step, {"n": 0}
-
-    def crash_on_step_7(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 7:  # mid-epoch 2 (4 steps an epoch), after the step-6 checkpoint
-            raise RuntimeError("simulated crash")
-        return original(self, *args)
-
-    monkeypatch.setattr(Trainer, "train_step", crash_on_step_7)
+    crash_at_step(7)  # mid-epoch 2 (4 steps an epoch), after the step-6 checkpoint
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, tmp_path / "cut", progress=False, checkpoint_every=2)
     assert load_checkpoint(tmp_path / "cut")["state"]["step_in_epoch"] == 2
-    monkeypatch.setattr(Trainer, "train_step", original)
+    crash_at_step(None)
     train(TrainConfig(), tmp_path / "cut", resume=True, progress=False)
 
     full, cut = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "cut")
@@ -167,20 +160,6 @@ def test_alternate_flip_mirrors_an_image_in_consecutive_epochs(tiny_py, tmp_path
     assert torch.equal(y0, y1) and torch.equal(x1, x0.flip(3))
 
 
-def test_auto_precision_on_cpu_follows_native_bf16_support(monkeypatch):
-    from cifarkit import engine
-
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: False)
-    assert engine.resolve_precision("auto", cpu) == torch.float32
-    with pytest.warns(UserWarning, match="no native bf16"):
-        assert engine.resolve_precision("bf16", cpu) == torch.bfloat16
-    monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: True)
-    assert engine.resolve_precision("auto", cpu) == torch.bfloat16
-    with pytest.raises(UserError, match="fp16: not supported for training on the CPU"):
-        engine.resolve_precision("fp16", cpu)
-
-
 def test_norm_lr_scale_puts_batchnorm_and_biases_in_a_scaled_group(tiny_py, tmp_path):
     cfg = tiny_config(tiny_py, model="fast-small", optimizer="sgd", nesterov=True, max_lr=0.5, weight_decay=1e-3,
                       norm_lr_scale=64.0, cycle_momentum=False, epochs=1)
@@ -195,7 +174,7 @@ def test_norm_lr_scale_puts_batchnorm_and_biases_in_a_scaled_group(tiny_py, tmp_
         trainer.optimizer.step()  # no gradients: leaves the weights, keeps the step order torch expects
         trainer.scheduler.step()
     one = Trainer(tiny_config(tiny_py, epochs=1), tmp_path / "one", progress=False)
-    assert len(one.optimizer.param_groups) == 1  # the seed's recipe: one group, as its checkpoints have
+    assert len(one.optimizer.param_groups) == 1  # the S10 recipe: one group, as its checkpoints have
 
 
 def test_eval_every_zero_tests_only_after_the_last_epoch(tiny_py, tmp_path):
@@ -206,15 +185,3 @@ def test_eval_every_zero_tests_only_after_the_last_epoch(tiny_py, tmp_path):
     assert (tmp_path / "run" / "plots" / "curves.png").exists()
     html = (tmp_path / "run" / "report.html").read_text()
     assert "<td>-</td>" in html and "<td>nan</td>" not in html
-
-
-def test_the_allocator_setting_applies_on_glibc_and_can_be_declined(monkeypatch):
-    import platform
-
-    from cifarkit.engine import keep_freed_memory
-
-    monkeypatch.setenv("CIFARKIT_MALLOC", "default")
-    assert keep_freed_memory() is False
-    monkeypatch.delenv("CIFARKIT_MALLOC")
-    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    assert keep_freed_memory() is expected

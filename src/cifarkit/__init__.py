@@ -8,10 +8,9 @@ when `train` (or a module that needs them) is first used.
 """
 from typing import Any
 
-__version__ = "0.1.0"
-
-from .config import PRESETS, TrainConfig, preset_config  # noqa: E402
-from .errors import UserError  # noqa: E402
+from .config import PRESETS, TrainConfig, preset_config
+from .errors import UserError
+from .version import __version__
 
 __all__ = ["PRESETS", "TrainConfig", "UserError", "preset_config", "train", "__version__"]
 

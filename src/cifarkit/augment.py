@@ -44,11 +44,21 @@ class Augment:
         return x
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0,255] -> float32 standardised with the CIFAR-10 mean and std (the test-time transform)."""
-    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1)
-    return (images.float() / 255 - mean) / std
+def _channel_stats(device: torch.device, mean=MEAN, std=STD) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1))
+
+
+def normalize(images: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
+    """uint8 [0,255] (or float pixels in that range) -> float32 standardised with the per-channel mean and std
+    (of [0,1] pixels; default CIFAR-10's): the one place of the model's input transform."""
+    m, s = _channel_stats(images.device, mean, std)
+    return (images.float() / 255 - m) / s
+
+
+def denormalize(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
+    """The inverse of `normalize`: standardised float -> uint8 pixels (for showing what the model saw)."""
+    m, s = _channel_stats(x.device, mean, std)
+    return ((x.float() * s + m).clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def _uniform_ints(n: int, high: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -93,7 +103,7 @@ def alternating_flips(even_epochs: torch.Tensor, epoch: int) -> torch.Tensor:
 def cutout(x: torch.Tensor, size: int, p: float, generator: torch.Generator) -> torch.Tensor:
     """With probability p per image, one size x size hole, wholly inside the image, set to 0.
 
-    0 after normalisation is the dataset's mean colour, the seed's fill value.
+    0 after normalisation is the dataset's mean colour, the S10 notebook's fill value.
     """
     n, _, h, w = x.shape
     apply = _bernoulli(n, p, generator, x.device)

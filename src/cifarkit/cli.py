@@ -1,5 +1,8 @@
 """The `cifarkit` command: argparse sub-commands mapped onto the Python API.
 
+The flags that set a TrainConfig field are generated from the field's declaration in config.py (help,
+group, flag, type, choices), so a new setting is declared there only.
+
 Exit codes: 0 success, 2 user error (message, no traceback), 1 a bug (traceback).
 """
 from __future__ import annotations
@@ -7,122 +10,140 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from . import distributed
-from .config import DEVICES, PRECISIONS, PRESETS, TTA_MODES, TrainConfig, preset_config
+from .config import GROUPS, PRESETS, SETTINGS, TTA_MODES, Setting, TrainConfig, build_config
 from .errors import UserError
 
-
-def _max_lr(text: str) -> float | str:
-    if text == "find":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'find'") from None
+# What may differ when a run continues on another machine or in another session (declared `machine=True`);
+# everything else that shapes the result comes from the run's checkpoint.
+RESUME_FLAGS = tuple(name for name, s in SETTINGS.items() if s.machine)
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="CIFAR-10 folder (default: $CIFARKIT_DATA, else ~/.cache/cifarkit)")
+    p.add_argument(SETTINGS["data_dir"].flag, help=SETTINGS["data_dir"].help)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def presets_note(name: str) -> str:
+    """Each preset's value of setting `name`, from PRESETS: " (s10, s10-best: 24; fast: 12; fast-cpu: 8)"."""
+    defaults = TrainConfig().to_dict()
+    presets: dict[str, list[str]] = {}
+    for preset, changes in PRESETS.items():
+        presets.setdefault(_shown({**defaults, **changes}[name]), []).append(preset)
+    if list(presets) == ["None"]:
+        return ""  # unset in every preset: the help says what that means
+    if len(presets) == 1:
+        return f" (default {next(iter(presets))})"
+    return " (" + "; ".join(", ".join(names) + f": {value}" for value, names in presets.items()) + ")"
+
+
+def _argument_type(s: Setting) -> Callable[[str], Any]:
+    if s.parse is None:
+        return s.type
+
+    def parse(text: str) -> Any:
+        try:
+            return s.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def _add_setting(group: argparse._ArgumentGroup, s: Setting) -> None:
+    """One flag for one TrainConfig field; default None: keep the preset's (or --config's) value."""
+    kwargs: dict[str, Any] = {"dest": s.name, "default": None,
+                              "help": (s.help + presets_note(s.name)).replace("%", "%%")}
+    if s.type is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction  # --x and --no-x
+    else:
+        kwargs.update(type=_argument_type(s), choices=s.choices,
+                      metavar=s.metavar or (None if s.choices else s.flag[2:].upper().replace("-", "_")))
+    group.add_argument(s.flag, **kwargs)
+
+
+def _add_setting_flags(p: argparse.ArgumentParser, train: bool) -> None:
+    recipe = p.add_argument_group(GROUPS["recipe"])
+    recipe.add_argument("--preset", help=f"recipe to start from: {', '.join(PRESETS)} (default s10)")
+    recipe.add_argument("--config", type=Path, metavar="FILE",
+                        help="a config.json (e.g. RUN_DIR/config.json) to start from instead of a preset: its "
+                             "settings become the flags' defaults")
+    for key, title in GROUPS.items():
+        members = [s for s in SETTINGS.values() if s.group == key and s.cli and (train or not s.train_only)]
+        if members:
+            group = p.add_argument_group(title)
+            for s in members:
+                _add_setting(group, s)
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by everything that builds a model and trains it (train, lr-find, time_to_accuracy.py)."""
-    _add_data_flags(p)
-    p.add_argument("--preset", help=f"recipe to start from: {', '.join(PRESETS)} (default s10)")
-    p.add_argument("--config", type=Path, help="a config.json (e.g. RUN_DIR/config.json) to start from instead of a preset")
-    p.add_argument("--model", help="network to train (default: the preset's; s10)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--optimizer", choices=("adam", "sgd"), help="(s10: adam)")
-    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
-                   help="Nesterov momentum (with --optimizer sgd; s10: off, s10-best and fast: on)")
-    p.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (s10: 0)")
-    p.add_argument("--ema-decay", type=float,
-                   help="keep an exponential moving average of the weights, evaluated and saved (s10: 0 = off)")
-    p.add_argument("--lookahead-decay", type=float,
-                   help="Lookahead: the model restarts from a slow average every --lookahead-every steps, decay "
-                        "ramping to this value (s10: 0 = off; fast, fast-cpu: 0.774)")
-    p.add_argument("--lookahead-every", type=int, metavar="N", help="steps between Lookahead updates (default 5)")
-    p.add_argument("--norm-lr-scale", type=float,
-                   help="lr multiplier of BatchNorm/bias parameters, weight decay divided by it (s10: 1; fast: 64)")
-    p.add_argument("--eval-every", type=int, metavar="N",
-                   help="test every N epochs, the last always; 0: only at the end (s10: 1; fast: 0)")
-    p.add_argument("--alternate-flip", action=argparse.BooleanOptionalAction,
-                   help="mirror each training image every other epoch instead of at random (s10: off; fast: on)")
-    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation of the test evaluations (s10: none)")
-    p.add_argument("--device", help=f"{', '.join(DEVICES)} or cuda:N (default auto: a GPU if there is one)")
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="autocast dtype (default auto: bf16 on CPUs with native bf16, else fp32; bf16/fp16 on GPU)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
-                   help="channels_last tensors, faster on CPU and tensor cores (default on; --no-channels-last: NCHW)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, the physical cores)")
-    p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only")
-    p.add_argument("--limit-test", type=int, metavar="N", help="test on the first N images only")
-
-
-# flag dest -> TrainConfig field, where the names differ
-FLAG_FIELDS = {"start_lr": "lr_find_start", "end_lr": "lr_find_end", "num_iter": "lr_find_iters"}
-
-
-def add_sweep_flags(p: argparse.ArgumentParser) -> None:
-    """The LR range test's flags (lr-find, and train --max-lr find)."""
-    p.add_argument("--start-lr", type=float, help="first lr of the range test (s10: 0.03)")
-    p.add_argument("--end-lr", type=float, help="last lr of the range test (s10: 10)")
-    p.add_argument("--num-iter", type=int, help="steps of the range test (s10: 200); stops early on divergence")
+    """--preset, --config and a flag per TrainConfig setting but the train-only ones (lr-find)."""
+    _add_setting_flags(p, train=False)
 
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
-    """Every flag that defines a training run (train, benchmarks/time_to_accuracy.py)."""
-    add_run_flags(p)
-    p.add_argument("--max-lr", type=_max_lr, help="One Cycle peak lr (default: the preset's; s10: 4.51e-2)")
-    add_sweep_flags(p)
+    """--preset, --config and a flag per TrainConfig setting: every flag that defines a training run (train,
+    benchmarks/time_to_accuracy.py)."""
+    _add_setting_flags(p, train=True)
 
 
 def _add_quiet_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
-# The flags (argparse dests) that set a TrainConfig field; unset ones are None and keep the preset's value.
-CONFIG_FLAGS = (
-    "data_dir", "model", "epochs", "batch_size", "weight_decay", "optimizer", "nesterov", "label_smoothing",
-    "ema_decay", "lookahead_decay", "lookahead_every", "norm_lr_scale", "alternate_flip", "eval_every", "tta",
-    "device", "precision", "channels_last", "seed",
-    "threads", "limit_train", "limit_test", "max_lr", "sync_bn", "start_lr", "end_lr", "num_iter")
-# What may differ when a run continues on another machine or in another session; everything else that
-# shapes the result comes from the run's checkpoint.
-RESUME_FLAGS = ("data_dir", "threads")
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub-)parser that parsed the command's own flags: `cifarkit train`'s for `cifarkit train ...`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            return _command_parser(action.choices[getattr(args, action.dest)], args)
+    return parser
+
+
+def config_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                    argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """With --config FILE, parse `argv` again with the file's settings as the defaults (as timm's train.py does),
+    so flags override a saved config the way they override a preset; else `args` as it is."""
+    if getattr(args, "config", None) is None or args.preset is not None or getattr(args, "resume", None) is not None:
+        return args  # nothing to load, or refused by name (config_from_args, refuse_run_changing_flags)
+    saved = TrainConfig.from_json(args.config).to_dict()  # an unknown key is refused, naming the file and key
+    _command_parser(parser, args).set_defaults(**{name: v for name, v in saved.items() if SETTINGS[name].cli})
+    return parser.parse_args(argv)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """parser.parse_args, with a --config FILE's settings as the defaults (config_defaults)."""
+    return config_defaults(parser, parser.parse_args(argv), argv)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    overrides = {FLAG_FIELDS.get(name, name): getattr(args, name, None) for name in CONFIG_FLAGS}
-    if args.config is not None:
-        if args.preset is not None:
-            raise UserError(f"--config {args.config} and --preset {args.preset}: give one of them")
-        config = TrainConfig.from_json(args.config)
-        for name, value in overrides.items():
-            if value is not None:
-                setattr(config, name, value)
-        return config.validate()
-    return preset_config(args.preset or "s10", **overrides)
+    """The run's config: --config FILE or --preset (default s10), then every setting flag given. Not validated:
+    run.train() validates what it is given, once; other users call validate()."""
+    overrides = {name: getattr(args, name, None) for name, s in SETTINGS.items() if s.cli}
+    return build_config(args.preset, args.config, overrides)
 
 
-def _flag(dest: str, value: object) -> str:
+def _typed(s: Setting, value: object) -> str:
     """The flag as the user typed it: --max-lr, or --no-nesterov for a switch turned off."""
-    return f"--{'no-' if value is False else ''}{dest.replace('_', '-')}"
+    return f"--no-{s.flag[2:]}" if value is False else s.flag
 
 
 def refuse_run_changing_flags(args: argparse.Namespace) -> None:
     """With --resume, a flag that would change the run is refused by name rather than silently ignored."""
-    given = [_flag(d, getattr(args, d)) for d in ("preset", "config", *CONFIG_FLAGS)
-             if d not in RESUME_FLAGS and getattr(args, d, None) is not None]
+    given = [f"--{name}" for name in ("preset", "config") if getattr(args, name, None) is not None]
+    given += [_typed(s, getattr(args, s.name)) for s in SETTINGS.values()
+              if s.cli and not s.machine and getattr(args, s.name, None) is not None]
     given += [flag for flag, on in (("--out", args.out is not None), ("--overwrite", args.overwrite)) if on]
     if given:
+        machine = ", ".join(SETTINGS[name].flag for name in RESUME_FLAGS)
         raise UserError(f"--resume {args.resume} with {' '.join(given)}: a resumed run keeps the settings it was "
-                        f"started with (from its checkpoint); only {', '.join(_flag(d, 1) for d in RESUME_FLAGS)}, "
+                        f"started with (from its checkpoint); only {machine}, "
                         "--quiet, --checkpoint-every and --dist-timeout may change. Drop those flags, or start a new "
                         "run with --out")
 
@@ -147,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         refuse_run_changing_flags(args)
         # everything else comes from the run's checkpoint
-        config = TrainConfig(data_dir=args.data_dir, threads=args.threads)
+        config = TrainConfig(**{name: getattr(args, name) for name in RESUME_FLAGS})
         out = args.resume
     else:
         config = config_from_args(args)
@@ -171,9 +192,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     import time
 
     from .data import load_cifar10
-    from .engine import resolve_device
+    from .runtime import resolve_device
     from .lr_finder import find_lr
-    config = config_from_args(args)
+    config = config_from_args(args).validate()
     resolve_device(config.device)
     out = args.out or Path("runs") / f"lr-find-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     started = time.perf_counter()
@@ -260,15 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: each epoch)")
-    p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction,
-                   help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA only)")
     p.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
                    help="under torchrun: seconds a rank waits for the others before the job fails (default 300)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("lr-find", help="LR range test on training batches: suggests the One Cycle peak")
     add_run_flags(p)
-    add_sweep_flags(p)
     _add_quiet_flag(p)
     p.add_argument("--out", type=Path, help="folder for lr_find.json and lr_find.png (default runs/lr-find-...)")
     p.set_defaults(func=cmd_lr_find)
@@ -305,10 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        return func(config_defaults(parser, args, argv))
     except UserError as e:
         rank = distributed.current()
         where = f" (rank {rank.rank} of {rank.world_size})" if rank.enabled else ""

@@ -1,5 +1,9 @@
 """Every hyper-parameter in one place: the TrainConfig dataclass and the named presets.
 
+Each setting is declared once, as a TrainConfig field made by `setting(...)`: its default (the S10
+recipe), its help text, its group and its command-line flag. The `cifarkit` command is generated from
+these declarations (cli.add_train_flags), and validate() names the same flags in its messages.
+
 A config is plain data: it round-trips through JSON (`RUN_DIR/config.json`),
 so a run can be repeated exactly from its folder.
 """
@@ -8,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,72 +26,148 @@ OPTIMIZERS = ("adam", "sgd")
 ANNEAL = ("linear", "cos")
 TTA_MODES = ("none", "flip", "flip-translate")  # test-time augmentation, see augment.tta_views
 
-# The seed's LR range test picked 4.51e-2 (steepest descent on its curve).
-SEED_MAX_LR = 4.51e-2
+# The S10 recipe's LR range test picked 4.51e-2 (steepest descent on its curve).
+S10_MAX_LR = 4.51e-2
+
+# The groups of settings, in the order `cifarkit train --help` shows them: key -> title.
+GROUPS = {
+    "recipe": "recipe (unset flags keep its values)",
+    "model": "model and training",
+    "optimiser": "optimiser",
+    "schedule": "One Cycle schedule (torch.optim.lr_scheduler.OneCycleLR's arguments)",
+    "augmentation": "augmentation of training batches (test images are never augmented)",
+    "evaluation": "evaluation",
+    "lr range test": "LR range test (cifarkit lr-find, or --max-lr find)",
+    "runtime": "device and runtime",
+    "data": "data",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one TrainConfig field shows itself: declared in the field's metadata by `setting()`."""
+
+    help: str
+    group: str  # a key of GROUPS
+    flag: str  # e.g. "--max-lr"; a boolean also gets "--no-..."
+    cli: bool = True  # False: no flag of its own is generated (e.g. preset, which --preset sets)
+    train_only: bool = False  # a flag of `train` only (not `lr-find`, which trains no schedule)
+    machine: bool = False  # where it runs, not what: may change when a run is resumed
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None  # the flag's text -> value, where the annotation is not enough
+    name: str = ""  # the field's name, filled in below
+    type: Any = None  # the field's type without None (bool, int, float, str), from its annotation; filled in below
+
+
+def setting(default: Any, help: str, group: str, *, flag: str | None = None, cli: bool = True,
+            train_only: bool = False, machine: bool = False, choices: tuple[str, ...] | None = None,
+            metavar: str | None = None, parse: Callable[[str], Any] | None = None) -> Any:
+    """A TrainConfig field that declares its help, group and flag (default: the field name, `--max-lr`)."""
+    if group not in GROUPS:
+        raise ValueError(f"setting group {group!r}: choose one of {', '.join(GROUPS)}")
+    info = Setting(help=help, group=group, flag=flag or "", cli=cli, train_only=train_only, machine=machine,
+                   choices=choices, metavar=metavar, parse=parse)
+    return dataclasses.field(default=default, metadata={"setting": info})
+
+
+def number_or_find(text: str) -> float | str:
+    """--max-lr's value: a number, or "find"."""
+    if text == "find":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a number nor 'find'") from None
 
 
 @dataclass
 class TrainConfig:
-    """One training run. Field names double as CLI flags (`--max-lr` -> max_lr)."""
+    """One training run. Each field declares its help, group and flag once (`setting`); cli generates the flags."""
 
-    preset: str = "s10"
-    model: str = "s10"
-    epochs: int = 24
-    batch_size: int = 512
-    # Optimiser (Adam's L2 weight decay as torch.optim.Adam applies it, like the seed).
-    optimizer: str = "adam"
-    max_lr: float | str = SEED_MAX_LR  # a number, or "find" to run the LR range test first
-    weight_decay: float = 1e-4
-    momentum: float = 0.9  # SGD only
-    nesterov: bool = False  # SGD only
+    preset: str = setting("s10", "the recipe this config started from (set by --preset)", "recipe", flag="--preset",
+                          cli=False)
+    model: str = setting("s10", "network to train (`cifarkit summary --model NAME` shows its layers)", "model")
+    epochs: int = setting(24, "training epochs", "model")
+    batch_size: int = setting(512, "training images per step", "model")
+    # Optimiser (Adam's L2 weight decay as torch.optim.Adam applies it, like the S10 recipe).
+    optimizer: str = setting("adam", "the optimiser (Adam's weight decay is L2, as torch.optim.Adam applies it)",
+                             "optimiser", choices=OPTIMIZERS)
+    max_lr: float | str = setting(S10_MAX_LR, "One Cycle peak lr: a number, or `find` to run the LR range test "
+                                  "first", "schedule", train_only=True, parse=number_or_find)
+    weight_decay: float = setting(1e-4, "weight decay (per mean loss)", "optimiser")
+    momentum: float = setting(0.9, "SGD momentum (with --optimizer sgd)", "optimiser")
+    nesterov: bool = setting(False, "Nesterov momentum (with --optimizer sgd)", "optimiser")
     # lr multiplier of the BatchNorm and bias parameters (their weight decay is divided by it, so that
-    # their decay per step stays that of the weights); 1 keeps one parameter group, as the seed.
-    norm_lr_scale: float = 1.0
-    label_smoothing: float = 0.0
+    # their decay per step stays that of the weights); 1 keeps one parameter group, as the S10 recipe.
+    norm_lr_scale: float = setting(1.0, "lr multiplier of BatchNorm/bias parameters, their weight decay divided by "
+                                   "it; 1 = one parameter group", "optimiser", metavar="K")
+    label_smoothing: float = setting(0.0, "cross-entropy label smoothing", "model")
     # Exponential moving average of the weights (and BatchNorm buffers), updated every step; when on,
     # the averaged model is the one evaluated, reported and exported. 0 disables.
-    ema_decay: float = 0.0
+    ema_decay: float = setting(0.0, "keep an exponential moving average of the weights, evaluated and saved; "
+                               "0 = off", "optimiser", metavar="D")
     # Lookahead (cifarkit.lookahead): every `lookahead_every` steps the model restarts from a slow average
     # whose decay ramps as lookahead_decay * (step / total)^3; the model ends as that average. 0 disables.
-    lookahead_decay: float = 0.0
-    lookahead_every: int = 5
+    lookahead_decay: float = setting(0.0, "Lookahead: the model restarts from a slow average every "
+                                     "--lookahead-every steps, decay ramping to this value; 0 = off", "optimiser",
+                                     metavar="D")
+    lookahead_every: int = setting(5, "steps between Lookahead updates", "optimiser", metavar="N")
     # Test-time augmentation of every test evaluation and the final result: none | flip | flip-translate.
-    tta: str = "none"
+    tta: str = setting("none", "test-time augmentation of the test evaluations and the final result", "evaluation",
+                       choices=TTA_MODES)
     # One Cycle, with the meaning of torch.optim.lr_scheduler.OneCycleLR's arguments.
-    pct_start: float = 5 / 24
-    div_factor: float = 100.0
-    final_div_factor: float = 100.0
-    three_phase: bool = False
-    anneal_strategy: str = "linear"
-    cycle_momentum: bool = True  # OneCycleLR's default, so Adam's beta1 cycles 0.95 -> 0.85 -> 0.95
-    base_momentum: float = 0.85
-    max_momentum: float = 0.95
-    # LR range test (cifarkit lr-find, or max_lr="find"): exponential sweep, as the seed ran it.
-    lr_find_start: float = 0.03
-    lr_find_end: float = 10.0
-    lr_find_iters: int = 200
+    pct_start: float = setting(5 / 24, "fraction of the steps spent rising to the peak lr", "schedule",
+                               train_only=True)
+    div_factor: float = setting(100.0, "start lr = max lr / this", "schedule", train_only=True)
+    final_div_factor: float = setting(100.0, "end lr = start lr / this", "schedule", train_only=True)
+    three_phase: bool = setting(False, "OneCycleLR's three-phase schedule (down to the start lr, then to the end)",
+                                "schedule", train_only=True)
+    anneal_strategy: str = setting("linear", "shape of the lr's rise and fall", "schedule", train_only=True,
+                                   choices=ANNEAL)
+    # OneCycleLR's default, so Adam's beta1 cycles 0.95 -> 0.85 -> 0.95
+    cycle_momentum: bool = setting(True, "cycle the momentum (Adam's beta1) inversely to the lr, between "
+                                   "--max-momentum and --base-momentum", "schedule", train_only=True)
+    base_momentum: float = setting(0.85, "momentum at the peak lr (with --cycle-momentum)", "schedule",
+                                   train_only=True)
+    max_momentum: float = setting(0.95, "momentum at the start and end (with --cycle-momentum)", "schedule",
+                                  train_only=True)
+    # LR range test (cifarkit lr-find, or max_lr="find"): exponential sweep, as the S10 recipe ran it.
+    lr_find_start: float = setting(0.03, "first lr of the range test", "lr range test", flag="--start-lr")
+    lr_find_end: float = setting(10.0, "last lr of the range test", "lr range test", flag="--end-lr")
+    lr_find_iters: int = setting(200, "steps of the range test; it stops early on divergence", "lr range test",
+                                 flag="--num-iter")
     # Augmentation of training batches (test images are never augmented).
-    pad_crop: int = 4  # reflect-pad this many pixels, then crop 32x32 at random; 0 disables
-    flip: bool = True  # horizontal flip with p=0.5
+    pad_crop: int = setting(4, "reflect-pad this many pixels, then crop 32x32 at random; 0 = off", "augmentation",
+                            metavar="PX")
+    flip: bool = setting(True, "horizontal flips of training images", "augmentation")
     # with flip: mirror each image every other epoch (a fixed random half in even epochs, the rest in odd
     # ones) instead of a coin toss per image and epoch
-    alternate_flip: bool = False
-    cutout_size: int = 8  # one square hole filled with the mean colour; 0 disables
-    cutout_prob: float = 0.5
+    alternate_flip: bool = setting(False, "mirror each training image every other epoch instead of at random",
+                                   "augmentation")
+    cutout_size: int = setting(8, "side of one square hole filled with the mean colour; 0 = off", "augmentation",
+                               metavar="PX")
+    cutout_prob: float = setting(0.5, "probability of the cutout hole per image", "augmentation", metavar="P")
     # Where and how it runs.
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 on CPU, bf16 (or fp16 + loss scaling) on CUDA
-    channels_last: bool = True
-    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (CUDA only)
-    threads: int | None = None  # CPU threads for torch; None keeps torch's default (physical cores)
-    eval_batch_size: int = 1024
+    seed: int = setting(0, "random seed of the weights, batch order and augmentation", "model")
+    device: str = setting("auto", f"{', '.join(DEVICES)} or cuda:N (auto: a GPU if there is one)", "runtime")
+    precision: str = setting("auto", "autocast dtype (auto: bf16 on CPUs with native bf16, else fp32; bf16, else "
+                             "fp16 with loss scaling, on CUDA)", "runtime", choices=PRECISIONS)
+    channels_last: bool = setting(True, "channels_last tensors, faster on CPU and tensor cores (--no-channels-last: "
+                                  "NCHW)", "runtime")
+    sync_bn: bool = setting(False, "under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, "
+                            "CUDA only)", "runtime", train_only=True)
+    threads: int | None = setting(None, "CPU threads for torch (default: torch's choice, the physical cores)",
+                                  "runtime", machine=True, metavar="N")
+    eval_batch_size: int = setting(1024, "images per evaluation batch", "evaluation", metavar="N")
     # Test-set evaluation every N epochs (the last epoch always); 0: only after the last epoch.
-    eval_every: int = 1
+    eval_every: int = setting(1, "test every N epochs, the last always; 0 = only at the end", "evaluation",
+                              metavar="N")
     # Data.
-    data_dir: str | None = None
-    limit_train: int | None = None  # use only the first N training images
-    limit_test: int | None = None  # use only the first N test images
+    data_dir: str | None = setting(None, "CIFAR-10 folder (default: $CIFARKIT_DATA, else ~/.cache/cifarkit)",
+                                   "data", machine=True, metavar="DIR")
+    limit_train: int | None = setting(None, "train on the first N images only", "data", metavar="N")
+    limit_test: int | None = setting(None, "test on the first N images only", "data", metavar="N")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,62 +194,57 @@ class TrainConfig:
         return cls.from_dict(data, source=str(path))
 
     def validate(self) -> "TrainConfig":
-        """Refuse impossible values before any work starts; returns self for chaining."""
+        """Refuse impossible values before any work starts, naming the flag; returns self for chaining."""
         from .models import MODELS  # late import: models imports torch, config stays light
 
-        def need(ok: bool, flag: str, value: Any, what: str) -> None:
+        def need(ok: bool, name: str, what: str) -> None:
             if not ok:
-                raise UserError(f"--{flag.replace('_', '-')} {value!r}: {what}")
+                raise UserError(f"{SETTINGS[name].flag} {getattr(self, name)!r}: {what}")
 
-        need(self.preset in PRESETS, "preset", self.preset, f"unknown preset; choose one of {', '.join(PRESETS)}")
-        need(self.model in MODELS, "model", self.model, f"unknown model; choose one of {', '.join(MODELS)}")
+        for s in SETTINGS.values():
+            value = getattr(self, s.name)
+            if s.type is bool:
+                need(isinstance(value, bool), s.name, "must be true or false")
+            if s.choices is not None:
+                need(value in s.choices, s.name, f"choose one of {', '.join(s.choices)}")
+        need(self.preset in PRESETS, "preset", f"unknown preset; choose one of {', '.join(PRESETS)}")
+        need(self.model in MODELS, "model", f"unknown model; choose one of {', '.join(MODELS)}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            v = getattr(self, name)
-            need(isinstance(v, int) and v >= 1, name, v, "must be a whole number >= 1")
-        need(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"choose one of {', '.join(OPTIMIZERS)}")
+            need(_whole(getattr(self, name), 1), name, "must be a whole number >= 1")
         if isinstance(self.max_lr, str):
-            need(self.max_lr == "find", "max_lr", self.max_lr, "must be a positive number or 'find'")
+            need(self.max_lr == "find", "max_lr", "must be a positive number or 'find'")
         else:
-            need(_positive(self.max_lr), "max_lr", self.max_lr, "must be a positive number or 'find'")
-        need(_finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
-        need(_finite(self.momentum) and 0 <= self.momentum < 1, "momentum", self.momentum, "must be in [0, 1)")
-        need(_positive(self.norm_lr_scale), "norm_lr_scale", self.norm_lr_scale, "must be a positive number")
-        need(isinstance(self.eval_every, int) and self.eval_every >= 0, "eval_every", self.eval_every,
+            need(_positive(self.max_lr), "max_lr", "must be a positive number or 'find'")
+        need(_finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        for name in ("momentum", "base_momentum", "max_momentum"):
+            need(_fraction(getattr(self, name)), name, "must be in [0, 1)")
+        need(_positive(self.norm_lr_scale), "norm_lr_scale", "must be a positive number")
+        need(_whole(self.eval_every, 0), "eval_every",
              "must be a whole number of epochs >= 0 (0: only after the last epoch)")
-        need(_finite(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label_smoothing",
-             self.label_smoothing, "must be in [0, 1)")
-        need(_finite(self.pct_start) and 0 < self.pct_start < 1, "pct_start", self.pct_start,
-             "the peak must fall strictly inside the schedule: 0 < pct_start < 1 (the seed: 5/24)")
-        need(_positive(self.lr_find_start), "start_lr", self.lr_find_start, "must be a positive number")
-        need(_positive(self.lr_find_end) and self.lr_find_end > self.lr_find_start, "end_lr", self.lr_find_end,
-             f"must be a number above --start-lr ({self.lr_find_start})")
-        need(isinstance(self.lr_find_iters, int) and self.lr_find_iters >= 20, "num_iter", self.lr_find_iters,
-             "must be a whole number of steps >= 20")
-        need(_finite(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", self.ema_decay,
-             "must be in [0, 1) (0 disables the average; typical: 0.99-0.999)")
-        need(_finite(self.lookahead_decay) and 0 <= self.lookahead_decay < 1, "lookahead_decay",
-             self.lookahead_decay, "must be in [0, 1) (0 disables Lookahead; airbench: 0.95**5 = 0.774)")
-        need(isinstance(self.lookahead_every, int) and self.lookahead_every >= 1, "lookahead_every",
-             self.lookahead_every, "must be a whole number of steps >= 1")
-        need(self.tta in TTA_MODES, "tta", self.tta, f"choose one of {', '.join(TTA_MODES)}")
-        need(_positive(self.div_factor), "div_factor", self.div_factor, "must be > 0")
-        need(_positive(self.final_div_factor), "final_div_factor", self.final_div_factor, "must be > 0")
-        need(self.anneal_strategy in ANNEAL, "anneal_strategy", self.anneal_strategy, f"choose one of {', '.join(ANNEAL)}")
-        need(isinstance(self.pad_crop, int) and 0 <= self.pad_crop <= 16, "pad_crop", self.pad_crop,
+        need(_fraction(self.label_smoothing), "label_smoothing", "must be in [0, 1)")
+        need(_finite(self.pct_start) and 0 < self.pct_start < 1, "pct_start",
+             "the peak must fall strictly inside the schedule: 0 < pct_start < 1 (the S10 recipe: 5/24)")
+        need(_positive(self.lr_find_start), "lr_find_start", "must be a positive number")
+        need(_positive(self.lr_find_end) and self.lr_find_end > self.lr_find_start, "lr_find_end",
+             f"must be a number above {SETTINGS['lr_find_start'].flag} ({self.lr_find_start})")
+        need(_whole(self.lr_find_iters, 20), "lr_find_iters", "must be a whole number of steps >= 20")
+        need(_fraction(self.ema_decay), "ema_decay", "must be in [0, 1) (0 disables the average; typical: 0.99-0.999)")
+        need(_fraction(self.lookahead_decay), "lookahead_decay",
+             "must be in [0, 1) (0 disables Lookahead; airbench: 0.95**5 = 0.774)")
+        need(_whole(self.lookahead_every, 1), "lookahead_every", "must be a whole number of steps >= 1")
+        need(_positive(self.div_factor), "div_factor", "must be > 0")
+        need(_positive(self.final_div_factor), "final_div_factor", "must be > 0")
+        need(_whole(self.pad_crop, 0) and self.pad_crop <= 16, "pad_crop",
              "must be a whole number of pixels in [0, 16]")
-        need(isinstance(self.cutout_size, int) and 0 <= self.cutout_size <= 32, "cutout_size", self.cutout_size,
+        need(_whole(self.cutout_size, 0) and self.cutout_size <= 32, "cutout_size",
              "must be a whole number of pixels in [0, 32]")
-        need(_finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1, "cutout_prob", self.cutout_prob,
-             "must be a probability in [0, 1]")
-        need(self.device in DEVICES or self.device.startswith("cuda:"), "device", self.device,
+        need(_finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1, "cutout_prob", "must be a probability in [0, 1]")
+        need(isinstance(self.device, str) and (self.device in DEVICES or self.device.startswith("cuda:")), "device",
              f"unknown device; choose one of {', '.join(DEVICES)} (or cuda:N)")
-        need(self.precision in PRECISIONS, "precision", self.precision, f"choose one of {', '.join(PRECISIONS)}")
-        need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1), "threads",
-             self.threads, "must be a whole number >= 1")
+        need(self.threads is None or _whole(self.threads, 1), "threads", "must be a whole number >= 1")
         for name in ("limit_train", "limit_test"):
-            v = getattr(self, name)
-            need(v is None or (isinstance(v, int) and v >= 1), name, v, "must be a whole number >= 1")
-        need(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed", self.seed, "must be a whole number >= 0")
+            need(getattr(self, name) is None or _whole(getattr(self, name), 1), name, "must be a whole number >= 1")
+        need(_whole(self.seed, 0) and self.seed < 2**63, "seed", "must be a whole number >= 0")
         return self
 
 
@@ -179,7 +256,37 @@ def _positive(x: Any) -> bool:
     return _finite(x) and x > 0
 
 
-# Each preset lists only what differs from the TrainConfig defaults (which are the seed's recipe).
+def _fraction(x: Any) -> bool:
+    return _finite(x) and 0 <= x < 1
+
+
+def _whole(x: Any, least: int) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= least
+
+
+def _settings() -> dict[str, Setting]:
+    """Every field's declaration, completed with its name, flag and type (from the annotation)."""
+    hints = typing.get_type_hints(TrainConfig)
+    settings = {}
+    for f in dataclasses.fields(TrainConfig):
+        if "setting" not in f.metadata:
+            raise TypeError(f"TrainConfig.{f.name}: declare it with setting(default, help, group, ...)")
+        info: Setting = f.metadata["setting"]
+        kinds = typing.get_args(hints[f.name]) or (hints[f.name],)  # X | None -> (X, NoneType)
+        scalars = [k for k in kinds if k is not type(None)]
+        if len(scalars) != 1 and info.parse is None:
+            raise TypeError(f"TrainConfig.{f.name}: a field of several types needs parse= for its flag")
+        settings[f.name] = dataclasses.replace(
+            info, name=f.name, flag=info.flag or "--" + f.name.replace("_", "-"),
+            type=scalars[0] if len(scalars) == 1 else object)
+    return settings
+
+
+# name -> declaration, in declaration order: what cli generates the flags from and validate() names
+SETTINGS: dict[str, Setting] = _settings()
+
+
+# Each preset lists only what differs from the TrainConfig defaults (which are the S10 recipe).
 PRESETS: dict[str, dict[str, Any]] = {
     # The ERA S10 assignment exactly: Adam + L2 1e-4, batch 512, One Cycle over 24 epochs peaking
     # at epoch 5, div 100 / final div 100, two linear phases, pad-crop / flip / cutout 8x8.
@@ -211,9 +318,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESETS["fast-cpu"] = {**PRESETS["fast"], "model": "fast-small", "epochs": 8}
 
 
-def preset_config(name: str, **overrides: Any) -> TrainConfig:
-    """The named preset, with `overrides` (e.g. from CLI flags) applied on top, validated."""
+def build_config(preset: str | None = None, config_file: str | Path | None = None,
+                 overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A preset (default s10) or a saved config.json, with `overrides` on top (None keeps the value); not validated.
+
+    What the CLI and preset_config build; validate() it once before use.
+    """
+    values = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if config_file is not None:
+        if preset is not None:
+            raise UserError(f"--config {config_file} and --preset {preset}: give one of them")
+        return TrainConfig.from_dict({**TrainConfig.from_json(config_file).to_dict(), **values})
+    name = "s10" if preset is None else preset
     if name not in PRESETS:
         raise UserError(f"--preset {name!r}: unknown preset; choose one of {', '.join(PRESETS)}")
-    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
-    return TrainConfig.from_dict({"preset": name, **values}).validate()
+    return TrainConfig.from_dict({"preset": name, **PRESETS[name], **values})
+
+
+def preset_config(name: str, **overrides: Any) -> TrainConfig:
+    """The named preset, with `overrides` (e.g. from CLI flags) applied on top, validated."""
+    return build_config(name, overrides=overrides).validate()

@@ -17,10 +17,11 @@ from torch import nn
 from .augment import normalize
 from .config import TrainConfig
 from .data import load_cifar10
-from .engine import load_checkpoint, predict_logits, resolve_device, resolve_precision
+from .checkpoint import load_checkpoint
 from .errors import UserError
+from .metrics import confusion_matrix, per_class_accuracy, predict_logits
 from .models import build_model
-from .report import confusion_matrix, per_class_accuracy
+from .runtime import resolve_device, resolve_precision
 
 MAX_IMAGE_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
 
@@ -97,12 +98,10 @@ class _WithNormalisation(nn.Module):
 
     def __init__(self, model: nn.Module, mean: list[float], std: list[float]):
         super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
+        self.model, self.mean, self.std = model, mean, std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
+        return self.model(normalize(x, self.mean, self.std))
 
 
 def export_onnx(checkpoint: str | os.PathLike, path: str | os.PathLike, raw_input: bool = False) -> dict[str, Any]:

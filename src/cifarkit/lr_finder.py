@@ -1,4 +1,4 @@
-"""The LR range test (Smith 2015, as the seed ran it with torch-lr-finder) and a robust suggestion.
+"""The LR range test (Smith 2015, as the S10 notebook ran it with torch-lr-finder) and a robust suggestion.
 
 The sweep itself is torch-lr-finder's: exponential lr steps, exponentially smoothed loss, stop on
 divergence, model and optimiser restored afterwards. We feed it our on-device augmented batches and
@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import math
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -20,14 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch_lr_finder import LRFinder, TrainDataLoaderIter
 
-from .augment import Augment
+from .batches import BatchStream
+from .build import build_optimizer, prepare_model
 from .config import TrainConfig
 from .data import CIFAR10
-from .engine import build_optimizer, epoch_order, generator, prepare_model, setup_runtime, training_batch
 from .errors import UserError
-from .files import write_json
 from .report import plot_lr_find
-from .schedule import steps_per_epoch
+from .rundir import LR_FIND_JSON, LR_FIND_PLOT, RunDir
+from .runtime import setup_runtime
 
 SKIP_START, SKIP_END = 10, 5  # the first steps are noise around the initial loss, the last ones diverge
 
@@ -47,23 +45,6 @@ class RangeTestResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class _Batches:
-    """An endless stream of augmented training batches on the device (what a DataLoader would give)."""
-
-    def __init__(self, data: CIFAR10, config: TrainConfig, device: torch.device):
-        self.data, self.config, self.device = data, config, device
-        self.augment = Augment.from_config(config)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        cfg = self.config
-        for epoch in itertools.count():
-            order = epoch_order(len(self.data.train_labels), self.device, cfg.seed, "lr-find-order", epoch)
-            for step in range(steps_per_epoch(len(order), cfg.batch_size)):
-                yield training_batch(self.data, order, step, cfg.batch_size, self.augment,
-                                     generator(self.device, cfg.seed, "lr-find-augment", epoch, step),
-                                     cfg.channels_last)
 
 
 @contextlib.contextmanager
@@ -121,7 +102,7 @@ def range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: C
         return F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
 
     finder = _Finder(model, optimizer, criterion, device=device, **amp)
-    batches = TrainDataLoaderIter(_Batches(data, config, device))
+    batches = TrainDataLoaderIter(BatchStream(data, config, device, purpose="lr-find"))
     diverged_at = None
     try:
         with contextlib.ExitStack() as scope:
@@ -167,7 +148,8 @@ def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: floa
                            start_lr=start_lr, end_lr=end_lr, num_iter=num_iter)
 
 
-def find_lr(config: TrainConfig, data: CIFAR10, run_dir: str | os.PathLike, progress: bool = True) -> RangeTestResult:
+def find_lr(config: TrainConfig, data: CIFAR10, run_dir: str | os.PathLike | RunDir,
+            progress: bool = True) -> RangeTestResult:
     """Run the range test for `config` (its model, optimiser, augmentation) and write lr_find.{json,png}."""
     device, dtype = setup_runtime(config)
     data = data.to(device)
@@ -175,7 +157,8 @@ def find_lr(config: TrainConfig, data: CIFAR10, run_dir: str | os.PathLike, prog
     optimizer = build_optimizer(model, config, config.lr_find_start, device)
     result = range_test(model, optimizer, data, config, device, dtype, config.lr_find_start, config.lr_find_end,
                         config.lr_find_iters, progress=progress)
-    run_dir = Path(run_dir)
-    write_json(run_dir / "lr_find.json", result.to_dict())
-    plot_lr_find(result, run_dir / "lr_find.png")
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    run.write_json(LR_FIND_JSON, result.to_dict())
+    if run.writes:
+        plot_lr_find(result, run / LR_FIND_PLOT)
     return result

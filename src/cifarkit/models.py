@@ -15,7 +15,7 @@ from .errors import UserError
 
 
 def conv_bn(c_in: int, c_out: int, pool: bool = False) -> nn.Sequential:
-    """3x3 conv (no bias: BN follows) [-> 2x2 max-pool] -> BN -> ReLU, in the seed's order."""
+    """3x3 conv (no bias: BN follows) [-> 2x2 max-pool] -> BN -> ReLU, in the S10 notebook's order."""
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False)]
     if pool:
         layers.append(nn.MaxPool2d(2))
@@ -52,7 +52,7 @@ class S10ResNet(ScaledLogits):
     prep 3->64 | layer1 64->128 pool + residual(2 convs) | layer2 128->256 pool |
     layer3 256->512 pool + residual(2 convs) | max-pool 4 -> linear 512->10 (no bias) [-> x logit_scale].
 
-    `logit_scale` (1 in the seed's net) is Page's parameter-free x0.125 on the logits: it shrinks the
+    `logit_scale` (1 in the S10 notebook's net) is Page's parameter-free x0.125 on the logits: it shrinks the
     initial logits and the head's effective lr 64-fold, which SGD at Page's lr 0.4 needs (unscaled, the
     sweep's loss starts at ~4.5 and rises from lr ~0.01).
     """
@@ -147,12 +147,12 @@ def build_model(name: str, num_classes: int = 10) -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters, as the seed's summary counts them."""
+    """Trainable parameters, as the S10 notebook's summary counts them."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def summary(model: nn.Module, batch_size: int = 1) -> str:
-    """A per-layer table (output shape, parameters) in the spirit of the seed's torchsummary table."""
+    """A per-layer table (output shape, parameters) in the spirit of the S10 notebook's torchsummary table."""
     import torchinfo
 
     stats = torchinfo.summary(

@@ -7,14 +7,12 @@ RUN_DIR` can rebuild it anywhere.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
-import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,13 +20,12 @@ import torch
 # caller's matplotlib (a notebook's inline backend keeps working); Figure.savefig renders with Agg by itself.
 from matplotlib.figure import Figure
 
-from .augment import Augment, normalize
-from .data import MEAN, STD
+from .augment import Augment, denormalize, normalize
+from .data import CIFAR10
 from .errors import UserError
-from .files import write_bytes, write_text
-
-if TYPE_CHECKING:
-    from .lr_finder import RangeTestResult
+from .files import write_bytes
+from .metrics import confusion_matrix, mistakes, per_class_accuracy
+from .rundir import CONFIG, METRICS, MODEL_SUMMARY, PLOTS, REPORT, RESULTS, RunDir
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
@@ -43,8 +40,9 @@ def figure(*args: Any, figsize: tuple[float, float], **kwargs: Any) -> tuple[Fig
     return fig, fig.subplots(*args, **kwargs)
 
 
-def plot_lr_find(result: "RangeTestResult", path: str | os.PathLike) -> None:
-    """Smoothed loss against lr on a log axis, with the suggestion and the loss minimum marked."""
+def plot_lr_find(result: Any, path: str | os.PathLike) -> None:
+    """Smoothed loss against lr on a log axis, with the suggestion and the loss minimum marked (`result`: a
+    lr_finder.RangeTestResult)."""
     fig, ax = figure(figsize=(7, 4.5))
     ax.plot(result.lrs, result.losses, color="tab:blue", label="smoothed training loss")
     s, m = result.suggestion_index, result.min_loss_index
@@ -85,10 +83,7 @@ def plot_schedule(lrs: list[float], steps_per_epoch: int, path: str | os.PathLik
 
 def _display(images: torch.Tensor) -> np.ndarray:
     """Normalised float (N,3,H,W) -> uint8 (N,H,W,3) for imshow."""
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
-    pixels = ((images.float().cpu() * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).numpy()
+    return denormalize(images.cpu()).permute(0, 2, 3, 1).numpy()
 
 
 def plot_image_grid(images: torch.Tensor, titles: list[str], path: str | os.PathLike, cols: int,
@@ -128,13 +123,6 @@ def plot_augmented(images: torch.Tensor, labels: torch.Tensor, classes: tuple[st
                     title="Augmented images (first column: original)")
 
 
-def mistakes(labels: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """Indices of the wrongly classified images, the most confident mistake first."""
-    confidence, predicted = probs.max(1)
-    wrong = torch.nonzero(predicted != labels).flatten()
-    return wrong[torch.argsort(confidence[wrong], descending=True, stable=True)]
-
-
 def plot_misclassified(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, classes: tuple[str, ...],
                        path: str | os.PathLike, count: int = 30) -> int:
     """The test images the model got wrong, most confident mistakes first; returns how many were wrong."""
@@ -146,12 +134,6 @@ def plot_misclassified(images: torch.Tensor, labels: torch.Tensor, probs: torch.
     plot_image_grid(images.cpu()[order], titles, path, cols=10, cell_width=1.75,
                     title=f"Misclassified test images, most confident first ({len(wrong)} wrong of {len(labels)})")
     return len(wrong)
-
-
-def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> np.ndarray:
-    """counts[true, predicted]"""
-    flat = labels.cpu().long() * num_classes + predicted.cpu().long()
-    return torch.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes).numpy()
 
 
 def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.PathLike) -> None:
@@ -174,11 +156,6 @@ def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.
     save_figure(fig, path)
 
 
-def per_class_accuracy(counts: np.ndarray) -> np.ndarray:
-    totals = counts.sum(1)
-    return np.divide(np.diag(counts), totals, out=np.zeros(len(counts)), where=totals > 0)
-
-
 def plot_per_class(accuracy: np.ndarray, classes: tuple[str, ...], path: str | os.PathLike) -> None:
     fig, ax = figure(figsize=(8, 4))
     bars = ax.bar(classes, accuracy * 100, color="tab:blue")
@@ -190,12 +167,18 @@ def plot_per_class(accuracy: np.ndarray, classes: tuple[str, ...], path: str | o
     save_figure(fig, path)
 
 
+def plot_results(run: RunDir, data: CIFAR10, augment: Augment, probs: torch.Tensor, seed: int) -> None:
+    """The plots of a finished run that need its data and predictions: samples, augmentations, mistakes,
+    confusion matrix and per-class accuracy (`probs`: the final model's test-set probabilities)."""
+    plot_samples(data.train_images, data.train_labels, data.classes, run.plot("samples"))
+    plot_augmented(data.train_images, data.train_labels, data.classes, augment, run.plot("augmented"), seed=seed)
+    plot_misclassified(data.test_images, data.test_labels, probs, data.classes, run.plot("misclassified"))
+    counts = confusion_matrix(data.test_labels, probs.argmax(1), len(data.classes))
+    plot_confusion(counts, data.classes, run.plot("confusion"))
+    plot_per_class(per_class_accuracy(counts), data.classes, run.plot("per_class"))
+
+
 # ---------------------------------------------------------------------------------------------- curves
-
-def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    with open(run_dir / "metrics.csv", newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
 
 def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:
     """Loss and accuracy per epoch, train and test, with the lr underneath."""
@@ -218,18 +201,6 @@ def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> Non
 
 # ---------------------------------------------------------------------------------------------- report.html
 
-# (file, heading) in the order the page shows them; absent files are left out
-PLOTS = (
-    ("plots/curves.png", "Training curves"),
-    ("plots/lr_schedule.png", "One Cycle schedule"),
-    ("lr_find.png", "LR range test"),
-    ("plots/samples.png", "Training images"),
-    ("plots/augmented.png", "Augmented images"),
-    ("plots/misclassified.png", "Misclassified test images"),
-    ("plots/confusion.png", "Confusion matrix"),
-    ("plots/per_class.png", "Accuracy per class"),
-)
-
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 img{max-width:100%;border:1px solid #eee}pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}
@@ -247,39 +218,40 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_report(run_dir: str | os.PathLike) -> Path:
+def write_report(run_dir: str | os.PathLike | RunDir) -> Path:
     """RUN_DIR/report.html: one self-contained page (plots embedded) built from the run folder's files."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise UserError(f"{run_dir}: no config.json; not a cifarkit run folder")
-    config = json.loads((run_dir / "config.json").read_text())
-    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
-    if (run_dir / "metrics.csv").exists():
-        plot_curves(read_metrics(run_dir), run_dir / "plots" / "curves.png")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cifarkit run {html.escape(run_dir.name)}</title>"
-             f"<style>{_STYLE}</style></head><body><h1>cifarkit run <code>{html.escape(run_dir.name)}</code></h1>"]
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    config = run.read_json(CONFIG)
+    if config is None:
+        raise UserError(f"{run.path}: no config.json; not a cifarkit run folder")
+    results = run.read_json(RESULTS) or {}
+    history = run.read_metrics() if (run / METRICS).exists() else None
+    if history is not None:
+        plot_curves(history, run.plot("curves"))
+    name = html.escape(run.path.name)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cifarkit run {name}</title>"
+             f"<style>{_STYLE}</style></head><body><h1>cifarkit run <code>{name}</code></h1>"]
     if results:
         headline = {k: results[k] for k in ("test_accuracy", "test_loss", "train_accuracy", "epochs", "max_lr",
                                             "max_lr_source", "train_images_per_second", "wall_time_s") if k in results}
         parts.append("<h2>Results</h2>" + _table(headline))
     else:
         parts.append("<p><b>This run has not finished</b>: no results.json yet.</p>")
-    if (run_dir / "metrics.csv").exists():
-        history = read_metrics(run_dir)
+    if history is not None:
         head = list(history[0]) if history else []
         parts.append("<h2>Per epoch</h2><table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(
             "<tr>" + "".join(f"<td>{_fmt(r[h])}</td>" for h in head) + "</tr>" for r in history) + "</table>")
-    for name, heading in PLOTS:
-        if (run_dir / name).exists():
-            data = base64.b64encode((run_dir / name).read_bytes()).decode()
-            parts.append(f"<h2>{heading}</h2><img alt='{heading}' data-file='{name}' src='data:image/png;base64,{data}'>")
-    if (run_dir / "model.txt").exists():
-        parts.append("<h2>Model</h2><pre>" + html.escape((run_dir / "model.txt").read_text()) + "</pre>")
+    for file, heading in PLOTS:
+        if (run / file).exists():
+            data = base64.b64encode((run / file).read_bytes()).decode()
+            parts.append(f"<h2>{heading}</h2><img alt='{heading}' data-file='{file}' src='data:image/png;base64,{data}'>")
+    if (run / MODEL_SUMMARY).exists():
+        parts.append("<h2>Model</h2><pre>" + html.escape((run / MODEL_SUMMARY).read_text()) + "</pre>")
     parts.append("<h2>Configuration</h2>" + _table(config))
     if results:
         parts.append("<h2>Machine and versions</h2>" + _table(
             {k: results[k] for k in ("device", "gpu", "cpu", "cpu_count", "torch_threads", "dtype", "torch", "python",
                                      "cifarkit", "data", "data_layout") if k in results}))
     parts.append("</body></html>\n")
-    write_text(run_dir / "report.html", "".join(parts))
-    return run_dir / "report.html"
+    run.write_text(REPORT, "".join(parts))
+    return run / REPORT

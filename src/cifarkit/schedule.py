@@ -1,7 +1,7 @@
 """The One Cycle schedule, stepped every batch.
 
 Training uses PyTorch's own OneCycleLR (so lr *and* momentum/beta1 follow it
-exactly as in the seed's notebook); `planned_schedule` replays it on a dummy
+exactly as in the S10 notebook); `planned_schedule` replays it on a dummy
 parameter, which gives the whole planned curve as plain numbers for plots
 and tests before any training happens.
 """
@@ -16,7 +16,7 @@ from .config import TrainConfig
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
-    """Batches per epoch; the last, smaller batch is kept (50,000 / 512 -> 98 steps, as the seed)."""
+    """Batches per epoch; the last, smaller batch is kept (50,000 / 512 -> 98 steps, as the S10 notebook)."""
     return math.ceil(num_images / batch_size)
 
 

@@ -1,0 +1,56 @@
+"""The checkpoint: its format, the run state it carries besides the weights, and loading it safely.
+
+A checkpoint is a dict of plain tensors and containers, so it loads with `torch.load(weights_only=True)`:
+a file that carries code is refused, never run. What it holds (Trainer.checkpoint): format, cifarkit
+version, model name, config, classes, mean/std, max lr and its source, the model weights to use (the EMA
+when on), the raw training weights and EMA count (with EMA), Lookahead's slow weights, optimiser,
+scheduler, grad scaler and the RunState below.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UserError
+from .rundir import RunDir
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class RunState:
+    """Everything that advances during training, i.e. what a checkpoint must hold besides the weights."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    step_in_epoch: int = 0  # optimiser steps already taken in that epoch
+    loss_sum: float = 0.0  # of the epoch so far, summed over images
+    correct: int = 0
+    seen: int = 0
+    train_seconds: float = 0.0  # of the epoch so far
+    wall_seconds: float = 0.0  # of the whole run so far, over all sessions
+    history: list[dict[str, float]] = field(default_factory=list)  # metrics.csv rows
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A cifarkit checkpoint, loaded with weights_only=True: a file that carries code is refused."""
+    path = Path(path)
+    if path.is_dir():
+        path = RunDir(path).checkpoint
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such checkpoint") from None
+    except Exception as e:  # pickle's UnpicklingError and friends: the reason is in the message
+        raise UserError(f"{path}: refused or unreadable as a checkpoint ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}). Only cifarkit checkpoints of plain tensors "
+                        "load; a file that carries code is never executed") from None
+    if not isinstance(ckpt, dict) or "format" not in ckpt or "model" not in ckpt:
+        raise UserError(f"{path}: not a cifarkit checkpoint (no format version or model weights)")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: checkpoint format {ckpt['format']}, this cifarkit reads format {CHECKPOINT_FORMAT}; "
+                        f"use the cifarkit version that wrote it ({ckpt.get('cifarkit', 'unknown')})")
+    return ckpt

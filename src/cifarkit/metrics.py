@@ -1,0 +1,51 @@
+"""From a model's logits to numbers: prediction over a dataset (with test-time augmentation), accuracy
+and loss, the confusion matrix, per-class accuracy, and the mistakes."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import normalize, tta_views
+from .runtime import autocast
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, dtype: torch.dtype = torch.float32,
+                   channels_last: bool = True, tta: str = "none") -> torch.Tensor:
+    """float32 logits (N, classes) for uint8 images: normalised, never randomly augmented; with `tta`, the
+    mean logits over deterministic test-time views (see augment.tta_views)."""
+    model.eval()
+    device = images.device
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start:start + batch_size])
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            out.append(torch.stack([model(v).float() for v in tta_views(x, tta)]).mean(0))
+    return torch.cat(out) if out else torch.empty(0, 10, device=device)
+
+
+def loss_and_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[summed cross-entropy, number correct] as one float tensor on the logits' device (summable over ranks)."""
+    return torch.stack([F.cross_entropy(logits, labels, reduction="sum"), (logits.argmax(1) == labels).sum().float()])
+
+
+def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> np.ndarray:
+    """counts[true, predicted]"""
+    flat = labels.cpu().long() * num_classes + predicted.cpu().long()
+    return torch.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes).numpy()
+
+
+def per_class_accuracy(counts: np.ndarray) -> np.ndarray:
+    totals = counts.sum(1)
+    return np.divide(np.diag(counts), totals, out=np.zeros(len(counts)), where=totals > 0)
+
+
+def mistakes(labels: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Indices of the wrongly classified images, the most confident mistake first."""
+    confidence, predicted = probs.max(1)
+    wrong = torch.nonzero(predicted != labels).flatten()
+    return wrong[torch.argsort(confidence[wrong], descending=True, stable=True)]

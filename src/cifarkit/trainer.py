@@ -1,0 +1,328 @@
+"""The training loop and its state: train step, epochs, test evaluation, EMA and Lookahead, exact resume.
+
+Design choices, each for speed or reproducibility:
+- the whole dataset sits on the device as uint8; batches are index_select + batched augmentation
+  (batches.BatchStream), with draws that are pure functions of (seed, epoch, step), so resuming at any
+  step reproduces the uninterrupted run without replaying RNGs;
+- losses and accuracies accumulate on the device; the host syncs only every few steps (progress bar).
+The Trainer writes only through its RunDir (metrics.csv, the checkpoint); the run's other files are
+run.py's and report.py's.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from . import distributed
+from .batches import BatchStream
+from .build import build_optimizer, prepare_model
+from .checkpoint import CHECKPOINT_FORMAT, RunState
+from .config import TrainConfig
+from .data import CIFAR10, MEAN, STD, load_cifar10
+from .errors import UserError
+from .lookahead import Lookahead
+from .metrics import loss_and_correct, predict_logits
+from .models import count_parameters
+from .rundir import RunDir
+from .runtime import autocast, machine_info, setup_runtime
+from .schedule import one_cycle
+from .version import __version__
+
+# Steps between host syncs for the progress bar and the NaN check: a sync stalls a GPU's queue,
+# but costs nothing on a CPU, where every step is shown.
+SYNC_EVERY = {"cpu": 1, "cuda": 10, "mps": 10}
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint has been written."""
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[dict[str, int]]:
+    """Turn SIGINT/SIGTERM into a flag the loop checks between steps (so it can checkpoint first)."""
+    flag = {"signal": 0}
+
+    def handler(signum, _frame):
+        flag["signal"] = signum
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: signals stay with the caller
+        pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """Owns the model, optimiser, schedule and data of one run, and its run folder."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike, data: CIFAR10 | None = None,
+                 max_lr: float | None = None, max_lr_source: str = "config", progress: bool = True,
+                 checkpoint_every: int = 0):
+        self.config = config  # validated by run.train (or the caller)
+        self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        self.device, self.dtype = setup_runtime(config)
+        self.dist = distributed.current()
+        self.run.writes = self.run.writes and self.dist.is_main  # rank 0 alone writes the run folder
+        self.progress = progress and self.dist.is_main
+        self.checkpoint_every = checkpoint_every
+        if data is None:
+            data = load_cifar10(config.data_dir)
+        self.data = data.limit(config.limit_train, config.limit_test).to(self.device)
+        self.model = prepare_model(config, self.device, len(self.data.classes), self.data.train_images)
+        self.train_model: nn.Module = self.model  # what the training step calls: the model, or DDP around it
+        if self.dist.enabled:
+            if config.sync_bn:
+                if self.device.type != "cuda":
+                    raise UserError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA only; drop the flag on CPU")
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.train_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if max_lr is None:
+            if isinstance(config.max_lr, str):
+                raise ValueError("max_lr='find': run the range test (cifarkit.run.train does) and pass max_lr")
+            max_lr = float(config.max_lr)
+        self.max_lr, self.max_lr_source = max_lr, max_lr_source
+        self.batches = BatchStream(self.data, config, self.device)
+        self.steps_per_epoch = self.batches.steps_per_epoch
+        self.optimizer = build_optimizer(self.model, config, max_lr, self.device)
+        self.scheduler = one_cycle(self.optimizer, config, max_lr, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        # the weight average (BatchNorm buffers included) that is evaluated and saved when ema_decay > 0
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
+            if config.ema_decay else None
+        self.lookahead = Lookahead(self.model, config.lookahead_decay, config.lookahead_every,
+                                   config.epochs * self.steps_per_epoch) if config.lookahead_decay else None
+        self.state = RunState()
+        self.test_logits: torch.Tensor | None = None  # of the latest test evaluation, single process only
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model that is evaluated, reported and saved for inference: the EMA when on."""
+        return self.ema.module if self.ema is not None else self.model
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        return self.run.save_checkpoint(self.checkpoint())
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything to continue the run exactly, as plain tensors and containers (weights_only-loadable)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "cifarkit": __version__,
+            "model_name": self.config.model,
+            "config": self.config.to_dict(),
+            "classes": list(self.data.classes),
+            "mean": list(MEAN),
+            "std": list(STD),
+            "max_lr": self.max_lr,
+            "max_lr_source": self.max_lr_source,
+            "model": self.eval_model.state_dict(),  # the weights evaluate / predict / export use
+            **({"training_weights": self.model.state_dict(), "ema_n_averaged": self.ema.n_averaged}
+               if self.ema is not None else {}),
+            **({"lookahead": self.lookahead.state_dict()} if self.lookahead is not None else {}),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": dataclasses.asdict(self.state),
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue from a checkpoint (see load_checkpoint) of this run's model."""
+        if ckpt["model_name"] != self.config.model:
+            raise UserError(f"{self.run.checkpoint}: a checkpoint of model {ckpt['model_name']!r}, "
+                            f"this run trains {self.config.model!r}")
+        if self.ema is not None:
+            if "training_weights" not in ckpt:
+                raise UserError(f"{self.run.checkpoint}: saved without a weight average, but this run has ema_decay "
+                                f"{self.config.ema_decay}")
+            self.model.load_state_dict(ckpt["training_weights"])
+            self.ema.module.load_state_dict(ckpt["model"])
+            self.ema.n_averaged.copy_(ckpt["ema_n_averaged"])
+        else:
+            self.model.load_state_dict(ckpt["model"])
+        if self.lookahead is not None:
+            if "lookahead" not in ckpt:
+                raise UserError(f"{self.run.checkpoint}: saved without Lookahead's slow weights, but this run has "
+                                f"lookahead_decay {self.config.lookahead_decay}")
+            self.lookahead.load_state_dict(ckpt["lookahead"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.max_lr, self.max_lr_source = ckpt["max_lr"], ckpt["max_lr_source"]
+        self.state = RunState(**ckpt["state"])
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, global_size: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on (this rank's slice of) a batch of augmented images.
+
+        `global_size` is the size of the whole batch over all ranks; returns (summed loss, correct count)
+        of this rank's images, on the device.
+        """
+        cfg = self.config
+        with autocast(self.device, self.dtype):
+            logits = self.train_model(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+        # DDP averages gradients over ranks; weighting each rank's mean by its share of the global batch
+        # makes that average the gradient of the global batch's mean loss (the factor is 1.0 on one process).
+        share = len(labels) * self.dist.world_size / (global_size or len(labels))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss * share if share != 1.0 else loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.lookahead is not None:
+            self.lookahead.after_step(self.scheduler.last_epoch)  # the scheduler counts the run's steps
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss.detach() * len(labels), (logits.argmax(1) == labels).sum()
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        return self.batches.order(epoch)
+
+    def global_batch(self, order: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `step` of `epoch`, augmented: the same on every rank, which then trains on its slice."""
+        return self.batches.batch(order, epoch, step)
+
+    def train_epoch(self, stop: dict[str, int]) -> float:
+        """Run the rest of the current epoch; returns the lr of its last step."""
+        from tqdm import tqdm
+
+        cfg, s = self.config, self.state
+        self.model.train()  # evaluation switched BatchNorm to its running statistics
+        order = self.epoch_order(s.epoch)
+        # this session's sums of this rank's images; added to the run state (all ranks) at sync points
+        # float64: sums of float32 losses stay exact, so a resumed run adds up to the same numbers (MPS lacks it)
+        local = torch.zeros(2, device=self.device, dtype=torch.float32 if self.device.type == "mps" else torch.float64)
+        base_loss, base_correct = s.loss_sum, s.correct
+        bar = tqdm(total=self.steps_per_epoch, initial=s.step_in_epoch, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
+                   disable=not self.progress, leave=False, dynamic_ncols=True, file=sys.stderr)
+        started = time.perf_counter()
+        base_seconds, base_seen = s.train_seconds, s.seen
+        sync_every = SYNC_EVERY.get(self.device.type, 10)
+        try:
+            while s.step_in_epoch < self.steps_per_epoch:
+                step = s.step_in_epoch
+                x, y = self.global_batch(order, s.epoch, step)
+                global_size = len(y)
+                x, y = self.dist.shard(x), self.dist.shard(y)
+                lr = self.optimizer.param_groups[0]["lr"]
+                batch_loss, batch_correct = self.train_step(x, y, global_size)
+                s.step_in_epoch += 1
+                s.seen += global_size
+                local += torch.stack([batch_loss.to(local.dtype), batch_correct.to(local.dtype)])
+                bar.update(1)
+                at_end = s.step_in_epoch == self.steps_per_epoch
+                if at_end or s.step_in_epoch % sync_every == 0 or \
+                        (self.checkpoint_every and s.step_in_epoch % self.checkpoint_every == 0):
+                    # sync point: the host reads the device's numbers (and the ranks each other's) only here
+                    totals = self.dist.sum(local.clone())
+                    if not math.isfinite(totals[0].item()):  # a NaN/inf loss since the last sync (on CPU: this step)
+                        raise UserError(f"the loss became {totals[0].item()} at epoch {s.epoch + 1}, step {step + 1} "
+                                        f"(lr {lr:.3g}); training stopped. The last good checkpoint is "
+                                        f"{self.run.checkpoint}; try a lower --max-lr")
+                    s.loss_sum, s.correct = base_loss + totals[0].item(), base_correct + int(totals[1].item())
+                    s.train_seconds = base_seconds + time.perf_counter() - started
+                    bar.set_postfix(loss=f"{s.loss_sum / s.seen:.3f}", acc=f"{s.correct / s.seen:.3f}", lr=f"{lr:.2e}",
+                                    img_s=f"{(s.seen - base_seen) / max(s.train_seconds - base_seconds, 1e-9):.0f}")
+                    stopping = self.dist.any(bool(stop["signal"]), self.device)
+                    if stopping and not at_end:  # at the end, fit() first finishes the epoch
+                        self.save_checkpoint()
+                        raise Interrupted(signal.Signals(stop["signal"] or signal.SIGTERM).name)
+                    if self.checkpoint_every and s.step_in_epoch % self.checkpoint_every == 0 and not at_end:
+                        self.save_checkpoint()
+        finally:
+            bar.close()
+        return lr
+
+    def fit(self) -> dict[str, Any]:
+        """Train for the configured epochs (from the current state), writing metrics.csv and the checkpoint
+        after every epoch; returns the results (see `results`)."""
+        cfg, s = self.config, self.state
+        session_start = time.perf_counter()
+        wall_before = s.wall_seconds
+        with stop_requests() as stop:
+            while s.epoch < cfg.epochs:
+                last_lr = self.train_epoch(stop)
+                last = s.epoch + 1 == cfg.epochs
+                if last or (cfg.eval_every and (s.epoch + 1) % cfg.eval_every == 0):
+                    test_loss, test_acc = self.evaluate_test()
+                else:  # not evaluated this epoch: an empty cell in metrics.csv, a gap in the curves
+                    test_loss = test_acc = math.nan
+                row = {"epoch": s.epoch + 1, "lr": last_lr,
+                       "train_loss": s.loss_sum / s.seen, "train_acc": s.correct / s.seen,
+                       "test_loss": test_loss, "test_acc": test_acc,
+                       "images_per_s": s.seen / s.train_seconds, "seconds": s.train_seconds}
+                s.history.append(row)
+                s.epoch += 1
+                s.step_in_epoch, s.loss_sum, s.correct, s.seen, s.train_seconds = 0, 0.0, 0, 0, 0.0
+                s.wall_seconds = wall_before + time.perf_counter() - session_start
+                self.run.write_metrics(s.history)
+                self.save_checkpoint()
+                if self.progress:
+                    tested = f"test loss {test_loss:.4f} acc {test_acc:.2%}" if math.isfinite(test_acc) else "test -"
+                    print(f"epoch {row['epoch']:>3}/{cfg.epochs}  lr {row['lr']:.2e}  "
+                          f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}  {tested}  "
+                          f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s", file=sys.stderr)
+                if self.dist.any(bool(stop["signal"]), self.device):
+                    raise Interrupted(signal.Signals(stop["signal"] or signal.SIGTERM).name)
+        return self.results()
+
+    def evaluate_test(self) -> tuple[float, float]:
+        """(mean cross-entropy, accuracy) on the test set; under torchrun each rank scores a slice."""
+        images, labels = self.dist.shard(self.data.test_images), self.dist.shard(self.data.test_labels)
+        cfg = self.config
+        logits = predict_logits(self.eval_model, images, cfg.eval_batch_size, self.dtype, cfg.channels_last, cfg.tta)
+        # the plots at the end use these rather than predicting again (TTA makes that costly)
+        self.test_logits = logits if self.dist.world_size == 1 else None
+        sums = self.dist.sum(loss_and_correct(logits, labels))
+        n = len(self.data.test_labels)
+        return sums[0].item() / n, sums[1].item() / n
+
+    def final_test_logits(self) -> torch.Tensor:
+        """The final model's test-set logits: those of the last evaluation (TTA makes predicting again costly)."""
+        if self.test_logits is not None:
+            return self.test_logits
+        cfg = self.config
+        return predict_logits(self.eval_model, self.data.test_images, cfg.eval_batch_size, self.dtype,
+                              cfg.channels_last, cfg.tta)
+
+    def results(self) -> dict[str, Any]:
+        """The final numbers of the run (results.json): those of the last epoch, never a best one."""
+        s, cfg = self.state, self.config
+        last = s.history[-1]
+        train_images = sum(r["images_per_s"] * r["seconds"] for r in s.history)
+        train_seconds = sum(r["seconds"] for r in s.history)
+        results = {
+            "preset": cfg.preset, "model": cfg.model, "params": count_parameters(self.model),
+            "epochs": cfg.epochs, "batch_size": cfg.batch_size, "steps": self.scheduler.last_epoch,
+            "test_accuracy": last["test_acc"], "test_loss": last["test_loss"],
+            "train_accuracy": last["train_acc"], "train_loss": last["train_loss"],
+            "train_images_per_second": train_images / train_seconds, "train_seconds": train_seconds,
+            "wall_time_s": s.wall_seconds, "max_lr": self.max_lr, "max_lr_source": self.max_lr_source,
+            "dtype": str(self.dtype).replace("torch.", ""), "channels_last": cfg.channels_last,
+            "ema_decay": cfg.ema_decay, "tta": cfg.tta,
+            "seed": cfg.seed, "processes": self.dist.world_size, "n_train": len(self.data.train_labels), "n_test": len(self.data.test_labels),
+            "data": str(self.data.root), "data_layout": self.data.layout, **machine_info(self.device),
+        }
+        return results

@@ -1,0 +1,32 @@
+"""The run folder: names, atomic writes, rank-0-only writing, listing and clearing."""
+import pytest
+
+from cifarkit.errors import UserError
+from cifarkit.rundir import CONFIG, RUN_FILES, RunDir
+
+
+def test_clear_removes_the_run_files_and_nothing_else(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_json(CONFIG, {"a": 1})
+    run.write_bytes("plots/curves.png", b"png")
+    run.write_text("notes.txt", "mine")  # a user's own file beside the run
+    assert run.existing() == [CONFIG, "plots/curves.png"] and set(run.existing()) <= set(RUN_FILES)
+    run.clear()
+    assert run.existing() == [] and (tmp_path / "run" / "notes.txt").read_text() == "mine"
+    assert not list((tmp_path / "run").rglob("*.tmp"))
+
+
+def test_a_rundir_that_does_not_write_writes_nothing(tmp_path):
+    run = RunDir(tmp_path / "run", writes=False)
+    run.write_json(CONFIG, {})
+    run.write_metrics([{"epoch": 1}])
+    run.save_checkpoint({"format": 1})
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_json_file_is_named(tmp_path):
+    run = RunDir(tmp_path)
+    (tmp_path / CONFIG).write_text("{not json")
+    with pytest.raises(UserError, match=r"config.json: not valid JSON"):
+        run.read_json(CONFIG)
+    assert run.read_json("results.json") is None

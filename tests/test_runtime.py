@@ -1,0 +1,31 @@
+"""Device, precision and allocator choices (runtime.py)."""
+import pytest
+import torch
+
+from cifarkit.errors import UserError
+
+
+def test_auto_precision_on_cpu_follows_native_bf16_support(monkeypatch):
+    from cifarkit import runtime
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
+    assert runtime.resolve_precision("auto", cpu) == torch.float32
+    with pytest.warns(UserWarning, match="no native bf16"):
+        assert runtime.resolve_precision("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
+    assert runtime.resolve_precision("auto", cpu) == torch.bfloat16
+    with pytest.raises(UserError, match="fp16: not supported for training on the CPU"):
+        runtime.resolve_precision("fp16", cpu)
+
+
+def test_the_allocator_setting_applies_on_glibc_and_can_be_declined(monkeypatch):
+    import platform
+
+    from cifarkit.runtime import keep_freed_memory
+
+    monkeypatch.setenv("CIFARKIT_MALLOC", "default")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("CIFARKIT_MALLOC")
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is expected
