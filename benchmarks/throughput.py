@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from cifarkit.config import TrainConfig
-from cifarkit.data import CIFAR10, MEAN, STD
+from cifarkit.data import Dataset, MEAN, STD
 from cifarkit.runtime import machine_info, resolve_device, resolve_precision
 from cifarkit.trainer import Trainer
 from cifarkit.models import build_model
@@ -84,7 +84,7 @@ def notebook_style(images: np.ndarray, labels: np.ndarray, batch_size: int, devi
 
 def cifarkit_pipeline(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: str,
                       precision: str, channels_last: bool, model_name: str) -> tuple[float, str]:
-    data = CIFAR10(images, labels, images[:batch_size], labels[:batch_size])
+    data = Dataset(images, labels, images[:batch_size], labels[:batch_size])
     # two epochs of schedule: the warm-up step takes one step of the first
     config = TrainConfig(model=model_name, batch_size=batch_size, epochs=2, device=device, precision=precision,
                          channels_last=channels_last)

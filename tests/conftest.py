@@ -96,6 +96,23 @@ def real_data_dir() -> Path:
     return target
 
 
+def write_bad_image(path: Path, content, monkeypatch) -> None:
+    """At `path`: "truncated" (a PNG cut short), "huge" (over a lowered pixel limit), bytes as given, or nothing
+    (None: a missing file)."""
+    from PIL import Image
+
+    from cifarkit import folder
+
+    if content == "truncated":
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+        path.write_bytes(path.read_bytes()[:200])
+    elif content == "huge":
+        Image.new("RGB", (400, 400)).save(path)
+        monkeypatch.setattr(folder, "MAX_IMAGE_PIXELS", 100_000)
+    elif content is not None:
+        path.write_bytes(content)
+
+
 @pytest.fixture
 def crash_at_step(monkeypatch):
     """crash_at_step(n): the n-th call of Trainer.train_step from now raises RuntimeError("simulated crash");

@@ -3,7 +3,7 @@ import torch
 
 from cifarkit import TrainConfig
 from cifarkit.batches import BatchStream
-from cifarkit.data import load_cifar10
+from cifarkit.cifar import load_cifar10
 
 
 def stream(data_dir, purpose="train", **overrides):

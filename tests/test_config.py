@@ -46,7 +46,7 @@ def test_json_round_trip(tmp_path):
     ({"lr_find_iters": 5}, "--num-iter 5: must be a whole number of steps >= 20"),
     ({"base_momentum": 1.0}, "--base-momentum 1.0: must be in [0, 1)"),
     ({"anneal_strategy": "step"}, "--anneal-strategy 'step': choose one of linear, cos"),
-    ({"flip": "no"}, "--flip 'no': must be true or false"),
+    ({"flip": "no"}, "setting 'flip' must be true or false, not \"no\""),  # types: checked as the config is built
 ])
 def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
     with pytest.raises(UserError, match=re.escape(message)):

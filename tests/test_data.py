@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from cifarkit import data as data_mod
+from cifarkit import cifar as data_mod
+from cifarkit import data as dataset_mod
 from cifarkit.cli import main
-from cifarkit.data import describe, download_and_extract, load_cifar10, safe_extract
+from cifarkit.cifar import download_and_extract, load_cifar10, safe_extract
+from cifarkit.data import describe
 from cifarkit.errors import UserError
 
 
@@ -136,11 +138,11 @@ def test_archive_member_escaping_the_target_is_refused(tmp_path):
 
 def test_data_dir_resolution_order(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFARKIT_DATA", str(tmp_path / "env"))
-    assert data_mod.default_data_dir(tmp_path / "flag") == tmp_path / "flag"
-    assert data_mod.default_data_dir(None) == tmp_path / "env"
+    assert dataset_mod.default_data_dir(tmp_path / "flag") == tmp_path / "flag"
+    assert dataset_mod.default_data_dir(None) == tmp_path / "env"
     monkeypatch.delenv("CIFARKIT_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert data_mod.default_data_dir(None) == tmp_path / "cache" / "cifarkit"
+    assert dataset_mod.default_data_dir(None) == tmp_path / "cache" / "cifarkit"
 
 
 def test_cli_data_prints_and_fails_cleanly(tiny_bin, tmp_path, capsys):

@@ -77,7 +77,7 @@ def test_torchrun_two_processes_train_like_one(tiny_py, tmp_path):
         assert results[key] == single[key], key
     # Close, not equal: each rank normalises its 25 images by their own BatchNorm statistics (SyncBatchNorm is
     # CUDA-only), and 12 steps amplify that. Measured over seeds 0-10 of this configuration (fp32, 2-core AMD
-    # EPYC with AVX2): epoch 1's train loss differed by 0.3-11.0% (relative), later epochs by up to 5x, and every
+    # EPYC with AVX512-BF16): epoch 1's train loss differed by 0.3-11.0% (relative), later epochs by up to 5x, and every
     # run ended at 0.08-0.33x its epoch-1 loss. So: epoch 1 within 25%, and both runs learn (final < 0.6x).
     loss_two, loss_one = ([float(r["train_loss"]) for r in rows] for rows in (rows_two, rows_one))
     assert abs(loss_two[0] - loss_one[0]) <= 0.25 * loss_one[0], (loss_two, loss_one)

@@ -9,7 +9,8 @@ from PIL import Image
 from cifarkit import inference
 from cifarkit.augment import tta_views
 from cifarkit.cli import main
-from cifarkit.data import load_cifar10
+from cifarkit.cifar import load_cifar10
+from conftest import write_bad_image
 
 
 def test_evaluate_reproduces_the_training_result(trained_run, capsys):
@@ -63,14 +64,7 @@ def test_predict_names_the_class_of_a_saved_test_image(trained_run, tmp_path, ca
 def test_predict_refuses_bad_images(trained_run, tmp_path, capsys, monkeypatch, content, message):
     root, _ = trained_run
     path = tmp_path / "bad.png"
-    if content == "truncated":
-        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
-        path.write_bytes(path.read_bytes()[:200])
-    elif content == "huge":
-        Image.new("RGB", (400, 400)).save(path)
-        monkeypatch.setattr(inference, "MAX_IMAGE_PIXELS", 100_000)
-    elif content is not None:
-        path.write_bytes(content)
+    write_bad_image(path, content, monkeypatch)
     assert main(["predict", str(root / "run"), str(path)]) == 2
     err = capsys.readouterr().err
     assert message in err and str(path) in err and "Traceback" not in err
@@ -90,8 +84,8 @@ def test_onnx_export_matches_pytorch(trained_run, tmp_path, raw, capsys):
     pixels = data.test_images[:16]
     from cifarkit.augment import normalize
     with torch.inference_mode():
-        expected = model(normalize(pixels)).numpy()
-    feed = pixels.float().numpy() if raw else normalize(pixels).numpy()
+        expected = model(normalize(pixels, ckpt["mean"], ckpt["std"])).numpy()  # the run's own statistics
+    feed = pixels.float().numpy() if raw else normalize(pixels, ckpt["mean"], ckpt["std"]).numpy()
     got = ort.InferenceSession(str(out)).run(None, {"images": feed})[0]
     assert np.abs(got - expected).max() < 1e-3
 
@@ -132,8 +126,8 @@ def test_a_fast_net_run_evaluates_exports_and_predicts_like_it_trained(tiny_py, 
     evaluated = inference.evaluate_checkpoint(tmp_path / "run")  # rebuilt model, whitening stem from the file
     assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-7)
     assert main(["export", str(tmp_path / "run"), "--onnx", str(tmp_path / "fast.onnx")]) == 0
-    model, _ = inference.load_model(tmp_path / "run", torch.device("cpu"))
-    x = normalize(load_cifar10(tiny_py, download=False).test_images[:8])
+    model, ckpt = inference.load_model(tmp_path / "run", torch.device("cpu"))
+    x = normalize(load_cifar10(tiny_py, download=False).test_images[:8], ckpt["mean"], ckpt["std"])
     with torch.inference_mode():
         expected = model(x).numpy()
     got = ort.InferenceSession(str(tmp_path / "fast.onnx")).run(None, {"images": x.numpy()})[0]

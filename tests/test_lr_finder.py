@@ -9,7 +9,8 @@ import torch
 from cifarkit import TrainConfig, train
 from cifarkit import report
 from cifarkit.cli import main
-from cifarkit.data import load_cifar10
+from cifarkit.batches import BatchStream
+from cifarkit.cifar import load_cifar10
 from cifarkit.build import build_optimizer, prepare_model
 from cifarkit.errors import UserError
 from cifarkit.lr_finder import keep_group_scales, range_test, suggest
@@ -31,7 +32,7 @@ def test_sweep_restores_weights_and_suggests_before_the_minimum(tiny_py):
     optimizer = build_optimizer(model, cfg, 1e-4, device)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     torch.set_num_threads(1)
-    result = range_test(model, optimizer, data, cfg, device, torch.float32, 1e-4, 1.0, 60, progress=False)
+    result = range_test(model, optimizer, BatchStream(data, cfg, device, "lr-find"), cfg, device, torch.float32, 1e-4, 1.0, 60, progress=False)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not optimizer.state  # no Adam moments left behind
@@ -77,7 +78,7 @@ def test_sweep_keeps_the_norm_groups_lr_multiple(tiny_py, monkeypatch):
 
     monkeypatch.setattr(lr_finder, "keep_group_scales", observed)
     torch.set_num_threads(1)
-    result = range_test(model, optimizer, data, cfg, device, torch.float32, 1e-4, 1.0, 30, progress=False)
+    result = range_test(model, optimizer, BatchStream(data, cfg, device, "lr-find"), cfg, device, torch.float32, 1e-4, 1.0, 30, progress=False)
     assert len(stepped) == len(result.lrs)
     assert all(norm == pytest.approx(8 * weights) for weights, norm in stepped)
     assert [weights for weights, _ in stepped] == pytest.approx(result.lrs)  # the suggestion is the weights' lr

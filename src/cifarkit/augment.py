@@ -16,17 +16,20 @@ from .data import MEAN, STD
 
 @dataclass(frozen=True)
 class Augment:
-    """The training-time transform: reflect-pad + random crop, flip, cutout (mean colour), normalise."""
+    """The training-time transform: reflect-pad + random crop, flip, cutout (mean colour), normalise with the
+    dataset's per-channel `mean` and `std` (fractions of 255; default CIFAR-10's)."""
 
     pad_crop: int = 4
     flip: bool = True
     cutout_size: int = 8
     cutout_prob: float = 0.5
+    mean: tuple[float, ...] = MEAN
+    std: tuple[float, ...] = STD
 
     @classmethod
-    def from_config(cls, config) -> "Augment":
-        """The augmentation a TrainConfig asks for."""
-        return cls(config.pad_crop, config.flip, config.cutout_size, config.cutout_prob)
+    def from_config(cls, config, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> "Augment":
+        """The augmentation a TrainConfig asks for, normalising with the dataset's statistics."""
+        return cls(config.pad_crop, config.flip, config.cutout_size, config.cutout_prob, tuple(mean), tuple(std))
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator, flips: torch.Tensor | None = None
                  ) -> torch.Tensor:
@@ -34,7 +37,7 @@ class Augment:
 
         `flips` (N bools), when given, says which images to mirror instead of a random draw.
         """
-        x = normalize(images)
+        x = normalize(images, self.mean, self.std)
         if self.pad_crop:
             x = random_crop(x, self.pad_crop, generator)
         if self.flip:

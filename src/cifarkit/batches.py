@@ -13,7 +13,7 @@ import torch
 
 from .augment import Augment, alternating_flips
 from .config import TrainConfig
-from .data import CIFAR10
+from .data import Dataset
 from .schedule import steps_per_epoch
 
 
@@ -42,7 +42,7 @@ def even_epoch_flips(num_images: int, device: torch.device, seed: int) -> torch.
     return (torch.rand(num_images, generator=g, device=g.device) < 0.5).to(device)
 
 
-def training_batch(data: CIFAR10, order: torch.Tensor, step: int, batch_size: int, augment: Augment,
+def training_batch(data: Dataset, order: torch.Tensor, step: int, batch_size: int, augment: Augment,
                    g: torch.Generator, channels_last: bool, flips: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch `step` of an epoch: its images augmented with `g`'s draws, and their labels.
@@ -63,10 +63,10 @@ class BatchStream:
     tosses a coin per image for flips (alternating flips are a property of the training epochs).
     """
 
-    def __init__(self, data: CIFAR10, config: TrainConfig, device: torch.device, purpose: str = "train"):
+    def __init__(self, data: Dataset, config: TrainConfig, device: torch.device, purpose: str = "train"):
         self.data, self.config, self.device = data, config, device
         self.keys = ("order", "augment") if purpose == "train" else (f"{purpose}-order", f"{purpose}-augment")
-        self.augment = Augment.from_config(config)
+        self.augment = Augment.from_config(config, *data.channel_stats())
         self.even_flips = even_epoch_flips(len(data.train_labels), device, config.seed) \
             if purpose == "train" and config.alternate_flip and config.flip else None
         self.steps_per_epoch = steps_per_epoch(len(data.train_labels), config.batch_size)

@@ -8,6 +8,7 @@ from torch import nn
 
 from .augment import normalize
 from .config import TrainConfig
+from .data import MEAN, STD
 from .models import build_model
 
 
@@ -34,7 +35,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: to
 
 
 def prepare_model(config: TrainConfig, device: torch.device, num_classes: int = 10,
-                  train_images: torch.Tensor | None = None) -> nn.Module:
+                  train_images: torch.Tensor | None = None, mean: tuple[float, ...] = MEAN,
+                  std: tuple[float, ...] = STD) -> nn.Module:
     """The initialised model on `device`; a model with a data-dependent initialisation (`init_from_data`,
     e.g. the fast net's whitening stem) gets it from the first 5,000 of `train_images` (uint8)."""
     torch.manual_seed(config.seed)  # the weight initialisation
@@ -42,7 +44,7 @@ def prepare_model(config: TrainConfig, device: torch.device, num_classes: int = 
     if hasattr(model, "init_from_data"):
         if train_images is None:
             raise ValueError(f"model {config.model!r} initialises from training images: pass train_images")
-        model.init_from_data(normalize(train_images[:5000].to(device)))
+        model.init_from_data(normalize(train_images[:5000].to(device), mean, std))
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .errors import UserError
+from .models import MODELS, build_model
 from .rundir import RunDir
 
 CHECKPOINT_FORMAT = 1
@@ -53,4 +54,33 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if ckpt["format"] != CHECKPOINT_FORMAT:
         raise UserError(f"{path}: checkpoint format {ckpt['format']}, this cifarkit reads format {CHECKPOINT_FORMAT}; "
                         f"use the cifarkit version that wrote it ({ckpt.get('cifarkit', 'unknown')})")
+    problem = _structure_problem(ckpt)
+    if problem:
+        raise UserError(f"{path}: not a cifarkit checkpoint: {problem}")
     return ckpt
+
+
+def _structure_problem(ckpt: dict[str, Any]) -> str:
+    """What is wrong with a loaded checkpoint's structure ("" when nothing): checked once, here, so no command
+    meets a KeyError or a half-loaded model later."""
+    def floats(value: Any, n: int) -> bool:
+        return isinstance(value, (list, tuple)) and len(value) == n and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+    if not isinstance(ckpt.get("model_name"), str) or ckpt["model_name"] not in MODELS:
+        return f"model_name {ckpt.get('model_name')!r} is not one of {', '.join(MODELS)}"
+    if not isinstance(ckpt.get("config"), dict):
+        return "its config is not a set of settings"
+    classes = ckpt.get("classes")
+    if not isinstance(classes, (list, tuple)) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        return "its class names are missing or fewer than two"
+    if not (floats(ckpt.get("mean"), 3) and floats(ckpt.get("std"), 3) and all(v > 0 for v in ckpt["std"])):
+        return "its normalisation (mean, std: three numbers each) is missing or invalid"
+    weights = ckpt.get("model")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        return "its model weights are not a dict of tensors"
+    try:
+        build_model(ckpt["model_name"], num_classes=len(classes)).load_state_dict(weights)
+    except RuntimeError as e:  # missing/unexpected keys, size mismatches: the weights of another network
+        return f"its weights do not fit model {ckpt['model_name']!r} with {len(classes)} classes ({str(e).splitlines()[0]})"
+    return ""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import distributed
+from .cli_app import add_commands
 from .config import GROUPS, PRESETS, SETTINGS, TTA_MODES, Setting, TrainConfig, build_config
 from .errors import UserError
 
@@ -149,9 +150,11 @@ def refuse_run_changing_flags(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .data import describe, load_cifar10
+    from .data import describe
+    from .datasets import load_dataset
 
-    print(describe(load_cifar10(args.data_dir, download=not args.no_download)))
+    print(describe(load_dataset(args.dataset, args.data_dir, labels=args.labels, image_size=args.image_size,
+                                download=not args.no_download)))
     return 0
 
 
@@ -175,7 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = args.out
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise UserError(f"--checkpoint-every {args.checkpoint_every}: must be a whole number of steps >= 1")
-    if args.dist_timeout <= 0:
+    if not (args.dist_timeout > 0 and args.dist_timeout < float("inf")):  # also refuses nan
         raise UserError(f"--dist-timeout {args.dist_timeout}: must be a positive number of seconds")
     results = train(config, out, resume=args.resume is not None, overwrite=args.overwrite,
                     progress=not args.quiet, checkpoint_every=args.checkpoint_every or 0,
@@ -184,21 +187,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     print(f"test accuracy {results['test_accuracy']:.2%}  (loss {results['test_loss']:.4f})  "
           f"{results['train_images_per_second']:.0f} train img/s  wall {results['wall_time_s']:.0f}s  "
-          f"-> {Path(out) if out else 'runs/'}")
+          f"-> {results['run_dir']}")
     return 0
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
     import time
 
-    from .data import load_cifar10
-    from .runtime import resolve_device
+    from .datasets import load_for, shape_for
     from .lr_finder import find_lr
+    from .runtime import resolve_device
+
     config = config_from_args(args).validate()
     resolve_device(config.device)
     out = args.out or Path("runs") / f"lr-find-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     started = time.perf_counter()
-    data = load_cifar10(config.data_dir).limit(config.limit_train)
+    data = shape_for(load_for(config, progress=not args.quiet), config)  # training images only: never the test set
     result = find_lr(config, data, out, progress=not args.quiet)
     print(f"suggested max lr {result.suggestion:.3g} (steepest descent of the smoothed loss); "
           f"loss minimum at lr {result.min_loss_lr:.3g}; {len(result.lrs)} steps"
@@ -218,7 +222,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .files import write_json
     from .inference import evaluate_checkpoint
+    from .rundir import check_output
 
+    if args.limit_test is not None and args.limit_test < 1:
+        raise UserError(f"--limit-test {args.limit_test}: must be a whole number of images >= 1")
+    if args.out is not None:
+        check_output(args.out, args.checkpoint)  # before the work: never onto the checkpoint it reads
     result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.tta, args.limit_test, args.device)
     tta = result["tta"]
     out = args.out or (args.checkpoint / f"evaluate-{tta}.json" if args.checkpoint.is_dir()
@@ -248,16 +257,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from .inference import export_onnx
-
-    info = export_onnx(args.checkpoint, args.onnx, raw_input=args.raw_input)
-    print(f"wrote {info['onnx']}\ninput: {info['input']}\noutput: logits (N x {len(info['classes'])}), classes "
-          f"{', '.join(info['classes'])}\nonnxruntime vs PyTorch on 8 images: max abs difference "
-          f"{info['max_abs_diff']:.2e}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -265,8 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cifarkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("data", help="download CIFAR-10 if absent, else check the local copy and describe it")
+    p = sub.add_parser("data", help="download CIFAR-10/100 if absent, else check the local copy (or read an image "
+                                    "folder) and describe it")
     _add_data_flags(p)
+    for name in ("dataset", "labels", "image_size"):
+        p.add_argument(SETTINGS[name].flag, default=getattr(TrainConfig(), name), choices=SETTINGS[name].choices,
+                       type=SETTINGS[name].type, help=SETTINGS[name].help)
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading when absent")
     p.set_defaults(func=cmd_data)
 
@@ -313,12 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX, checked against PyTorch with onnxruntime")
-    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
-    p.add_argument("--onnx", type=Path, required=True, metavar="FILE")
-    p.add_argument("--raw-input", action="store_true",
-                   help="the model takes raw pixels 0..255 and normalises itself (default: normalised input)")
-    p.set_defaults(func=cmd_export)
+    add_commands(sub, _add_data_flags)  # gradcam, app, export (cli_app.py)
     return parser
 
 

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .presets import PRESETS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "sgd")
 ANNEAL = ("linear", "cos")
-TTA_MODES = ("none", "flip", "flip-translate")  # test-time augmentation, see augment.tta_views
+TTA_MODES = ("none", "flip", "flip-translate")
+DATASETS = ("cifar10", "cifar100", "folder")  # test-time augmentation, see augment.tta_views
 
 # The S10 recipe's LR range test picked 4.51e-2 (steepest descent on its curve).
 S10_MAX_LR = 4.51e-2
@@ -164,7 +166,16 @@ class TrainConfig:
     eval_every: int = setting(1, "test every N epochs, the last always; 0 = only at the end", "evaluation",
                               metavar="N")
     # Data.
-    data_dir: str | None = setting(None, "CIFAR-10 folder (default: $CIFARKIT_DATA, else ~/.cache/cifarkit)",
+    dataset: str = setting("cifar10", "cifar10, cifar100 (official archives) or folder (DIR/train/CLASS/*.png, "
+                           "DIR/test/CLASS/... or DIR/val/CLASS/...)", "data", choices=DATASETS)
+    labels: str = setting("fine", "CIFAR-100's labels: fine (100 classes) or coarse (20 superclasses)", "data",
+                          choices=("fine", "coarse"))
+    image_size: int = setting(32, "folder datasets: images resized to this side (shorter side, then a centre "
+                              "crop), once, and cached", "data", metavar="PX")
+    val_split: int = setting(0, "hold out N training images (stratified, fixed by --seed) as a validation set, "
+                             "evaluated every --eval-every epochs; the test set is then evaluated only at the "
+                             "end", "data", metavar="N")
+    data_dir: str | None = setting(None, "dataset folder (default: $CIFARKIT_DATA, else ~/.cache/cifarkit)",
                                    "data", machine=True, metavar="DIR")
     limit_train: int | None = setting(None, "train on the first N images only", "data", metavar="N")
     limit_test: int | None = setting(None, "test on the first N images only", "data", metavar="N")
@@ -180,17 +191,23 @@ class TrainConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        for name, value in data.items():  # types here, naming the file; ranges in validate(), naming the flag
+            expected = _type_problem(SETTINGS[name], value)
+            if expected:
+                raise UserError(f"{source}: setting {name!r} must be {expected}, not {json.dumps(value)}")
         return cls(**data)
 
     @classmethod
     def from_json(cls, path: str | Path) -> "TrainConfig":
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UserError(f"{path}: no such config file") from None
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: not valid JSON ({e})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: not a JSON config file ({e})") from None
+        except OSError as e:  # a folder, no permission, ...
+            raise UserError(f"{path}: cannot be read as a config file ({e.strerror or e})") from None
         return cls.from_dict(data, source=str(path))
 
     def validate(self) -> "TrainConfig":
@@ -245,7 +262,28 @@ class TrainConfig:
         for name in ("limit_train", "limit_test"):
             need(getattr(self, name) is None or _whole(getattr(self, name), 1), name, "must be a whole number >= 1")
         need(_whole(self.seed, 0) and self.seed < 2**63, "seed", "must be a whole number >= 0")
+        need(_whole(self.image_size, 16) and self.image_size <= 512, "image_size",
+             "must be a whole number of pixels in [16, 512]")
+        need(self.dataset == "folder" or self.image_size == 32, "image_size",
+             f"CIFAR images are 32x32; --image-size is for --dataset folder (this run: {self.dataset})")
+        need(self.dataset == "cifar100" or self.labels == "fine", "labels",
+             f"coarse labels exist for CIFAR-100 only (this run: --dataset {self.dataset})")
+        need(_whole(self.val_split, 0), "val_split", "must be a whole number of images >= 0")
         return self
+
+
+def _type_problem(s: Setting, value: Any) -> str:
+    """What a setting's value should have been ("" when its type is right), from the declaration."""
+    if value is None:
+        return "" if TrainConfig.__dataclass_fields__[s.name].default is None else _TYPE_NAMES[s.type]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {bool: isinstance(value, bool), int: isinstance(value, int) and not isinstance(value, bool),
+          float: number, str: isinstance(value, str), object: number or isinstance(value, str)}[s.type]
+    return "" if ok else _TYPE_NAMES[s.type]
+
+
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+               object: "a number or a string"}
 
 
 def _finite(x: Any) -> bool:
@@ -286,36 +324,6 @@ def _settings() -> dict[str, Setting]:
 SETTINGS: dict[str, Setting] = _settings()
 
 
-# Each preset lists only what differs from the TrainConfig defaults (which are the S10 recipe).
-PRESETS: dict[str, dict[str, Any]] = {
-    # The ERA S10 assignment exactly: Adam + L2 1e-4, batch 512, One Cycle over 24 epochs peaking
-    # at epoch 5, div 100 / final div 100, two linear phases, pad-crop / flip / cutout 8x8.
-    "s10": {},
-    # The same S10 ResNet (with Page's parameter-free x0.125 on the logits, models.S10ResNet) and 24
-    # epochs, the recipe of Page's "How to train your ResNet" series: Nesterov SGD at lr 0.4 / wd 5e-4
-    # (mean loss), warm-up to epoch 5 then linear decay to ~0, label smoothing, an EMA of the weights,
-    # and flip test-time augmentation.
-    "s10-best": {
-        "model": "s10-scaled", "optimizer": "sgd", "nesterov": True, "momentum": 0.9, "cycle_momentum": False,
-        "max_lr": 0.4, "weight_decay": 5e-4, "div_factor": 20.0, "final_div_factor": 500.0,
-        "label_smoothing": 0.2, "ema_decay": 0.995, "tta": "flip",
-    },
-    # The quickest path to 94%: the small whitened net (models.FastNet, ideas of airbench), batch 1024,
-    # Nesterov SGD with a 64x lr for BatchNorm biases, a triangle schedule 0.2 -> 1 -> 0.07 of the peak,
-    # label smoothing 0.2, 2 px translations and alternating flips, no cutout, Lookahead (airbench's
-    # 0.95**5 every 5 steps); tested once, at the end, with 6 views.
-    "fast": {
-        "model": "fast", "epochs": 12, "batch_size": 1024,
-        "optimizer": "sgd", "nesterov": True, "momentum": 0.85, "cycle_momentum": False,
-        "max_lr": 1.5, "weight_decay": 1.33e-3, "norm_lr_scale": 64.0,
-        "pct_start": 0.23, "div_factor": 5.0, "final_div_factor": 1 / (0.07 * 5.0),
-        "label_smoothing": 0.2, "pad_crop": 2, "cutout_size": 0, "alternate_flip": True,
-        "lookahead_decay": 0.95**5, "tta": "flip-translate", "eval_every": 0,
-    },
-}
-# The same recipe at a quarter of the compute, for CPUs without native bf16: a net half as wide and 8 epochs,
-# ~12 minutes on 2 AVX2 cores in fp32.
-PRESETS["fast-cpu"] = {**PRESETS["fast"], "model": "fast-small", "epochs": 8}
 
 
 def build_config(preset: str | None = None, config_file: str | Path | None = None,

@@ -1,283 +1,130 @@
-"""CIFAR-10 on disk -> uint8 tensors on the training device.
+"""The dataset type every part of cifarkit trains on, and CIFAR-10's constants.
 
-Reads either official layout (`cifar-10-batches-py` pickles or
-`cifar-10-batches-bin` records), downloads the official archive when neither
-is present, and checks what it can: MD5s where the official ones are known,
-and the structure of every file always (a re-encoded copy with other MD5s is
-used, and the user is told).
+A `Dataset` holds a whole image-classification dataset as uint8 tensors (train, test and, when asked for,
+a validation split held out of train), its class names and where it came from. The readers that make
+one are cifar.py (the official CIFAR-10/100 archives) and folder.py (image folders); datasets.py picks
+one by name.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import os
-import pickle
-import tarfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .errors import UserError
-from .files import atomic_open
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# CIFAR-10's per-channel mean and std of its training images (Dataset.channel_stats gives these to 4 places)
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 
-ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
-PY_DIR, BIN_DIR = "cifar-10-batches-py", "cifar-10-batches-bin"
-TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
-TEST_FILES = ["test_batch"]
-PY_MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
-}
-BIN_MD5 = {
-    "data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25",
-    "data_batch_2.bin": "5ea93a67294ea407fff1d09f752e9692",
-    "data_batch_3.bin": "942cd6a4bcdd0dd3c604fbe906cb4421",
-    "data_batch_4.bin": "ae636b3ba5c66a11e91e8cb52e771fcb",
-    "data_batch_5.bin": "53f37980c15c3d472c316c40844f3f0d",
-    "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
-}
-IMAGE_BYTES = 3 * 32 * 32
-
 
 @dataclass
-class CIFAR10:
-    """The whole dataset as tensors: images uint8 (N, 3, 32, 32), labels int64 (N,)."""
+class Dataset:
+    """A whole image-classification dataset as tensors: images uint8 (N, 3, H, W), labels int64 (N,).
+
+    `val_*` hold the validation split once `split_validation` has taken it out of the training images.
+    """
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
     classes: tuple[str, ...] = CLASSES
+    name: str = "cifar10"
     root: Path | None = None
     layout: str = ""
     checks: dict[str, str] = field(default_factory=dict)  # file name -> what its check found
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
 
-    def to(self, device: torch.device | str) -> "CIFAR10":
+    @property
+    def image_size(self) -> int:
+        return int(self.train_images.shape[-1])
+
+    def to(self, device: torch.device | str) -> "Dataset":
         """A copy on `device` (this object is left as it is; on its own device the tensors are shared)."""
-        return dataclasses.replace(self, **{name: getattr(self, name).to(device) for name in _TENSORS})
+        return dataclasses.replace(self, **{name: getattr(self, name).to(device) for name in _TENSORS
+                                            if getattr(self, name) is not None})
 
-    def limit(self, train: int | None = None, test: int | None = None) -> "CIFAR10":
+    def limit(self, train: int | None = None, test: int | None = None) -> "Dataset":
         """A copy with only the first `train` / `test` images (views: no pixels are copied)."""
         return dataclasses.replace(
             self,
             train_images=self.train_images[:train], train_labels=self.train_labels[:train],
             test_images=self.test_images[:test], test_labels=self.test_labels[:test])
 
+    def split_validation(self, count: int, seed: int) -> "Dataset":
+        """A copy with `count` training images held out as the validation split: stratified by class (each
+        class gives its share, rounded so the total is exact), chosen by `seed`, in a fixed order."""
+        if count <= 0:
+            return self
+        n = len(self.train_labels)
+        if count >= n:
+            raise UserError(f"--val-split {count}: the training set has only {n} images; hold out fewer")
+        labels = self.train_labels.cpu()
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(n, generator=generator)
+        by_class = [order[labels[order] == c] for c in range(len(self.classes))]
+        shares = [count * len(members) / n for members in by_class]
+        quota = [int(share) for share in shares]
+        for c in sorted(range(len(shares)), key=lambda c: quota[c] - shares[c])[:count - sum(quota)]:
+            quota[c] += 1  # largest remainders first, so the quotas add up to `count`
+        held = torch.cat([members[:q] for members, q in zip(by_class, quota)]).sort().values
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[held] = False
+        device = self.train_images.device
+        held, keep = held.to(device), keep.to(device)
+        return dataclasses.replace(self, train_images=self.train_images[keep], train_labels=self.train_labels[keep],
+                                   val_images=self.train_images[held], val_labels=self.train_labels[held])
 
-_TENSORS = ("train_images", "train_labels", "test_images", "test_labels")
+    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) per channel of the training images, as fractions of 255 (what `normalize` takes); exact
+        integer sums, in chunks, so 50,000 images need no more memory than a chunk."""
+        total = torch.zeros(3, dtype=torch.float64)
+        squares = torch.zeros(3, dtype=torch.float64)
+        for start in range(0, len(self.train_images), 4096):
+            chunk = self.train_images[start:start + 4096].cpu().to(torch.int64).transpose(0, 1).reshape(3, -1)
+            total += chunk.sum(1).double()
+            squares += (chunk * chunk).sum(1).double()
+        count = self.train_images[:, 0].numel()
+        if count == 0:
+            raise UserError(f"{self.root}: the training set is empty")
+        mean = total / count
+        std = (squares / count - mean * mean).clamp_min(0).sqrt()
+        return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
+
+
+_TENSORS = ("train_images", "train_labels", "test_images", "test_labels", "val_images", "val_labels")
 
 
 def default_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """--data-dir, else $CIFARKIT_DATA, else the user's cache folder."""
+    """--data-dir, else $CIFARKIT_DATA, else the user's cache folder; a file or a symlink loop there is refused."""
     if data_dir:
-        return Path(data_dir).expanduser()
-    if os.environ.get("CIFARKIT_DATA"):
-        return Path(os.environ["CIFARKIT_DATA"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "cifarkit"
-
-
-def find_layout(root: Path) -> tuple[str, Path] | None:
-    """("py" | "bin", folder) for the first official layout found at or under `root`."""
-    for layout, name, probe in (("py", PY_DIR, "test_batch"), ("bin", BIN_DIR, "test_batch.bin")):
-        for folder in (root / name, root):
-            if (folder / probe).exists() or (folder.name == name and folder.is_dir()):
-                return layout, folder
-    return None
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays and plain data only: a batch file that carries code is refused."""
-
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes; runs no code
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of a CIFAR-10 batch")
-
-
-def _key(d: dict, name: str):
-    """Python-2 pickles have bytes keys when read with encoding='bytes'; we read latin1 -> str."""
-    return d.get(name, d.get(name.encode()))
-
-
-def read_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One `cifar-10-batches-py` file -> (uint8 (N,3,32,32), int64 (N,))."""
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; re-download with `cifarkit data --data-dir DIR`") from None
-    if not blob:
-        raise UserError(f"{path}: empty file; delete it and re-download with `cifarkit data`")
-    try:
-        d = _ArrayUnpickler(io.BytesIO(blob), encoding="latin1").load()
-    except Exception as e:  # truncated or not a pickle at all: any unpickling failure means the same to the user
-        raise UserError(f"{path}: not a readable CIFAR-10 batch ({type(e).__name__}: {e}); "
-                        "the file is truncated or corrupt: delete it and re-download") from None
-    if not isinstance(d, dict) or _key(d, "data") is None or _key(d, "labels") is None:
-        raise UserError(f"{path}: a pickle, but not a CIFAR-10 batch (no 'data' and 'labels'); "
-                        "point --data-dir at the official cifar-10-batches-py folder")
-    data, labels = _key(d, "data"), _key(d, "labels")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
-        raise UserError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), "
-                        f"found {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
-    labels = np.asarray(labels, dtype=np.int64)
-    _check_labels(path, labels, len(data))
-    return data.reshape(-1, 3, 32, 32), labels
-
-
-def read_bin_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One `cifar-10-batches-bin` file (records of 1 label byte + 3072 pixel bytes)."""
-    try:
-        raw = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; re-download with `cifarkit data --data-dir DIR`") from None
-    record = 1 + IMAGE_BYTES
-    if raw.size == 0 or raw.size % record:
-        raise UserError(f"{path}: {raw.size} bytes is not a whole number of {record}-byte records "
-                        "(truncated or corrupt); delete it and re-download")
-    raw = raw.reshape(-1, record)
-    labels = raw[:, 0].astype(np.int64)
-    _check_labels(path, labels, len(raw))
-    return raw[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
-
-
-def _check_labels(path: Path, labels: np.ndarray, n: int) -> None:
-    if labels.shape != (n,):
-        raise UserError(f"{path}: {labels.size} labels for {n} images")
-    if n and (labels.min() < 0 or labels.max() > 9):
-        raise UserError(f"{path}: labels must lie in 0..9, found {labels.min()}..{labels.max()}")
-
-
-def read_classes(layout: str, folder: Path) -> tuple[str, ...]:
-    try:
-        if layout == "py":
-            meta = _ArrayUnpickler(io.BytesIO((folder / "batches.meta").read_bytes()), encoding="latin1").load()
-            names = tuple(_key(meta, "label_names"))
-        else:
-            names = tuple(line.strip() for line in (folder / "batches.meta.txt").read_text().splitlines() if line.strip())
-    except Exception:  # the meta file is optional: the class names are fixed by the dataset anyway
-        return CLASSES
-    return names if len(names) == 10 else CLASSES
-
-
-def md5_of(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True,
-                 verify_md5: bool = True) -> CIFAR10:
-    """The dataset from `data_dir` (see default_data_dir), downloading it first if absent."""
-    root = default_data_dir(data_dir)
-    found = find_layout(root) if root.exists() else None
-    if found is None:
-        if not download:
-            raise UserError(f"{root}: no CIFAR-10 here (expected {PY_DIR}/ or {BIN_DIR}/); "
-                            "run `cifarkit data --data-dir DIR` to download it, or point --data-dir at a copy")
-        download_and_extract(root)
-        found = find_layout(root)
-        assert found is not None, "the official archive always holds cifar-10-batches-py"
-    layout, folder = found
-    reader, suffix, known = (read_py_batch, "", PY_MD5) if layout == "py" else (read_bin_batch, ".bin", BIN_MD5)
-    checks: dict[str, str] = {}
-    splits = []
-    for names in (TRAIN_FILES, TEST_FILES):
-        images, labels = [], []
-        for name in names:
-            path = folder / (name + suffix)
-            x, y = reader(path)  # structural checks first: a broken file is an error whatever its MD5
-            images.append(x)
-            labels.append(y)
-            if not verify_md5:
-                checks[path.name] = "not checked"
-            elif path.name not in known:
-                checks[path.name] = "no official MD5 known; structure valid"
-            elif md5_of(path) == known[path.name]:
-                checks[path.name] = "MD5 ok"
-            else:
-                checks[path.name] = "MD5 differs from the official file (re-encoded copy?); structure valid, used"
-        splits.append((torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))))
-    (train_x, train_y), (test_x, test_y) = splits
-    return CIFAR10(train_x, train_y, test_x, test_y, classes=read_classes(layout, folder),
-                   root=folder, layout=layout, checks=checks)
-
-
-def download_and_extract(root: Path, url: str = ARCHIVE_URL, md5: str = ARCHIVE_MD5) -> Path:
-    """Download the official archive (progress bar), check its MD5, and unpack it safely into `root`."""
-    from tqdm import tqdm
-
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / Path(url).name
-    if not (archive.exists() and md5_of(archive) == md5):
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, atomic_open(archive) as out:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {archive.name}") as bar:
-                    for chunk in iter(lambda: response.read(1 << 20), b""):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-        except OSError as e:  # URLError, timeouts and refused connections are all OSErrors
-            raise UserError(f"{url}: download failed ({e}); check the network, or unpack a copy of "
-                            f"CIFAR-10 into {root} and pass --data-dir {root}") from None
-        got = md5_of(archive)
-        if got != md5:
-            archive.unlink()
-            raise UserError(f"{archive}: MD5 {got} does not match the official {md5}; the download is "
-                            "corrupt and was deleted; run the command again")
-    safe_extract(archive, root)
+        root = Path(data_dir).expanduser()
+    elif os.environ.get("CIFARKIT_DATA"):
+        root = Path(os.environ["CIFARKIT_DATA"]).expanduser()
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cifarkit"
+    if root.is_symlink() and not root.exists():
+        raise UserError(f"--data-dir {root}: a broken symlink or a symlink loop; point it at a folder")
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--data-dir {root}: a file, not a folder; point it at the folder that holds the data")
     return root
 
 
-def safe_extract(archive: Path, target: Path) -> None:
-    """Unpack a tar archive, refusing any member that would land outside `target` or is a link/device."""
-    target = target.resolve()
-    try:
-        with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
-                dest = (target / member.name).resolve()
-                if dest != target and target not in dest.parents:
-                    raise UserError(f"{archive}: member {member.name!r} would be written outside {target}; "
-                                    "refusing to extract this archive")
-                if not (member.isfile() or member.isdir()):
-                    raise UserError(f"{archive}: member {member.name!r} is a link or special file; "
-                                    "refusing to extract this archive")
-            tar.extractall(target, filter="data")
-    except tarfile.TarError as e:
-        raise UserError(f"{archive}: not a readable tar.gz archive ({e}); delete it and download again") from None
-
-
-def describe(ds: CIFAR10) -> str:
+def describe(ds: Dataset) -> str:
     """What `cifarkit data` prints: where, which layout, images per split and class, file checks."""
-    lines = [f"CIFAR-10 at {ds.root} ({'python pickles' if ds.layout == 'py' else 'binary records'}, {ds.layout} layout)"]
+    kind = {"py": "python pickles", "bin": "binary records", "folder": "image folders"}.get(ds.layout, ds.layout)
+    lines = [f"{ds.name} at {ds.root} ({kind}, {ds.layout} layout): {len(ds.classes)} classes, "
+             f"{ds.image_size}x{ds.image_size} images"]
     header = f"  {'class':<12}{'train':>8}{'test':>8}"
     lines.append(header)
-    train_counts = torch.bincount(ds.train_labels.cpu(), minlength=10)
-    test_counts = torch.bincount(ds.test_labels.cpu(), minlength=10)
+    train_counts = torch.bincount(ds.train_labels.cpu(), minlength=len(ds.classes))
+    test_counts = torch.bincount(ds.test_labels.cpu(), minlength=len(ds.classes))
     for i, name in enumerate(ds.classes):
         lines.append(f"  {name:<12}{int(train_counts[i]):>8}{int(test_counts[i]):>8}")
     lines.append(f"  {'total':<12}{len(ds.train_labels):>8}{len(ds.test_labels):>8}")

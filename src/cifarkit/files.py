@@ -15,24 +15,51 @@ from typing import Any, BinaryIO, Iterator
 
 import torch
 
+from .errors import UserError
+
+
+class WriteError(UserError):
+    """A file could not be written; the previous one, if any, is intact."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: could not write it ({reason}); the previous file, if any, is intact")
+        self.path, self.reason = path, reason
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a binary file for writing that only appears at `path` once fully written."""
+    """Open a binary file for writing that only appears at `path` once fully written.
+
+    Every failed write (no space, no permission, a folder or a file in the way, a name too long: any OSError,
+    and torch's writer failing, see save_torch) becomes one WriteError naming the path; the temporary file is
+    removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a short temporary name: a legal 250-character output name must not overflow the 255-byte limit
+        fd, tmp = tempfile.mkstemp(prefix=".ck", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise WriteError(path, e.strerror or str(e) or type(e).__name__) from None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+def _remove(tmp: str | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -50,7 +77,10 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     with atomic_open(path) as f:
-        torch.save(obj, f)
+        try:
+            torch.save(obj, f)
+        except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) as a RuntimeError
+            raise OSError(0, str(e).splitlines()[0] if str(e) else "torch.save failed") from None
 
 
 def _umask() -> int:

@@ -16,14 +16,13 @@ from torch import nn
 
 from .augment import normalize
 from .config import TrainConfig
-from .data import load_cifar10
+from .datasets import load_for_run
 from .checkpoint import load_checkpoint
 from .errors import UserError
+from .folder import read_image
 from .metrics import confusion_matrix, per_class_accuracy, predict_logits
 from .models import build_model
 from .runtime import resolve_device, resolve_precision
-
-MAX_IMAGE_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
 
 
 def load_model(checkpoint: str | os.PathLike, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
@@ -35,6 +34,11 @@ def load_model(checkpoint: str | os.PathLike, device: torch.device) -> tuple[nn.
     return model.eval(), ckpt
 
 
+def image_size(ckpt: dict[str, Any]) -> int:
+    """The side of the images a checkpoint's model was trained on (checkpoints before datasets: 32)."""
+    return int(ckpt.get("image_size", 32))
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | None = None, tta: str | None = None,
                         limit_test: int | None = None, device: str = "auto") -> dict[str, Any]:
     """Test loss and accuracy (overall and per class) of a checkpoint, as a JSON-ready dict."""
@@ -43,8 +47,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | None = No
     config = TrainConfig.from_dict(ckpt["config"])
     tta = tta or config.tta  # by default the test-time augmentation the run reported with
     dtype = resolve_precision(config.precision, dev)
-    data = load_cifar10(data_dir or config.data_dir).limit(test=limit_test or config.limit_test).to(dev)
-    logits = predict_logits(model, data.test_images, config.eval_batch_size, dtype, config.channels_last, tta)
+    data = load_for_run(config, data_dir).limit(test=limit_test or config.limit_test).to(dev)
+    if tuple(data.classes) != tuple(ckpt["classes"]):
+        raise UserError(f"{data.root}: its classes ({', '.join(data.classes[:5])}, ...) are not the ones "
+                        f"{checkpoint} was trained on ({', '.join(ckpt['classes'][:5])}, ...); pass the run's "
+                        "--data-dir")
+    logits = predict_logits(model, data.test_images, config.eval_batch_size, dtype, config.channels_last, tta,
+                            ckpt["mean"], ckpt["std"])
     labels, predicted = data.test_labels, logits.argmax(1)
     counts = confusion_matrix(labels, predicted, len(data.classes))
     return {
@@ -56,37 +65,19 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | None = No
     }
 
 
-def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """Any PNG/JPEG (or other Pillow-readable image) -> uint8 (3,32,32), resized with antialiasing."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise UserError(f"{path}: {img.width}x{img.height} pixels is too large an image "
-                                f"(limit {MAX_IMAGE_PIXELS:,}); downscale it first")
-            rgb = img.convert("RGB").resize((32, 32), Image.Resampling.LANCZOS)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except UnidentifiedImageError:
-        raise UserError(f"{path}: not an image Pillow can read (PNG, JPEG, ...)") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt files raise these from the decoders
-        raise UserError(f"{path}: a corrupt or truncated image ({e})") from None
-    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
-
-
 def predict_files(checkpoint: str | os.PathLike, paths: list[str], top_k: int = 3, tta: str = "none",
                   device: str = "auto") -> list[dict[str, Any]]:
-    """Top-k classes with probabilities for each image file."""
+    """Top-k classes with probabilities for each image file (decoded as the run's folder images are: the shorter
+    side resized to the run's image size, then the centre; see folder.read_image)."""
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, dev)
     classes = ckpt["classes"]
     if not 1 <= top_k <= len(classes):
         raise UserError(f"--top-k {top_k}: must lie in 1..{len(classes)}")
-    images = torch.stack([read_image(p) for p in paths]).to(dev)
+    images = torch.stack([read_image(p, image_size(ckpt)) for p in paths]).to(dev)
     config = TrainConfig.from_dict(ckpt["config"])
-    probs = predict_logits(model, images, dtype=resolve_precision(config.precision, dev), tta=tta).softmax(1)
+    probs = predict_logits(model, images, dtype=resolve_precision(config.precision, dev), tta=tta,
+                           mean=ckpt["mean"], std=ckpt["std"]).softmax(1)
     top = probs.topk(top_k, dim=1)
     return [{"image": str(p), "top": [{"class": classes[int(i)], "probability": float(v)}
                                       for v, i in zip(values, indices)]}
@@ -116,8 +107,9 @@ def export_onnx(checkpoint: str | os.PathLike, path: str | os.PathLike, raw_inpu
     if raw_input:
         model = _WithNormalisation(model, ckpt["mean"], ckpt["std"]).eval()
     generator = torch.Generator().manual_seed(0)
-    pixels = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=generator)
-    example = pixels.float() if raw_input else normalize(pixels)
+    size = image_size(ckpt)
+    pixels = torch.randint(0, 256, (8, 3, size, size), dtype=torch.uint8, generator=generator)
+    example = pixels.float() if raw_input else normalize(pixels, ckpt["mean"], ckpt["std"])
     with warnings.catch_warnings(), _quiet_logger("torch.onnx"), _quiet_logger("torch.export"):
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not the user's business
         program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"], output_names=["logits"],
@@ -129,8 +121,9 @@ def export_onnx(checkpoint: str | os.PathLike, path: str | os.PathLike, raw_inpu
     with torch.inference_mode():
         expected = model(example).numpy()
     got = session.run(None, {"images": example.numpy()})[0]
-    return {"onnx": str(path), "input": "raw pixels 0..255 (float32, N x 3 x 32 x 32, RGB)" if raw_input else
-            "normalised images (float32, N x 3 x 32 x 32, RGB, (x/255 - mean) / std)",
+    shape = f"N x 3 x {size} x {size}"
+    return {"onnx": str(path), "input": f"raw pixels 0..255 (float32, {shape}, RGB)" if raw_input else
+            f"normalised images (float32, {shape}, RGB, (x/255 - mean) / std)",
             "mean": ckpt["mean"], "std": ckpt["std"], "classes": ckpt["classes"],
             "max_abs_diff": float(np.abs(got - expected).max())}
 

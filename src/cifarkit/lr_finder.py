@@ -10,6 +10,7 @@ import contextlib
 import io
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
@@ -21,13 +22,14 @@ from torch_lr_finder import LRFinder, TrainDataLoaderIter
 from .batches import BatchStream
 from .build import build_optimizer, prepare_model
 from .config import TrainConfig
-from .data import CIFAR10
+from .data import Dataset
 from .errors import UserError
 from .report import plot_lr_find
 from .rundir import LR_FIND_JSON, LR_FIND_PLOT, RunDir
 from .runtime import setup_runtime
 
-SKIP_START, SKIP_END = 10, 5  # the first steps are noise around the initial loss, the last ones diverge
+SKIP_START, SKIP_END = 10, 5
+MIN_DISTINCT_BATCHES = 5  # fewer distinct batches than this: the sweep mostly replays the same images  # the first steps are noise around the initial loss, the last ones diverge
 
 
 @dataclass
@@ -84,11 +86,11 @@ class _Finder(LRFinder):
         return loss
 
 
-def range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: CIFAR10, config: TrainConfig,
+def range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: BatchStream, config: TrainConfig,
                device: torch.device, dtype: torch.dtype, start_lr: float, end_lr: float, num_iter: int,
                progress: bool = True) -> RangeTestResult:
     """Sweep the lr (of the weights; other groups keep their `lr_scale` multiple) from start_lr to end_lr on
-    training batches; model and optimizer are restored afterwards."""
+    `batches` (a BatchStream of training images); model and optimizer are restored afterwards."""
     if not (0 < start_lr < end_lr):
         raise UserError(f"--start-lr {start_lr} / --end-lr {end_lr}: need 0 < start-lr < end-lr")
     if num_iter < SKIP_START + SKIP_END + 5:
@@ -102,7 +104,7 @@ def range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: C
         return F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
 
     finder = _Finder(model, optimizer, criterion, device=device, **amp)
-    batches = TrainDataLoaderIter(BatchStream(data, config, device, purpose="lr-find"))
+    batches = TrainDataLoaderIter(batches)
     diverged_at = None
     try:
         with contextlib.ExitStack() as scope:
@@ -138,9 +140,13 @@ def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: floa
                         f"too early for a suggestion; try --start-lr {start_lr / 10:g} --end-lr {lrs[-1]:.3g}")
     min_index = lo + int(np.argmin(y[lo:hi]))
     if min_index <= lo or y[min_index] > 0.98 * y[lo]:
+        if y[hi - 1] > 1.05 * y[lo]:  # it rose: even the start of the range is too hot
+            advice = f"a lower range, e.g. --start-lr {start_lr / 100:g} --end-lr {start_lr * 10:g}"
+        else:  # flat: the whole range is too timid to move the weights
+            advice = f"a higher range, e.g. --start-lr {end_lr / 10:g} --end-lr {end_lr * 1000:g}"
         raise UserError(f"the loss never descended between lr {lrs[lo]:.3g} and {lrs[hi - 1]:.3g} "
-                        f"(from {y[lo]:.4f}, lowest {y[min_index]:.4f}); no lr in this range trains the model. "
-                        f"Try a lower range, e.g. --start-lr {start_lr / 100:g} --end-lr {start_lr * 10:g}")
+                        f"(from {y[lo]:.4f}, lowest {y[min_index]:.4f}, last {y[hi - 1]:.4f}); no lr in this range "
+                        f"trains the model. Try {advice}")
     slope = np.gradient(y, log_lr)
     best = lo + int(np.argmin(slope[lo:min_index]))
     return RangeTestResult(lrs=lrs, losses=losses, suggestion=float(lrs[best]), suggestion_index=best,
@@ -148,14 +154,21 @@ def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: floa
                            start_lr=start_lr, end_lr=end_lr, num_iter=num_iter)
 
 
-def find_lr(config: TrainConfig, data: CIFAR10, run_dir: str | os.PathLike | RunDir,
+def find_lr(config: TrainConfig, data: Dataset, run_dir: str | os.PathLike | RunDir,
             progress: bool = True) -> RangeTestResult:
     """Run the range test for `config` (its model, optimiser, augmentation) and write lr_find.{json,png}."""
     device, dtype = setup_runtime(config)
     data = data.to(device)
-    model = prepare_model(config, device, len(data.classes), data.train_images)
+    batches = BatchStream(data, config, device, purpose="lr-find")  # training images only, never the test set
+    if batches.steps_per_epoch < MIN_DISTINCT_BATCHES:
+        warnings.warn(f"the range test sees only {len(data.train_labels)} training image(s), "
+                      f"{batches.steps_per_epoch} batch(es) of --batch-size {config.batch_size}, again and again: "
+                      "its curve shows how fast the model memorises them, and the suggestion may not carry over "
+                      "to the whole training set", stacklevel=2)
+    model = prepare_model(config, device, len(data.classes), data.train_images, batches.augment.mean,
+                          batches.augment.std)
     optimizer = build_optimizer(model, config, config.lr_find_start, device)
-    result = range_test(model, optimizer, data, config, device, dtype, config.lr_find_start, config.lr_find_end,
+    result = range_test(model, optimizer, batches, config, device, dtype, config.lr_find_start, config.lr_find_end,
                         config.lr_find_iters, progress=progress)
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     run.write_json(LR_FIND_JSON, result.to_dict())

@@ -8,19 +8,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import normalize, tta_views
+from .data import MEAN, STD
 from .runtime import autocast
 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, dtype: torch.dtype = torch.float32,
-                   channels_last: bool = True, tta: str = "none") -> torch.Tensor:
-    """float32 logits (N, classes) for uint8 images: normalised, never randomly augmented; with `tta`, the
-    mean logits over deterministic test-time views (see augment.tta_views)."""
+                   channels_last: bool = True, tta: str = "none", mean: tuple[float, ...] = MEAN,
+                   std: tuple[float, ...] = STD) -> torch.Tensor:
+    """float32 logits (N, classes) for uint8 images: normalised with the dataset's `mean`/`std`, never randomly
+    augmented; with `tta`, the mean logits over deterministic test-time views (see augment.tta_views)."""
     model.eval()
     device = images.device
     out = []
     for start in range(0, len(images), batch_size):
-        x = normalize(images[start:start + batch_size])
+        x = normalize(images[start:start + batch_size], mean, std)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):

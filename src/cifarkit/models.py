@@ -50,7 +50,8 @@ class S10ResNet(ScaledLogits):
     """The ERA S10 ResNet (the "ResNet-9" of Page's "How to train your ResNet").
 
     prep 3->64 | layer1 64->128 pool + residual(2 convs) | layer2 128->256 pool |
-    layer3 256->512 pool + residual(2 convs) | max-pool 4 -> linear 512->10 (no bias) [-> x logit_scale].
+    layer3 256->512 pool + residual(2 convs) | global max-pool (4x4 at 32x32) -> linear 512->classes (no bias)
+    [-> x logit_scale].
 
     `logit_scale` (1 in the S10 notebook's net) is Page's parameter-free x0.125 on the logits: it shrinks the
     initial logits and the head's effective lr 64-fold, which SGD at Page's lr 0.4 needs (unscaled, the
@@ -64,7 +65,9 @@ class S10ResNet(ScaledLogits):
         self.layer1 = nn.Sequential(conv_bn(w, 2 * w, pool=True), Residual(nn.Sequential(conv_bn(2 * w, 2 * w), conv_bn(2 * w, 2 * w))))
         self.layer2 = conv_bn(2 * w, 4 * w, pool=True)
         self.layer3 = nn.Sequential(conv_bn(4 * w, 8 * w, pool=True), Residual(nn.Sequential(conv_bn(8 * w, 8 * w), conv_bn(8 * w, 8 * w))))
-        self.pool = nn.MaxPool2d(4)
+        # global max-pool: at 32x32 exactly the S10 notebook's MaxPool2d(4) over the 4x4 map (no parameters,
+        # the same numbers); at other image sizes it pools whatever map layer3 leaves
+        self.pool = nn.AdaptiveMaxPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(8 * w, num_classes, bias=False)
         self.logit_scale = logit_scale
@@ -152,8 +155,11 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def summary(model: nn.Module, batch_size: int = 1) -> str:
-    """A per-layer table (output shape, parameters) in the spirit of the S10 notebook's torchsummary table."""
+    """A per-layer table (output shape, parameters) in the spirit of the S10 notebook's torchsummary table,
+    then the conv layers and blocks by dotted name (what `cifarkit gradcam --layer` takes)."""
     import torchinfo
+
+    from .layers import describe_layers
 
     stats = torchinfo.summary(
         model,
@@ -164,4 +170,4 @@ def summary(model: nn.Module, batch_size: int = 1) -> str:
         device="cpu",
         verbose=0,
     )
-    return str(stats)
+    return f"{stats}\n{describe_layers(model)}\n"

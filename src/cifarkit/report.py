@@ -21,7 +21,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .augment import Augment, denormalize, normalize
-from .data import CIFAR10
+from .data import MEAN, STD, Dataset
 from .errors import UserError
 from .files import write_bytes
 from .metrics import confusion_matrix, mistakes, per_class_accuracy
@@ -81,15 +81,16 @@ def plot_schedule(lrs: list[float], steps_per_epoch: int, path: str | os.PathLik
 
 # ---------------------------------------------------------------------------------------------- images
 
-def _display(images: torch.Tensor) -> np.ndarray:
+def _display(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """Normalised float (N,3,H,W) -> uint8 (N,H,W,3) for imshow."""
-    return denormalize(images.cpu()).permute(0, 2, 3, 1).numpy()
+    return denormalize(images.cpu(), mean, std).permute(0, 2, 3, 1).numpy()
 
 
 def plot_image_grid(images: torch.Tensor, titles: list[str], path: str | os.PathLike, cols: int,
-                    title: str, cell_width: float = 1.3) -> None:
-    """A grid of images (uint8, or normalised float as the model sees them) with a caption each."""
-    pixels = _display(images if images.is_floating_point() else normalize(images.cpu()))
+                    title: str, cell_width: float = 1.3, mean: tuple[float, ...] = MEAN,
+                    std: tuple[float, ...] = STD) -> None:
+    """A grid of images (uint8, or float normalised with `mean`/`std` as the model sees them), a caption each."""
+    pixels = _display(images if images.is_floating_point() else normalize(images.cpu(), mean, std), mean, std)
     rows = max(1, math.ceil(len(pixels) / cols))
     fig, axes = figure(rows, cols, figsize=(cols * cell_width, rows * 1.5), squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -117,9 +118,10 @@ def plot_augmented(images: torch.Tensor, labels: torch.Tensor, classes: tuple[st
     originals = images[:count].cpu()
     rows, titles = [], []
     for i in range(len(originals)):
-        rows += [normalize(originals[i:i + 1]), augment(originals[i:i + 1].expand(draws, -1, -1, -1), generator)]
+        rows += [normalize(originals[i:i + 1], augment.mean, augment.std),
+                 augment(originals[i:i + 1].expand(draws, -1, -1, -1), generator)]
         titles += [classes[int(labels[i])]] + [f"draw {d + 1}" for d in range(draws)]
-    plot_image_grid(torch.cat(rows), titles, path, cols=draws + 1,
+    plot_image_grid(torch.cat(rows), titles, path, cols=draws + 1, mean=augment.mean, std=augment.std,
                     title="Augmented images (first column: original)")
 
 
@@ -167,7 +169,7 @@ def plot_per_class(accuracy: np.ndarray, classes: tuple[str, ...], path: str | o
     save_figure(fig, path)
 
 
-def plot_results(run: RunDir, data: CIFAR10, augment: Augment, probs: torch.Tensor, seed: int) -> None:
+def plot_results(run: RunDir, data: Dataset, augment: Augment, probs: torch.Tensor, seed: int) -> None:
     """The plots of a finished run that need its data and predictions: samples, augmentations, mistakes,
     confusion matrix and per-class accuracy (`probs`: the final model's test-set probabilities)."""
     plot_samples(data.train_images, data.train_labels, data.classes, run.plot("samples"))
@@ -181,13 +183,17 @@ def plot_results(run: RunDir, data: CIFAR10, augment: Augment, probs: torch.Tens
 # ---------------------------------------------------------------------------------------------- curves
 
 def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:
-    """Loss and accuracy per epoch, train and test, with the lr underneath."""
+    """Loss and accuracy per epoch, train, validation (when the run has a split) and test, with the lr underneath."""
     epochs = [r["epoch"] for r in history]
     fig, axes = figure(3, 1, figsize=(8, 9), sharex=True, gridspec_kw={"height_ratios": [3, 3, 1.5]})
     for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
         ax.plot(epochs, [r[f"train_{key}"] for r in history], marker="o", label=f"train {label}")
-        tested = [r for r in history if math.isfinite(r[f"test_{key}"])]  # eval_every may skip epochs
-        ax.plot([r["epoch"] for r in tested], [r[f"test_{key}"] for r in tested], marker="o", label=f"test {label}")
+        for split in ("val", "test"):
+            # eval_every may skip epochs; with a validation split the test set is evaluated once, at the end
+            shown = [r for r in history if math.isfinite(r.get(f"{split}_{key}", math.nan))]
+            if shown:
+                ax.plot([r["epoch"] for r in shown], [r[f"{split}_{key}"] for r in shown], marker="o",
+                        label=f"{'validation' if split == 'val' else 'test'} {label}")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend()
@@ -225,6 +231,9 @@ def write_report(run_dir: str | os.PathLike | RunDir) -> Path:
     if config is None:
         raise UserError(f"{run.path}: no config.json; not a cifarkit run folder")
     results = run.read_json(RESULTS) or {}
+    for name, value in ((CONFIG, config), (RESULTS, results)):
+        if not isinstance(value, dict):
+            raise UserError(f"{run / name}: not a cifarkit {name} (expected an object of name: value)")
     history = run.read_metrics() if (run / METRICS).exists() else None
     if history is not None:
         plot_curves(history, run.plot("curves"))
@@ -232,21 +241,22 @@ def write_report(run_dir: str | os.PathLike | RunDir) -> Path:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cifarkit run {name}</title>"
              f"<style>{_STYLE}</style></head><body><h1>cifarkit run <code>{name}</code></h1>"]
     if results:
-        headline = {k: results[k] for k in ("test_accuracy", "test_loss", "train_accuracy", "epochs", "max_lr",
-                                            "max_lr_source", "train_images_per_second", "wall_time_s") if k in results}
+        headline = {k: results[k] for k in ("dataset", "test_accuracy", "test_loss", "val_accuracy", "val_loss",
+                                            "train_accuracy", "epochs", "max_lr", "max_lr_source",
+                                            "train_images_per_second", "wall_time_s") if k in results}
         parts.append("<h2>Results</h2>" + _table(headline))
     else:
         parts.append("<p><b>This run has not finished</b>: no results.json yet.</p>")
     if history is not None:
         head = list(history[0]) if history else []
-        parts.append("<h2>Per epoch</h2><table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(
+        parts.append("<h2>Per epoch</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(
             "<tr>" + "".join(f"<td>{_fmt(r[h])}</td>" for h in head) + "</tr>" for r in history) + "</table>")
-    for file, heading in PLOTS:
-        if (run / file).exists():
-            data = base64.b64encode((run / file).read_bytes()).decode()
+    for file, heading in PLOTS:  # only regular files inside the folder: a symlink out of it is never embedded
+        if (path := run.regular_file(file)) is not None:
+            data = base64.b64encode(path.read_bytes()).decode()
             parts.append(f"<h2>{heading}</h2><img alt='{heading}' data-file='{file}' src='data:image/png;base64,{data}'>")
-    if (run / MODEL_SUMMARY).exists():
-        parts.append("<h2>Model</h2><pre>" + html.escape((run / MODEL_SUMMARY).read_text()) + "</pre>")
+    if (summary := run.regular_file(MODEL_SUMMARY)) is not None:
+        parts.append("<h2>Model</h2><pre>" + html.escape(summary.read_text(errors="replace")) + "</pre>")
     parts.append("<h2>Configuration</h2>" + _table(config))
     if results:
         parts.append("<h2>Machine and versions</h2>" + _table(

@@ -14,56 +14,86 @@ from typing import Any
 from . import distributed
 from .checkpoint import load_checkpoint
 from .config import SETTINGS, TrainConfig
-from .data import CIFAR10, load_cifar10
+from .data import Dataset
+from .datasets import load_for, shape_for
 from .errors import UserError
 from .models import build_model, summary
 from .report import plot_results, plot_schedule, write_report
-from .rundir import CONFIG, LR_FIND_PLOT, MODEL_SUMMARY, RESULTS, RunDir
+from .rundir import CONFIG, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
 from .runtime import resolve_device
 from .schedule import planned_schedule
 from .trainer import Interrupted, Trainer
 
+# What a finished run adds to its folder after the last epoch (write_ending); a resume completes what is missing.
+ENDING = (RESULTS, MODEL_SUMMARY, REPORT)
 # Where a run computes, not what (declared `machine=True`: the data folder, the thread count): these may
 # differ between the sessions of one run; nothing else may.
 MACHINE_SETTINGS = tuple(name for name, s in SETTINGS.items() if s.machine)
 
 
-def default_run_dir(config: TrainConfig) -> Path:
-    return Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+def new_run_dir(config: TrainConfig) -> Path:
+    """runs/PRESET-TIMESTAMP, made now (with -2, -3, ... when that name is taken), so no two runs share it."""
+    base = Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for attempt in range(1, 1000):
+        path = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise UserError(f"{path}: cannot create the run folder ({e.strerror or e}); pass --out DIR") from None
+    raise UserError(f"{base}: 999 runs started this second already; pass --out DIR")
 
 
 def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
           overwrite: bool = False, progress: bool = True, checkpoint_every: int = 0,
-          data: CIFAR10 | None = None, dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+          data: Dataset | None = None, dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     """Train `config` into `run_dir` and return the results (also written to RUN_DIR/results.json).
 
     resume=True continues the run in `run_dir` from its last checkpoint, with the settings saved in it
     (`config` then supplies only data_dir and threads).
     Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 alone prints and writes files.
     """
+    opened: list[RunDir] = []  # the folder _train locked, released however it ends
+    try:
+        return _train(config, run_dir, opened, resume=resume, overwrite=overwrite, progress=progress,
+                      checkpoint_every=checkpoint_every, data=data, dist_timeout_s=dist_timeout_s)
+    finally:
+        for run in opened:
+            run.unlock()
+
+
+def _train(config: TrainConfig, run_dir: str | os.PathLike | None, opened: list[RunDir], *, resume: bool,
+           overwrite: bool, progress: bool, checkpoint_every: int, data: Dataset | None,
+           dist_timeout_s: float) -> dict[str, Any]:
     if not resume:
         config.validate()  # once, before any work (on resume: the checkpoint's settings, in reopen)
     ranks = distributed.init_from_env(config.device, dist_timeout_s)
     if resume:
         run, config, checkpoint = reopen(run_dir, config)
+        resolve_device(config.device)  # a missing GPU is reported before any data is read
         run.writes = ranks.is_main
+        opened.append(run.lock())
     else:
-        run = RunDir(run_dir if run_dir is not None else ranks.broadcast(str(default_run_dir(config))),
-                     writes=ranks.is_main)
+        resolve_device(config.device)  # ... and before any folder is made
+        if run_dir is None:
+            run_dir = ranks.broadcast(str(new_run_dir(config)) if ranks.is_main else "")
+        run = RunDir(run_dir, writes=ranks.is_main).lock()  # a second process writing this folder is refused
+        opened.append(run)
         existing = run.existing()
         if existing and not overwrite:
             raise UserError(f"--out {run.path}: already holds a run ({', '.join(existing)}); pass --resume "
                             f"{run.path} to continue it, --overwrite to replace it, or choose another --out")
         ranks.barrier()  # every rank has looked before rank 0 clears the folder
         run.clear()
-    resolve_device(config.device)  # a missing GPU is reported before any data is read
     if config.max_lr == "find" and ranks.enabled and not resume:
         raise UserError("--max-lr find under torchrun: run `cifarkit lr-find` in one process first, then pass "
                         "its suggestion as --max-lr")
     if data is None:
-        with ranks.main_first():  # one download, not one per process
-            data = load_cifar10(config.data_dir)
-    data = data.limit(config.limit_train, config.limit_test)
+        with ranks.main_first():  # one download (or decode), not one per process
+            data = load_for(config, progress=progress and ranks.is_main)
+    data = shape_for(data, config)  # the range test and the trainer see the same training images
 
     # The max lr: the checkpoint's on resume (a range test's result is never redone), else found or given.
     max_lr, source = (checkpoint["max_lr"], checkpoint["max_lr_source"]) if resume else (None, "config")
@@ -80,8 +110,12 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
                       checkpoint_every=checkpoint_every)
     if resume:
         trainer.restore(checkpoint)
-        if trainer.state.epoch >= config.epochs:
-            raise UserError(f"--resume {run.path}: the run already finished all {config.epochs} epochs")
+        if trainer.state.epoch >= config.epochs:  # trained to the end: what is left is the ending, if anything
+            if all((run / name).exists() for name in ENDING):
+                raise UserError(f"--resume {run.path}: the run already finished all {config.epochs} epochs")
+            results = {**trainer.results(), "run_dir": str(run.path)}
+            write_ending(run, trainer, results)
+            return results
         if progress:
             print(f"resuming {run.path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step_in_epoch}",
                   file=sys.stderr)
@@ -91,7 +125,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
             plot_schedule(planned_schedule(config, trainer.max_lr, trainer.steps_per_epoch), trainer.steps_per_epoch,
                           run.plot("lr_schedule"))
     try:
-        results = trainer.fit()
+        results = {**trainer.fit(), "run_dir": str(run.path)}
     except Interrupted as e:
         raise UserError(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run.path}"
                         ) from None
@@ -136,4 +170,6 @@ def write_ending(run: RunDir, trainer: Trainer, results: dict[str, Any]) -> None
     plot_results(run, data, trainer.batches.augment, trainer.final_test_logits().softmax(1), trainer.config.seed)
     run.write_text(MODEL_SUMMARY, summary(build_model(trainer.config.model, len(data.classes))))
     run.write_json(RESULTS, results)
+    from .explain import plot_mistakes_gradcam  # without captum: one line saying how to get it, no plot
+    plot_mistakes_gradcam(run, data.test_images, data.test_labels, trainer.final_test_logits().softmax(1))
     write_report(run)

@@ -6,6 +6,7 @@ each of them finds a file through `RunDir`, so a path is spelled once, here.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .files import save_torch, write_bytes, write_json, write_text
+from .files import WriteError, save_torch, write_bytes, write_json, write_text
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -33,10 +34,15 @@ PLOTS = (
     ("plots/misclassified.png", "Misclassified test images"),
     ("plots/confusion.png", "Confusion matrix"),
     ("plots/per_class.png", "Accuracy per class"),
+    ("plots/gradcam.png", "GradCAM of the most confident mistakes"),
 )
-# What a run folder holds; --overwrite removes exactly these before starting again.
+# What a run folder holds; --overwrite removes exactly these (and RUN_PATTERNS) before starting again.
 RUN_FILES = (CONFIG, METRICS, RESULTS, CHECKPOINT, LR_FIND_JSON, MODEL_SUMMARY, REPORT, *(name for name, _ in PLOTS))
-METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds")
+RUN_PATTERNS = ("evaluate-*.json",)  # `cifarkit evaluate RUN_DIR` writes its results beside the run
+LOCK = ".cifarkit.lock"
+# metrics.csv's columns in order; val_loss/val_acc only in runs with a validation split
+METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                 "images_per_s", "seconds")
 
 
 class RunDir:
@@ -46,6 +52,36 @@ class RunDir:
     def __init__(self, path: str | os.PathLike, writes: bool = True):
         self.path = Path(path)
         self.writes = writes
+        self._lock: int | None = None
+
+    def lock(self) -> "RunDir":
+        """Hold the folder's lock while this process writes it: a second process gets a clear error. An OS lock
+        (flock), so it ends with the process, however it dies: a kill -9 leaves no stale lock."""
+        if not self.writes or self._lock is not None:
+            return self
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {self.path}: a file is in the way; choose a folder name")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(f"--out {self.path}: cannot create the run folder there ({e.strerror or e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise UserError(f"{self.path}: another cifarkit process (pid {holder}) is writing this run folder; wait "
+                            "for it to finish, or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock = fd
+        return self
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -63,8 +99,11 @@ class RunDir:
     # -- listing and clearing -------------------------------------------------------------------------
 
     def existing(self) -> list[str]:
-        """The run files present, in RUN_FILES order."""
-        return [name for name in RUN_FILES if (self.path / name).exists()]
+        """The run files present, in RUN_FILES order, then those matching RUN_PATTERNS."""
+        if not self.path.is_dir():
+            return []
+        listed = [name for name in RUN_FILES if (self.path / name).exists()]
+        return listed + sorted(p.name for pattern in RUN_PATTERNS for p in self.path.glob(pattern))
 
     def clear(self) -> None:
         """Remove the run files (and nothing else a user may keep in the folder)."""
@@ -85,8 +124,28 @@ class RunDir:
             raise UserError(f"{path}: not valid JSON ({e}); restore it or start the run again") from None
 
     def read_metrics(self) -> list[dict[str, float]]:
-        with open(self.path / METRICS, newline="") as f:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        """metrics.csv's rows as numbers; a damaged file is named with the line."""
+        path = self.path / METRICS
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            reader = csv.DictReader(f)
+            needed = {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}
+            if reader.fieldnames is None or not needed <= set(reader.fieldnames):
+                raise UserError(f"{path}: line 1: not a cifarkit metrics header (expected {', '.join(METRIC_FIELDS)})")
+            rows = []
+            for row in reader:
+                try:
+                    rows.append({k: float(v) for k, v in row.items()})
+                except (TypeError, ValueError):
+                    raise UserError(f"{path}: line {reader.line_num}: not a row of numbers; restore the file or "
+                                    "delete it (report.html then leaves the table out)") from None
+        return rows
+
+    def regular_file(self, name: str) -> Path | None:
+        """`name` in the run folder if it is a regular file there (not a symlink, nothing outside the folder)."""
+        path = self.path / name
+        if path.is_symlink() or not path.is_file():
+            return None
+        return path if path.resolve().is_relative_to(self.path.resolve()) else None
 
     # -- writing (atomic: a file is the old one or the new one, never torn) --------------------------------
 
@@ -104,7 +163,8 @@ class RunDir:
 
     def write_metrics(self, rows: list[dict[str, float]]) -> None:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+        present = {key for row in rows for key in row}
+        writer = csv.DictWriter(buf, fieldnames=[f for f in METRIC_FIELDS if f in present], lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         self.write_text(METRICS, buf.getvalue())
@@ -113,8 +173,25 @@ class RunDir:
         if self.writes:
             try:
                 save_torch(self.checkpoint, checkpoint)
-            except OSError as e:  # a full disk, a read-only folder...: the previous checkpoint is untouched
-                raise UserError(f"{self.checkpoint}: could not write the checkpoint ({e.strerror or e}); the previous "
+            except WriteError as e:  # a full disk, a read-only folder...: the previous checkpoint is untouched
+                raise UserError(f"{self.checkpoint}: could not write the checkpoint ({e.reason}); the previous "
                                 f"one is intact. Fix the cause, then continue with: cifarkit train --resume "
                                 f"{self.path}") from None
         return self.checkpoint
+
+
+def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
+    """`output`, unless it is one of the `inputs` or a file of a run folder that a run writes (a command's own
+    results, such as evaluate-*.json, may sit beside the run): outputs never land on what they read."""
+    path = Path(output)
+    target = path.resolve()
+    for given in inputs:
+        source = Path(given)
+        if source.is_dir():
+            source = RunDir(source).checkpoint
+        if source.exists() and target == source.resolve():
+            raise UserError(f"{output}: that is the input {given}; write the output elsewhere")
+    for folder in list(target.parents)[:2]:  # RUN_DIR/x or RUN_DIR/checkpoints/x, plots/x
+        if (folder / CONFIG).is_file() and str(target.relative_to(folder)) in RUN_FILES:
+            raise UserError(f"{output}: a file of the run in {folder}; write the output elsewhere")
+    return path

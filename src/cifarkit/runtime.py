@@ -5,6 +5,7 @@ import contextlib
 import ctypes
 import os
 import platform
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 
 from . import distributed
-from .config import TrainConfig
+from .config import DEVICES, TrainConfig
 from .errors import UserError
 from .version import __version__
 
@@ -28,6 +29,8 @@ def resolve_device(name: str) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if not (name in ("cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", name)):
+        raise UserError(f"--device {name!r}: unknown device; choose one of {', '.join(DEVICES)} (or cuda:N)")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: no CUDA GPU is visible to PyTorch (torch {torch.__version__}, "
@@ -98,10 +101,22 @@ def keep_freed_memory() -> bool:
         return False
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def setup_runtime(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
     """Apply the thread count (and, on CPU, the allocator setting); resolve the device and autocast dtype."""
     if config.threads:
-        torch.set_num_threads(config.threads)
+        threads = min(config.threads, available_cpus())
+        if threads < config.threads:  # more threads than CPUs only makes them wait for each other (500x measured)
+            warnings.warn(f"--threads {config.threads}: this process may use {threads} CPU(s); using {threads}",
+                          stacklevel=2)
+        torch.set_num_threads(threads)
     device = resolve_device(config.device)
     if device.type == "cpu":
         keep_freed_memory()

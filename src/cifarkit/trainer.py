@@ -30,7 +30,8 @@ from .batches import BatchStream
 from .build import build_optimizer, prepare_model
 from .checkpoint import CHECKPOINT_FORMAT, RunState
 from .config import TrainConfig
-from .data import CIFAR10, MEAN, STD, load_cifar10
+from .data import Dataset
+from .datasets import load_for, shape_for
 from .errors import UserError
 from .lookahead import Lookahead
 from .metrics import loss_and_correct, predict_logits
@@ -73,7 +74,7 @@ def stop_requests() -> Iterator[dict[str, int]]:
 class Trainer:
     """Owns the model, optimiser, schedule and data of one run, and its run folder."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike, data: CIFAR10 | None = None,
+    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike, data: Dataset | None = None,
                  max_lr: float | None = None, max_lr_source: str = "config", progress: bool = True,
                  checkpoint_every: int = 0):
         self.config = config  # validated by run.train (or the caller)
@@ -84,9 +85,12 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.checkpoint_every = checkpoint_every
         if data is None:
-            data = load_cifar10(config.data_dir)
-        self.data = data.limit(config.limit_train, config.limit_test).to(self.device)
-        self.model = prepare_model(config, self.device, len(self.data.classes), self.data.train_images)
+            data = load_for(config, progress=self.progress)
+        self.data = shape_for(data, config).to(self.device)
+        self.batches = BatchStream(self.data, config, self.device)  # normalises with the training images' stats
+        self.mean, self.std = self.batches.augment.mean, self.batches.augment.std
+        self.model = prepare_model(config, self.device, len(self.data.classes), self.data.train_images,
+                                   self.mean, self.std)
         self.train_model: nn.Module = self.model  # what the training step calls: the model, or DDP around it
         if self.dist.enabled:
             if config.sync_bn:
@@ -100,7 +104,6 @@ class Trainer:
                 raise ValueError("max_lr='find': run the range test (cifarkit.run.train does) and pass max_lr")
             max_lr = float(config.max_lr)
         self.max_lr, self.max_lr_source = max_lr, max_lr_source
-        self.batches = BatchStream(self.data, config, self.device)
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.optimizer = build_optimizer(self.model, config, max_lr, self.device)
         self.scheduler = one_cycle(self.optimizer, config, max_lr, self.steps_per_epoch)
@@ -111,6 +114,8 @@ class Trainer:
         self.lookahead = Lookahead(self.model, config.lookahead_decay, config.lookahead_every,
                                    config.epochs * self.steps_per_epoch) if config.lookahead_decay else None
         self.state = RunState()
+        # the wall clock of this session starts when the Trainer does (data loading and set-up included)
+        self._session_start, self._wall_before = time.perf_counter(), 0.0
         self.test_logits: torch.Tensor | None = None  # of the latest test evaluation, single process only
 
     @property
@@ -121,6 +126,9 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
+        # the wall clock up to now, as the train seconds are: a run killed after this checkpoint and resumed
+        # accounts its time the same way in both (wall >= train)
+        self.state.wall_seconds = self._wall_before + time.perf_counter() - self._session_start
         return self.run.save_checkpoint(self.checkpoint())
 
     def checkpoint(self) -> dict[str, Any]:
@@ -131,8 +139,10 @@ class Trainer:
             "model_name": self.config.model,
             "config": self.config.to_dict(),
             "classes": list(self.data.classes),
-            "mean": list(MEAN),
-            "std": list(STD),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "image_size": self.data.image_size,
+            "dataset": self.config.dataset,
             "max_lr": self.max_lr,
             "max_lr_source": self.max_lr_source,
             "model": self.eval_model.state_dict(),  # the weights evaluate / predict / export use
@@ -259,28 +269,31 @@ class Trainer:
         """Train for the configured epochs (from the current state), writing metrics.csv and the checkpoint
         after every epoch; returns the results (see `results`)."""
         cfg, s = self.config, self.state
-        session_start = time.perf_counter()
-        wall_before = s.wall_seconds
+        self._session_start, self._wall_before = time.perf_counter(), s.wall_seconds
         with stop_requests() as stop:
             while s.epoch < cfg.epochs:
                 last_lr = self.train_epoch(stop)
                 last = s.epoch + 1 == cfg.epochs
-                if last or (cfg.eval_every and (s.epoch + 1) % cfg.eval_every == 0):
-                    test_loss, test_acc = self.evaluate_test()
-                else:  # not evaluated this epoch: an empty cell in metrics.csv, a gap in the curves
-                    test_loss = test_acc = math.nan
+                due = last or bool(cfg.eval_every and (s.epoch + 1) % cfg.eval_every == 0)
+                validating = self.data.val_labels is not None
+                # not evaluated this epoch: an empty cell in metrics.csv, a gap in the curves. With a validation
+                # split, validation runs when due and the test set only after the last epoch.
+                val_loss, val_acc = self.evaluate("val") if validating and due else (math.nan, math.nan)
+                test_loss, test_acc = self.evaluate("test") if last or (due and not validating) else (math.nan,
+                                                                                                      math.nan)
                 row = {"epoch": s.epoch + 1, "lr": last_lr,
                        "train_loss": s.loss_sum / s.seen, "train_acc": s.correct / s.seen,
+                       **({"val_loss": val_loss, "val_acc": val_acc} if validating else {}),
                        "test_loss": test_loss, "test_acc": test_acc,
                        "images_per_s": s.seen / s.train_seconds, "seconds": s.train_seconds}
                 s.history.append(row)
                 s.epoch += 1
                 s.step_in_epoch, s.loss_sum, s.correct, s.seen, s.train_seconds = 0, 0.0, 0, 0, 0.0
-                s.wall_seconds = wall_before + time.perf_counter() - session_start
                 self.run.write_metrics(s.history)
                 self.save_checkpoint()
                 if self.progress:
-                    tested = f"test loss {test_loss:.4f} acc {test_acc:.2%}" if math.isfinite(test_acc) else "test -"
+                    tested = (f"val loss {val_loss:.4f} acc {val_acc:.2%}  " if math.isfinite(val_acc) else "") + (
+                        f"test loss {test_loss:.4f} acc {test_acc:.2%}" if math.isfinite(test_acc) else "test -")
                     print(f"epoch {row['epoch']:>3}/{cfg.epochs}  lr {row['lr']:.2e}  "
                           f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}  {tested}  "
                           f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s", file=sys.stderr)
@@ -288,24 +301,25 @@ class Trainer:
                     raise Interrupted(signal.Signals(stop["signal"] or signal.SIGTERM).name)
         return self.results()
 
-    def evaluate_test(self) -> tuple[float, float]:
-        """(mean cross-entropy, accuracy) on the test set; under torchrun each rank scores a slice."""
-        images, labels = self.dist.shard(self.data.test_images), self.dist.shard(self.data.test_labels)
-        cfg = self.config
-        logits = predict_logits(self.eval_model, images, cfg.eval_batch_size, self.dtype, cfg.channels_last, cfg.tta)
-        # the plots at the end use these rather than predicting again (TTA makes that costly)
-        self.test_logits = logits if self.dist.world_size == 1 else None
+    def evaluate(self, split: str = "test") -> tuple[float, float]:
+        """(mean cross-entropy, accuracy) of the "test" or "val" images; under torchrun each rank scores a slice."""
+        all_images, all_labels = getattr(self.data, f"{split}_images"), getattr(self.data, f"{split}_labels")
+        images, labels = self.dist.shard(all_images), self.dist.shard(all_labels)
+        logits = self.predict(images)
+        if split == "test":  # the plots at the end use these rather than predicting again (TTA makes that costly)
+            self.test_logits = logits if self.dist.world_size == 1 else None
         sums = self.dist.sum(loss_and_correct(logits, labels))
-        n = len(self.data.test_labels)
-        return sums[0].item() / n, sums[1].item() / n
+        return sums[0].item() / len(all_labels), sums[1].item() / len(all_labels)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """The evaluated model's logits for uint8 images, normalised as in training, with the run's TTA."""
+        cfg = self.config
+        return predict_logits(self.eval_model, images, cfg.eval_batch_size, self.dtype, cfg.channels_last, cfg.tta,
+                              self.mean, self.std)
 
     def final_test_logits(self) -> torch.Tensor:
         """The final model's test-set logits: those of the last evaluation (TTA makes predicting again costly)."""
-        if self.test_logits is not None:
-            return self.test_logits
-        cfg = self.config
-        return predict_logits(self.eval_model, self.data.test_images, cfg.eval_batch_size, self.dtype,
-                              cfg.channels_last, cfg.tta)
+        return self.test_logits if self.test_logits is not None else self.predict(self.data.test_images)
 
     def results(self) -> dict[str, Any]:
         """The final numbers of the run (results.json): those of the last epoch, never a best one."""
@@ -316,7 +330,10 @@ class Trainer:
         results = {
             "preset": cfg.preset, "model": cfg.model, "params": count_parameters(self.model),
             "epochs": cfg.epochs, "batch_size": cfg.batch_size, "steps": self.scheduler.last_epoch,
+            "dataset": cfg.dataset, "classes": len(self.data.classes), "image_size": self.data.image_size,
             "test_accuracy": last["test_acc"], "test_loss": last["test_loss"],
+            **({"val_accuracy": last["val_acc"], "val_loss": last["val_loss"], "n_val": len(self.data.val_labels)}
+               if self.data.val_labels is not None else {}),
             "train_accuracy": last["train_acc"], "train_loss": last["train_loss"],
             "train_images_per_second": train_images / train_seconds, "train_seconds": train_seconds,
             "wall_time_s": s.wall_seconds, "max_lr": self.max_lr, "max_lr_source": self.max_lr_source,

@@ -1,0 +1,321 @@
+"""The official CIFAR-10 and CIFAR-100 archives -> Dataset: download (MD5-checked), safe extraction, and
+readers for both CIFAR-10 layouts (`cifar-10-batches-py` pickles, `cifar-10-batches-bin` records) and
+CIFAR-100's python layout (fine or coarse labels).
+
+Every file is checked for structure (a broken file is an error whatever its MD5) and, where the official
+MD5 is known, for its MD5 (a re-encoded copy with other MD5s is used, and the user is told).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import CLASSES, Dataset, default_data_dir
+from .errors import UserError
+from .files import atomic_open
+
+ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+PY_DIR, BIN_DIR = "cifar-10-batches-py", "cifar-10-batches-bin"
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_FILES = ["test_batch"]
+PY_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
+BIN_MD5 = {
+    "data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25",
+    "data_batch_2.bin": "5ea93a67294ea407fff1d09f752e9692",
+    "data_batch_3.bin": "942cd6a4bcdd0dd3c604fbe906cb4421",
+    "data_batch_4.bin": "ae636b3ba5c66a11e91e8cb52e771fcb",
+    "data_batch_5.bin": "53f37980c15c3d472c316c40844f3f0d",
+    "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
+}
+IMAGE_BYTES = 3 * 32 * 32
+
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+CIFAR100_DIR = "cifar-100-python"
+CIFAR100_FILE_MD5 = {  # of the files in the official archive
+    "train": "16019d7e3df5f24257cddd939b257f8d",
+    "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+    "meta": "7973b15100ade9c7d40fb424638fde48",
+}
+
+
+def find_layout(root: Path) -> tuple[str, Path] | None:
+    """("py" | "bin", folder) for the first official layout found at or under `root`."""
+    for layout, name, probe in (("py", PY_DIR, "test_batch"), ("bin", BIN_DIR, "test_batch.bin")):
+        for folder in (root / name, root):
+            if (folder / probe).exists() or (folder.name == name and folder.is_dir()):
+                return layout, folder
+    return None
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and plain data only: a batch file that carries code is refused."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes; runs no code
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of a CIFAR-10 batch")
+
+
+def _key(d: dict, name: str):
+    """Python-2 pickles have bytes keys when read with encoding='bytes'; we read latin1 -> str."""
+    return d.get(name, d.get(name.encode()))
+
+
+def read_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One `cifar-10-batches-py` file -> (uint8 (N,3,32,32), int64 (N,))."""
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; re-download with `cifarkit data --data-dir DIR`") from None
+    if not blob:
+        raise UserError(f"{path}: empty file; delete it and re-download with `cifarkit data`")
+    try:
+        d = _ArrayUnpickler(io.BytesIO(blob), encoding="latin1").load()
+    except Exception as e:  # truncated or not a pickle at all: any unpickling failure means the same to the user
+        raise UserError(f"{path}: not a readable CIFAR-10 batch ({type(e).__name__}: {e}); "
+                        "the file is truncated or corrupt: delete it and re-download") from None
+    if not isinstance(d, dict) or _key(d, "data") is None or _key(d, "labels") is None:
+        raise UserError(f"{path}: a pickle, but not a CIFAR-10 batch (no 'data' and 'labels'); "
+                        "point --data-dir at the official cifar-10-batches-py folder")
+    data, labels = _key(d, "data"), _key(d, "labels")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
+        raise UserError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), "
+                        f"found {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+    labels = _as_labels(path, labels)
+    _check_labels(path, labels, len(data))
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def read_bin_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One `cifar-10-batches-bin` file (records of 1 label byte + 3072 pixel bytes)."""
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; re-download with `cifarkit data --data-dir DIR`") from None
+    record = 1 + IMAGE_BYTES
+    if raw.size == 0 or raw.size % record:
+        raise UserError(f"{path}: {raw.size} bytes is not a whole number of {record}-byte records "
+                        "(truncated or corrupt); delete it and re-download")
+    raw = raw.reshape(-1, record)
+    labels = raw[:, 0].astype(np.int64)
+    _check_labels(path, labels, len(raw))
+    return raw[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
+
+
+def _as_labels(path: Path, labels: Any) -> np.ndarray:
+    """A batch's labels as int64: whole numbers only (a string, a float or a 2**70 is an error, not truncated)."""
+    try:
+        values = np.asarray(labels)
+    except (ValueError, OverflowError):
+        values = np.asarray([], dtype=object)
+    if values.ndim != 1 or not (np.issubdtype(values.dtype, np.integer) or values.dtype == object and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in values.tolist())):
+        raise UserError(f"{path}: the labels must be whole numbers (found {values.dtype} values such as "
+                        f"{values.tolist()[:3] if values.ndim else values!r}); the file is not an intact batch")
+    try:
+        return values.astype(np.int64)
+    except OverflowError:
+        raise UserError(f"{path}: a label is too large for a class index; the file is not an intact batch") from None
+
+
+def _check_labels(path: Path, labels: np.ndarray, n: int, num_classes: int = 10) -> None:
+    if labels.shape != (n,):
+        raise UserError(f"{path}: {labels.size} labels for {n} images")
+    if n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise UserError(f"{path}: labels must lie in 0..{num_classes - 1}, found {labels.min()}..{labels.max()}")
+
+
+def read_classes(layout: str, folder: Path) -> tuple[str, ...]:
+    try:
+        if layout == "py":
+            meta = _ArrayUnpickler(io.BytesIO((folder / "batches.meta").read_bytes()), encoding="latin1").load()
+            names = tuple(_key(meta, "label_names"))
+        else:
+            names = tuple(line.strip() for line in (folder / "batches.meta.txt").read_text().splitlines() if line.strip())
+    except Exception:  # the meta file is optional: the class names are fixed by the dataset anyway
+        return CLASSES
+    return names if len(names) == 10 else CLASSES
+
+
+def md5_of(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True,
+                 verify_md5: bool = True) -> Dataset:
+    """The dataset from `data_dir` (see default_data_dir), downloading it first if absent."""
+    root = default_data_dir(data_dir)
+    found = find_layout(root) if root.exists() else None
+    if found is None:
+        if not download:
+            raise UserError(f"{root}: no CIFAR-10 here (expected {PY_DIR}/ or {BIN_DIR}/); "
+                            "run `cifarkit data --data-dir DIR` to download it, or point --data-dir at a copy")
+        download_and_extract(root)
+        found = find_layout(root)
+        assert found is not None, "the official archive always holds cifar-10-batches-py"
+    layout, folder = found
+    reader, suffix, known = (read_py_batch, "", PY_MD5) if layout == "py" else (read_bin_batch, ".bin", BIN_MD5)
+    checks: dict[str, str] = {}
+    splits = []
+    for names in (TRAIN_FILES, TEST_FILES):
+        images, labels = [], []
+        for name in names:
+            path = folder / (name + suffix)
+            x, y = reader(path)  # structural checks first: a broken file is an error whatever its MD5
+            images.append(x)
+            labels.append(y)
+            checks[path.name] = _check(path, known, verify_md5)
+        splits.append((torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))))
+    (train_x, train_y), (test_x, test_y) = splits
+    return Dataset(train_x, train_y, test_x, test_y, classes=read_classes(layout, folder),
+                   root=folder, layout=layout, checks=checks)
+
+
+def _check(path: Path, known: dict[str, str], verify_md5: bool) -> str:
+    """What the MD5 check of one file found (its structure was checked already)."""
+    if not verify_md5:
+        return "not checked"
+    if path.name not in known:
+        return "no official MD5 known; structure valid"
+    if md5_of(path) == known[path.name]:
+        return "MD5 ok"
+    return "MD5 differs from the official file (re-encoded copy?); structure valid, used"
+
+
+def _read_pickle(path: Path, what: str) -> dict:
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; re-download with `cifarkit data --dataset cifar100 --data-dir DIR`") from None
+    try:
+        d = _ArrayUnpickler(io.BytesIO(blob), encoding="latin1").load()
+    except Exception as e:  # truncated, empty or not a pickle: the same to the user
+        raise UserError(f"{path}: not a readable {what} ({type(e).__name__}: {e}); the file is truncated or "
+                        "corrupt: delete it and re-download") from None
+    if not isinstance(d, dict):
+        raise UserError(f"{path}: a pickle, but not a {what}")
+    return d
+
+
+def read_cifar100_split(path: Path, labels: str) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-100's `train` or `test` file -> (uint8 (N,3,32,32), int64 (N,)) with its fine or coarse labels."""
+    d = _read_pickle(path, "CIFAR-100 split")
+    data, y = _key(d, "data"), _key(d, f"{labels}_labels")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
+        raise UserError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), "
+                        f"found {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+    if y is None:
+        raise UserError(f"{path}: no '{labels}_labels'; is this CIFAR-100's python layout?")
+    y = _as_labels(path, y)
+    _check_labels(path, y, len(data), 100 if labels == "fine" else 20)
+    return data.reshape(-1, 3, 32, 32), y
+
+
+def load_cifar100(data_dir: str | os.PathLike | None = None, labels: str = "fine", download: bool = True,
+                  verify_md5: bool = True) -> Dataset:
+    """CIFAR-100 from `data_dir` (its `cifar-100-python` folder, or that folder itself), downloading the official
+    archive first if absent; `labels` fine (100 classes) or coarse (20 superclasses), names from its meta file."""
+    if labels not in ("fine", "coarse"):
+        raise UserError(f"--labels {labels!r}: choose fine or coarse")
+    root = default_data_dir(data_dir)
+    folder = root if (root / "meta").exists() and root.name == CIFAR100_DIR else root / CIFAR100_DIR
+    if not folder.exists():
+        if not download:
+            raise UserError(f"{root}: no CIFAR-100 here (expected {CIFAR100_DIR}/); run `cifarkit data --dataset "
+                            "cifar100 --data-dir DIR` to download it, or point --data-dir at a copy")
+        download_and_extract(root, CIFAR100_URL, CIFAR100_MD5)
+    checks: dict[str, str] = {}
+    splits = []
+    for name in ("train", "test"):
+        x, y = read_cifar100_split(folder / name, labels)
+        checks[name] = _check(folder / name, CIFAR100_FILE_MD5, verify_md5)
+        splits.append((torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)))
+    meta = _read_pickle(folder / "meta", "CIFAR-100 meta file")
+    names = _key(meta, f"{labels}_label_names")
+    expected = 100 if labels == "fine" else 20
+    if not isinstance(names, list) or len(names) != expected or not all(isinstance(n, str) for n in names):
+        raise UserError(f"{folder / 'meta'}: expected {expected} {labels} class names")
+    checks["meta"] = _check(folder / "meta", CIFAR100_FILE_MD5, verify_md5)
+    (train_x, train_y), (test_x, test_y) = splits
+    return Dataset(train_x, train_y, test_x, test_y, classes=tuple(names), name="cifar100", root=folder,
+                   layout="py", checks=checks)
+
+
+def download_and_extract(root: Path, url: str = ARCHIVE_URL, md5: str = ARCHIVE_MD5) -> Path:
+    """Download the official archive (progress bar), check its MD5, and unpack it safely into `root`."""
+    from tqdm import tqdm
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--data-dir {root}: cannot create it to download into ({e.strerror or e})") from None
+    archive = root / Path(url).name
+    if not (archive.exists() and md5_of(archive) == md5):
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, atomic_open(archive) as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {archive.name}") as bar:
+                    for chunk in iter(lambda: response.read(1 << 20), b""):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        except OSError as e:  # URLError, timeouts and refused connections are all OSErrors
+            raise UserError(f"{url}: download failed ({e}); check the network, or unpack a copy of "
+                            f"CIFAR-10 into {root} and pass --data-dir {root}") from None
+        got = md5_of(archive)
+        if got != md5:
+            archive.unlink()
+            raise UserError(f"{archive}: MD5 {got} does not match the official {md5}; the download is "
+                            "corrupt and was deleted; run the command again")
+    safe_extract(archive, root)
+    return root
+
+
+def safe_extract(archive: Path, target: Path) -> None:
+    """Unpack a tar archive, refusing any member that would land outside `target` or is a link/device."""
+    target = target.resolve()
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                dest = (target / member.name).resolve()
+                if dest != target and target not in dest.parents:
+                    raise UserError(f"{archive}: member {member.name!r} would be written outside {target}; "
+                                    "refusing to extract this archive")
+                if not (member.isfile() or member.isdir()):
+                    raise UserError(f"{archive}: member {member.name!r} is a link or special file; "
+                                    "refusing to extract this archive")
+            tar.extractall(target, filter="data")
+    except tarfile.TarError as e:
+        raise UserError(f"{archive}: not a readable tar.gz archive ({e}); delete it and download again") from None
+
+

@@ -1,0 +1,85 @@
+"""The sub-commands that show a trained model to people: `gradcam`, `app` and `export` (ONNX and the app
+bundle). Their flags here, their work in explain.py, app.py, inference.py and bundle.py (loaded on use)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .config import SETTINGS
+from .errors import UserError
+
+
+def cmd_gradcam(args: argparse.Namespace) -> int:
+    from .explain import gradcam_command
+
+    info = gradcam_command(args.checkpoint, args.images, args.misclassified, args.layer, args.target, args.out,
+                           args.data_dir, args.device)
+    if info["warning"]:
+        print(f"cifarkit gradcam: warning: {info['warning']}", file=sys.stderr)
+    print(f"GradCAM of {info['images']} images at layer {info['layer']} "
+          f"({info['map_size'][0]}x{info['map_size'][1]} map) -> {info['out']}")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from .app import serve
+
+    serve(args.checkpoint, args.host, args.port, args.data_dir)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.onnx is None and args.app is None:
+        raise UserError("export needs --onnx FILE, --app DIR or both")
+    if args.onnx is not None:
+        from .inference import export_onnx
+
+        info = export_onnx(args.checkpoint, args.onnx, raw_input=args.raw_input)
+        print(f"wrote {info['onnx']}\ninput: {info['input']}\noutput: logits (N x {len(info['classes'])}), classes "
+              f"{', '.join(info['classes'])}\nonnxruntime vs PyTorch on 8 images: max abs difference "
+              f"{info['max_abs_diff']:.2e}")
+    if args.app is not None:
+        from .bundle import export_app
+
+        info = export_app(args.checkpoint, args.app, args.data_dir)
+        print(f"wrote the app bundle {info['folder']}: {', '.join(info['files'])}\n"
+              f"try it: cd {info['folder']} && pip install -r requirements.txt && python app.py")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, data_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+    """gradcam, app and export, with their flags (`data_flags` adds --data-dir)."""
+    p = sub.add_parser("gradcam", help="GradCAM heat maps over image files or the most confident test mistakes, "
+                                       "as a PNG grid")
+    p.add_argument("checkpoint", type=Path, metavar="RUN_DIR_OR_CKPT")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (any size; resized as predict does)")
+    p.add_argument("--misclassified", type=int, metavar="N",
+                   help="also the N most confident mistakes on the test set (default 10 when no IMAGE is given)")
+    p.add_argument("--layer", metavar="NAME", help="the layer to explain, a dotted name as `cifarkit summary` "
+                                                   "lists them (default: the last conv block of at least 8x8)")
+    p.add_argument("--target", choices=("pred", "true"), default="pred",
+                   help="explain the predicted class (default) or the true one (test images only)")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="the PNG (default RUN_DIR/gradcam.png, or CKPT.gradcam.png beside a checkpoint file)")
+    data_flags(p)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_gradcam)
+
+    p = sub.add_parser("app", help="a Gradio page: upload an image, top-k classes, GradCAM, mistakes gallery")
+    p.add_argument("checkpoint", type=Path, metavar="RUN_DIR_OR_CKPT")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument(SETTINGS["data_dir"].flag, help="where the test images come from: " + SETTINGS["data_dir"].help)
+    p.set_defaults(func=cmd_app)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (checked with onnxruntime) and/or an app bundle")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("--onnx", type=Path, metavar="FILE", help="write an ONNX model (needs cifarkit[onnx])")
+    p.add_argument("--raw-input", action="store_true",
+                   help="the ONNX model takes raw pixels 0..255 and normalises itself (default: normalised input)")
+    p.add_argument("--app", type=Path, metavar="DIR", help="write a folder that runs the app without cifarkit "
+                                                           "(safetensors weights, app.py, HuggingFace-Spaces-ready)")
+    data_flags(p)
+    p.set_defaults(func=cmd_export)

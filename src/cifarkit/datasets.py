@@ -1,0 +1,46 @@
+"""The one way in to a dataset: by name (cifar10 | cifar100 | folder), then shaped for a run (first N
+images, the validation split)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .cifar import load_cifar10, load_cifar100
+from .config import TrainConfig
+from .data import Dataset
+from .folder import load_folder
+
+
+def load_dataset(name: str = "cifar10", data_dir: str | os.PathLike | None = None, *, labels: str = "fine",
+                 image_size: int = 32, download: bool = True, progress: bool = True) -> Dataset:
+    """The whole dataset `name` from `data_dir` (default $CIFARKIT_DATA, else ~/.cache/cifarkit)."""
+    if name == "cifar10":
+        return load_cifar10(data_dir, download=download)
+    if name == "cifar100":
+        return load_cifar100(data_dir, labels=labels, download=download)
+    if name == "folder":
+        return load_folder(data_dir, image_size=image_size, progress=progress)
+    raise ValueError(f"unknown dataset {name!r}")
+
+
+def load_for(config: TrainConfig, progress: bool = True) -> Dataset:
+    """The dataset a config names, from its data_dir."""
+    return load_dataset(config.dataset, config.data_dir, labels=config.labels, image_size=config.image_size,
+                        progress=progress)
+
+
+def load_for_run(config: TrainConfig, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """The dataset a finished run (its config from a checkpoint) was trained on, for evaluate/gradcam/app: from
+    `data_dir` (the flag), else $CIFARKIT_DATA, else the run's own data_dir only if it exists here (a path
+    from another machine is a hint, never created), else the default cache folder."""
+    hint = config.data_dir if config.data_dir and Path(config.data_dir).expanduser().is_dir() else None
+    where = data_dir or os.environ.get("CIFARKIT_DATA") or hint
+    return load_dataset(config.dataset, where, labels=config.labels, image_size=config.image_size)
+
+
+def shape_for(data: Dataset, config: TrainConfig) -> Dataset:
+    """The run's view of `data`: its first limit_train / limit_test images, then val_split of the training
+    images held out (stratified, by the seed). Applied once: a dataset already split is returned as it is."""
+    if data.val_labels is not None:
+        return data
+    return data.limit(config.limit_train, config.limit_test).split_validation(config.val_split, config.seed)

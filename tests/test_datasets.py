@@ -1,0 +1,279 @@
+"""CIFAR-100 and image folders, the validation split, per-channel statistics, models at other sizes."""
+import csv
+import json
+import os
+import pickle
+import tarfile
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cifarkit import TrainConfig, cifar, folder, train
+from cifarkit.cli import main
+from cifarkit.data import MEAN, STD
+from cifarkit.datasets import load_dataset
+from cifarkit.errors import UserError
+from conftest import synthetic_cifar
+
+FINE = [f"fine{i:02d}" for i in range(100)]
+COARSE = [f"coarse{i:02d}" for i in range(20)]
+
+
+def write_cifar100(root, n_train=200, n_test=100):
+    """The official python layout: cifar-100-python/{train,test,meta} pickles with fine and coarse labels."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
+        x, coarse = synthetic_cifar(n // 10, seed)  # 10 learnable colour classes...
+        coarse = coarse * 2  # ... as coarse labels 0, 2, ..., 18, and fine = 5 * coarse + image index % 5
+        fine = coarse * 5 + np.arange(len(coarse)) % 5
+        (folder / name).write_bytes(pickle.dumps({"data": x.reshape(len(x), -1), "fine_labels": fine.tolist(),
+                                                  "coarse_labels": coarse.tolist(), "filenames": []}, protocol=2))
+    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": FINE, "coarse_label_names": COARSE}))
+    return folder
+
+
+def test_cifar100_reads_fine_and_coarse_labels_with_their_names(tmp_path):
+    write_cifar100(tmp_path)
+    fine = load_dataset("cifar100", tmp_path, labels="fine", download=False)
+    coarse = load_dataset("cifar100", tmp_path / "cifar-100-python", labels="coarse", download=False)
+    assert (fine.name, len(fine.classes), len(coarse.classes)) == ("cifar100", 100, 20)
+    assert fine.classes[7] == "fine07" and coarse.classes[3] == "coarse03"
+    assert torch.equal(fine.train_labels // 5, coarse.train_labels) and fine.train_images.shape == (200, 3, 32, 32)
+    assert fine.checks["train"].startswith("MD5 differs")  # a synthetic copy: structure valid, used
+
+
+def test_cifar100_downloads_checks_and_extracts_the_official_archive(tmp_path, monkeypatch):
+    source = tmp_path / "src"
+    write_cifar100(source)
+    archive = tmp_path / "cifar-100-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source / "cifar-100-python", arcname="cifar-100-python")
+    monkeypatch.setattr(cifar, "CIFAR100_URL", archive.as_uri())
+    monkeypatch.setattr(cifar, "CIFAR100_MD5", cifar.md5_of(archive))
+    data = load_dataset("cifar100", tmp_path / "cache", labels="coarse")
+    assert len(data.train_labels) == 200 and (tmp_path / "cache" / "cifar-100-python" / "meta").exists()
+    monkeypatch.setattr(cifar, "CIFAR100_MD5", "0" * 32)
+    with pytest.raises(UserError, match="does not match the official"):
+        load_dataset("cifar100", tmp_path / "other")
+
+
+def test_cifar100_damage_and_absence_are_named(tmp_path):
+    with pytest.raises(UserError, match="no CIFAR-100 here"):
+        load_dataset("cifar100", tmp_path / "none", download=False)
+    folder = write_cifar100(tmp_path)
+    (folder / "train").write_bytes((folder / "train").read_bytes()[:500])
+    with pytest.raises(UserError, match="train: not a readable CIFAR-100 split"):
+        load_dataset("cifar100", tmp_path, download=False)
+
+
+def save_image(path, kind, size):
+    """An image of one colour (its class) under noise, in the given mode."""
+    rng = np.random.default_rng(abs(hash((str(path), kind))) % 2**32)
+    w, h = size
+    colour = {"red": (220, 30, 30), "blue": (30, 30, 220)}[path.parent.name]
+    rgb = np.clip(rng.normal(0, 20, (h, w, 3)) + colour, 0, 255).astype(np.uint8)
+    img = Image.fromarray(rgb)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "L":
+        img = img.convert("L")
+    elif kind == "P":
+        img = img.convert("P")
+    elif kind == "RGBA":
+        img = img.convert("RGBA")
+    elif kind == "I;16":
+        img = Image.fromarray(np.asarray(img.convert("L"), dtype=np.uint16) * 257)  # 16-bit grey
+    img.save(path)
+
+
+def write_folders(root, per_class=12, test_name="test"):
+    kinds = [("png", "RGB", (40, 30)), ("jpg", "RGB", (64, 64)), ("png", "L", (32, 32)), ("png", "P", (20, 50)),
+             ("png", "RGBA", (33, 33)), ("png", "I;16", (48, 40)), ("webp", "RGB", (70, 35)), ("bmp", "RGB", (32, 32))]
+    for split, n in (("train", per_class), (test_name, per_class // 2)):
+        for cls in ("red", "blue"):
+            for i in range(n):
+                suffix, kind, size = kinds[i % len(kinds)]
+                save_image(root / split / cls / f"img{i:03d}.{suffix}", kind, size)
+    return root
+
+
+def test_folders_of_mixed_sizes_and_modes_become_one_tensor_with_sorted_classes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    write_folders(tmp_path / "imgs")
+    data = load_dataset("folder", tmp_path / "imgs", image_size=24, progress=False)
+    assert data.classes == ("blue", "red") and data.train_images.shape == (24, 3, 24, 24)
+    assert data.test_images.shape == (12, 3, 24, 24) and data.train_images.dtype == torch.uint8
+    red = data.train_images[data.train_labels == 1].float().mean((0, 2, 3))
+    assert red[0] > 150 and red[2] < 100  # colours survive every mode (the grey ones average in)
+    grey16 = folder.read_image(tmp_path / "imgs" / "train" / "red" / "img005.png", 24)  # the 16-bit one
+    assert 30 < grey16.float().mean() < 200  # scaled to 8 bits, not clipped to white
+
+
+def test_the_decode_cache_is_hit_and_a_damaged_or_stale_one_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    root = write_folders(tmp_path / "imgs", per_class=4)
+    first = load_dataset("folder", root, progress=False)
+    monkeypatch.setattr(folder, "_decode", lambda *a, **k: pytest.fail("decoded again despite the cache"))
+    second = load_dataset("folder", root, progress=False)
+    assert torch.equal(first.train_images, second.train_images)
+    cache_file = next((tmp_path / "cache").glob("*.pt"))
+    cache_file.write_bytes(cache_file.read_bytes()[:100])  # truncated
+    monkeypatch.undo()
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    with pytest.warns(UserWarning, match="damaged or stale"):
+        third = load_dataset("folder", root, progress=False)
+    assert torch.equal(first.train_images, third.train_images)
+    time.sleep(0.01)
+    save_image(root / "train" / "red" / "img000.png", "RGB", (99, 99))  # changed file: another key
+    os.utime(root / "train" / "red" / "img000.png", ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    load_dataset("folder", root, progress=False)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no-train", "no train/ folder"),
+    ("no-test", "no test/ \\(or val/\\) folder"),
+    ("empty-class", "class folder\\(s\\) without images: green"),
+    ("class-sets", "different classes: only in train/: green; only in test/: -"),
+    ("one-class", "one class only"),
+    ("truncated", "1 image file\\(s\\) could not be read: .*img000.png: a corrupt or truncated image"),
+    ("not-an-image", "could not be read: .*img001.png: not an image"),
+    ("huge", "too large an image"),
+    ("loop", "blue: a broken symlink or a symlink loop"),
+])
+def test_bad_folders_are_named(tmp_path, monkeypatch, damage, message):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    root = write_folders(tmp_path / "imgs", per_class=4)
+    red = root / "train" / "red"
+    if damage == "no-train":
+        (root / "train").rename(root / "training")
+    elif damage == "no-test":
+        (root / "test").rename(root / "testing")
+    elif damage == "empty-class":
+        (root / "train" / "green").mkdir()
+        (root / "test" / "green").mkdir()
+    elif damage == "class-sets":
+        (root / "train" / "green").mkdir()
+        (red / "img000.png").rename(root / "train" / "green" / "img000.png")
+    elif damage == "one-class":
+        for split in ("train", "test"):
+            for p in (root / split / "blue").iterdir():
+                p.unlink()
+            (root / split / "blue").rmdir()
+    elif damage == "truncated":
+        (red / "img000.png").write_bytes((red / "img000.png").read_bytes()[:60])
+    elif damage == "not-an-image":
+        (red / "img001.jpg").write_bytes(b"this is text, not a JPEG")
+        (red / "img001.jpg").rename(red / "img001.png")
+    elif damage == "huge":
+        monkeypatch.setattr(folder, "MAX_IMAGE_PIXELS", 1000)
+    elif damage == "loop":
+        for p in (root / "train" / "blue").iterdir():
+            p.unlink()
+        (root / "train" / "blue").rmdir()
+        (root / "train" / "blue").symlink_to(root / "train" / "blue")
+    with pytest.raises(UserError, match=message):
+        load_dataset("folder", root, progress=False)
+
+
+def test_other_files_among_the_images_are_skipped_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    root = write_folders(tmp_path / "imgs", per_class=4)
+    (root / "train" / "red" / "notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning, match="skipped 1 file"):
+        data = load_dataset("folder", root, progress=False)
+    assert len(data.train_labels) == 8
+
+
+def test_a_folder_too_large_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    root = write_folders(tmp_path / "imgs", per_class=4)
+    monkeypatch.setattr(folder, "memory_budget", lambda: 1000)
+    with pytest.raises(UserError, match=r"12 images at 32x32 take .* GiB, over the .* budget .*--image-size"):
+        load_dataset("folder", root, progress=False)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "cifar10", "--labels", "coarse"], "--labels 'coarse': coarse labels exist for CIFAR-100 only"),
+    (["--dataset", "folder", "--image-size", "0"], "--image-size 0: must be a whole number of pixels"),
+    (["--image-size", "64"], "--image-size 64: CIFAR images are 32x32"),
+    (["--val-split", "-3"], "--val-split -3"),
+])
+def test_bad_dataset_flags_are_refused(tmp_path, capsys, argv, message):
+    assert main(["train", "--data-dir", str(tmp_path), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_validation_split_is_stratified_fixed_by_the_seed_and_apart_from_train(tiny_py):
+    data = load_dataset("cifar10", tiny_py, download=False)
+    a, b, c = data.split_validation(50, 0), data.split_validation(50, 0), data.split_validation(50, 1)
+    assert torch.equal(a.val_images, b.val_images) and not torch.equal(a.val_images, c.val_images)
+    assert len(a.val_labels) == 50 and len(a.train_labels) == 150
+    assert torch.bincount(a.val_labels, minlength=10).tolist() == [5] * 10  # 20 per class -> 5 each
+    train_rows = {bytes(x.numpy()) for x in a.train_images}
+    assert not any(bytes(x.numpy()) in train_rows for x in a.val_images)
+    with pytest.raises(UserError, match="--val-split 200: the training set has only 200 images"):
+        data.split_validation(200, 0)
+
+
+def test_a_run_with_a_validation_split_tests_only_at_the_end(tiny_py, tmp_path):
+    config = TrainConfig(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
+                         precision="fp32", val_split=40)
+    results = train(config, tmp_path / "run", progress=False)
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:6] == ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert all(r["val_acc"] != "nan" for r in rows) and [r["test_acc"] for r in rows[:-1]] == ["nan", "nan"]
+    assert results["n_val"] == 40 and results["n_train"] == 160 and results["val_accuracy"] == float(rows[-1]["val_acc"])
+    assert results["test_accuracy"] == float(rows[-1]["test_acc"]) > 0.5
+    assert "val_accuracy" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_channel_stats_are_exact_and_travel_in_the_checkpoint(tiny_py, tmp_path):
+    data = load_dataset("cifar10", tiny_py, download=False)
+    mean, std = data.channel_stats()
+    pixels = data.train_images.double().numpy() / 255
+    assert np.allclose(mean, pixels.mean((0, 2, 3)), atol=1e-12) and np.allclose(std, pixels.std((0, 2, 3)), atol=1e-9)
+    config = TrainConfig(model="s10-small", epochs=1, batch_size=100, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
+                         precision="fp32")
+    train(config, tmp_path / "run", progress=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert np.allclose(ckpt["mean"], mean) and ckpt["image_size"] == 32 and ckpt["dataset"] == "cifar10"
+
+
+@pytest.mark.realdata
+def test_cifar10_statistics_computed_from_its_training_images_are_the_known_ones(real_data_dir):
+    mean, std = load_dataset("cifar10", real_data_dir, download=False).channel_stats()
+    assert np.allclose(mean, MEAN, atol=1e-4) and np.allclose(std, STD, atol=1e-4), (mean, std)
+
+
+def test_a_folder_dataset_at_another_size_trains_evaluates_and_predicts(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    root = write_folders(tmp_path / "imgs", per_class=16)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "folder", "--data-dir", str(root), "--image-size", "40", "--model",
+                 "s10-small", "--epochs", "2", "--batch-size", "16", "--max-lr", "5e-3", "--threads", "1",
+                 "--precision", "fp32", "--out", str(run), "--quiet"]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert (results["dataset"], results["classes"], results["image_size"]) == ("folder", 2, 40)
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "eval.json")]) == 0
+    assert set(json.loads((tmp_path / "eval.json").read_text())["per_class_accuracy"]) == {"blue", "red"}
+    image = root / "test" / "red" / "img001.jpg"
+    capsys.readouterr()
+    assert main(["predict", str(run), str(image), "--json", "--top-k", "2"]) == 0
+    assert {t["class"] for t in json.loads(capsys.readouterr().out)[0]["top"]} == {"blue", "red"}
+
+
+def test_cli_data_describes_a_folder_and_cifar100(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    root = write_folders(tmp_path / "imgs", per_class=4, test_name="val")
+    assert main(["data", "--dataset", "folder", "--data-dir", str(root), "--image-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "folder at" in out and "2 classes, 16x16 images" in out and "blue" in out
+    write_cifar100(tmp_path / "c100")
+    assert main(["data", "--dataset", "cifar100", "--labels", "coarse", "--data-dir", str(tmp_path / "c100"),
+                 "--no-download"]) == 0
+    assert "cifar100 at" in capsys.readouterr().out

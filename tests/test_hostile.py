@@ -1,0 +1,305 @@
+"""Hostile and careless input: one test per point of the hostile-input issue (numbered as there).
+
+Every case ends in a clear message (exit 2, no traceback) or in the right result; nothing is lost.
+"""
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cifarkit import TrainConfig, files, train
+from cifarkit.checkpoint import load_checkpoint
+from cifarkit.cli import main
+from cifarkit.errors import UserError
+from cifarkit.rundir import RunDir
+
+TINY = ["--model", "s10-small", "--epochs", "1", "--batch-size", "100", "--max-lr", "5e-3", "--threads", "1",
+        "--precision", "fp32", "--quiet"]
+
+
+def tiny_run(tiny_py, run, *extra):
+    assert main(["train", "--data-dir", str(tiny_py), *TINY, "--out", str(run), *extra]) == 0
+    return run
+
+
+def refused(capsys, argv, *needles):
+    """Runs the CLI; asserts exit 2, every needle in stderr and no traceback."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+# 1. an output onto an input ---------------------------------------------------------------------------------
+
+def test_1_evaluate_never_writes_onto_the_checkpoint_it_reads(tiny_py, tmp_path, capsys):
+    run = tiny_run(tiny_py, tmp_path / "run")
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    refused(capsys, ["evaluate", str(run), "--out", str(run / "checkpoints" / "last.pt")], "that is the input")
+    refused(capsys, ["evaluate", str(run), "--out", str(run / "results.json")], "a file of the run in")
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+# 2. two writers of one run folder; unique default names; the real folder printed -------------------------------
+
+def test_2_a_locked_run_folder_is_refused_and_default_names_are_unique(tiny_py, tmp_path, capsys, monkeypatch):
+    held = RunDir(tmp_path / "run").lock()  # another process's lock: a different open file description
+    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "run")],
+            "another cifarkit process", "is writing this run folder")
+    assert held._lock is not None
+    monkeypatch.chdir(tmp_path)
+    from cifarkit.run import new_run_dir
+
+    names = {new_run_dir(TrainConfig()) for _ in range(3)}  # within one second
+    assert len(names) == 3 and all(p.is_dir() for p in names)
+    assert main(["train", "--data-dir", str(tiny_py), *TINY]) == 0
+    printed = capsys.readouterr().out.strip().split("-> ")[-1]
+    assert printed.startswith("runs/s10-") and (tmp_path / printed / "results.json").exists()
+
+
+# 3. an interrupted ending is finished by --resume -------------------------------------------------------------
+
+def test_3_resume_finishes_a_missing_ending(tiny_py, tmp_path, capsys):
+    run = tiny_run(tiny_py, tmp_path / "run")
+    results = json.loads((run / "results.json").read_text())
+    for name in ("results.json", "model.txt", "report.html", "plots/confusion.png"):
+        (run / name).unlink()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert json.loads((run / "results.json").read_text())["test_accuracy"] == results["test_accuracy"]
+    assert (run / "model.txt").exists() and (run / "plots" / "confusion.png").exists()
+    refused(capsys, ["train", "--resume", str(run)], "already finished")
+
+
+# 5. --overwrite clears every file a run folder may hold ----------------------------------------------------------
+
+def test_5_overwrite_clears_the_old_evaluations(tiny_py, tmp_path):
+    run = tiny_run(tiny_py, tmp_path / "run")
+    assert main(["evaluate", str(run)]) == 0
+    assert (run / "evaluate-none.json").exists()
+    tiny_run(tiny_py, run, "--overwrite")
+    assert not (run / "evaluate-none.json").exists()
+
+
+# 6. a checkpoint's data_dir is a hint, never created ----------------------------------------------------------
+
+def test_6_evaluate_takes_cifarkit_data_and_never_creates_the_checkpoints_path(tiny_py, tmp_path, monkeypatch):
+    run = tiny_run(tiny_py, tmp_path / "run")
+    ckpt = load_checkpoint(run)
+    elsewhere = tmp_path / "other-machine" / "data"
+    ckpt["config"]["data_dir"] = str(elsewhere)
+    torch.save(ckpt, tmp_path / "moved.pt")
+    monkeypatch.setenv("CIFARKIT_DATA", str(tiny_py))
+    assert main(["evaluate", str(tmp_path / "moved.pt"), "--out", str(tmp_path / "e.json")]) == 0
+    assert not (tmp_path / "other-machine").exists()
+
+
+# 7. report.html escapes what it reads and stays inside the run folder -------------------------------------------
+
+def test_7_report_escapes_and_never_follows_a_symlink_out(tiny_py, tmp_path):
+    run = tiny_run(tiny_py, tmp_path / "run")
+    lines = (run / "metrics.csv").read_text().splitlines()  # a column someone added, named to attack the page
+    (run / "metrics.csv").write_text("\n".join([lines[0] + ",<img src=x onerror=alert(1)>"]
+                                               + [line + ",1" for line in lines[1:]]) + "\n")
+    (tmp_path / "secret.txt").write_text("SECRET-OUTSIDE")
+    (run / "model.txt").unlink()
+    (run / "model.txt").symlink_to(tmp_path / "secret.txt")
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x" in page
+    assert "SECRET-OUTSIDE" not in page
+
+
+# 8. every failed write is one clear message ----------------------------------------------------------------------
+
+def test_8_write_errors_are_named(tiny_py, tmp_path, capsys, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "afile")],
+            "a file is in the way")
+    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "afile" / "run")],
+            "cannot create the run folder")
+    run = tiny_run(tiny_py, tmp_path / "run")
+    refused(capsys, ["evaluate", str(run), "--out", str(tmp_path)], "could not write it (it is a folder)")
+    long_name = tmp_path / ("e" * 245 + ".json")  # legal: 250 bytes; the temporary name must not overflow
+    assert main(["evaluate", str(run), "--out", str(long_name)]) == 0 and long_name.exists()
+    refused(capsys, ["data", "--data-dir", str(tmp_path / "afile")], "a file, not a folder")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    refused(capsys, ["data", "--data-dir", str(tmp_path / "loop")], "symlink loop")
+
+    def torch_full(obj, f, *args, **kwargs):  # torch's writer reports a full disk as a RuntimeError
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(files.torch, "save", torch_full)
+    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "full")],
+            "could not write the checkpoint (", "--resume")
+    assert not list((tmp_path / "full").rglob("*.tmp"))
+
+
+# 9. config files: every value checked for type and range once, naming the file and field --------------------------
+
+@pytest.mark.parametrize("content, needle", [
+    ("[1, 2]", "expected an object of settings"),
+    ("null", "expected an object of settings"),
+    ("42", "expected an object of settings"),
+    (b"\xff\xfe{", "not a JSON config file"),
+    ('{"data_dir": 5}', "setting 'data_dir' must be a string, not 5"),
+    ('{"nesterov": "false"}', "setting 'nesterov' must be true or false"),
+    ('{"epochs": true}', "setting 'epochs' must be a whole number, not true"),
+    ('{"flip": "no"}', "setting 'flip' must be true or false"),
+    ('{"base_momentum": 5, "max_momentum": -3}', "--base-momentum 5: must be in [0, 1)"),
+])
+def test_9_bad_config_files_are_named(tmp_path, capsys, content, needle):
+    path = tmp_path / "config.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    refused(capsys, ["train", "--config", str(path), "--data-dir", str(tmp_path)], needle)
+
+
+def test_9_a_folder_as_config_file_is_named(tmp_path, capsys):
+    refused(capsys, ["train", "--config", str(tmp_path), "--data-dir", str(tmp_path)], "cannot be read as a config")
+
+
+# 10. checkpoints that load but are not cifarkit's -------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage, needle", [
+    ("no-model-name", "model_name None"),
+    ("config-list", "its config is not a set of settings"),
+    ("other-weights", "its weights do not fit model 's10-small'"),
+    ("no-classes", "its class names are missing"),
+])
+def test_10_malformed_checkpoints_are_named(trained_run, tmp_path, capsys, damage, needle):
+    root, _ = trained_run
+    ckpt = load_checkpoint(root / "run")
+    if damage == "no-model-name":
+        del ckpt["model_name"]
+    elif damage == "config-list":
+        ckpt["config"] = [1, 2]
+    elif damage == "other-weights":
+        ckpt["model"] = {"fc.weight": torch.zeros(3, 3)}
+    else:
+        ckpt["classes"] = []
+    torch.save(ckpt, tmp_path / "bad.pt")
+    refused(capsys, ["evaluate", str(tmp_path / "bad.pt"), "--data-dir", str(root / "data")],
+            "not a cifarkit checkpoint: " + needle)
+
+
+# 11. report on damaged files ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage, needle", [
+    ("garbage-row", "metrics.csv: line 3: not a row of numbers"),
+    ("no-columns", "metrics.csv: line 1: not a cifarkit metrics header"),
+    ("bad-json", "results.json: not valid JSON"),
+])
+def test_11_report_names_the_damaged_file_and_line(tiny_py, tmp_path, capsys, damage, needle):
+    run = tiny_run(tiny_py, tmp_path / "run", "--epochs", "2")
+    if damage == "garbage-row":
+        lines = (run / "metrics.csv").read_text().splitlines()
+        lines[2] = "2,not,a,number" + "," * 5
+        (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    elif damage == "no-columns":
+        (run / "metrics.csv").write_text("a,b\n1,2\n")
+    else:
+        (run / "results.json").write_text("{oops")
+    refused(capsys, ["report", str(run)], needle)
+
+
+# 12. values the commands other than train did not check --------------------------------------------------------
+
+def test_12_devices_limits_labels_and_timeouts_are_checked(trained_run, tiny_py, tmp_path, capsys):
+    root, _ = trained_run
+    image = tmp_path / "x.png"
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(image)
+    for device in ("bogus", "meta"):
+        refused(capsys, ["predict", str(root / "run"), str(image), "--device", device], f"--device '{device}'")
+        refused(capsys, ["evaluate", str(root / "run"), "--device", device], "unknown device")
+    for limit in ("-5", "0"):
+        refused(capsys, ["evaluate", str(root / "run"), "--limit-test", limit], f"--limit-test {limit}")
+    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--dist-timeout", "nan"], "--dist-timeout nan")
+    batch = tiny_py / "cifar-10-batches-py" / "data_batch_1"
+    original = pickle.loads(batch.read_bytes(), encoding="latin1")
+    for labels, needle in ((["cat"] * 40, "must be whole numbers"), ([2**70] * 40, "too large"),
+                           ([1.5] * 40, "must be whole numbers")):
+        batch.write_bytes(pickle.dumps({**original, "labels": labels}, protocol=2))
+        refused(capsys, ["data", "--data-dir", str(tiny_py)], "data_batch_1: ", needle)
+
+
+# 13. decompression bombs are refused by name, quietly -------------------------------------------------------------
+
+def test_13_a_huge_png_is_refused_without_pils_warning(trained_run, tmp_path, capsys):
+    root, _ = trained_run
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # 400 megapixels, a few KB on disk
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        refused(capsys, ["predict", str(root / "run"), str(bomb)], "bomb.png: too large an image")
+
+
+# 14. 16-bit and EXIF-rotated images arrive as they look ---------------------------------------------------------------
+
+def test_14_sixteen_bit_grey_is_scaled_and_exif_orientation_applied(tmp_path):
+    from cifarkit.folder import read_image
+
+    grey = tmp_path / "grey16.png"
+    Image.fromarray(np.full((40, 40), 32768, dtype=np.uint16)).save(grey)
+    assert 120 <= int(read_image(grey, 32).float().mean()) <= 135  # mid-grey, not clipped to white
+    photo = tmp_path / "rotated.jpg"
+    pixels = np.zeros((40, 80, 3), dtype=np.uint8)
+    pixels[:, :40] = 255  # left half white, landscape as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display": the displayed image is portrait, white on top
+    Image.fromarray(pixels).save(photo, exif=exif, quality=95)
+    shown = read_image(photo, 32).float().mean(0)
+    assert shown[:8].mean() > 200 and shown[-8:].mean() < 50
+
+
+# 15. more threads than CPUs ------------------------------------------------------------------------------------
+
+def test_15_threads_are_capped_at_the_cpus_available(monkeypatch):
+    from cifarkit import runtime
+
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        with pytest.warns(UserWarning, match="--threads 1000: this process may use 2"):
+            runtime.setup_runtime(TrainConfig(threads=1000, device="cpu"))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+# 16. the range test on too few images, and advice that points the right way -------------------------------------------
+
+def test_16_lr_find_warns_on_few_images_and_advises_a_higher_range_when_flat(tiny_py, tmp_path):
+    from cifarkit.lr_finder import suggest
+
+    with pytest.warns(UserWarning, match="the range test sees only 1 training image"):
+        with pytest.raises(UserError):
+            from cifarkit.datasets import load_dataset
+            from cifarkit.lr_finder import find_lr
+
+            config = TrainConfig(model="s10-small", batch_size=50, threads=1, precision="fp32", limit_train=1,
+                                 lr_find_start=1e-7, lr_find_end=1e-6, lr_find_iters=30).validate()
+            find_lr(config, load_dataset("cifar10", tiny_py, download=False).limit(1), tmp_path / "lr")
+    lrs = list(np.geomspace(1e-6, 1e-5, 40))
+    with pytest.raises(UserError, match="Try a higher range"):
+        suggest(lrs, [2.3] * 40, 1e-6, 1e-5, 40)
+    with pytest.raises(UserError, match="Try a lower range"):
+        suggest(lrs, list(np.linspace(2.3, 9.0, 40)), 1e-6, 1e-5, 40)
+
+
+# 17. wall time and train time are accounted alike across a crash ------------------------------------------------------
+
+def test_17_after_a_crash_and_resume_wall_time_covers_train_time(tiny_py, tmp_path, crash_at_step):
+    config = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
+                         precision="fp32")
+    crash_at_step(7)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(config, tmp_path / "run", progress=False, checkpoint_every=2)
+    crash_at_step(None)
+    results = train(TrainConfig(), tmp_path / "run", resume=True, progress=False)
+    assert results["wall_time_s"] >= results["train_seconds"]
