@@ -44,6 +44,8 @@ def test_1_evaluate_never_writes_onto_the_checkpoint_it_reads(tiny_py, tmp_path,
     before = (run / "checkpoints" / "last.pt").read_bytes()
     refused(capsys, ["evaluate", str(run), "--out", str(run / "checkpoints" / "last.pt")], "that is the input")
     refused(capsys, ["evaluate", str(run), "--out", str(run / "results.json")], "a file of the run in")
+    refused(capsys, ["export", str(run), "--onnx", str(run / "checkpoints" / "last.pt")], "that is the input")
+    refused(capsys, ["export", str(run), "--onnx", str(run / "metrics.csv")], "a file of the run in")
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
 
 

@@ -33,6 +33,11 @@ def cmd_app(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.onnx is None and args.app is None:
         raise UserError("export needs --onnx FILE, --app DIR or both")
+    from .rundir import check_output
+
+    for output in (args.onnx, args.app):  # checked before any work: never onto the checkpoint or the run's files
+        if output is not None:
+            check_output(output, args.checkpoint)
     if args.onnx is not None:
         from .inference import export_onnx
 
