@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 from . import distributed
 from .cli_app import add_commands
+from .cli_track import add_commands as add_track_commands
 from .config import GROUPS, PRESETS, SETTINGS, TTA_MODES, Setting, TrainConfig, build_config
 from .errors import UserError
 
@@ -144,9 +145,9 @@ def refuse_run_changing_flags(args: argparse.Namespace) -> None:
     if given:
         machine = ", ".join(SETTINGS[name].flag for name in RESUME_FLAGS)
         raise UserError(f"--resume {args.resume} with {' '.join(given)}: a resumed run keeps the settings it was "
-                        f"started with (from its checkpoint); only {machine}, "
-                        "--quiet, --checkpoint-every and --dist-timeout may change. Drop those flags, or start a new "
-                        "run with --out")
+                        f"started with (from its checkpoint); only {machine}, --quiet, --tensorboard, "
+                        "--checkpoint-every and --dist-timeout may change. Drop those flags, or start a new run "
+                        "with --out")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -182,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"--dist-timeout {args.dist_timeout}: must be a positive number of seconds")
     results = train(config, out, resume=args.resume is not None, overwrite=args.overwrite,
                     progress=not args.quiet, checkpoint_every=args.checkpoint_every or 0,
-                    dist_timeout_s=args.dist_timeout)
+                    dist_timeout_s=args.dist_timeout, tensorboard=args.tensorboard)
     if not distributed.current().is_main:
         return 0
     print(f"test accuracy {results['test_accuracy']:.2%}  (loss {results['test_loss']:.4f})  "
@@ -284,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: each epoch)")
+    p.add_argument("--tensorboard", nargs="?", const=True, metavar="DIR",
+                   help="log to TensorBoard (needs cifarkit[tb]): event files in DIR (default RUN_DIR/tb)")
     p.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
                    help="under torchrun: seconds a rank waits for the others before the job fails (default 300)")
     p.set_defaults(func=cmd_train)
@@ -317,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     add_commands(sub, _add_data_flags)  # gradcam, app, export (cli_app.py)
+    add_track_commands(sub, add_train_flags, config_from_args)  # compare, sweep (cli_track.py)
     return parser
 
 

@@ -7,3 +7,12 @@ anything else is a bug and keeps its traceback (exit 1).
 
 class UserError(Exception):
     """An error caused by input the user controls; the message says what to do."""
+
+
+class Diverged(UserError):
+    """The training loss became NaN or infinite (the recipe's fault, not the program's): a sweep records the trial
+    as failed and goes on."""
+
+
+class Stopped(UserError):
+    """Ctrl-C or SIGTERM stopped training after writing a checkpoint (the message says how to continue)."""

@@ -9,14 +9,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from . import distributed
 from .checkpoint import load_checkpoint
 from .config import SETTINGS, TrainConfig
 from .data import Dataset
 from .datasets import load_for, shape_for
-from .errors import UserError
+from .errors import Stopped, UserError
 from .models import build_model, summary
 from .report import plot_results, plot_schedule, write_report
 from .rundir import CONFIG, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
@@ -48,25 +48,31 @@ def new_run_dir(config: TrainConfig) -> Path:
 
 def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
           overwrite: bool = False, progress: bool = True, checkpoint_every: int = 0,
-          data: Dataset | None = None, dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+          data: Dataset | None = None, dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
+          tensorboard: str | os.PathLike | bool | None = None, observers: Sequence[Any] = ()) -> dict[str, Any]:
     """Train `config` into `run_dir` and return the results (also written to RUN_DIR/results.json).
+
+    tensorboard: a folder for TensorBoard's event files (True: RUN_DIR/tb), written by rank 0; observers:
+    more of what track.py describes (called by the Trainer at its sync points, after each epoch, at the end).
 
     resume=True continues the run in `run_dir` from its last checkpoint, with the settings saved in it
     (`config` then supplies only data_dir and threads).
     Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 alone prints and writes files.
     """
-    opened: list[RunDir] = []  # the folder _train locked, released however it ends
+    opened: list[Any] = []  # the folder _train locked (and a TensorBoard writer), released however it ends
     try:
         return _train(config, run_dir, opened, resume=resume, overwrite=overwrite, progress=progress,
-                      checkpoint_every=checkpoint_every, data=data, dist_timeout_s=dist_timeout_s)
+                      checkpoint_every=checkpoint_every, data=data, dist_timeout_s=dist_timeout_s,
+                      tensorboard=tensorboard, observers=list(observers))
     finally:
-        for run in opened:
-            run.unlock()
+        for item in reversed(opened):  # the writer is closed before the folder is unlocked
+            item.unlock() if isinstance(item, RunDir) else item.close()
 
 
-def _train(config: TrainConfig, run_dir: str | os.PathLike | None, opened: list[RunDir], *, resume: bool,
+def _train(config: TrainConfig, run_dir: str | os.PathLike | None, opened: list[Any], *, resume: bool,
            overwrite: bool, progress: bool, checkpoint_every: int, data: Dataset | None,
-           dist_timeout_s: float) -> dict[str, Any]:
+           dist_timeout_s: float, tensorboard: str | os.PathLike | bool | None, observers: list[Any]
+           ) -> dict[str, Any]:
     if not resume:
         config.validate()  # once, before any work (on resume: the checkpoint's settings, in reopen)
     ranks = distributed.init_from_env(config.device, dist_timeout_s)
@@ -106,8 +112,13 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, opened: list[
             print(f"LR range test: suggestion {found.suggestion:.3g} (loss minimum at {found.min_loss_lr:.3g}); "
                   f"see {run / LR_FIND_PLOT}", file=sys.stderr)
 
+    if tensorboard not in (None, False) and ranks.is_main:
+        from .track import TensorBoard
+
+        observers.append(TensorBoard(run / "tb" if tensorboard is True else tensorboard))
+        opened.append(observers[-1])
     trainer = Trainer(config, run, data=data, max_lr=max_lr, max_lr_source=source, progress=progress,
-                      checkpoint_every=checkpoint_every)
+                      checkpoint_every=checkpoint_every, observers=observers)
     if resume:
         trainer.restore(checkpoint)
         if trainer.state.epoch >= config.epochs:  # trained to the end: what is left is the ending, if anything
@@ -127,8 +138,8 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, opened: list[
     try:
         results = {**trainer.fit(), "run_dir": str(run.path)}
     except Interrupted as e:
-        raise UserError(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run.path}"
-                        ) from None
+        raise Stopped(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run.path}"
+                      ) from None
     if run.writes:
         write_ending(run, trainer, results)
     return results

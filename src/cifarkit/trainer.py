@@ -10,7 +10,6 @@ run.py's and report.py's.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -18,7 +17,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +31,14 @@ from .checkpoint import CHECKPOINT_FORMAT, RunState
 from .config import TrainConfig
 from .data import Dataset
 from .datasets import load_for, shape_for
-from .errors import UserError
+from .errors import Diverged, UserError
 from .lookahead import Lookahead
 from .metrics import loss_and_correct, predict_logits
 from .models import count_parameters
 from .rundir import RunDir
 from .runtime import autocast, machine_info, setup_runtime
 from .schedule import one_cycle
+from .stopping import Interrupted, stop_requests
 from .version import __version__
 
 # Steps between host syncs for the progress bar and the NaN check: a sync stalls a GPU's queue,
@@ -46,37 +46,12 @@ from .version import __version__
 SYNC_EVERY = {"cpu": 1, "cuda": 10, "mps": 10}
 
 
-class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived; a checkpoint has been written."""
-
-
-@contextlib.contextmanager
-def stop_requests() -> Iterator[dict[str, int]]:
-    """Turn SIGINT/SIGTERM into a flag the loop checks between steps (so it can checkpoint first)."""
-    flag = {"signal": 0}
-
-    def handler(signum, _frame):
-        flag["signal"] = signum
-
-    previous = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: signals stay with the caller
-        pass
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 class Trainer:
     """Owns the model, optimiser, schedule and data of one run, and its run folder."""
 
     def __init__(self, config: TrainConfig, run_dir: str | os.PathLike, data: Dataset | None = None,
                  max_lr: float | None = None, max_lr_source: str = "config", progress: bool = True,
-                 checkpoint_every: int = 0):
+                 checkpoint_every: int = 0, observers: Sequence[Any] = ()):
         self.config = config  # validated by run.train (or the caller)
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.device, self.dtype = setup_runtime(config)
@@ -84,6 +59,9 @@ class Trainer:
         self.run.writes = self.run.writes and self.dist.is_main  # rank 0 alone writes the run folder
         self.progress = progress and self.dist.is_main
         self.checkpoint_every = checkpoint_every
+        # called at the loop's sync points, after each epoch's row and at the end (e.g. track.TensorBoard):
+        # observer.after_sync(trainer, step_loss, lrs), .after_epoch(trainer, row), .at_end(trainer, results)
+        self.observers = list(observers)
         if data is None:
             data = load_for(config, progress=self.progress)
         self.data = shape_for(data, config).to(self.device)
@@ -236,7 +214,8 @@ class Trainer:
                 x, y = self.global_batch(order, s.epoch, step)
                 global_size = len(y)
                 x, y = self.dist.shard(x), self.dist.shard(y)
-                lr = self.optimizer.param_groups[0]["lr"]
+                lrs = [group["lr"] for group in self.optimizer.param_groups]
+                lr = lrs[0]
                 batch_loss, batch_correct = self.train_step(x, y, global_size)
                 s.step_in_epoch += 1
                 s.seen += global_size
@@ -248,11 +227,13 @@ class Trainer:
                     # sync point: the host reads the device's numbers (and the ranks each other's) only here
                     totals = self.dist.sum(local.clone())
                     if not math.isfinite(totals[0].item()):  # a NaN/inf loss since the last sync (on CPU: this step)
-                        raise UserError(f"the loss became {totals[0].item()} at epoch {s.epoch + 1}, step {step + 1} "
-                                        f"(lr {lr:.3g}); training stopped. The last good checkpoint is "
-                                        f"{self.run.checkpoint}; try a lower --max-lr")
+                        raise Diverged(f"the loss became {totals[0].item()} at epoch {s.epoch + 1}, step {step + 1} "
+                                       f"(lr {lr:.3g}); training stopped. The last good checkpoint is "
+                                       f"{self.run.checkpoint}; try a lower --max-lr")
                     s.loss_sum, s.correct = base_loss + totals[0].item(), base_correct + int(totals[1].item())
                     s.train_seconds = base_seconds + time.perf_counter() - started
+                    for observer in self.observers:  # this step's mean loss (this rank's) and the lrs it used
+                        observer.after_sync(self, batch_loss.item() / len(y), lrs)
                     bar.set_postfix(loss=f"{s.loss_sum / s.seen:.3f}", acc=f"{s.correct / s.seen:.3f}", lr=f"{lr:.2e}",
                                     img_s=f"{(s.seen - base_seen) / max(s.train_seconds - base_seconds, 1e-9):.0f}")
                     stopping = self.dist.any(bool(stop["signal"]), self.device)
@@ -297,9 +278,14 @@ class Trainer:
                     print(f"epoch {row['epoch']:>3}/{cfg.epochs}  lr {row['lr']:.2e}  "
                           f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}  {tested}  "
                           f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s", file=sys.stderr)
+                for observer in self.observers:
+                    observer.after_epoch(self, row)
                 if self.dist.any(bool(stop["signal"]), self.device):
                     raise Interrupted(signal.Signals(stop["signal"] or signal.SIGTERM).name)
-        return self.results()
+        results = self.results()
+        for observer in self.observers:
+            observer.at_end(self, results)
+        return results
 
     def evaluate(self, split: str = "test") -> tuple[float, float]:
         """(mean cross-entropy, accuracy) of the "test" or "val" images; under torchrun each rank scores a slice."""

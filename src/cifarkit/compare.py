@@ -1,0 +1,214 @@
+"""`cifarkit compare`: several run folders side by side, as a terminal table and a self-contained HTML page.
+
+Run folders are read only through RunDir (config.json, results.json, metrics.csv); a folder that holds run
+folders (benchmarks/time_to_accuracy.py's OUT/seedN, a sweep's OUT/trial-N) stands for all of them. The table
+shows only the settings that differ between the runs. Runs of different datasets (config "dataset", or a
+different number of classes) are listed side by side, but their accuracies are not overlaid: the page and the
+table carry a note saying why.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import SETTINGS
+from .errors import UserError
+from .rundir import CONFIG, METRICS, RESULTS, RunDir, check_output
+
+# Shown in columns of their own, or where a run is computed rather than what it is: never a "differing setting".
+_NOT_COMPARED = {"preset", "dataset"} | {name for name, s in SETTINGS.items() if s.machine}
+
+
+@dataclass
+class Run:
+    name: str
+    config: dict[str, Any]
+    results: dict[str, Any] | None  # None: unfinished
+    history: list[dict[str, float]]
+
+    @property
+    def dataset(self) -> str:
+        classes = self.results.get("classes") if self.results else None
+        name = str(self.config.get("dataset", "cifar10"))
+        if name == "cifar100":
+            name += f"/{self.config.get('labels', 'fine')}"
+        return name + (f" ({classes} classes)" if classes is not None else "")
+
+    @property
+    def status(self) -> str:
+        if self.results is not None:
+            return "finished"
+        return f"unfinished ({len(self.history)}/{self.config.get('epochs', '?')} epochs)"
+
+
+def _natural(path: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def expand(paths: list[str | os.PathLike]) -> list[Path]:
+    """The run folders named: a run folder itself, or every run folder directly inside a folder (seed2 before
+    seed10). Anything else is refused by name."""
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if (path / CONFIG).is_file():
+            found.append(path)
+            continue
+        if not path.is_dir():
+            raise UserError(f"{given}: no such folder; give run folders (holding config.json) or a folder of them")
+        inner = sorted((p for p in path.iterdir() if p.is_dir() and (p / CONFIG).is_file()), key=_natural)
+        if not inner:
+            raise UserError(f"{given}: not a cifarkit run folder (no config.json) and holds none; give run folders "
+                            "or a folder of them (e.g. a time_to_accuracy.py --out folder)")
+        found.extend(inner)
+    if not found:
+        raise UserError("compare needs at least one run folder")
+    return found
+
+
+def _label(path: Path, paths: list[Path]) -> str:
+    """The folder's name, with its parent's where two runs share a name (seed0 of two benchmarks)."""
+    if sum(p.name == path.name for p in paths) > 1:
+        return f"{path.parent.name}/{path.name}"
+    return path.name
+
+
+def load_runs(paths: list[str | os.PathLike]) -> list[Run]:
+    folders = expand(paths)
+    runs = []
+    for path in folders:
+        run = RunDir(path)
+        config, results = run.read_json(CONFIG), run.read_json(RESULTS)
+        for name, value in ((CONFIG, config), (RESULTS, results)):
+            if value is not None and not isinstance(value, dict):
+                raise UserError(f"{run / name}: not a cifarkit {name} (expected an object of name: value)")
+        history = run.read_metrics() if (run / METRICS).exists() else []
+        runs.append(Run(_label(path, folders), config or {}, results, history))
+    return runs
+
+
+def differing_settings(runs: list[Run]) -> list[str]:
+    """The config keys whose values are not the same in every run (missing counts as different), in config order."""
+    keys: list[str] = []
+    for run in runs:
+        keys += [k for k in run.config if k not in keys and k not in _NOT_COMPARED]
+    return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
+
+
+def mixed_datasets_note(runs: list[Run]) -> str | None:
+    """None when every run is of one dataset, else why the accuracies are not overlaid."""
+    kinds = sorted({r.dataset.split(" (")[0] for r in runs})
+    classes = sorted({r.results["classes"] for r in runs if r.results and "classes" in r.results})
+    if len(kinds) > 1 or len(classes) > 1:
+        shown = ", ".join(kinds) + (f"; {', '.join(map(str, classes))} classes" if len(classes) > 1 else "")
+        return (f"these runs are of different datasets ({shown}): their accuracies are not comparable, so the "
+                "accuracy curves are not overlaid")
+    return None
+
+
+def _pct(v: Any) -> str:
+    return f"{v:.2%}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the comparison table, as strings."""
+    differ = differing_settings(runs)
+    header = ["run", "preset", "dataset", *differ, "test acc", "val acc", "wall s", "img/s", "status"]
+    rows = []
+    for r in runs:
+        res = r.results or {}
+        rows.append([r.name, _value(r.config.get("preset")), r.dataset, *(_value(r.config.get(k)) for k in differ),
+                     _pct(res.get("test_accuracy")), _pct(res.get("val_accuracy")),
+                     f"{res['wall_time_s']:.0f}" if isinstance(res.get("wall_time_s"), (int, float)) else "-",
+                     f"{res['train_images_per_second']:.0f}"
+                     if isinstance(res.get("train_images_per_second"), (int, float)) else "-", r.status])
+    return header, rows
+
+
+def format_table(runs: list[Run]) -> str:
+    header, rows = table(runs)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    if (note := mixed_datasets_note(runs)) is not None:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def plot_compare(runs: list[Run]) -> bytes:
+    """Accuracy (unless the datasets differ), loss and lr per epoch, one colour per run, as PNG bytes."""
+    from matplotlib import colormaps
+
+    from .report import figure
+
+    overlay_acc = mixed_datasets_note(runs) is None
+    panels = (["acc"] if overlay_acc else []) + ["loss", "lr"]
+    fig, axes = figure(len(panels), 1, figsize=(9, 3.6 * len(panels)), sharex=True, squeeze=False)
+    axes = {name: ax for name, ax in zip(panels, axes[:, 0])}
+    colours = colormaps["tab10" if len(runs) <= 10 else "turbo"].resampled(max(len(runs), 1))
+    for i, run in enumerate(runs):
+        colour, h = colours(i), run.history
+        if not h:
+            continue
+        epochs = [r["epoch"] for r in h]
+        axes["lr"].plot(epochs, [r["lr"] for r in h], color=colour, marker=".", label=run.name)
+        for key in (["acc"] if overlay_acc else []) + ["loss"]:
+            ax = axes[key]
+            ax.plot(epochs, [r[f"train_{key}"] for r in h], color=colour, alpha=0.45, linestyle=":")
+            for split, style in (("val", "--"), ("test", "-")):
+                shown = [r for r in h if math.isfinite(r.get(f"{split}_{key}", math.nan))]
+                if shown:
+                    ax.plot([r["epoch"] for r in shown], [r[f"{split}_{key}"] for r in shown], color=colour,
+                            linestyle=style, marker="o")
+    titles = {"acc": "accuracy", "loss": "loss", "lr": "lr (end of epoch)"}
+    for key, ax in axes.items():
+        ax.set_ylabel(titles[key])
+        ax.grid(True, alpha=0.3)
+    axes["lr"].set_xlabel("epoch")
+    axes["lr"].legend(title="run", fontsize=8)  # every run with an epoch has an lr line
+    axes[panels[0]].set_title("solid: test, dashed: validation, dotted: train; one colour per run")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def compare_html(runs: list[Run]) -> str:
+    from .report import _STYLE
+
+    header, rows = table(runs)
+    esc = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cifarkit compare</title><style>{_STYLE}"
+             f"</style></head><body><h1>cifarkit compare: {len(runs)} runs</h1>"]
+    if (note := mixed_datasets_note(runs)) is not None:
+        parts.append(f"<p class='note'><b>Note</b>: {esc(note)}.</p>")
+    parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
+    if any(r.history for r in runs):
+        png = base64.b64encode(plot_compare(runs)).decode()
+        parts.append(f"<h2>Curves</h2><img alt='curves' src='data:image/png;base64,{png}'>")
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def compare(paths: list[str | os.PathLike], out: str | os.PathLike | None = None) -> tuple[str, list[Run]]:
+    """The terminal table; with `out`, also the HTML page there (atomically; never onto a run's file)."""
+    if out is not None:
+        check_output(out)
+    runs = load_runs(paths)
+    if out is not None:
+        from .files import write_text
+
+        write_text(out, compare_html(runs))
+    return format_table(runs), runs

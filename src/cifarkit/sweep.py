@@ -1,0 +1,242 @@
+"""`cifarkit sweep`: tune TrainConfig's numbers with Optuna on the validation split (never the test set).
+
+Each trial is a normal run folder, OUT/trial-N, trained by run.train; its objective is the final validation
+accuracy. After every epoch it reports the validation accuracy to Optuna, whose pruner (the median one by
+default) may stop it there. The study lives in OUT/study.db (SQLite) unless --storage names another database
+(PostgreSQL: several processes or machines then work on one study); the same command continues an interrupted
+sweep. `--trials N` is the study's total of trials that ended (complete, pruned, or diverged), whichever worker
+ran them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import os
+import socket
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import SETTINGS, TrainConfig
+from .errors import Diverged, Stopped, UserError
+
+# TrainConfig's numbers a sweep may tune (the validation split defines the objective, so it is not one of them)
+TUNABLE = ("max_lr", *(n for n, s in SETTINGS.items()
+                       if s.type in (int, float) and s.type is not bool and not s.machine and n != "val_split"))
+BEST_CONFIG = "best_config.json"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    low: float
+    high: float
+    log: bool
+    integer: bool
+
+    def suggest(self, trial: Any) -> float | int:
+        if self.integer:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+
+def parse_param(text: str) -> Param:
+    """NAME=LOW:HIGH (uniform) or NAME=log:LOW:HIGH (log-uniform); whole numbers for integer settings."""
+    name, sep, spec = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if name not in TUNABLE:
+        raise UserError(f"--param {text}: unknown setting {name!r}; the numbers a sweep can tune are "
+                        f"{', '.join(TUNABLE)}")
+    parts = spec.split(":")
+    log = parts[0] == "log"
+    if log:
+        parts = parts[1:]
+    integer = name != "max_lr" and SETTINGS[name].type is int
+    try:
+        if not sep or len(parts) != 2:
+            raise ValueError
+        low, high = (int(p) if integer else float(p) for p in parts)
+    except ValueError:
+        kind = "whole numbers" if integer else "numbers"
+        raise UserError(f"--param {text}: expected {name}=LOW:HIGH or {name}=log:LOW:HIGH with {kind}, e.g. "
+                        f"{name}={'1:8' if integer else '0.1:0.5'}") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise UserError(f"--param {text}: the low end must be below the high end")
+    if log and low <= 0:
+        raise UserError(f"--param {text}: a log range needs positive bounds")
+    return Param(name, low, high, log, integer)
+
+
+def _shown_url(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 (a URL sqlalchemy cannot parse is shown as given)
+        return url
+
+
+def open_study(storage: str, name: str, prune: bool, startup_trials: int, sampler_seed: int | None) -> Any:
+    import optuna
+
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=startup_trials) if prune else optuna.pruners.NopPruner()
+    for attempt in range(4):
+        # workers starting together race to create the tables and the study: the loser sees a duplicate, then
+        # finds them made
+        race = attempt < 3
+        try:
+            rdb = optuna.storages.RDBStorage(storage)
+        except Exception as e:  # noqa: BLE001 (a wrong URL, a server down, a missing driver: one message)
+            if race and type(e).__name__ in ("IntegrityError", "ProgrammingError"):  # a table or type made twice
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"--storage {_shown_url(storage)}: cannot open the study database ({type(e).__name__}: "
+                            f"{reason}); check that the server runs and is reachable at that host and port, the user, "
+                            "password and database name, and that its driver is installed (cifarkit[sweep])") from None
+        try:
+            return optuna.create_study(storage=rdb, study_name=name, direction="maximize", load_if_exists=True,
+                                       pruner=pruner, sampler=optuna.samplers.TPESampler(seed=sampler_seed))
+        except optuna.exceptions.DuplicatedStudyError:
+            if not race:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def ended(study: Any) -> int:
+    """Trials that count towards --trials: complete, pruned, or failed by divergence (an interrupted one does not)."""
+    from optuna.trial import TrialState
+
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+               or (t.state == TrialState.FAIL and "diverged" in t.user_attrs) for t in study.get_trials(deepcopy=False))
+
+
+class ReportValidation:
+    """A Trainer observer (track.py's calls) that reports each epoch's validation accuracy to the trial."""
+
+    def __init__(self, trial: Any):
+        self.trial = trial
+
+    def after_sync(self, trainer: Any, step_loss: float, lrs: list[float]) -> None:
+        pass
+
+    def after_epoch(self, trainer: Any, row: dict[str, float]) -> None:
+        import optuna
+
+        if math.isfinite(row.get("val_acc", math.nan)):
+            self.trial.report(row["val_acc"], int(row["epoch"]))
+            if self.trial.should_prune():
+                raise optuna.TrialPruned(f"epoch {int(row['epoch'])}: validation accuracy {row['val_acc']:.2%}")
+
+    def at_end(self, trainer: Any, results: dict[str, Any]) -> None:
+        pass
+
+
+def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, storage: str | None = None,
+          study_name: str | None = None, prune: bool = True, startup_trials: int = 5,
+          sampler_seed: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run (or continue) the sweep until the study has `trials` ended trials; returns the best trial's summary."""
+    from .datasets import load_for
+    from .run import train
+
+    if trials < 1:
+        raise UserError(f"--trials {trials}: run at least one trial")
+    if not params:
+        raise UserError("a sweep needs at least one --param NAME=LOW:HIGH")
+    if len({p.name for p in params}) < len(params):
+        raise UserError("--param: each setting may be given once")
+    if not base.val_split:
+        raise UserError("a sweep tunes on a validation split, never on the test set: pass --val-split N (e.g. 5000)")
+    base.validate()
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = storage or f"sqlite:///{out.resolve() / 'study.db'}"
+    study = open_study(storage, study_name or out.resolve().name, prune, startup_trials, sampler_seed)
+    data = load_for(base, progress=progress)  # once for every trial (each shapes it: limits, validation split)
+
+    def objective(trial: Any) -> float:
+        config = dataclasses.replace(base, **{p.name: p.suggest(trial) for p in params})
+        run_dir = out / f"trial-{trial.number}"
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        config.validate()
+        if progress:
+            print(f"trial {trial.number}: {', '.join(f'{p.name} {trial.params[p.name]:.4g}' for p in params)}",
+                  file=sys.stderr)
+        try:
+            results = train(config, run_dir, overwrite=True, progress=progress, data=data,
+                            observers=[ReportValidation(trial)])
+        except Stopped:  # Ctrl-C: the trial is left failed, and the sweep (not the run) is what continues
+            raise UserError(f"stopped during trial {trial.number} ({run_dir}); it counts as failed. Continue the sweep "
+                            "with the same command: it runs the trials still to do") from None
+        except Diverged as e:
+            trial.set_user_attr("diverged", str(e))
+            if progress:
+                print(f"trial {trial.number}: diverged ({e})", file=sys.stderr)
+            return math.nan  # Optuna records a failed trial; the sweep goes on
+        return results["val_accuracy"]
+
+    def stop_when_done(study: Any, _trial: Any) -> None:
+        if ended(study) >= trials:
+            study.stop()
+
+    if ended(study) < trials:
+        study.optimize(objective, callbacks=[stop_when_done], catch=())
+    return finish(study, base, params, out)
+
+
+def finish(study: Any, base: TrainConfig, params: list[Param], out: Path) -> dict[str, Any]:
+    """best_config.json, the history and importance plots, and the summary of the best trial."""
+    from optuna.trial import TrialState
+
+    from .files import write_json
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        raise UserError(f"{out}: no trial of the study has finished (all pruned or diverged); widen the ranges or "
+                        "raise --trials")
+    best = study.best_trial
+    config = dataclasses.replace(base, **{p.name: best.params[p.name] for p in params if p.name in best.params})
+    write_json(out / BEST_CONFIG, config.to_dict())
+    counts = {state.name.lower(): sum(t.state == state for t in study.get_trials(deepcopy=False))
+              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+    plots = write_plots(study, out)
+    return {"best_value": best.value, "best_params": best.params, "best_trial": best.number,
+            "best_run_dir": best.user_attrs.get("run_dir"), "best_config": str(out / BEST_CONFIG),
+            "trials": counts, "plots": plots}
+
+
+def write_plots(study: Any, out: Path) -> list[str]:
+    """Optuna's optimisation history and parameter importances as PNG (pyplot figures, closed after saving)."""
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+
+    from .files import write_bytes
+
+    written = []
+    for name, draw in (("history", ovm.plot_optimization_history), ("importances", ovm.plot_param_importances)):
+        try:
+            with warnings.catch_warnings(), plt.rc_context():  # optuna's plt.style.use("ggplot") ends here
+                warnings.simplefilter("ignore")  # ExperimentalWarning
+                ax = draw(study)
+        except Exception as e:  # noqa: BLE001 (importances need two finished trials with different values)
+            warnings.warn(f"sweep: the {name} plot was not drawn ({type(e).__name__}: {e})", stacklevel=2)
+            continue
+        fig = ax.figure
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        write_bytes(out / f"{name}.png", buf.getvalue())
+        written.append(str(out / f"{name}.png"))
+    return written

@@ -1,0 +1,102 @@
+"""Observers of a training run (Trainer(observers=...)): TensorBoard logging here; sweep.py's pruning
+observer follows the same three calls.
+
+    after_sync(trainer, step_loss, lrs)  at the loop's sync points (every step on CPU, every SYNC_EVERY on GPU)
+    after_epoch(trainer, row)            after an epoch's metrics.csv row and checkpoint
+    at_end(trainer, results)             after the last epoch, with the results
+
+Steps are counted from 1 over the whole run (epoch * steps_per_epoch + step in the epoch), so a resumed
+run continues the same axis; its writer purges what an interrupted session logged after the checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+def global_step(trainer: Any) -> int:
+    """Steps done in the run so far."""
+    return trainer.state.epoch * trainer.steps_per_epoch + trainer.state.step_in_epoch
+
+
+class TensorBoard:
+    """Writes a run's scalars, augmented images, model graph and hparams to `log_dir` with torch's SummaryWriter.
+
+    Only the process that writes the run folder should make one (run.train: rank 0)."""
+
+    def __init__(self, log_dir: str | os.PathLike):
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401 (checked here, before any training)
+        except ImportError:
+            raise UserError("--tensorboard needs the tensorboard package: pip install 'cifarkit[tb]'") from None
+        self.log_dir = Path(log_dir)
+        self.writer: Any = None
+
+    def _open(self, trainer: Any) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        done = global_step(trainer) - 1  # the step just taken is this session's first
+        # a new run purges everything an earlier run left in the folder (step >= 0); a resumed one what its
+        # interrupted session logged after the checkpoint it continues from (step > done)
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=done + 1 if done else 0)
+        if done == 0:
+            self._write_once(trainer)
+
+    def _write_once(self, trainer: Any) -> None:
+        """The augmented-image grid of the first batch, and the model graph if it traces (a warning if not)."""
+        from .augment import denormalize
+
+        x, _ = trainer.global_batch(trainer.epoch_order(0), 0, 0)  # a pure function of (seed, epoch, step)
+        self.writer.add_images("augmented", denormalize(x[:32].float().cpu(), trainer.mean, trainer.std), 0)
+        try:
+            model = copy.deepcopy(trainer.eval_model).float().eval()  # never the trained model's BatchNorm state
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.writer.add_graph(model, x[:2].float())
+        except Exception as e:  # noqa: BLE001 (a model that does not trace only loses its graph)
+            warnings.warn(f"--tensorboard: the model graph was not written ({type(e).__name__}: {e})", stacklevel=2)
+
+    def after_sync(self, trainer: Any, step_loss: float, lrs: list[float]) -> None:
+        if self.writer is None:
+            self._open(trainer)
+        step = global_step(trainer)
+        self.writer.add_scalar("train/step_loss", step_loss, step)
+        for i, lr in enumerate(lrs):
+            self.writer.add_scalar(f"lr/group{i}", lr, step)
+
+    def after_epoch(self, trainer: Any, row: dict[str, float]) -> None:
+        step = global_step(trainer)
+        for key, value in row.items():
+            if key in ("epoch", "lr") or not math.isfinite(value):  # not evaluated this epoch: no point
+                continue
+            split, _, name = key.partition("_")
+            tag = f"{split}/{name}" if split in ("train", "val", "test") else f"speed/{key}"
+            self.writer.add_scalar(tag if split != "train" else f"train/epoch_{name}", value, step)
+        self.writer.flush()
+
+    def at_end(self, trainer: Any, results: dict[str, Any]) -> None:
+        """The run's settings with its final numbers, for TensorBoard's HParams tab."""
+        from torch.utils.tensorboard.summary import hparams
+
+        config = {k: (v if isinstance(v, (bool, int, float, str)) else str(v))
+                  for k, v in trainer.config.to_dict().items()}
+        config["max_lr"] = float(trainer.max_lr)  # the number trained with (also after --max-lr find)
+        metrics = {f"hparam/{k}": float(results[k]) for k in ("test_accuracy", "test_loss", "val_accuracy",
+                                                              "val_loss", "train_accuracy", "train_loss")
+                   if isinstance(results.get(k), (int, float)) and math.isfinite(results[k])}
+        for summary in hparams(config, metrics):
+            self.writer.file_writer.add_summary(summary)
+        step = global_step(trainer)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
+        self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,105 @@
+"""`cifarkit compare`: the table of what differs, the overlaid curves page, folders of runs, bad input."""
+import base64
+import json
+import re
+import shutil
+
+import pytest
+
+from cifarkit.cli import main
+
+
+@pytest.fixture(scope="module")
+def two_runs(trained_run, tmp_path_factory):
+    """(folder, [run a, run b]): the session's finished run and a 1-epoch one with another max lr and seed."""
+    from cifarkit import TrainConfig, train
+
+    root, _ = trained_run
+    runs = tmp_path_factory.mktemp("compare")
+    shutil.copytree(root / "run", runs / "a")
+    config = TrainConfig(model="s10-small", epochs=1, batch_size=50, max_lr=2e-3, seed=1,
+                         data_dir=str(root / "data"), threads=1, precision="fp32")
+    train(config, runs / "b", progress=False)
+    return runs, [runs / "a", runs / "b"]
+
+
+def test_table_shows_only_the_settings_that_differ_and_the_results(two_runs, capsys):
+    runs, (a, b) = two_runs
+    assert main(["compare", str(a), str(b)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    assert header[:3] == ["run", "preset", "dataset"]
+    assert {"epochs", "max_lr", "seed"} <= set(header)
+    assert not {"batch_size", "model", "data_dir", "weight_decay"} & set(header)  # equal, or where not what
+    results = json.loads((a / "results.json").read_text())
+    assert lines[1].split()[0] == "a" and f"{results['test_accuracy']:.2%}" in lines[1]
+    assert "finished" in lines[1] and "finished" in lines[2]
+
+
+def test_html_page_overlays_the_runs_and_is_self_contained(two_runs, tmp_path, capsys):
+    runs, (a, b) = two_runs
+    odd = runs.parent / "odd" / "<i>x&"  # a name read from disk is escaped
+    shutil.copytree(b, odd)
+    out = tmp_path / "compare.html"
+    assert main(["compare", str(a), str(odd), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "<i>x&" not in page and "&lt;i&gt;x&amp;" in page
+    images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
+    assert len(images) == 1 and base64.b64decode(images[0])[:4] == b"\x89PNG"
+    assert "src='http" not in page and "note" not in page.lower()
+
+
+def test_a_folder_of_run_folders_expands_in_natural_order_and_unfinished_runs_are_shown(two_runs, tmp_path, capsys):
+    _, (a, b) = two_runs
+    bench = tmp_path / "bench"  # as benchmarks/time_to_accuracy.py --out leaves it
+    for seed in (0, 2, 10):
+        shutil.copytree(b, bench / f"seed{seed}")
+    (bench / "summary.txt").write_text("not a run")
+    (bench / "seed10" / "results.json").unlink()  # interrupted before its ending
+    assert main(["compare", str(bench)]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == ["seed0", "seed2", "seed10"]
+    from cifarkit.compare import format_table, load_runs
+
+    text = format_table(load_runs([bench]))
+    assert "unfinished (1/1 epochs)" in text.splitlines()[3]
+
+
+def test_runs_of_different_datasets_are_listed_but_their_accuracy_is_not_overlaid(two_runs, tmp_path, monkeypatch):
+    _, (a, b) = two_runs
+    other = tmp_path / "c100"
+    shutil.copytree(b, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "dataset": "cifar100"}))
+    from cifarkit import compare as compare_module
+
+    panels = []
+    real = compare_module.plot_compare
+
+    def spy(runs):
+        panels.append(compare_module.mixed_datasets_note(runs) is None)
+        return real(runs)
+
+    monkeypatch.setattr(compare_module, "plot_compare", spy)
+    text, _ = compare_module.compare([a, other], tmp_path / "c.html")
+    assert "different datasets (cifar10, cifar100" in text and "not overlaid" in text
+    assert "not overlaid" in (tmp_path / "c.html").read_text()
+    assert panels == [False]
+    fig_runs = compare_module.load_runs([a, b])
+    assert compare_module.mixed_datasets_note(fig_runs) is None
+
+
+def test_bad_input_is_a_user_error_naming_it(two_runs, tmp_path, capsys):
+    _, (a, b) = two_runs
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", str(tmp_path / "empty")]) == 2
+    assert "not a cifarkit run folder" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "missing")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["compare", str(a), "--out", str(b / "report.html")]) == 2  # never onto a run's file
+    assert "a file of the run" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    shutil.copytree(b, broken)
+    (broken / "results.json").write_text("{not json")
+    assert main(["compare", str(a), str(broken)]) == 2
+    assert "results.json: not valid JSON" in capsys.readouterr().err

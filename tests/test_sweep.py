@@ -1,0 +1,201 @@
+"""`cifarkit sweep` (Optuna): SQLite by default, continuing an interrupted sweep, pruning, bad input, and two
+workers sharing one study on a real PostgreSQL server started here on 127.0.0.1."""
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from cifarkit.cli import main
+
+optuna = pytest.importorskip("optuna")
+from optuna.trial import TrialState  # noqa: E402
+
+
+def flags(data, out, trials, *extra):
+    return ["sweep", "--model", "s10-small", "--precision", "fp32", "--threads", "1", "--batch-size", "50",
+            "--epochs", "2", "--val-split", "50", "--data-dir", str(data), "--trials", str(trials),
+            "--out", str(out), "--sampler-seed", "0", "--quiet", *extra]
+
+
+def study(out, storage=None):
+    return optuna.load_study(study_name=Path(out).name, storage=storage or f"sqlite:///{out}/study.db")
+
+
+def states(out, storage=None):
+    return sorted(t.state.name for t in study(out, storage).trials)
+
+
+def test_sqlite_sweep_writes_run_folders_best_config_and_plots_then_extends(tiny_py, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    cmd = flags(tiny_py, out, 2, "--param", "max_lr=log:1e-3:1e-2", "--param", "label_smoothing=0:0.3", "--no-prune")
+    assert main(cmd) == 0
+    printed = capsys.readouterr().out
+    assert f"cifarkit train --config {out / 'best_config.json'}" in printed and "2 complete" in printed
+    assert (out / "study.db").is_file()
+    for n in (0, 1):
+        assert json.loads((out / f"trial-{n}" / "results.json").read_text())["n_val"] == 50  # normal run folders
+    best = study(out).best_trial
+    from cifarkit import TrainConfig
+
+    config = TrainConfig.from_json(out / "best_config.json")
+    assert (config.max_lr, config.label_smoothing, config.val_split) == (best.params["max_lr"],
+                                                                         best.params["label_smoothing"], 50)
+    assert best.value == json.loads((out / f"trial-{best.number}" / "results.json").read_text())["val_accuracy"]
+    for plot in ("history", "importances"):
+        assert (out / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+    cmd[cmd.index("--trials") + 1] = "3"  # the same sweep, one trial more: trials 0 and 1 are not run again
+    assert main(cmd) == 0
+    assert states(out) == ["COMPLETE"] * 3 and (out / "trial-2" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("how", ["crash", "ctrl-c"])
+def test_an_interrupted_sweep_continues_with_the_same_command(tiny_py, tmp_path, crash_at_step, monkeypatch,
+                                                              capsys, how):
+    out = tmp_path / "sweep"
+    cmd = flags(tiny_py, out, 2, "--param", "max_lr=log:1e-3:1e-2", "--no-prune")
+    # trial 0 takes 6 steps (150 images / 50, 2 epochs): the interruption comes in trial 1
+    if how == "crash":
+        crash_at_step(8)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            main(cmd)
+        crash_at_step(None)
+    else:
+        from cifarkit.trainer import Trainer
+
+        original, calls = Trainer.train_step, []
+
+        def interrupted(self, *args):
+            calls.append(1)
+            if len(calls) == 8:
+                os.kill(os.getpid(), signal.SIGINT)  # the loop turns it into a checkpoint and a stop
+            return original(self, *args)
+
+        monkeypatch.setattr(Trainer, "train_step", interrupted)
+        assert main(cmd) == 2
+        assert "stopped during trial 1" in capsys.readouterr().err
+        monkeypatch.setattr(Trainer, "train_step", original)
+    assert states(out) == ["COMPLETE", "FAIL"]
+    assert main(cmd) == 0
+    assert states(out) == ["COMPLETE", "COMPLETE", "FAIL"]  # the interrupted trial does not count
+    assert not (out / "trial-1" / "results.json").exists() and (out / "trial-2" / "results.json").exists()
+
+
+def test_a_diverged_trial_fails_and_counts(tiny_py, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    cmd = flags(tiny_py, out, 1, "--optimizer", "sgd", "--param", "max_lr=log:1e6:1e7")  # SGD at 1e6: NaN loss
+    assert main(cmd) == 2
+    assert "no trial of the study has finished" in capsys.readouterr().err
+    (trial,) = study(out).trials
+    assert trial.state == TrialState.FAIL and "the loss became" in trial.user_attrs["diverged"]
+
+
+def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tiny_py, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    created = optuna.create_study(study_name=out.name, storage=f"sqlite:///{tmp_path}/sweep.db",
+                                  direction="maximize")
+    out.mkdir()
+    shutil.move(tmp_path / "sweep.db", out / "study.db")
+    del created
+    s = study(out)
+    s.enqueue_trial({"max_lr": 5e-3})  # learns: 30% validation accuracy after epoch 1 on the tiny data
+    s.enqueue_trial({"max_lr": 1e-6})  # learns nothing: 10%
+    cmd = flags(tiny_py, out, 2, "--param", "max_lr=log:1e-6:1e-2", "--startup-trials", "1", "--epochs", "3")
+    assert main(cmd) == 0
+    trials = study(out).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert list(trials[1].intermediate_values) == [1]
+    assert len((out / "trial-1" / "metrics.csv").read_text().splitlines()) == 2  # header + epoch 1
+    assert not (out / "trial-1" / "results.json").exists()
+    assert "1 complete, 1 pruned" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--param", "max_lrr=0:1"], "unknown setting 'max_lrr'; the numbers a sweep can tune are max_lr, epochs"),
+    (["--param", "max_lr=0.1"], "expected max_lr=LOW:HIGH or max_lr=log:LOW:HIGH"),
+    (["--param", "max_lr=log:a:b"], "expected max_lr=LOW:HIGH"),
+    (["--param", "epochs=1.5:3"], "with whole numbers"),
+    (["--param", "max_lr=0.5:0.1"], "the low end must be below the high end"),
+    (["--param", "max_lr=0.1:0.1"], "the low end must be below the high end"),
+    (["--param", "weight_decay=log:0:1e-2"], "a log range needs positive bounds"),
+    (["--param", "max_lr=0.1:1", "--trials", "0"], "--trials 0: run at least one trial"),
+    (["--param", "max_lr=0.1:1", "--val-split", "0"], "never on the test set: pass --val-split"),
+    ([], "at least one --param"),
+    (["--param", "max_lr=0.1:1", "--storage", "postgresql://me:secret@127.0.0.1:1/sweeps"],
+     "--storage postgresql://me:***@127.0.0.1:1/sweeps: cannot open the study database"),
+])
+def test_bad_input_is_refused_by_name(tiny_py, tmp_path, capsys, extra, message):
+    cmd = flags(tiny_py, tmp_path / "sweep", 2)
+    cmd = cmd[:cmd.index("--trials")] + cmd[cmd.index("--out"):] + ["--trials", "2"]
+    assert main(cmd + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "secret" not in err
+    assert not (tmp_path / "sweep" / "trial-0").exists()
+
+
+# ----------------------------------------------------------------------- PostgreSQL: two workers, one study
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres():
+    """postgresql://cifarkit@127.0.0.1:PORT/postgres: a throwaway cluster in a temporary folder, stopped after."""
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not binaries:
+        if os.environ.get("CI"):
+            pytest.fail("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb): .ci/run installs Debian's "
+                        "postgresql package")
+        pytest.skip("no PostgreSQL server here (apt-get install postgresql; .ci/run does)")
+    bin_dir = Path(binaries[-1]).parent
+    folder = Path(tempfile.mkdtemp(prefix="cifarkit-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        shutil.chown(folder, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    data = folder / "data"
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "cifarkit", "-A", "trust"],
+                   check=True, capture_output=True, timeout=120)
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"),
+                    "-w", "start"], check=True, capture_output=True, timeout=120)
+    try:
+        yield f"postgresql://cifarkit@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_share_one_study_on_postgresql(postgres, tiny_py, tmp_path):
+    out = tmp_path / "shared"
+    cmd = [sys.executable, "-m", "cifarkit", *flags(tiny_py, out, 4, "--param", "max_lr=log:1e-3:1e-2",
+                                                   "--no-prune", "--storage", postgres, "--study", "shared")]
+    cmd.remove("--sampler-seed")
+    cmd.remove("0")  # each worker samples on its own
+    workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [e[-2000:] for _, e in outputs]
+    shared = optuna.load_study(study_name="shared", storage=postgres)
+    trials = shared.trials
+    # one study, not two: together they ran 4 trials (a fifth at most, started as another ended), numbered once
+    assert 4 <= len(trials) <= 5 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    for t in trials:
+        assert Path(t.user_attrs["run_dir"], "results.json").is_file()
+    for printed, _ in outputs:  # each reports the study's best when it stopped (the other may still have run one)
+        number = int(printed.split("best: trial ")[1].split()[0])
+        assert f"validation accuracy {trials[number].value:.2%}" in printed

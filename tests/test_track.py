@@ -1,0 +1,71 @@
+"""TensorBoard logging (`train --tensorboard`), read back with TensorBoard's own event reader."""
+import csv
+import time
+
+import pytest
+
+from cifarkit import TrainConfig, train
+from cifarkit.cli import main
+
+pytest.importorskip("tensorboard")
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+
+def events(folder):
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def steps(acc, tag):
+    return [e.step for e in acc.Scalars(tag)]
+
+
+def rows(run):
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tensorboard_logs_steps_epochs_images_graph_and_hparams_and_changes_nothing(trained_run, tmp_path):
+    root, results = trained_run  # the same run without --tensorboard
+    config = TrainConfig(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"),
+                         threads=1, precision="fp32")
+    logged = train(config, tmp_path / "run", progress=False, tensorboard=True)
+    timing = ("images_per_s", "seconds")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in rows(tmp_path / "run")] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in rows(root / "run")]  # tracing left no trace
+    assert logged["test_accuracy"] == results["test_accuracy"]
+
+    acc = events(tmp_path / "run" / "tb")
+    assert steps(acc, "train/step_loss") == list(range(1, 13))  # 200 images / 50 = 4 steps an epoch, 3 epochs
+    assert steps(acc, "lr/group0") == list(range(1, 13))
+    assert steps(acc, "test/acc") == [4, 8, 12]
+    assert [e.value for e in acc.Scalars("test/acc")] == pytest.approx([float(r["test_acc"])
+                                                                        for r in rows(tmp_path / "run")])
+    assert steps(acc, "train/epoch_loss") == [4, 8, 12]
+    assert len(acc.Images("augmented")) == 1
+    assert acc.Tags()["graph"]
+    hparams = acc.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    assert acc.Scalars("hparam/test_accuracy")[0].value == pytest.approx(results["test_accuracy"])
+
+
+def test_resume_appends_without_duplicating_steps(tiny_py, tmp_path, crash_at_step, capsys):
+    flags = ["--model", "s10-small", "--epochs", "2", "--batch-size", "50", "--max-lr", "5e-3", "--threads", "1",
+             "--precision", "fp32", "--data-dir", str(tiny_py), "--quiet"]
+    crash_at_step(7)  # steps 5 and 6 of epoch 2 are logged after the epoch-1 checkpoint (step 4), then lost
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(["train", *flags, "--out", str(tmp_path / "run"), "--tensorboard", str(tmp_path / "tb")])
+    assert steps(events(tmp_path / "tb"), "train/step_loss") == [1, 2, 3, 4, 5, 6]
+    crash_at_step(None)
+    time.sleep(1.1)  # event files are ordered by their name's creation second
+    assert main(["train", "--resume", str(tmp_path / "run"), "--tensorboard", str(tmp_path / "tb"), "--quiet"]) == 0
+    acc = events(tmp_path / "tb")
+    assert steps(acc, "train/step_loss") == list(range(1, 9))
+    assert steps(acc, "test/acc") == [4, 8]
+    assert len(acc.Images("augmented")) == 1
+
+
+def test_without_tensorboard_no_event_files_are_written(trained_run):
+    root, _ = trained_run
+    assert not (root / "run" / "tb").exists()
