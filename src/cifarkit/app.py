@@ -24,8 +24,8 @@ from .errors import UserError
 from .explain import cam_model, gradcam_maps, overlay
 from .folder import read_image
 from .layers import default_layer, feature_layers, layer_problem
-from .metrics import mistakes
-from .runtime import autocast, resolve_precision
+from .metrics import mistakes, predict_logits
+from .runtime import resolve_precision
 
 DISPLAY = 256  # pixels a side of the images the page shows (the model sees 32x32)
 MAX_UPLOAD = "25mb"  # Gradio refuses larger uploads; read_image refuses images over 50 megapixels
@@ -56,14 +56,11 @@ class Classifier:
 
     def probabilities(self, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
         """(N, classes) float32 on the CPU for uint8 images (N, 3, H, W): one view each, as `cifarkit predict`."""
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(images), batch):
-                x = normalize(images[start:start + batch].to(self.device), self.mean, self.std)
-                with autocast(self.device, self.dtype):
-                    logits = self.model(x.contiguous(memory_format=torch.channels_last)).float()
-                out.append(logits.softmax(1).cpu())
-        return torch.cat(out) if out else torch.empty(0, len(self.classes))
+        if not len(images):
+            return torch.empty(0, len(self.classes))
+        logits = predict_logits(self.model, images.to(self.device), batch, self.dtype, tta="none", mean=self.mean,
+                                std=self.std)
+        return logits.softmax(1).cpu()
 
     def heat(self, images: torch.Tensor, targets: torch.Tensor, layer: str) -> torch.Tensor:
         """GradCAM maps (N, H, W) in [0, 1] of `targets` at `layer`, on the CPU."""

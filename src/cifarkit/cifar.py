@@ -90,27 +90,14 @@ def _key(d: dict, name: str):
 
 def read_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One `cifar-10-batches-py` file -> (uint8 (N,3,32,32), int64 (N,))."""
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; re-download with `cifarkit data --data-dir DIR`") from None
-    if not blob:
-        raise UserError(f"{path}: empty file; delete it and re-download with `cifarkit data`")
-    try:
-        d = _ArrayUnpickler(io.BytesIO(blob), encoding="latin1").load()
-    except Exception as e:  # truncated or not a pickle at all: any unpickling failure means the same to the user
-        raise UserError(f"{path}: not a readable CIFAR-10 batch ({type(e).__name__}: {e}); "
-                        "the file is truncated or corrupt: delete it and re-download") from None
+    d = _read_pickle(path, "CIFAR-10 batch", "cifarkit data --data-dir DIR")
     if not isinstance(d, dict) or _key(d, "data") is None or _key(d, "labels") is None:
         raise UserError(f"{path}: a pickle, but not a CIFAR-10 batch (no 'data' and 'labels'); "
                         "point --data-dir at the official cifar-10-batches-py folder")
-    data, labels = _key(d, "data"), _key(d, "labels")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
-        raise UserError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), "
-                        f"found {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
-    labels = _as_labels(path, labels)
-    _check_labels(path, labels, len(data))
-    return data.reshape(-1, 3, 32, 32), labels
+    images = _images(path, _key(d, "data"))
+    labels = _as_labels(path, _key(d, "labels"))
+    _check_labels(path, labels, len(images))
+    return images, labels
 
 
 def read_bin_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -213,33 +200,43 @@ def _check(path: Path, known: dict[str, str], verify_md5: bool) -> str:
     return "MD5 differs from the official file (re-encoded copy?); structure valid, used"
 
 
-def _read_pickle(path: Path, what: str) -> dict:
+def _read_pickle(path: Path, what: str, fetch: str) -> Any:
+    """One of the archives' python pickles (numpy arrays and plain data only); `fetch` re-downloads it."""
     try:
         blob = path.read_bytes()
     except FileNotFoundError:
-        raise UserError(f"{path}: missing; re-download with `cifarkit data --dataset cifar100 --data-dir DIR`") from None
+        raise UserError(f"{path}: missing; re-download with `{fetch}`") from None
+    if not blob:
+        raise UserError(f"{path}: empty file; delete it and re-download with `{fetch}`")
     try:
-        d = _ArrayUnpickler(io.BytesIO(blob), encoding="latin1").load()
-    except Exception as e:  # truncated, empty or not a pickle: the same to the user
+        return _ArrayUnpickler(io.BytesIO(blob), encoding="latin1").load()
+    except Exception as e:  # truncated or not a pickle at all: any unpickling failure means the same to the user
         raise UserError(f"{path}: not a readable {what} ({type(e).__name__}: {e}); the file is truncated or "
                         "corrupt: delete it and re-download") from None
-    if not isinstance(d, dict):
-        raise UserError(f"{path}: a pickle, but not a {what}")
-    return d
+
+
+def _images(path: Path, data: Any) -> np.ndarray:
+    """A pickle's 'data': uint8 rows of 3072 bytes -> (N, 3, 32, 32)."""
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
+        raise UserError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), "
+                        f"found {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+    return data.reshape(-1, 3, 32, 32)
+
+
+CIFAR100_FETCH = "cifarkit data --dataset cifar100 --data-dir DIR"
 
 
 def read_cifar100_split(path: Path, labels: str) -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-100's `train` or `test` file -> (uint8 (N,3,32,32), int64 (N,)) with its fine or coarse labels."""
-    d = _read_pickle(path, "CIFAR-100 split")
-    data, y = _key(d, "data"), _key(d, f"{labels}_labels")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
-        raise UserError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), "
-                        f"found {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+    d = _read_pickle(path, "CIFAR-100 split", CIFAR100_FETCH)
+    if not isinstance(d, dict):
+        raise UserError(f"{path}: a pickle, but not a CIFAR-100 split")
+    images, y = _images(path, _key(d, "data")), _key(d, f"{labels}_labels")
     if y is None:
         raise UserError(f"{path}: no '{labels}_labels'; is this CIFAR-100's python layout?")
     y = _as_labels(path, y)
-    _check_labels(path, y, len(data), 100 if labels == "fine" else 20)
-    return data.reshape(-1, 3, 32, 32), y
+    _check_labels(path, y, len(images), 100 if labels == "fine" else 20)
+    return images, y
 
 
 def load_cifar100(data_dir: str | os.PathLike | None = None, labels: str = "fine", download: bool = True,
@@ -261,8 +258,8 @@ def load_cifar100(data_dir: str | os.PathLike | None = None, labels: str = "fine
         x, y = read_cifar100_split(folder / name, labels)
         checks[name] = _check(folder / name, CIFAR100_FILE_MD5, verify_md5)
         splits.append((torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)))
-    meta = _read_pickle(folder / "meta", "CIFAR-100 meta file")
-    names = _key(meta, f"{labels}_label_names")
+    meta = _read_pickle(folder / "meta", "CIFAR-100 meta file", CIFAR100_FETCH)
+    names = _key(meta, f"{labels}_label_names") if isinstance(meta, dict) else None
     expected = 100 if labels == "fine" else 20
     if not isinstance(names, list) or len(names) != expected or not all(isinstance(n, str) for n in names):
         raise UserError(f"{folder / 'meta'}: expected {expected} {labels} class names")

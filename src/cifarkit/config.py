@@ -220,8 +220,7 @@ class TrainConfig:
 
         for s in SETTINGS.values():
             value = getattr(self, s.name)
-            if s.type is bool:
-                need(isinstance(value, bool), s.name, "must be true or false")
+            need(not _type_problem(s, value), s.name, f"must be {_type_problem(s, value)}")  # as from_dict checks
             if s.choices is not None:
                 need(value in s.choices, s.name, f"choose one of {', '.join(s.choices)}")
         need(self.preset in PRESETS, "preset", f"unknown preset; choose one of {', '.join(PRESETS)}")

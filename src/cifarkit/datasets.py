@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .cifar import load_cifar10, load_cifar100
 from .config import TrainConfig
 from .data import Dataset
+from .errors import UserError
 from .folder import load_folder
 
 
@@ -29,13 +31,20 @@ def load_for(config: TrainConfig, progress: bool = True) -> Dataset:
                         progress=progress)
 
 
-def load_for_run(config: TrainConfig, data_dir: str | os.PathLike | None = None) -> Dataset:
-    """The dataset a finished run (its config from a checkpoint) was trained on, for evaluate/gradcam/app: from
-    `data_dir` (the flag), else $CIFARKIT_DATA, else the run's own data_dir only if it exists here (a path
-    from another machine is a hint, never created), else the default cache folder."""
+def load_for_checkpoint(ckpt: dict[str, Any], data_dir: str | os.PathLike | None = None,
+                        limit_test: int | None = None) -> Dataset:
+    """The dataset a checkpoint's run was trained on, for evaluate/gradcam/app, its test set limited as the run's
+    (or to `limit_test`): from `data_dir` (the flag), else $CIFARKIT_DATA, else the run's own data_dir only if
+    it exists here (a path from another machine is a hint, never created), else the default cache folder. Data
+    whose classes are not the checkpoint's is refused."""
+    config = TrainConfig.from_dict(ckpt["config"])
     hint = config.data_dir if config.data_dir and Path(config.data_dir).expanduser().is_dir() else None
     where = data_dir or os.environ.get("CIFARKIT_DATA") or hint
-    return load_dataset(config.dataset, where, labels=config.labels, image_size=config.image_size)
+    data = load_dataset(config.dataset, where, labels=config.labels, image_size=config.image_size)
+    if tuple(data.classes) != tuple(ckpt["classes"]):
+        raise UserError(f"{data.root}: its classes ({', '.join(data.classes[:5])}, ...) are not the ones the model "
+                        f"was trained on ({', '.join(ckpt['classes'][:5])}, ...); pass the run's --data-dir")
+    return data.limit(test=limit_test or config.limit_test)
 
 
 def shape_for(data: Dataset, config: TrainConfig) -> Dataset:

@@ -139,14 +139,9 @@ def explain_images(model: nn.Module, images: torch.Tensor, probs: torch.Tensor, 
 
 def load_test_set(ckpt: dict[str, Any], data_dir: str | os.PathLike | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's test images (uint8) and labels: the one place GradCAM, the app and the bundle read a dataset."""
-    from .config import TrainConfig
-    from .datasets import load_for_run
+    from .datasets import load_for_checkpoint
 
-    config = TrainConfig.from_dict(ckpt["config"])
-    data = load_for_run(config, data_dir).limit(test=config.limit_test)
-    if tuple(data.classes) != tuple(ckpt["classes"]):
-        raise UserError(f"{data.root}: its classes ({', '.join(data.classes[:5])}, ...) are not the ones the model "
-                        f"was trained on ({', '.join(ckpt['classes'][:5])}, ...); pass the run's --data-dir")
+    data = load_for_checkpoint(ckpt, data_dir)
     return data.test_images, data.test_labels
 
 

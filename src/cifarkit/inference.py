@@ -16,7 +16,7 @@ from torch import nn
 
 from .augment import normalize
 from .config import TrainConfig
-from .datasets import load_for_run
+from .datasets import load_for_checkpoint
 from .checkpoint import load_checkpoint
 from .errors import UserError
 from .folder import read_image
@@ -47,11 +47,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | None = No
     config = TrainConfig.from_dict(ckpt["config"])
     tta = tta or config.tta  # by default the test-time augmentation the run reported with
     dtype = resolve_precision(config.precision, dev)
-    data = load_for_run(config, data_dir).limit(test=limit_test or config.limit_test).to(dev)
-    if tuple(data.classes) != tuple(ckpt["classes"]):
-        raise UserError(f"{data.root}: its classes ({', '.join(data.classes[:5])}, ...) are not the ones "
-                        f"{checkpoint} was trained on ({', '.join(ckpt['classes'][:5])}, ...); pass the run's "
-                        "--data-dir")
+    data = load_for_checkpoint(ckpt, data_dir, limit_test).to(dev)
     logits = predict_logits(model, data.test_images, config.eval_batch_size, dtype, config.channels_last, tta,
                             ckpt["mean"], ckpt["std"])
     labels, predicted = data.test_labels, logits.argmax(1)

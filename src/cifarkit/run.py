@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -59,17 +60,14 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
     (`config` then supplies only data_dir and threads).
     Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 alone prints and writes files.
     """
-    opened: list[Any] = []  # the folder _train locked (and a TensorBoard writer), released however it ends
-    try:
-        return _train(config, run_dir, opened, resume=resume, overwrite=overwrite, progress=progress,
+    # the folder's lock and a TensorBoard writer, released however the run ends (the writer first: last in)
+    with contextlib.ExitStack() as held:
+        return _train(config, run_dir, held, resume=resume, overwrite=overwrite, progress=progress,
                       checkpoint_every=checkpoint_every, data=data, dist_timeout_s=dist_timeout_s,
                       tensorboard=tensorboard, observers=list(observers))
-    finally:
-        for item in reversed(opened):  # the writer is closed before the folder is unlocked
-            item.unlock() if isinstance(item, RunDir) else item.close()
 
 
-def _train(config: TrainConfig, run_dir: str | os.PathLike | None, opened: list[Any], *, resume: bool,
+def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: contextlib.ExitStack, *, resume: bool,
            overwrite: bool, progress: bool, checkpoint_every: int, data: Dataset | None,
            dist_timeout_s: float, tensorboard: str | os.PathLike | bool | None, observers: list[Any]
            ) -> dict[str, Any]:
@@ -80,13 +78,13 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, opened: list[
         run, config, checkpoint = reopen(run_dir, config)
         resolve_device(config.device)  # a missing GPU is reported before any data is read
         run.writes = ranks.is_main
-        opened.append(run.lock())
+        held.callback(run.lock().unlock)
     else:
         resolve_device(config.device)  # ... and before any folder is made
         if run_dir is None:
             run_dir = ranks.broadcast(str(new_run_dir(config)) if ranks.is_main else "")
         run = RunDir(run_dir, writes=ranks.is_main).lock()  # a second process writing this folder is refused
-        opened.append(run)
+        held.callback(run.unlock)
         existing = run.existing()
         if existing and not overwrite:
             raise UserError(f"--out {run.path}: already holds a run ({', '.join(existing)}); pass --resume "
@@ -116,7 +114,7 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, opened: list[
         from .track import TensorBoard
 
         observers.append(TensorBoard(run / "tb" if tensorboard is True else tensorboard))
-        opened.append(observers[-1])
+        held.callback(observers[-1].close)
     trainer = Trainer(config, run, data=data, max_lr=max_lr, max_lr_source=source, progress=progress,
                       checkpoint_every=checkpoint_every, observers=observers)
     if resume:
@@ -178,9 +176,10 @@ def write_ending(run: RunDir, trainer: Trainer, results: dict[str, Any]) -> None
     """What a finished run adds to its folder: the plots that need the model, model.txt, results.json and
     report.html."""
     data = trainer.data
-    plot_results(run, data, trainer.batches.augment, trainer.final_test_logits().softmax(1), trainer.config.seed)
+    probs = trainer.final_test_logits().softmax(1)  # once: without the last evaluation's logits, a TTA pass
+    plot_results(run, data, trainer.batches.augment, probs, trainer.config.seed)
     run.write_text(MODEL_SUMMARY, summary(build_model(trainer.config.model, len(data.classes))))
     run.write_json(RESULTS, results)
     from .explain import plot_mistakes_gradcam  # without captum: one line saying how to get it, no plot
-    plot_mistakes_gradcam(run, data.test_images, data.test_labels, trainer.final_test_logits().softmax(1))
+    plot_mistakes_gradcam(run, data.test_images, data.test_labels, probs)
     write_report(run)
