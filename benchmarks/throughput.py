@@ -1,6 +1,7 @@
 """Training throughput of the S10 ResNet: cifarkit's pipeline vs a notebook-style loop, in one run.
 
     python benchmarks/throughput.py [--steps 5] [--batch-size 512] [--device auto] [--workers 0] [--model s10]
+        [--compile]
 
 The notebook-style side is written the way the assignment's public notebooks do it: a Dataset that
 augments one image at a time (pad+crop, flip, cutout, normalise, in numpy), a DataLoader, and an fp32
@@ -9,7 +10,8 @@ the device, batched augmentation, autocast where the hardware has a fast low pre
 and on CPU malloc kept from returning freed memory (runtime.keep_freed_memory); rows without some of
 these show what each brings. Every row runs in a fresh process (so no row inherits another's warm
 allocator), trains the same model with Adam on the same number of random images (speed does not
-depend on content). Prints images/s of each and the ratio to the notebook-style loop.
+depend on content). Prints images/s of each and the ratio to the notebook-style loop; with --compile, a
+last row with the model torch.compile'd (inductor), its compiling first step timed apart.
 """
 from __future__ import annotations
 
@@ -83,20 +85,26 @@ def notebook_style(images: np.ndarray, labels: np.ndarray, batch_size: int, devi
 
 
 def cifarkit_pipeline(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: str,
-                      precision: str, channels_last: bool, model_name: str) -> tuple[float, str]:
+                      precision: str, channels_last: bool, model_name: str, compiled: bool = False
+                      ) -> tuple[float, float]:
+    """(images/s of the timed epoch, seconds of the untimed warm-up step, which compiles where `compiled`)."""
     data = Dataset(images, labels, images[:batch_size], labels[:batch_size])
     # two epochs of schedule: the warm-up step takes one step of the first
     config = TrainConfig(model=model_name, batch_size=batch_size, epochs=2, device=device, precision=precision,
                          channels_last=channels_last)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, run_dir, data=data, progress=False)
+        if compiled:  # inductor (C++ on the CPU); the first step compiles forward and backward
+            trainer.train_model = torch.compile(trainer.model)
         warm = trainer.batches.augment(trainer.data.train_images[:batch_size], torch.Generator().manual_seed(0))
+        started = time.perf_counter()
         trainer.train_step(warm.to(trainer.device), trainer.data.train_labels[:batch_size])
+        warm_up = time.perf_counter() - started
         started = time.perf_counter()
         trainer.train_epoch({"signal": 0})
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
-        return len(labels) / (time.perf_counter() - started), str(trainer.dtype).replace("torch.", "")
+        return len(labels) / (time.perf_counter() - started), warm_up
 
 
 # row key -> (label, precision, channels_last, malloc); the notebook-style row has no cifarkit settings
@@ -106,21 +114,22 @@ ROWS = {
     "channels-last": ("cifarkit: on-device batch aug, fp32, channels_last, default malloc", "fp32", True, "default"),
     "tuned": ("cifarkit: on-device batch aug, fp32, channels_last, kept malloc", "fp32", True, "tuned"),
     "auto": ("cifarkit: on-device batch aug, auto precision, channels_last, kept malloc", "auto", True, "tuned"),
+    "compiled": ("cifarkit: as the row above, the model torch.compile'd (--compile)", "auto", True, "tuned"),
 }
 
 
-def measure(key: str, args: argparse.Namespace) -> float:
-    """Images/s of one row, in this process."""
+def measure(key: str, args: argparse.Namespace) -> tuple[float, float]:
+    """(images/s, seconds of the untimed first step) of one row, in this process."""
     n = args.steps * args.batch_size
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
     labels = rng.integers(0, 10, size=n)
     if key == "notebook":
-        return notebook_style(images, labels, args.batch_size, resolve_device(args.device), args.workers, args.model)
+        return notebook_style(images, labels, args.batch_size, resolve_device(args.device), args.workers,
+                              args.model), 0.0
     _, precision, channels_last, _ = ROWS[key]
-    speed, _ = cifarkit_pipeline(torch.from_numpy(images), torch.from_numpy(labels), args.batch_size, args.device,
-                                 precision, channels_last, args.model)
-    return speed
+    return cifarkit_pipeline(torch.from_numpy(images), torch.from_numpy(labels), args.batch_size, args.device,
+                             precision, channels_last, args.model, compiled=key == "compiled")
 
 
 def main() -> None:
@@ -130,15 +139,17 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the notebook-style side")
     parser.add_argument("--model", default="s10")
+    parser.add_argument("--compile", action="store_true", help="add a row with the model torch.compile'd")
     parser.add_argument("--row", choices=ROWS, help=argparse.SUPPRESS)  # internal: measure one row, print JSON
     args = parser.parse_args()
     if args.row:
-        print(json.dumps({"images_per_s": measure(args.row, args)}))
+        speed, first_step = measure(args.row, args)
+        print(json.dumps({"images_per_s": speed, "first_step_s": first_step}))
         return
 
     device = resolve_device(args.device)
     info = machine_info(device)
-    print(f"machine: {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']} "
+    print(f"machine: {info['cpu']} ({info['cpu_kind']}), {info['cpu_count']} CPUs, torch {info['torch']} "
           f"({info['torch_threads']} threads), device {device}{', ' + info['gpu'] if 'gpu' in info else ''}")
     print(f"model {args.model}, batch {args.batch_size}, {args.steps} timed steps per row, one process per row\n")
     keys = ["notebook", "nchw", "channels-last", "tuned"]
@@ -146,6 +157,8 @@ def main() -> None:
         keys = ["notebook", "nchw", "channels-last"]
     if resolve_precision("auto", device) != torch.float32:  # only where the hardware has a fast low precision
         keys.append("auto")
+    if args.compile:
+        keys.append("compiled")
     base = None
     for key in keys:
         env = {**os.environ, "CIFARKIT_MALLOC": ROWS[key][3]}
@@ -154,9 +167,11 @@ def main() -> None:
                                "--model", args.model], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"row {key!r} failed:\n{done.stderr}")
-        speed = json.loads(done.stdout.strip().splitlines()[-1])["images_per_s"]
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        speed = measured["images_per_s"]
         base = base or speed
-        print(f"{ROWS[key][0]:<74} {speed:8.1f} img/s  {speed / base:5.2f}x", flush=True)
+        compiling = f"  (first step {measured['first_step_s']:.1f}s: compiling)" if key == "compiled" else ""
+        print(f"{ROWS[key][0]:<74} {speed:8.1f} img/s  {speed / base:5.2f}x{compiling}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,22 @@
-"""Accuracy and wall time of a preset over several seeds: per seed, then mean ± std, with the machine.
+"""Accuracy and wall time of a preset over several seeds, optionally beside a baseline preset in the same sitting.
 
-    python benchmarks/time_to_accuracy.py --preset s10 --seeds 3 --data-dir D [--out runs/tta-bench]
-        [--seed FIRST] [--reuse] [any `cifarkit train` flag that defines the run: --epochs N --max-lr X ...]
+    python benchmarks/time_to_accuracy.py --preset fast --seeds 5 --data-dir D [--out runs/tta-bench]
+        [--seed FIRST] [--reuse] [--baseline fast-v1 [--baseline-seeds N]]
+        [any `cifarkit train` flag that defines the run: --epochs N --max-lr X ...]
 
 Each seed (FIRST, FIRST+1, ..., default 0..N-1) is a full `cifarkit train` into OUT/seedN, its
 configuration built from the same flags as `cifarkit train` (a preset or --config, then overrides).
-Wall time counts from loading the data on disk to the final test number; accuracy is the official
-test set's at the end of training (no best-epoch picking). Each finished seed leaves
-OUT/seedN/benchmark.json; with --reuse a seed whose benchmark.json was made with the same
-configuration is read back instead of trained again, so a long benchmark can be extended (--seeds 3
-after --seeds 1) or, after an interruption, continued from the first unfinished seed (which starts
-over: a seed's wall time is one uninterrupted run). The README's results table comes from this script.
+Wall time counts from loading the data on disk to the final test number, TTA included ("to final
+number"); the run's ending (plots, GradCAM, report) is timed apart. Accuracy is the official test set's
+at the end of training (no best-epoch picking). Each seed's time is broken down into data loading, set-up
+(model, whitening, optimiser), training steps, evaluation, and the rest (checkpoints, metrics).
+
+With --baseline PRESET, the first --baseline-seeds seeds (default 1) also train PRESET (with the same
+machine flags: --data-dir, --threads, --device) into OUT/baseline/seedN, each just before the same seed
+of the recipe, so both see the same host in the same minutes: absolute times differ between machines,
+even of one kind, and only the ratio travels. Each finished seed leaves OUT/.../seedN/benchmark.json;
+with --reuse a seed whose benchmark.json was made with the same configuration is read back instead of
+trained again, so a long benchmark can be extended or continued. The README's results come from here.
 """
 from __future__ import annotations
 
@@ -23,9 +29,10 @@ from pathlib import Path
 
 from cifarkit import train
 from cifarkit.cli import add_train_flags, config_defaults, config_from_args
-from cifarkit.runtime import machine_info, resolve_device
+from cifarkit.config import PRESETS, SETTINGS, TrainConfig, build_config
 from cifarkit.errors import UserError
 from cifarkit.files import write_json
+from cifarkit.runtime import machine_info, resolve_device
 
 
 def recorded(run_dir: Path, config: dict) -> dict | None:
@@ -37,47 +44,73 @@ def recorded(run_dir: Path, config: dict) -> dict | None:
     return record if record.get("config") == config else None
 
 
+def run_seed(config: TrainConfig, run_dir: Path, reuse: bool) -> dict:
+    """One seed's record, trained now (or read back with `reuse`), with its line printed."""
+    record = recorded(run_dir, config.to_dict()) if reuse else None
+    reused = record is not None
+    if not reused:
+        started = time.perf_counter()
+        results = train(config, run_dir, overwrite=True, progress=False)
+        record = {"config": config.to_dict(), "wall_time_s": time.perf_counter() - started, "results": results}
+        write_json(run_dir / "benchmark.json", record)
+    results, wall = record["results"], record["wall_time_s"]
+    t = results["timing"]
+    final = t["to_final_number_s"]
+    rest = final - t["data_s"] - t["set_up_s"] - t["train_steps_s"] - t["evaluation_s"]
+    print(f"{config.preset} seed {config.seed}: test accuracy {results['test_accuracy']:.2%}  "
+          f"to final number {final:.1f}s (data {t['data_s']:.1f}, set-up {t['set_up_s']:.1f}, train steps "
+          f"{t['train_steps_s']:.1f}, evaluation {t['evaluation_s']:.1f}, rest {rest:.1f})  ending {wall - final:.1f}s"
+          f"  {results['train_images_per_second']:.0f} img/s{'  (reused)' if reused else ''}", flush=True)
+    return {"seed": config.seed, "test_accuracy": results["test_accuracy"], "final_s": final, "wall_time_s": wall,
+            "results": results}
+
+
+def summarise(name: str, rows: list[dict]) -> tuple[float, float]:
+    acc = [r["test_accuracy"] * 100 for r in rows]
+    final = [r["final_s"] for r in rows]
+    spread = (lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    first = rows[0]["results"]
+    print(f"{name} ({first['model']}, {first['epochs']} epochs, batch {first['batch_size']}, {first['n_train']} train "
+          f"images), {len(rows)} seed(s): test accuracy {statistics.mean(acc):.2f} ± {spread(acc):.2f} % "
+          f"(min {min(acc):.2f})  to final number {statistics.mean(final):.1f} ± {spread(final):.1f} s")
+    return statistics.mean(acc), statistics.mean(final)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds to run (default 3)")
     parser.add_argument("--out", type=Path, default=Path("runs") / "time-to-accuracy")
     parser.add_argument("--reuse", action="store_true", help="read back seeds already run with the same configuration")
+    parser.add_argument("--baseline", choices=sorted(PRESETS), help="a preset to time beside, seed by seed")
+    parser.add_argument("--baseline-seeds", type=int, default=1, help="seeds of the baseline (default 1)")
     add_train_flags(parser)  # --seed: the first seed
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error(f"--seeds {args.seeds}: run at least one seed")
+    if args.seeds < 1 or args.baseline_seeds < 1:
+        parser.error(f"--seeds {args.seeds} / --baseline-seeds {args.baseline_seeds}: run at least one seed")
     try:
         args = config_defaults(parser, args, argv)  # --config FILE: its settings are the flags' defaults
         first = config_from_args(args).validate()
+        # the baseline runs where and on what the recipe runs; everything else is its preset's
+        same = [name for name, s in SETTINGS.items() if s.machine] + ["device", "limit_train", "limit_test"]
+        baseline = build_config(args.baseline, overrides={name: getattr(first, name) for name in same}
+                                ).validate() if args.baseline else None
     except UserError as e:
         parser.error(str(e))
-    rows = []
+    rows, baseline_rows = [], []
     for seed in range(first.seed, first.seed + args.seeds):
-        config = dataclasses.replace(first, seed=seed)
-        run_dir = args.out / f"seed{seed}"
-        record = recorded(run_dir, config.to_dict()) if args.reuse else None
-        reused = record is not None
-        if not reused:
-            started = time.perf_counter()
-            results = train(config, run_dir, overwrite=True, progress=False)
-            record = {"config": config.to_dict(), "wall_time_s": time.perf_counter() - started, "results": results}
-            write_json(run_dir / "benchmark.json", record)
-        results = record["results"]
-        rows.append({"seed": seed, "test_accuracy": results["test_accuracy"], "wall_time_s": record["wall_time_s"],
-                     "results": results})
-        print(f"seed {seed}: test accuracy {results['test_accuracy']:.2%}  wall {record['wall_time_s']:.1f}s"
-              f"{'  (reused)' if reused else ''}", flush=True)
+        if baseline is not None and len(baseline_rows) < args.baseline_seeds:
+            baseline_rows.append(run_seed(dataclasses.replace(baseline, seed=seed),
+                                          args.out / "baseline" / f"seed{seed}", args.reuse))
+        rows.append(run_seed(dataclasses.replace(first, seed=seed), args.out / f"seed{seed}", args.reuse))
 
-    acc = [r["test_accuracy"] * 100 for r in rows]
-    wall = [r["wall_time_s"] for r in rows]
-    spread = (lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    _, final = summarise(first.preset, rows)
+    if baseline_rows:
+        _, baseline_final = summarise(f"baseline {baseline.preset}", baseline_rows)
+        print(f"time to final number: {final / baseline_final:.2f}x the baseline's ({baseline_final / final:.2f}x "
+              "as fast)")
     info = machine_info(resolve_device(rows[0]["results"]["device"]))
-    print(f"{first.preset} ({rows[0]['results']['model']}, {rows[0]['results']['epochs']} epochs, "
-          f"{rows[0]['results']['n_train']} train images), {len(rows)} seeds:")
-    print(f"  test accuracy {statistics.mean(acc):.2f} ± {spread(acc):.2f} %   "
-          f"wall time {statistics.mean(wall):.1f} ± {spread(wall):.1f} s")
-    print(f"  machine: {info['cpu']}, {info['cpu_count']} CPUs, {info['torch_threads']} torch threads, "
-          f"torch {info['torch']}, device {info['device']}{', ' + info['gpu'] if 'gpu' in info else ''}, "
+    print(f"machine: {info['cpu']} ({info['cpu_kind']}), {info['cpu_count']} CPUs, {info['torch_threads']} torch "
+          f"threads, torch {info['torch']}, device {info['device']}{', ' + info['gpu'] if 'gpu' in info else ''}, "
           f"dtype {rows[0]['results']['dtype']}")
     return rows
 

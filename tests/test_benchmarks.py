@@ -18,17 +18,18 @@ def test_time_to_accuracy_reports_each_seed_and_the_spread(tiny_py, tmp_path):
     common = ["--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "2", "--batch-size", "50",
               "--max-lr", "5e-3", "--threads", "1", "--out", str(tmp_path / "bench")]
     out = time_to_accuracy("--seeds", "2", *common)
-    assert "seed 0: test accuracy" in out and "seed 1: test accuracy" in out
+    assert "s10 seed 0: test accuracy" in out and "s10 seed 1: test accuracy" in out
+    assert "train steps" in out and "evaluation" in out and "ending" in out  # where the seconds went
     assert "±" in out and "machine:" in out and "torch" in out
     assert (tmp_path / "bench" / "seed1" / "results.json").exists()
-    first = [line for line in out.splitlines() if line.startswith("seed 0:")]
+    first = [line for line in out.splitlines() if line.startswith("s10 seed 0:")]
 
     # --reuse reads back the finished seeds of the same configuration and trains only the new one
     out = time_to_accuracy("--seeds", "3", "--reuse", *common)
     lines = out.splitlines()
-    assert [line for line in lines if line.startswith("seed 0:")] == [first[0] + "  (reused)"]
-    assert any(line.startswith("seed 1:") and line.endswith("(reused)") for line in lines)
-    assert any(line.startswith("seed 2:") and not line.endswith("(reused)") for line in lines)
+    assert [line for line in lines if line.startswith("s10 seed 0:")] == [first[0] + "  (reused)"]
+    assert any(line.startswith("s10 seed 1:") and line.endswith("(reused)") for line in lines)
+    assert any(line.startswith("s10 seed 2:") and not line.endswith("(reused)") for line in lines)
     assert "3 seeds" in out
 
     # a different configuration in the same folder is trained again, not mixed in
@@ -41,12 +42,27 @@ def test_time_to_accuracy_takes_train_flags_on_top_of_the_preset(tiny_py, tmp_pa
                            "--epochs", "1", "--batch-size", "50", "--threads", "1", "--out", str(tmp_path / "bench"),
                            "--lookahead-decay", "0.5", "--alternate-flip", "--label-smoothing", "0.1",
                            "--optimizer", "sgd", "--nesterov", "--tta", "flip")
-    assert "seed 5: test accuracy" in out
+    assert "s10 seed 5: test accuracy" in out
     config = json.loads((tmp_path / "bench" / "seed5" / "benchmark.json").read_text())["config"]
     assert config["preset"] == "s10" and config["seed"] == 5
     assert config["lookahead_decay"] == 0.5 and config["alternate_flip"] is True
     assert config["label_smoothing"] == 0.1 and config["optimizer"] == "sgd" and config["nesterov"] is True
     assert config["tta"] == "flip"
+
+
+def test_time_to_accuracy_runs_a_baseline_seed_by_seed_and_prints_the_ratio(tiny_py, tmp_path):
+    out = time_to_accuracy("--seeds", "2", "--baseline", "fast-v1", "--data-dir", str(tiny_py), "--model", "s10-small",
+                           "--epochs", "1", "--batch-size", "50", "--threads", "1", "--limit-train", "200",
+                           "--precision", "fp32", "--out", str(tmp_path / "bench"))
+    lines = out.splitlines()
+    # the baseline's seed 0 runs just before the recipe's seed 0; one baseline seed by default
+    assert [line.split(":")[0] for line in lines if ": test accuracy" in line] == [
+        "fast-v1 seed 0", "s10 seed 0", "s10 seed 1"]
+    assert any(line.startswith("baseline fast-v1 (fast, 12 epochs") for line in lines)
+    assert "x the baseline's" in out and "machine:" in out
+    record = json.loads((tmp_path / "bench" / "baseline" / "seed0" / "benchmark.json").read_text())
+    assert record["config"]["preset"] == "fast-v1" and record["config"]["limit_train"] == 200
+    assert record["config"]["threads"] == 1 and record["config"]["epochs"] == 12  # the preset's, not the flags'
 
 
 def test_time_to_accuracy_rejects_bad_input_by_name(tmp_path):

@@ -22,3 +22,32 @@ def test_loss_and_correct_sums_over_the_images():
     labels = torch.tensor([0, 0, 0])
     loss, correct = loss_and_correct(logits, labels).tolist()
     assert correct == 2 and abs(loss - 3 * F.cross_entropy(logits, labels).item()) < 1e-5
+
+
+def test_selective_tta_adds_the_views_only_where_the_plain_prediction_is_unsure():
+    from torch import nn
+
+    from cifarkit.metrics import predict_logits
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 10))
+    model.eval()
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    seen = []
+    model.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    plain = predict_logits(model, images, batch_size=32, channels_last=False)
+    full = predict_logits(model, images, batch_size=32, channels_last=False, tta="flip-translate")
+    assert sum(seen) == 64 + 6 * 64
+    confidence = plain.softmax(1).amax(1)
+    threshold = confidence.median().item()
+    unsure = confidence < threshold
+    assert 0 < unsure.sum() < 64
+    seen.clear()
+    selective = predict_logits(model, images, batch_size=32, channels_last=False, tta="flip-translate",
+                               tta_below=threshold)
+    assert sum(seen) == 64 + 5 * int(unsure.sum())  # the plain pass, then 5 extra views of the unsure images
+    assert torch.equal(selective[~unsure], plain[~unsure])
+    torch.testing.assert_close(selective[unsure], full[unsure], rtol=1e-4, atol=1e-5)
+    everything = predict_logits(model, images, batch_size=32, channels_last=False, tta="flip-translate", tta_below=1.0)
+    assert torch.equal(everything, full)

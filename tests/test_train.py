@@ -62,10 +62,12 @@ FAST_TINY_AVERAGED = {**FAST_TINY, "lookahead_decay": 0.7, "lookahead_every": 3,
 # bf16 autocast on every CPU kind (emulated, with a warning, where the CPU has no native bf16): its resume is as
 # exact as fp32's, whatever the rounding.
 BF16 = {"precision": "bf16"}
+# Muon on the filters, its orthogonalisation in bf16 (cifarkit.muon): momentum buffers resume exactly too.
+MUON_BF16 = {**FAST_TINY, "optimizer": "muon", "muon_lr": 0.1, **BF16}
 
 
-@pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9}, FAST_TINY, FAST_TINY_AVERAGED, BF16],
-                         ids=["s10-small", "ema", "fast", "lookahead-alternate-flip", "bf16-autocast"])
+@pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9}, FAST_TINY, FAST_TINY_AVERAGED, BF16, MUON_BF16],
+                         ids=["s10-small", "ema", "fast", "lookahead-alternate-flip", "bf16-autocast", "muon-bf16"])
 @pytest.mark.filterwarnings("ignore:--precision bf16")
 def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, crash_at_step, overrides):
     cfg = tiny_config(tiny_py, epochs=2, **overrides)

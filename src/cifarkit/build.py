@@ -10,23 +10,40 @@ from .augment import normalize
 from .config import TrainConfig
 from .data import MEAN, STD
 from .models import build_model
+from .muon import Muon
 
 
 def parameter_groups(model: nn.Module, config: TrainConfig, lr: float) -> list[dict[str, Any]]:
     """The trainable parameters as optimiser groups: one group, or with `norm_lr_scale` != 1 the weights
-    and, apart, the BatchNorm/bias parameters at lr * scale and weight decay / scale."""
+    and, apart, the BatchNorm/bias parameters at lr * scale and weight decay / scale. With Muon the conv
+    filters (4-D weights) form a group of their own at lr muon_lr, without weight decay (cifarkit.muon).
+
+    A group's "lr_scale" is its lr over `lr`: the schedule peaks each group at max lr * lr_scale."""
     trainable = [p for p in model.parameters() if p.requires_grad]
+    muon = config.optimizer == "muon"
+    filters = [p for p in trainable if p.ndim == 4] if muon else []
+    # last, so that the first group is always the one at lr `lr` (what metrics.csv and the range test show)
+    filter_group = [{"params": filters, "lr": config.muon_lr, "lr_scale": config.muon_lr / lr, "weight_decay": 0.0,
+                     "momentum": config.muon_momentum, "use_muon": True}] if filters else []
+    rest = [p for p in trainable if not (muon and p.ndim == 4)]
     if config.norm_lr_scale == 1:
-        return [{"params": trainable, "lr": lr, "weight_decay": config.weight_decay}]
-    norm = [p for p in trainable if p.ndim <= 1]  # BatchNorm weights/biases and conv/linear biases
-    weights = [p for p in trainable if p.ndim > 1]
+        return [{"params": rest, "lr": lr, "weight_decay": config.weight_decay}] + filter_group
+    norm = [p for p in rest if p.ndim <= 1]  # BatchNorm weights/biases and conv/linear biases
+    weights = [p for p in rest if p.ndim > 1]
     scale = config.norm_lr_scale
     return [{"params": weights, "lr": lr, "weight_decay": config.weight_decay},
-            {"params": norm, "lr": lr * scale, "weight_decay": config.weight_decay / scale, "lr_scale": scale}]
+            {"params": norm, "lr": lr * scale, "weight_decay": config.weight_decay / scale, "lr_scale": scale},
+            *filter_group]
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: torch.device,
+                    dtype: torch.dtype = torch.float32) -> torch.optim.Optimizer:
+    """The run's optimiser at peak lr `lr`; `dtype` is the run's autocast dtype (Muon orthogonalises in bf16
+    where the run computes in bf16, or on CUDA, and in float32 elsewhere)."""
     groups = parameter_groups(model, config, lr)
+    if config.optimizer == "muon":
+        ns_dtype = torch.bfloat16 if dtype == torch.bfloat16 or device.type == "cuda" else torch.float32
+        return Muon(groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov, ns_dtype=ns_dtype)
     # fused kernels: one launch for all parameters (CUDA and, in recent torch, CPU)
     fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
     if config.optimizer == "adam":

@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 from . import distributed
 from .cli_app import add_commands
 from .cli_track import add_commands as add_track_commands
-from .config import GROUPS, PRESETS, SETTINGS, TTA_MODES, Setting, TrainConfig, build_config
+from .config import PRESETS, SETTINGS, TTA_MODES, TrainConfig, build_config
+from .settings import GROUPS, Setting
 from .errors import UserError
 
 # What may differ when a run continues on another machine or in another session (declared `machine=True`);

@@ -4,8 +4,7 @@ Each setting is declared once, as a TrainConfig field made by `setting(...)`: it
 recipe), its help text, its group and its command-line flag. The `cifarkit` command is generated from
 these declarations (cli.add_train_flags), and validate() names the same flags in its messages.
 
-A config is plain data: it round-trips through JSON (`RUN_DIR/config.json`),
-so a run can be repeated exactly from its folder.
+A config is plain data: it round-trips through JSON (`RUN_DIR/config.json`), so a run can be repeated exactly.
 """
 from __future__ import annotations
 
@@ -13,75 +12,23 @@ import dataclasses
 import json
 import math
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
 from .presets import PRESETS
+from .settings import Setting, number_or_find, setting
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "muon")
 ANNEAL = ("linear", "cos")
-TTA_MODES = ("none", "flip", "flip-translate")
-DATASETS = ("cifar10", "cifar100", "folder")  # test-time augmentation, see augment.tta_views
+TTA_MODES = ("none", "flip", "flip-translate")  # test-time augmentation, see augment.tta_views
+DATASETS = ("cifar10", "cifar100", "folder")
 
 # The S10 recipe's LR range test picked 4.51e-2 (steepest descent on its curve).
 S10_MAX_LR = 4.51e-2
-
-# The groups of settings, in the order `cifarkit train --help` shows them: key -> title.
-GROUPS = {
-    "recipe": "recipe (unset flags keep its values)",
-    "model": "model and training",
-    "optimiser": "optimiser",
-    "schedule": "One Cycle schedule (torch.optim.lr_scheduler.OneCycleLR's arguments)",
-    "augmentation": "augmentation of training batches (test images are never augmented)",
-    "evaluation": "evaluation",
-    "lr range test": "LR range test (cifarkit lr-find, or --max-lr find)",
-    "runtime": "device and runtime",
-    "data": "data",
-}
-
-
-@dataclass(frozen=True)
-class Setting:
-    """How one TrainConfig field shows itself: declared in the field's metadata by `setting()`."""
-
-    help: str
-    group: str  # a key of GROUPS
-    flag: str  # e.g. "--max-lr"; a boolean also gets "--no-..."
-    cli: bool = True  # False: no flag of its own is generated (e.g. preset, which --preset sets)
-    train_only: bool = False  # a flag of `train` only (not `lr-find`, which trains no schedule)
-    machine: bool = False  # where it runs, not what: may change when a run is resumed
-    choices: tuple[str, ...] | None = None
-    metavar: str | None = None
-    parse: Callable[[str], Any] | None = None  # the flag's text -> value, where the annotation is not enough
-    name: str = ""  # the field's name, filled in below
-    type: Any = None  # the field's type without None (bool, int, float, str), from its annotation; filled in below
-
-
-def setting(default: Any, help: str, group: str, *, flag: str | None = None, cli: bool = True,
-            train_only: bool = False, machine: bool = False, choices: tuple[str, ...] | None = None,
-            metavar: str | None = None, parse: Callable[[str], Any] | None = None) -> Any:
-    """A TrainConfig field that declares its help, group and flag (default: the field name, `--max-lr`)."""
-    if group not in GROUPS:
-        raise ValueError(f"setting group {group!r}: choose one of {', '.join(GROUPS)}")
-    info = Setting(help=help, group=group, flag=flag or "", cli=cli, train_only=train_only, machine=machine,
-                   choices=choices, metavar=metavar, parse=parse)
-    return dataclasses.field(default=default, metadata={"setting": info})
-
-
-def number_or_find(text: str) -> float | str:
-    """--max-lr's value: a number, or "find"."""
-    if text == "find":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is neither a number nor 'find'") from None
-
 
 @dataclass
 class TrainConfig:
@@ -93,13 +40,16 @@ class TrainConfig:
     epochs: int = setting(24, "training epochs", "model")
     batch_size: int = setting(512, "training images per step", "model")
     # Optimiser (Adam's L2 weight decay as torch.optim.Adam applies it, like the S10 recipe).
-    optimizer: str = setting("adam", "the optimiser (Adam's weight decay is L2, as torch.optim.Adam applies it)",
-                             "optimiser", choices=OPTIMIZERS)
+    optimizer: str = setting("adam", "the optimiser (Adam's weight decay is L2, as torch.optim.Adam applies it; muon: "
+                             "Muon on the conv filters, Nesterov SGD on the rest)", "optimiser", choices=OPTIMIZERS)
     max_lr: float | str = setting(S10_MAX_LR, "One Cycle peak lr: a number, or `find` to run the LR range test "
                                   "first", "schedule", train_only=True, parse=number_or_find)
     weight_decay: float = setting(1e-4, "weight decay (per mean loss)", "optimiser")
-    momentum: float = setting(0.9, "SGD momentum (with --optimizer sgd)", "optimiser")
-    nesterov: bool = setting(False, "Nesterov momentum (with --optimizer sgd)", "optimiser")
+    momentum: float = setting(0.9, "SGD momentum (with --optimizer sgd, or muon for what is not a filter)", "optimiser")
+    nesterov: bool = setting(False, "Nesterov momentum (with --optimizer sgd or muon)", "optimiser")
+    # Muon (cifarkit.muon) steps the conv filters: orthogonalised updates at a fixed weight norm, its own lr scale.
+    muon_lr: float = setting(0.24, "--optimizer muon: the filters' peak lr (scheduled as --max-lr)", "optimiser")
+    muon_momentum: float = setting(0.6, "--optimizer muon: the filters' Nesterov momentum", "optimiser")
     # lr multiplier of the BatchNorm and bias parameters (their weight decay is divided by it, so that
     # their decay per step stays that of the weights); 1 keeps one parameter group, as the S10 recipe.
     norm_lr_scale: float = setting(1.0, "lr multiplier of BatchNorm/bias parameters, their weight decay divided by "
@@ -118,6 +68,8 @@ class TrainConfig:
     # Test-time augmentation of every test evaluation and the final result: none | flip | flip-translate.
     tta: str = setting("none", "test-time augmentation of the test evaluations and the final result", "evaluation",
                        choices=TTA_MODES)
+    tta_below: float = setting(1.0, "--tta's extra views only for images whose plain top-class probability is below "
+                               "P (1: every image)", "evaluation", metavar="P")
     # One Cycle, with the meaning of torch.optim.lr_scheduler.OneCycleLR's arguments.
     pct_start: float = setting(5 / 24, "fraction of the steps spent rising to the peak lr", "schedule",
                                train_only=True)
@@ -229,15 +181,19 @@ class TrainConfig:
             need(_whole(getattr(self, name), 1), name, "must be a whole number >= 1")
         if isinstance(self.max_lr, str):
             need(self.max_lr == "find", "max_lr", "must be a positive number or 'find'")
+            need(self.optimizer != "muon", "max_lr", "the range test sweeps one lr, Muon's filters have their own: "
+                 "give --max-lr and --muon-lr (or search both with `cifarkit sweep`)")
         else:
             need(_positive(self.max_lr), "max_lr", "must be a positive number or 'find'")
         need(_finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        for name in ("momentum", "base_momentum", "max_momentum"):
+        need(_positive(self.muon_lr), "muon_lr", "must be a positive number")
+        for name in ("momentum", "base_momentum", "max_momentum", "muon_momentum"):
             need(_fraction(getattr(self, name)), name, "must be in [0, 1)")
         need(_positive(self.norm_lr_scale), "norm_lr_scale", "must be a positive number")
         need(_whole(self.eval_every, 0), "eval_every",
              "must be a whole number of epochs >= 0 (0: only after the last epoch)")
         need(_fraction(self.label_smoothing), "label_smoothing", "must be in [0, 1)")
+        need(_finite(self.tta_below) and 0 < self.tta_below <= 1, "tta_below", "must be a probability in (0, 1]")
         need(_finite(self.pct_start) and 0 < self.pct_start < 1, "pct_start",
              "the peak must fall strictly inside the schedule: 0 < pct_start < 1 (the S10 recipe: 5/24)")
         need(_positive(self.lr_find_start), "lr_find_start", "must be a positive number")
@@ -321,8 +277,6 @@ def _settings() -> dict[str, Setting]:
 
 # name -> declaration, in declaration order: what cli generates the flags from and validate() names
 SETTINGS: dict[str, Setting] = _settings()
-
-
 
 
 def build_config(preset: str | None = None, config_file: str | Path | None = None,

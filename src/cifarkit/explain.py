@@ -178,7 +178,8 @@ def gradcam_command(checkpoint: str | os.PathLike, images: list[str] = (), miscl
         test_images, test_labels = load_test_set(ckpt, data_dir)
         test_images, test_labels = test_images.to(dev), test_labels.to(dev)
         test_probs = predict_logits(model, test_images, config.eval_batch_size, dtype, config.channels_last,
-                                    config.tta, ckpt["mean"], ckpt["std"]).softmax(1)  # as evaluate and the plots
+                                    config.tta, ckpt["mean"], ckpt["std"], config.tta_below
+                                    ).softmax(1)  # as evaluate and the plots
         order = mistakes(test_labels.cpu(), test_probs.cpu())[:misclassified or 10].to(dev)
         pixels.append(test_images[order])
         probs.append(test_probs[order])

@@ -49,7 +49,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | None = No
     dtype = resolve_precision(config.precision, dev)
     data = load_for_checkpoint(ckpt, data_dir, limit_test).to(dev)
     logits = predict_logits(model, data.test_images, config.eval_batch_size, dtype, config.channels_last, tta,
-                            ckpt["mean"], ckpt["std"])
+                            ckpt["mean"], ckpt["std"], config.tta_below)
     labels, predicted = data.test_labels, logits.argmax(1)
     counts = confusion_matrix(labels, predicted, len(data.classes))
     return {
@@ -73,7 +73,7 @@ def predict_files(checkpoint: str | os.PathLike, paths: list[str], top_k: int = 
     images = torch.stack([read_image(p, image_size(ckpt)) for p in paths]).to(dev)
     config = TrainConfig.from_dict(ckpt["config"])
     probs = predict_logits(model, images, dtype=resolve_precision(config.precision, dev), tta=tta,
-                           mean=ckpt["mean"], std=ckpt["std"]).softmax(1)
+                           mean=ckpt["mean"], std=ckpt["std"], tta_below=config.tta_below).softmax(1)
     top = probs.topk(top_k, dim=1)
     return [{"image": str(p), "top": [{"class": classes[int(i)], "probability": float(v)}
                                       for v, i in zip(values, indices)]}

@@ -157,6 +157,9 @@ def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: floa
 def find_lr(config: TrainConfig, data: Dataset, run_dir: str | os.PathLike | RunDir,
             progress: bool = True) -> RangeTestResult:
     """Run the range test for `config` (its model, optimiser, augmentation) and write lr_find.{json,png}."""
+    if config.optimizer == "muon":
+        raise UserError("lr-find with --optimizer muon: the range test sweeps one lr, and Muon's filters have their "
+                        "own (--muon-lr); give both (or search them with `cifarkit sweep`)")
     device, dtype = setup_runtime(config)
     data = data.to(device)
     batches = BatchStream(data, config, device, purpose="lr-find")  # training images only, never the test set
@@ -167,7 +170,7 @@ def find_lr(config: TrainConfig, data: Dataset, run_dir: str | os.PathLike | Run
                       "to the whole training set", stacklevel=2)
     model = prepare_model(config, device, len(data.classes), data.train_images, batches.augment.mean,
                           batches.augment.std)
-    optimizer = build_optimizer(model, config, config.lr_find_start, device)
+    optimizer = build_optimizer(model, config, config.lr_find_start, device, dtype)
     result = range_test(model, optimizer, batches, config, device, dtype, config.lr_find_start, config.lr_find_end,
                         config.lr_find_iters, progress=progress)
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)

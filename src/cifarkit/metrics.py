@@ -15,9 +15,13 @@ from .runtime import autocast
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, dtype: torch.dtype = torch.float32,
                    channels_last: bool = True, tta: str = "none", mean: tuple[float, ...] = MEAN,
-                   std: tuple[float, ...] = STD) -> torch.Tensor:
+                   std: tuple[float, ...] = STD, tta_below: float = 1.0) -> torch.Tensor:
     """float32 logits (N, classes) for uint8 images: normalised with the dataset's `mean`/`std`, never randomly
-    augmented; with `tta`, the mean logits over deterministic test-time views (see augment.tta_views)."""
+    augmented; with `tta`, the mean logits over deterministic test-time views (see augment.tta_views).
+
+    `tta_below` < 1: the extra views only for the images whose plain top-class probability is below it (the
+    others keep their plain logits). Each image's result depends on that image alone (BatchNorm in eval mode).
+    """
     model.eval()
     device = images.device
     out = []
@@ -26,7 +30,15 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 102
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
-            out.append(torch.stack([model(v).float() for v in tta_views(x, tta)]).mean(0))
+            logits = model(x).float()
+            if tta != "none" and tta_below >= 1:
+                logits = torch.stack([logits] + [model(v).float() for v in tta_views(x, tta)[1:]]).mean(0)
+            elif tta != "none":
+                unsure = (logits.softmax(1).amax(1) < tta_below).nonzero().squeeze(1)
+                if len(unsure):
+                    views = tta_views(x[unsure], tta)[1:]
+                    logits[unsure] = torch.stack([logits[unsure]] + [model(v).float() for v in views]).mean(0)
+        out.append(logits)
     return torch.cat(out) if out else torch.empty(0, 10, device=device)
 
 

@@ -31,6 +31,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lookahead_decay": 0.95**5, "tta": "flip-translate", "eval_every": 0,
     },
 }
+# Today's `fast` before Muon, kept so that benchmarks can time it beside its successor (--baseline fast-v1).
+PRESETS["fast-v1"] = dict(PRESETS["fast"])
 # The same recipe at a quarter of the compute, for CPUs without native bf16: a net half as wide and 8 epochs,
 # ~12 minutes on 2 AVX2 cores in fp32.
 PRESETS["fast-cpu"] = {**PRESETS["fast"], "model": "fast-small", "epochs": 8}

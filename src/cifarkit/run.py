@@ -71,6 +71,7 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
            overwrite: bool, progress: bool, checkpoint_every: int, data: Dataset | None,
            dist_timeout_s: float, tensorboard: str | os.PathLike | bool | None, observers: list[Any]
            ) -> dict[str, Any]:
+    started = time.perf_counter()
     if not resume:
         config.validate()  # once, before any work (on resume: the checkpoint's settings, in reopen)
     ranks = distributed.init_from_env(config.device, dist_timeout_s)
@@ -98,6 +99,7 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         with ranks.main_first():  # one download (or decode), not one per process
             data = load_for(config, progress=progress and ranks.is_main)
     data = shape_for(data, config)  # the range test and the trainer see the same training images
+    loaded = time.perf_counter()
 
     # The max lr: the checkpoint's on resume (a range test's result is never redone), else found or given.
     max_lr, source = (checkpoint["max_lr"], checkpoint["max_lr_source"]) if resume else (None, "config")
@@ -117,6 +119,7 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         held.callback(observers[-1].close)
     trainer = Trainer(config, run, data=data, max_lr=max_lr, max_lr_source=source, progress=progress,
                       checkpoint_every=checkpoint_every, observers=observers)
+    built = time.perf_counter()
     if resume:
         trainer.restore(checkpoint)
         if trainer.state.epoch >= config.epochs:  # trained to the end: what is left is the ending, if anything
@@ -135,6 +138,10 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
                           run.plot("lr_schedule"))
     try:
         results = {**trainer.fit(), "run_dir": str(run.path)}
+        # where this session's seconds went up to the final number (the ending's plots and report come after)
+        results["timing"] = {"data_s": loaded - started, "set_up_s": built - loaded,
+                             "train_steps_s": sum(r["seconds"] for r in trainer.state.history),
+                             "evaluation_s": trainer.eval_seconds, "to_final_number_s": time.perf_counter() - started}
     except Interrupted as e:
         raise Stopped(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run.path}"
                       ) from None

@@ -129,14 +129,21 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+# The widest vector/matrix extension that sets a CPU's training speed, best first: /proc/cpuinfo flag -> name.
+CPU_KINDS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16", "avx512f": "AVX512", "avx2": "AVX2"}
+
+
 def machine_info(device: torch.device) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
+    """The machine beside every number: CPU model and kind (e.g. AVX512-BF16), threads, versions, device."""
+    cpu, flags = platform.processor() or platform.machine(), set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-                break
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    kind = next((name for flag, name in CPU_KINDS.items() if flag in flags), "unknown")
+    info = {"cpu": cpu, "cpu_kind": kind, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "cifarkit": __version__,
             "device": str(device)}
     if device.type == "cuda":

@@ -83,7 +83,7 @@ class Trainer:
             max_lr = float(config.max_lr)
         self.max_lr, self.max_lr_source = max_lr, max_lr_source
         self.steps_per_epoch = self.batches.steps_per_epoch
-        self.optimizer = build_optimizer(self.model, config, max_lr, self.device)
+        self.optimizer = build_optimizer(self.model, config, max_lr, self.device, self.dtype)
         self.scheduler = one_cycle(self.optimizer, config, max_lr, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         # the weight average (BatchNorm buffers included) that is evaluated and saved when ema_decay > 0
@@ -95,6 +95,7 @@ class Trainer:
         # the wall clock of this session starts when the Trainer does (data loading and set-up included)
         self._session_start, self._wall_before = time.perf_counter(), 0.0
         self.test_logits: torch.Tensor | None = None  # of the latest test evaluation, single process only
+        self.eval_seconds = 0.0  # this session's, in evaluate(): the timing breakdown of run.train
 
     @property
     def eval_model(self) -> nn.Module:
@@ -289,19 +290,21 @@ class Trainer:
 
     def evaluate(self, split: str = "test") -> tuple[float, float]:
         """(mean cross-entropy, accuracy) of the "test" or "val" images; under torchrun each rank scores a slice."""
+        started = time.perf_counter()
         all_images, all_labels = getattr(self.data, f"{split}_images"), getattr(self.data, f"{split}_labels")
         images, labels = self.dist.shard(all_images), self.dist.shard(all_labels)
         logits = self.predict(images)
         if split == "test":  # the plots at the end use these rather than predicting again (TTA makes that costly)
             self.test_logits = logits if self.dist.world_size == 1 else None
         sums = self.dist.sum(loss_and_correct(logits, labels))
+        self.eval_seconds += time.perf_counter() - started
         return sums[0].item() / len(all_labels), sums[1].item() / len(all_labels)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """The evaluated model's logits for uint8 images, normalised as in training, with the run's TTA."""
         cfg = self.config
         return predict_logits(self.eval_model, images, cfg.eval_batch_size, self.dtype, cfg.channels_last, cfg.tta,
-                              self.mean, self.std)
+                              self.mean, self.std, cfg.tta_below)
 
     def final_test_logits(self) -> torch.Tensor:
         """The final model's test-set logits: those of the last evaluation (TTA makes predicting again costly)."""
