@@ -85,3 +85,21 @@ def test_alternating_flips_mirror_each_image_in_every_other_epoch():
     x0 = aug(imgs, torch.Generator().manual_seed(0), alternating_flips(flips, 0))
     x1 = aug(imgs, torch.Generator().manual_seed(1), alternating_flips(flips, 1))
     assert torch.equal(x1, x0.flip(3))
+
+
+def test_color_jitter_shifts_then_scales_each_image_within_its_ranges():
+    from cifarkit.augment import color_jitter
+
+    x = torch.randn(400, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    out = color_jitter(x, 0.3, 0.2, torch.Generator().manual_seed(0))
+    # out = (x + shift) * scale per image: recover both from each image's mean and spread
+    scale = out.flatten(1).std(1) / x.flatten(1).std(1)
+    shift = out.flatten(1).mean(1) / scale - x.flatten(1).mean(1)
+    torch.testing.assert_close(out, (x + shift.view(-1, 1, 1, 1)) * scale.view(-1, 1, 1, 1), rtol=1e-4, atol=1e-4)
+    assert scale.min() >= 0.8 - 1e-5 and scale.max() <= 1.2 + 1e-5 and scale.std() > 0.05
+    assert shift.abs().max() <= 0.3 + 1e-4 and shift.std() > 0.1
+    assert torch.equal(out, color_jitter(x, 0.3, 0.2, torch.Generator().manual_seed(0)))  # from the seed alone
+    plain = Augment(pad_crop=0, flip=False, cutout_size=0)
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    jittered = Augment(pad_crop=0, flip=False, cutout_size=0, brightness=0.3, contrast=0.2)
+    assert not torch.equal(jittered(images, torch.Generator().manual_seed(0)), plain(images, torch.Generator()))

@@ -46,6 +46,10 @@ def test_json_round_trip(tmp_path):
     ({"lr_find_iters": 5}, "--num-iter 5: must be a whole number of steps >= 20"),
     ({"base_momentum": 1.0}, "--base-momentum 1.0: must be in [0, 1)"),
     ({"anneal_strategy": "step"}, "--anneal-strategy 'step': choose one of linear, cos"),
+    ({"brightness": -0.1}, "--brightness -0.1: must be in [0, 2]"),
+    ({"contrast": 1.0}, "--contrast 1.0: must be in [0, 1)"),
+    ({"tta_below": 0.0}, "--tta-below 0.0: must be a probability in (0, 1]"),
+    ({"optimizer": "muon", "max_lr": "find"}, "--max-lr 'find': the range test sweeps one lr"),
     ({"flip": "no"}, "setting 'flip' must be true or false, not \"no\""),  # types: checked as the config is built
 ])
 def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
@@ -54,7 +58,7 @@ def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
 
 
 def test_unknown_preset_and_unknown_keys():
-    with pytest.raises(UserError, match="unknown preset; choose one of s10, s10-best, fast, fast-cpu"):
+    with pytest.raises(UserError, match="unknown preset; choose one of s10, s10-best, fast, fast-v1, fast-cpu"):
         preset_config("s11")
     with pytest.raises(UserError, match="unknown setting"):
         TrainConfig.from_dict({"epoch": 3})
@@ -272,9 +276,9 @@ def test_help_shows_the_presets_values_from_presets(monkeypatch):
     monkeypatch.setitem(PRESETS, "zz-probe", {"epochs": 77, "alternate_flip": True})
     _, commands = _train_parser()
     helps = {a.dest: a.help for a in commands["train"]._actions}
-    assert "zz-probe: 77" in helps["epochs"] and "fast: 12" in helps["epochs"]
+    assert "zz-probe: 77" in helps["epochs"] and "fast-v1: 12" in helps["epochs"]
     assert "s10, s10-best: 24" in helps["epochs"]
-    assert "fast, fast-cpu, zz-probe: on" in helps["alternate_flip"]
+    assert "fast-v1, " in helps["alternate_flip"] and "zz-probe: on" in helps["alternate_flip"]
     assert "(default 0.5)" in helps["cutout_prob"]  # the same in every preset
 
 

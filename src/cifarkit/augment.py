@@ -16,8 +16,9 @@ from .data import MEAN, STD
 
 @dataclass(frozen=True)
 class Augment:
-    """The training-time transform: reflect-pad + random crop, flip, cutout (mean colour), normalise with the
-    dataset's per-channel `mean` and `std` (fractions of 255; default CIFAR-10's)."""
+    """The training-time transform: reflect-pad + random crop, flip, cutout (mean colour), brightness and
+    contrast jitter, normalise with the dataset's per-channel `mean` and `std` (fractions of 255; default
+    CIFAR-10's)."""
 
     pad_crop: int = 4
     flip: bool = True
@@ -25,11 +26,14 @@ class Augment:
     cutout_prob: float = 0.5
     mean: tuple[float, ...] = MEAN
     std: tuple[float, ...] = STD
+    brightness: float = 0.0
+    contrast: float = 0.0
 
     @classmethod
     def from_config(cls, config, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> "Augment":
         """The augmentation a TrainConfig asks for, normalising with the dataset's statistics."""
-        return cls(config.pad_crop, config.flip, config.cutout_size, config.cutout_prob, tuple(mean), tuple(std))
+        return cls(config.pad_crop, config.flip, config.cutout_size, config.cutout_prob, tuple(mean), tuple(std),
+                   config.brightness, config.contrast)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator, flips: torch.Tensor | None = None
                  ) -> torch.Tensor:
@@ -44,6 +48,8 @@ class Augment:
             x = random_flip(x, generator) if flips is None else mirror(x, flips)
         if self.cutout_size and self.cutout_prob > 0:
             x = cutout(x, self.cutout_size, self.cutout_prob, generator)
+        if self.brightness or self.contrast:
+            x = color_jitter(x, self.brightness, self.contrast, generator)
         return x
 
 
@@ -119,6 +125,15 @@ def cutout(x: torch.Tensor, size: int, p: float, generator: torch.Generator) -> 
     hole = in_rows[:, :, None] & in_cols[:, None, :] & apply[:, None, None]  # (N,H,W)
     return x.masked_fill(hole[:, None], 0.0)
 
+
+
+def color_jitter(x: torch.Tensor, brightness: float, contrast: float, generator: torch.Generator) -> torch.Tensor:
+    """Per image, of a normalised batch: add a shift uniform in +-brightness, then scale by a factor uniform in
+    1 +- contrast (hiverge/cifar10-speedrun's jitter, in standardised units)."""
+    n = len(x)
+    shift = (torch.rand(n, generator=generator, device=generator.device).to(x.device) * 2 - 1) * brightness
+    scale = 1 + (torch.rand(n, generator=generator, device=generator.device).to(x.device) * 2 - 1) * contrast
+    return (x + shift.view(n, 1, 1, 1)) * scale.view(n, 1, 1, 1)
 
 
 def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:

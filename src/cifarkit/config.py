@@ -102,6 +102,10 @@ class TrainConfig:
     cutout_size: int = setting(8, "side of one square hole filled with the mean colour; 0 = off", "augmentation",
                                metavar="PX")
     cutout_prob: float = setting(0.5, "probability of the cutout hole per image", "augmentation", metavar="P")
+    brightness: float = setting(0.0, "add a shift uniform in +-B to each normalised image; 0 = off", "augmentation",
+                                metavar="B")
+    contrast: float = setting(0.0, "then scale it by a factor uniform in 1 +- C; 0 = off", "augmentation",
+                              metavar="C")
     # Where and how it runs.
     seed: int = setting(0, "random seed of the weights, batch order and augmentation", "model")
     device: str = setting("auto", f"{', '.join(DEVICES)} or cuda:N (auto: a GPU if there is one)", "runtime")
@@ -211,6 +215,8 @@ class TrainConfig:
         need(_whole(self.cutout_size, 0) and self.cutout_size <= 32, "cutout_size",
              "must be a whole number of pixels in [0, 32]")
         need(_finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1, "cutout_prob", "must be a probability in [0, 1]")
+        need(_finite(self.brightness) and 0 <= self.brightness <= 2, "brightness", "must be in [0, 2] (standard units)")
+        need(_fraction(self.contrast), "contrast", "must be in [0, 1)")
         need(isinstance(self.device, str) and (self.device in DEVICES or self.device.startswith("cuda:")), "device",
              f"unknown device; choose one of {', '.join(DEVICES)} (or cuda:N)")
         need(self.threads is None or _whole(self.threads, 1), "threads", "must be a whole number >= 1")
