@@ -30,3 +30,32 @@ def test_the_range_test_draws_its_own_batches_forever(tiny_py):
     batches = iter(sweep)
     sizes = [len(next(batches)[1]) for _ in range(9)]  # past the end of the first epochs
     assert sizes == [64, 64, 64, 8] * 2 + [64]
+
+
+def test_pruned_epochs_leave_out_only_easy_images_keep_their_steps_and_upweight_the_easy_ones_kept(tiny_py):
+    from cifarkit.batches import Pruning, easy_images
+
+    s = stream(tiny_py, prune_easy=0.5, epochs=4)
+    losses = torch.linspace(0.1, 2.0, 200)[torch.randperm(200, generator=torch.Generator().manual_seed(0))]
+    easy = easy_images(losses)
+    assert easy.sum() == 100  # below the mean of an even spread: half of them
+    assert [s.prunes(e) for e in range(4)] == [False, True, True, False]  # never the first or the last epoch
+    assert torch.equal(s.order(0, losses), s.order(0)) and torch.equal(s.order(3, losses), s.order(3))
+    order = s.order(1, losses)
+    left_out = torch.ones(200, dtype=torch.bool)
+    left_out[order] = False
+    assert len(set(order.tolist())) == len(order) and not left_out[~easy].any()  # every hard image stays
+    assert 25 < left_out.sum() < 75  # about half of the 100 easy ones go
+    assert torch.equal(order, s.order(1, losses)) and not torch.equal(order, s.order(2, losses))  # (seed, epoch)
+    # the epoch keeps its 4 steps with smaller batches, and every kept image is trained once
+    assert s.batch_size(order) == -(-len(order) // 4) < 64
+    batches = [s.indices(order, step) for step in range(s.steps_per_epoch)]
+    assert torch.equal(torch.cat(batches), order)
+    x, y = s.batch(order, 1, 0)
+    assert len(x) == len(batches[0]) and torch.equal(y, s.data.train_labels[batches[0]])
+    pruning = Pruning(s)
+    pruning.losses.copy_(losses)
+    order = pruning.order(1, step_in_epoch=0)
+    weights = pruning.weights(order, 1, 0)
+    assert torch.equal(weights, torch.where(easy[batches[0]], 2.0, 1.0))  # 1 / (1 - 0.5) for the easy
+    assert pruning.weights(pruning.order(3, 0), 3, 0) is None

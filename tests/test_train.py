@@ -64,13 +64,18 @@ FAST_TINY_AVERAGED = {**FAST_TINY, "lookahead_decay": 0.7, "lookahead_every": 3,
 BF16 = {"precision": "bf16"}
 # Muon on the filters, its orthogonalisation in bf16 (cifarkit.muon): momentum buffers resume exactly too.
 MUON_BF16 = {**FAST_TINY, "optimizer": "muon", "muon_lr": 0.1, **BF16}
+# InfoBatch pruning (cifarkit.batches): the images' losses and the epoch's left-out set resume exactly too.
+# 3 epochs: the crash falls in the second, the one that prunes.
+PRUNED = {**FAST_TINY, "optimizer": "muon", "muon_lr": 0.1, "prune_easy": 0.5, "epochs": 3}
 
 
-@pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9}, FAST_TINY, FAST_TINY_AVERAGED, BF16, MUON_BF16],
-                         ids=["s10-small", "ema", "fast", "lookahead-alternate-flip", "bf16-autocast", "muon-bf16"])
+@pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9}, FAST_TINY, FAST_TINY_AVERAGED, BF16, MUON_BF16,
+                                       PRUNED],
+                         ids=["s10-small", "ema", "fast", "lookahead-alternate-flip", "bf16-autocast", "muon-bf16",
+                              "muon-pruned"])
 @pytest.mark.filterwarnings("ignore:--precision bf16")
 def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, crash_at_step, overrides):
-    cfg = tiny_config(tiny_py, epochs=2, **overrides)
+    cfg = tiny_config(tiny_py, **{"epochs": 2, **overrides})
     ema_decay = cfg.ema_decay
     train(cfg, tmp_path / "full", progress=False)
 

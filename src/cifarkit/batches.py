@@ -3,10 +3,19 @@
 Every draw is a pure function of (seed, purpose, epoch[, step]), so a run resumed at any step sees the
 same batches as the uninterrupted one without replaying random number generators, and every process
 under torchrun builds the same global batch.
+
+With `prune_easy` P > 0 an epoch may leave out well-learned images, as InfoBatch (Qin et al., ICLR 2024)
+does: every epoch but the first (no losses yet) and the last (annealing: all images), each image whose
+latest training loss is below the mean of all is dropped with probability P, and the easy images kept
+weigh 1 / (1 - P) in the loss, so the epoch's expected gradient stays the full epoch's. The epoch keeps
+its number of steps (the schedule is untouched) and its batches shrink: a CPU spends its time on the
+images that still teach something. Which images are left out is a pure function of (seed, epoch) and the
+losses at the epoch's start, which the checkpoint keeps.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Iterator
 
 import torch
@@ -42,6 +51,11 @@ def even_epoch_flips(num_images: int, device: torch.device, seed: int) -> torch.
     return (torch.rand(num_images, generator=g, device=g.device) < 0.5).to(device)
 
 
+def easy_images(losses: torch.Tensor) -> torch.Tensor:
+    """The images whose latest loss is below the mean of all (InfoBatch's well-learned ones)."""
+    return losses < losses.mean()
+
+
 def training_batch(data: Dataset, order: torch.Tensor, step: int, batch_size: int, augment: Augment,
                    g: torch.Generator, channels_last: bool, flips: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,14 +85,37 @@ class BatchStream:
             if purpose == "train" and config.alternate_flip and config.flip else None
         self.steps_per_epoch = steps_per_epoch(len(data.train_labels), config.batch_size)
 
-    def order(self, epoch: int) -> torch.Tensor:
-        return epoch_order(len(self.data.train_labels), self.device, self.config.seed, self.keys[0], epoch)
+    def prunes(self, epoch: int) -> bool:
+        """Whether `epoch` leaves out easy images (prune_easy): never the first nor the last."""
+        return self.config.prune_easy > 0 and 0 < epoch < self.config.epochs - 1
+
+    def order(self, epoch: int, losses: torch.Tensor | None = None) -> torch.Tensor:
+        """The images of `epoch`, shuffled: all of them, or with `losses` (each image's latest, at the epoch's
+        start) in an epoch that prunes, all but the easy images left out this time."""
+        n = len(self.data.train_labels)
+        order = epoch_order(n, self.device, self.config.seed, self.keys[0], epoch)
+        if losses is None or not self.prunes(epoch):
+            return order
+        g = generator(self.device, self.config.seed, "prune", epoch)
+        left_out = easy_images(losses) & (torch.rand(n, generator=g, device=g.device).to(self.device)
+                                          < self.config.prune_easy)
+        return order[~left_out[order]]
+
+    def batch_size(self, order: torch.Tensor) -> int:
+        """Images per step in an epoch of `order`: the configured size, or a pruned epoch's share per step."""
+        n = len(self.data.train_labels)
+        return self.config.batch_size if len(order) == n else math.ceil(len(order) / self.steps_per_epoch)
+
+    def indices(self, order: torch.Tensor, step: int) -> torch.Tensor:
+        """Which training images batch `step` of an epoch of `order` holds."""
+        size = self.batch_size(order)
+        return order[step * size:(step + 1) * size]
 
     def batch(self, order: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `step` of `epoch`, augmented: the same on every rank, which then trains on its slice."""
         cfg = self.config
         flips = None if self.even_flips is None else alternating_flips(self.even_flips, epoch)
-        return training_batch(self.data, order, step, cfg.batch_size, self.augment,
+        return training_batch(self.data, order, step, self.batch_size(order), self.augment,
                               generator(self.device, cfg.seed, self.keys[1], epoch, step), cfg.channels_last, flips)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -89,3 +126,38 @@ class BatchStream:
             for step in range(self.steps_per_epoch):
                 yield self.batch(order, epoch, step)
             epoch += 1
+
+
+class Pruning:
+    """--prune-easy's state: each training image's latest loss, and the losses as the epoch in progress started
+    (which decide the images it leaves out and the weights of the easy ones it keeps)."""
+
+    def __init__(self, stream: BatchStream):
+        self.stream, self.prune = stream, stream.config.prune_easy
+        self.losses = torch.zeros(len(stream.data.train_labels), device=stream.device)
+        self.at_epoch_start: torch.Tensor | None = None
+
+    def order(self, epoch: int, step_in_epoch: int) -> torch.Tensor:
+        """`epoch`'s images in order; the losses are taken as the epoch starts (a resumed epoch keeps its own)."""
+        if step_in_epoch == 0 or self.at_epoch_start is None:
+            self.at_epoch_start = self.losses.clone()
+        return self.stream.order(epoch, self.at_epoch_start)
+
+    def weights(self, order: torch.Tensor, epoch: int, step: int) -> torch.Tensor | None:
+        """In a pruned epoch, each image's weight in the mean loss: 1 / (1 - P) for the easy ones, else 1."""
+        if not self.stream.prunes(epoch):
+            return None
+        easy = easy_images(self.at_epoch_start)[self.stream.indices(order, step)]
+        return torch.where(easy, 1 / (1 - self.prune), 1.0)
+
+    def record(self, order: torch.Tensor, step: int, losses: torch.Tensor) -> None:
+        """The losses the images of batch `step` had in training."""
+        self.losses[self.stream.indices(order, step)] = losses
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"losses": self.losses, "at_epoch_start": self.losses if self.at_epoch_start is None
+                else self.at_epoch_start}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.losses.copy_(state["losses"])
+        self.at_epoch_start = state["at_epoch_start"].to(self.losses.device).clone()

@@ -55,6 +55,10 @@ class TrainConfig:
     norm_lr_scale: float = setting(1.0, "lr multiplier of BatchNorm/bias parameters, their weight decay divided by "
                                    "it; 1 = one parameter group", "optimiser", metavar="K")
     label_smoothing: float = setting(0.0, "cross-entropy label smoothing", "model")
+    # InfoBatch (cifarkit.batches): epochs but the first and last leave out easy images, the batches shrink.
+    prune_easy: float = setting(0.0, "each epoch but the first and last, leave out each image whose last loss was "
+                                "below the mean with this probability (the easy ones kept weigh 1/(1-P)); 0 = off",
+                                "model", metavar="P")
     # Exponential moving average of the weights (and BatchNorm buffers), updated every step; when on,
     # the averaged model is the one evaluated, reported and exported. 0 disables.
     ema_decay: float = setting(0.0, "keep an exponential moving average of the weights, evaluated and saved; "
@@ -197,6 +201,7 @@ class TrainConfig:
         need(_whole(self.eval_every, 0), "eval_every",
              "must be a whole number of epochs >= 0 (0: only after the last epoch)")
         need(_fraction(self.label_smoothing), "label_smoothing", "must be in [0, 1)")
+        need(_fraction(self.prune_easy), "prune_easy", "must be in [0, 1) (0: every image, every epoch)")
         need(_finite(self.tta_below) and 0 < self.tta_below <= 1, "tta_below", "must be a probability in (0, 1]")
         need(_finite(self.pct_start) and 0 < self.pct_start < 1, "pct_start",
              "the peak must fall strictly inside the schedule: 0 < pct_start < 1 (the S10 recipe: 5/24)")

@@ -5,8 +5,7 @@ Design choices, each for speed or reproducibility:
   (batches.BatchStream), with draws that are pure functions of (seed, epoch, step), so resuming at any
   step reproduces the uninterrupted run without replaying RNGs;
 - losses and accuracies accumulate on the device; the host syncs only every few steps (progress bar).
-The Trainer writes only through its RunDir (metrics.csv, the checkpoint); the run's other files are
-run.py's and report.py's.
+The Trainer writes only through its RunDir (metrics.csv, the checkpoint); the others are run.py's and report.py's.
 """
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import distributed
-from .batches import BatchStream
+from .batches import BatchStream, Pruning
 from .build import build_optimizer, prepare_model
 from .checkpoint import CHECKPOINT_FORMAT, RunState
 from .config import TrainConfig
@@ -41,8 +40,7 @@ from .schedule import one_cycle
 from .stopping import Interrupted, stop_requests
 from .version import __version__
 
-# Steps between host syncs for the progress bar and the NaN check: a sync stalls a GPU's queue,
-# but costs nothing on a CPU, where every step is shown.
+# Steps between host syncs (progress bar, NaN check): a sync stalls a GPU's queue, but costs a CPU nothing.
 SYNC_EVERY = {"cpu": 1, "cuda": 10, "mps": 10}
 
 
@@ -59,14 +57,16 @@ class Trainer:
         self.run.writes = self.run.writes and self.dist.is_main  # rank 0 alone writes the run folder
         self.progress = progress and self.dist.is_main
         self.checkpoint_every = checkpoint_every
-        # called at the loop's sync points, after each epoch's row and at the end (e.g. track.TensorBoard):
-        # observer.after_sync(trainer, step_loss, lrs), .after_epoch(trainer, row), .at_end(trainer, results)
+        # e.g. track.TensorBoard: .after_sync(trainer, step_loss, lrs), .after_epoch(trainer, row), .at_end(trainer, results)
         self.observers = list(observers)
         if data is None:
             data = load_for(config, progress=self.progress)
         self.data = shape_for(data, config).to(self.device)
         self.batches = BatchStream(self.data, config, self.device)  # normalises with the training images' stats
         self.mean, self.std = self.batches.augment.mean, self.batches.augment.std
+        self.pruning = Pruning(self.batches) if config.prune_easy else None  # InfoBatch, see batches.py
+        if self.pruning is not None and self.dist.enabled:
+            raise UserError("--prune-easy under torchrun: not supported (a process sees only its share's losses)")
         self.model = prepare_model(config, self.device, len(self.data.classes), self.data.train_images,
                                    self.mean, self.std)
         self.train_model: nn.Module = self.model  # what the training step calls: the model, or DDP around it
@@ -128,6 +128,7 @@ class Trainer:
             **({"training_weights": self.model.state_dict(), "ema_n_averaged": self.ema.n_averaged}
                if self.ema is not None else {}),
             **({"lookahead": self.lookahead.state_dict()} if self.lookahead is not None else {}),
+            **({"pruning": self.pruning.state_dict()} if self.pruning is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -153,6 +154,10 @@ class Trainer:
                 raise UserError(f"{self.run.checkpoint}: saved without Lookahead's slow weights, but this run has "
                                 f"lookahead_decay {self.config.lookahead_decay}")
             self.lookahead.load_state_dict(ckpt["lookahead"])
+        if self.pruning is not None:
+            if "pruning" not in ckpt:
+                raise UserError(f"{self.run.checkpoint}: saved without the losses --prune-easy needs")
+            self.pruning.load_state_dict(ckpt["pruning"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -161,19 +166,24 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor, global_size: int | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, global_size: int | None = None,
+                   weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step on (this rank's slice of) a batch of augmented images.
 
-        `global_size` is the size of the whole batch over all ranks; returns (summed loss, correct count)
-        of this rank's images, on the device.
-        """
+        `global_size` is the size of the whole batch over all ranks; `weights`, each image's weight in the mean loss.
+        Returns (summed loss, correct count) of this rank's images, on the device; with --prune-easy each image's
+        loss is left in `self.image_losses`."""
         cfg = self.config
         with autocast(self.device, self.dtype):
             logits = self.train_model(images)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
-        # DDP averages gradients over ranks; weighting each rank's mean by its share of the global batch
-        # makes that average the gradient of the global batch's mean loss (the factor is 1.0 on one process).
+        if self.pruning is None:
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+            summed = loss.detach() * len(labels)
+        else:
+            per_image = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing, reduction="none")
+            loss, self.image_losses = (per_image if weights is None else per_image * weights).mean(), per_image.detach()
+            summed = self.image_losses.sum()
+        # DDP averages over ranks: each rank's mean weighted by its share of the batch gives the global mean's gradient
         share = len(labels) * self.dist.world_size / (global_size or len(labels))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss * share if share != 1.0 else loss).backward()
@@ -184,10 +194,13 @@ class Trainer:
             self.lookahead.after_step(self.scheduler.last_epoch)  # the scheduler counts the run's steps
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return loss.detach() * len(labels), (logits.argmax(1) == labels).sum()
+        return summed, (logits.argmax(1) == labels).sum()
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
-        return self.batches.order(epoch)
+        """The images of `epoch` in order (with --prune-easy, what the losses at the epoch's start leave)."""
+        if self.pruning is None:
+            return self.batches.order(epoch)
+        return self.pruning.order(epoch, self.state.step_in_epoch)
 
     def global_batch(self, order: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `step` of `epoch`, augmented: the same on every rank, which then trains on its slice."""
@@ -217,7 +230,10 @@ class Trainer:
                 x, y = self.dist.shard(x), self.dist.shard(y)
                 lrs = [group["lr"] for group in self.optimizer.param_groups]
                 lr = lrs[0]
-                batch_loss, batch_correct = self.train_step(x, y, global_size)
+                weights = None if self.pruning is None else self.pruning.weights(order, s.epoch, step)
+                batch_loss, batch_correct = self.train_step(x, y, global_size, weights)
+                if self.pruning is not None:
+                    self.pruning.record(order, step, self.image_losses)
                 s.step_in_epoch += 1
                 s.seen += global_size
                 local += torch.stack([batch_loss.to(local.dtype), batch_correct.to(local.dtype)])
@@ -316,7 +332,7 @@ class Trainer:
         last = s.history[-1]
         train_images = sum(r["images_per_s"] * r["seconds"] for r in s.history)
         train_seconds = sum(r["seconds"] for r in s.history)
-        results = {
+        return {
             "preset": cfg.preset, "model": cfg.model, "params": count_parameters(self.model),
             "epochs": cfg.epochs, "batch_size": cfg.batch_size, "steps": self.scheduler.last_epoch,
             "dataset": cfg.dataset, "classes": len(self.data.classes), "image_size": self.data.image_size,
@@ -325,10 +341,10 @@ class Trainer:
                if self.data.val_labels is not None else {}),
             "train_accuracy": last["train_acc"], "train_loss": last["train_loss"],
             "train_images_per_second": train_images / train_seconds, "train_seconds": train_seconds,
+            "train_images_seen": round(train_images),  # fewer than epochs x n_train with --prune-easy
             "wall_time_s": s.wall_seconds, "max_lr": self.max_lr, "max_lr_source": self.max_lr_source,
             "dtype": str(self.dtype).replace("torch.", ""), "channels_last": cfg.channels_last,
             "ema_decay": cfg.ema_decay, "tta": cfg.tta,
             "seed": cfg.seed, "processes": self.dist.world_size, "n_train": len(self.data.train_labels), "n_test": len(self.data.test_labels),
             "data": str(self.data.root), "data_layout": self.data.layout, **machine_info(self.device),
         }
-        return results
