@@ -108,8 +108,8 @@ class TrainConfig:
     cutout_prob: float = setting(0.5, "probability of the cutout hole per image", "augmentation", metavar="P")
     brightness: float = setting(0.0, "add a shift uniform in +-B to each normalised image; 0 = off", "augmentation",
                                 metavar="B")
-    contrast: float = setting(0.0, "then scale it by a factor uniform in 1 +- C; 0 = off", "augmentation",
-                              metavar="C")
+    contrast: float = setting(0.0, "scale each (shifted) normalised image by a factor uniform in 1 +- C; 0 = off",
+                              "augmentation", metavar="C")
     # Where and how it runs.
     seed: int = setting(0, "random seed of the weights, batch order and augmentation", "model")
     device: str = setting("auto", f"{', '.join(DEVICES)} or cuda:N (auto: a GPU if there is one)", "runtime")
