@@ -12,7 +12,7 @@ at the end of training (no best-epoch picking). Each seed's time is broken down 
 (model, whitening, optimiser), training steps, evaluation, and the rest (checkpoints, metrics).
 
 With --baseline PRESET, the first --baseline-seeds seeds (default 1) also train PRESET (with the same
-machine flags: --data-dir, --threads, --device) into OUT/baseline/seedN, each just before the same seed
+--data-dir, --threads, --device, --precision, --limit-train, --limit-test) into OUT/baseline/seedN, each just before the same seed
 of the recipe, so both see the same host in the same minutes: absolute times differ between machines,
 even of one kind, and only the ratio travels. Each finished seed leaves OUT/.../seedN/benchmark.json;
 with --reuse a seed whose benchmark.json was made with the same configuration is read back instead of
@@ -85,13 +85,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--baseline-seeds", type=int, default=1, help="seeds of the baseline (default 1)")
     add_train_flags(parser)  # --seed: the first seed
     args = parser.parse_args(argv)
-    if args.seeds < 1 or args.baseline_seeds < 1:
-        parser.error(f"--seeds {args.seeds} / --baseline-seeds {args.baseline_seeds}: run at least one seed")
+    if args.seeds < 1 or not 1 <= args.baseline_seeds <= args.seeds:
+        parser.error(f"--seeds {args.seeds} / --baseline-seeds {args.baseline_seeds}: run at least one seed of each, "
+                     "and no more baseline seeds than seeds")
     try:
         args = config_defaults(parser, args, argv)  # --config FILE: its settings are the flags' defaults
         first = config_from_args(args).validate()
         # the baseline runs where and on what the recipe runs; everything else is its preset's
-        same = [name for name, s in SETTINGS.items() if s.machine] + ["device", "limit_train", "limit_test"]
+        same = [name for name, s in SETTINGS.items() if s.machine] + ["device", "precision", "limit_train",
+                                                                       "limit_test"]
         baseline = build_config(args.baseline, overrides={name: getattr(first, name) for name in same}
                                 ).validate() if args.baseline else None
     except UserError as e:

@@ -7,7 +7,7 @@ from cifarkit.cifar import load_cifar10
 
 
 def stream(data_dir, purpose="train", **overrides):
-    config = TrainConfig(model="s10-small", batch_size=64, data_dir=str(data_dir), **overrides)
+    config = TrainConfig(**{"model": "s10-small", "batch_size": 64, "data_dir": str(data_dir), **overrides})
     return BatchStream(load_cifar10(data_dir, download=False), config, torch.device("cpu"), purpose=purpose)
 
 
@@ -47,15 +47,22 @@ def test_pruned_epochs_leave_out_only_easy_images_keep_their_steps_and_upweight_
     assert len(set(order.tolist())) == len(order) and not left_out[~easy].any()  # every hard image stays
     assert 25 < left_out.sum() < 75  # about half of the 100 easy ones go
     assert torch.equal(order, s.order(1, losses)) and not torch.equal(order, s.order(2, losses))  # (seed, epoch)
-    # the epoch keeps its 4 steps with smaller batches, and every kept image is trained once
-    assert s.batch_size(order) == -(-len(order) // 4) < 64
+    # the epoch keeps its 4 steps with smaller, balanced batches, and every kept image is trained once
     batches = [s.indices(order, step) for step in range(s.steps_per_epoch)]
     assert torch.equal(torch.cat(batches), order)
+    assert max(map(len, batches)) - min(map(len, batches)) <= 1 and max(map(len, batches)) < 64
     x, y = s.batch(order, 1, 0)
     assert len(x) == len(batches[0]) and torch.equal(y, s.data.train_labels[batches[0]])
     pruning = Pruning(s)
     pruning.losses.copy_(losses)
     order = pruning.order(1, step_in_epoch=0)
+    # 1 / (1 - 0.5) for the easy images, scaled so that the batch's mean is its sum over a full batch (50)
     weights = pruning.weights(order, 1, 0)
-    assert torch.equal(weights, torch.where(easy[batches[0]], 2.0, 1.0))  # 1 / (1 - 0.5) for the easy
+    assert torch.allclose(weights, torch.where(easy[batches[0]], 2.0, 1.0) * len(batches[0]) / 50)
     assert pruning.weights(pruning.order(3, 0), 3, 0) is None
+
+
+def test_a_pruned_epoch_that_would_leave_fewer_images_than_steps_keeps_them_all(tiny_py):
+    s = stream(tiny_py, prune_easy=0.99, epochs=3, batch_size=2)  # 100 steps an epoch
+    losses = torch.cat([torch.zeros(190), torch.ones(10)])  # 190 easy images, nearly all left out
+    assert torch.equal(s.order(1, losses), s.order(1))

@@ -46,10 +46,10 @@ class Augment:
             x = random_crop(x, self.pad_crop, generator)
         if self.flip:
             x = random_flip(x, generator) if flips is None else mirror(x, flips)
+        if self.brightness or self.contrast:  # before cutout: its holes stay the mean colour
+            x = color_jitter(x, self.brightness, self.contrast, generator)
         if self.cutout_size and self.cutout_prob > 0:
             x = cutout(x, self.cutout_size, self.cutout_prob, generator)
-        if self.brightness or self.contrast:
-            x = color_jitter(x, self.brightness, self.contrast, generator)
         return x
 
 

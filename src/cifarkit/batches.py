@@ -15,7 +15,6 @@ losses at the epoch's start, which the checkpoint keeps.
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Iterator
 
 import torch
@@ -56,14 +55,12 @@ def easy_images(losses: torch.Tensor) -> torch.Tensor:
     return losses < losses.mean()
 
 
-def training_batch(data: Dataset, order: torch.Tensor, step: int, batch_size: int, augment: Augment,
-                   g: torch.Generator, channels_last: bool, flips: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch `step` of an epoch: its images augmented with `g`'s draws, and their labels.
+def training_batch(data: Dataset, idx: torch.Tensor, augment: Augment, g: torch.Generator, channels_last: bool,
+                   flips: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images `idx`, augmented with `g`'s draws, and their labels.
 
     `flips`, when given, says which of all the training images this epoch mirrors (alternating flips).
     """
-    idx = order[step * batch_size:(step + 1) * batch_size]
     x = augment(data.train_images[idx], g, None if flips is None else flips[idx])
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -99,23 +96,22 @@ class BatchStream:
         g = generator(self.device, self.config.seed, "prune", epoch)
         left_out = easy_images(losses) & (torch.rand(n, generator=g, device=g.device).to(self.device)
                                           < self.config.prune_easy)
-        return order[~left_out[order]]
-
-    def batch_size(self, order: torch.Tensor) -> int:
-        """Images per step in an epoch of `order`: the configured size, or a pruned epoch's share per step."""
-        n = len(self.data.train_labels)
-        return self.config.batch_size if len(order) == n else math.ceil(len(order) / self.steps_per_epoch)
+        kept = order[~left_out[order]]
+        return kept if len(kept) >= self.steps_per_epoch else order  # every step keeps at least one image
 
     def indices(self, order: torch.Tensor, step: int) -> torch.Tensor:
-        """Which training images batch `step` of an epoch of `order` holds."""
-        size = self.batch_size(order)
-        return order[step * size:(step + 1) * size]
+        """Which training images batch `step` of an epoch of `order` holds: slices of the batch size, or in a
+        pruned epoch, the kept images split evenly over the epoch's steps."""
+        n, k, steps = len(self.data.train_labels), len(order), self.steps_per_epoch
+        if k == n:
+            return order[step * self.config.batch_size:(step + 1) * self.config.batch_size]
+        return order[step * k // steps:(step + 1) * k // steps]
 
     def batch(self, order: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `step` of `epoch`, augmented: the same on every rank, which then trains on its slice."""
         cfg = self.config
         flips = None if self.even_flips is None else alternating_flips(self.even_flips, epoch)
-        return training_batch(self.data, order, step, self.batch_size(order), self.augment,
+        return training_batch(self.data, self.indices(order, step), self.augment,
                               generator(self.device, cfg.seed, self.keys[1], epoch, step), cfg.channels_last, flips)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -144,11 +140,14 @@ class Pruning:
         return self.stream.order(epoch, self.at_epoch_start)
 
     def weights(self, order: torch.Tensor, epoch: int, step: int) -> torch.Tensor | None:
-        """In a pruned epoch, each image's weight in the mean loss: 1 / (1 - P) for the easy ones, else 1."""
-        if not self.stream.prunes(epoch):
+        """In a pruned epoch, each image's weight in its batch's mean loss: 1 / (1 - P) for the easy ones, else 1,
+        times the batch's size over a full epoch's (n / steps), so that the epoch's summed update is a full
+        epoch's in expectation (InfoBatch's unbiased rescaling), however few images it kept."""
+        if not self.stream.prunes(epoch) or len(order) == len(self.losses):
             return None
-        easy = easy_images(self.at_epoch_start)[self.stream.indices(order, step)]
-        return torch.where(easy, 1 / (1 - self.prune), 1.0)
+        idx = self.stream.indices(order, step)
+        full_batch = len(self.losses) / self.stream.steps_per_epoch
+        return torch.where(easy_images(self.at_epoch_start)[idx], 1 / (1 - self.prune), 1.0) * (len(idx) / full_batch)
 
     def record(self, order: torch.Tensor, step: int, losses: torch.Tensor) -> None:
         """The losses the images of batch `step` had in training."""

@@ -24,7 +24,7 @@ def parameter_groups(model: nn.Module, config: TrainConfig, lr: float) -> list[d
     filters = [p for p in trainable if p.ndim == 4] if muon else []
     # last, so that the first group is always the one at lr `lr` (what metrics.csv and the range test show)
     filter_group = [{"params": filters, "lr": config.muon_lr, "lr_scale": config.muon_lr / lr, "weight_decay": 0.0,
-                     "momentum": config.muon_momentum, "use_muon": True}] if filters else []
+                     "momentum": config.muon_momentum, "nesterov": True, "use_muon": True}] if filters else []
     rest = [p for p in trainable if not (muon and p.ndim == 4)]
     if config.norm_lr_scale == 1:
         return [{"params": rest, "lr": lr, "weight_decay": config.weight_decay}] + filter_group

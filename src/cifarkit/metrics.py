@@ -36,7 +36,8 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 102
             elif tta != "none":
                 unsure = (logits.softmax(1).amax(1) < tta_below).nonzero().squeeze(1)
                 if len(unsure):
-                    views = tta_views(x[unsure], tta)[1:]
+                    chosen = x[unsure].contiguous(memory_format=torch.channels_last) if channels_last else x[unsure]
+                    views = tta_views(chosen, tta)[1:]
                     logits[unsure] = torch.stack([logits[unsure]] + [model(v).float() for v in views]).mean(0)
         out.append(logits)
     return torch.cat(out) if out else torch.empty(0, 10, device=device)

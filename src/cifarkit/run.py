@@ -136,12 +136,15 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         if run.writes:
             plot_schedule(planned_schedule(config, trainer.max_lr, trainer.steps_per_epoch), trainer.steps_per_epoch,
                           run.plot("lr_schedule"))
+    trained = (lambda: sum(r["seconds"] for r in trainer.state.history) + trainer.state.train_seconds)
+    trained_before = trained()  # by earlier sessions of a resumed run
     try:
         results = {**trainer.fit(), "run_dir": str(run.path)}
-        # where this session's seconds went up to the final number (the ending's plots and report come after)
+        # where this session's seconds went up to the final number (the ending's plots and report come after);
+        # set-up is the model, its whitening, the optimiser, and a --max-lr find range test
         results["timing"] = {"data_s": loaded - started, "set_up_s": built - loaded,
-                             "train_steps_s": sum(r["seconds"] for r in trainer.state.history),
-                             "evaluation_s": trainer.eval_seconds, "to_final_number_s": time.perf_counter() - started}
+                             "train_steps_s": trained() - trained_before, "evaluation_s": trainer.eval_seconds,
+                             "to_final_number_s": time.perf_counter() - started}
     except Interrupted as e:
         raise Stopped(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run.path}"
                       ) from None

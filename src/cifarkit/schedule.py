@@ -30,8 +30,11 @@ def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, max_lr: flo
         pct_start=config.pct_start,
         anneal_strategy=config.anneal_strategy,
         cycle_momentum=config.cycle_momentum,
-        base_momentum=config.base_momentum,
-        max_momentum=config.max_momentum,
+        # the Muon group's momentum (cifarkit.muon) stays its own when the others' cycles
+        base_momentum=[config.muon_momentum if g.get("use_muon") else config.base_momentum
+                       for g in optimizer.param_groups],
+        max_momentum=[config.muon_momentum if g.get("use_muon") else config.max_momentum
+                      for g in optimizer.param_groups],
         div_factor=config.div_factor,
         final_div_factor=config.final_div_factor,
         three_phase=config.three_phase,
