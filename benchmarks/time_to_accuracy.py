@@ -1,7 +1,7 @@
 """Accuracy and wall time of a preset over several seeds, optionally beside a baseline preset in the same sitting.
 
-    python benchmarks/time_to_accuracy.py --preset fast-muon --seeds 5 --data-dir D [--out runs/tta-bench]
-        [--seed FIRST] [--reuse] [--baseline fast [--baseline-seeds N]]
+    python benchmarks/time_to_accuracy.py --preset fast --seeds 5 --data-dir D [--out runs/tta-bench]
+        [--seed FIRST] [--reuse] [--baseline fast-v1 [--baseline-seeds N]]
         [any `cifarkit train` flag that defines the run: --epochs N --max-lr X ...]
 
 Each seed (FIRST, FIRST+1, ..., default 0..N-1) is a full `cifarkit train` into OUT/seedN, its

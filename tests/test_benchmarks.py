@@ -51,17 +51,17 @@ def test_time_to_accuracy_takes_train_flags_on_top_of_the_preset(tiny_py, tmp_pa
 
 
 def test_time_to_accuracy_runs_a_baseline_seed_by_seed_and_prints_the_ratio(tiny_py, tmp_path):
-    out = time_to_accuracy("--seeds", "2", "--baseline", "fast", "--data-dir", str(tiny_py), "--model", "s10-small",
+    out = time_to_accuracy("--seeds", "2", "--baseline", "fast-v1", "--data-dir", str(tiny_py), "--model", "s10-small",
                            "--epochs", "1", "--batch-size", "50", "--threads", "1", "--limit-train", "200",
                            "--precision", "fp32", "--out", str(tmp_path / "bench"))
     lines = out.splitlines()
     # the baseline's seed 0 runs just before the recipe's seed 0; one baseline seed by default
     assert [line.split(":")[0] for line in lines if ": test accuracy" in line and "seed(s)" not in line] == [
-        "fast seed 0", "s10 seed 0", "s10 seed 1"]
-    assert any(line.startswith("baseline fast (fast, 12 epochs") for line in lines)
+        "fast-v1 seed 0", "s10 seed 0", "s10 seed 1"]
+    assert any(line.startswith("baseline fast-v1 (fast, 12 epochs") for line in lines)
     assert "x the baseline's" in out and "machine:" in out
     record = json.loads((tmp_path / "bench" / "baseline" / "seed0" / "benchmark.json").read_text())
-    assert record["config"]["preset"] == "fast" and record["config"]["limit_train"] == 200
+    assert record["config"]["preset"] == "fast-v1" and record["config"]["limit_train"] == 200
     assert record["config"]["threads"] == 1 and record["config"]["epochs"] == 12  # the preset's, not the flags'
 
 

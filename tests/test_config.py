@@ -58,7 +58,7 @@ def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
 
 
 def test_unknown_preset_and_unknown_keys():
-    with pytest.raises(UserError, match="unknown preset; choose one of s10, s10-best, fast, fast-muon, fast-cpu"):
+    with pytest.raises(UserError, match="unknown preset; choose one of s10, s10-best, fast-v1, fast, fast-cpu"):
         preset_config("s11")
     with pytest.raises(UserError, match="unknown setting"):
         TrainConfig.from_dict({"epoch": 3})
@@ -89,16 +89,16 @@ def test_s10_best_changes_the_recipe_not_the_network_or_the_length():
     assert best.label_smoothing > 0 and 0.99 <= best.ema_decay < 1 and best.tta == "flip"
 
 
-def test_fast_muon_is_the_whitened_net_with_muon_on_its_filters_and_selective_tta():
-    fast, before = preset_config("fast-muon"), preset_config("fast")
+def test_fast_is_the_whitened_net_with_muon_on_its_filters_and_selective_tta():
+    fast, before = preset_config("fast"), preset_config("fast-v1")
     assert fast.model == "fast" and fast.optimizer == "muon" and fast.epochs < before.epochs
     assert fast.muon_lr > 0 and 0 < fast.muon_momentum < fast.momentum and fast.nesterov
     assert fast.tta == "flip-translate" and fast.tta_below < 1 and fast.eval_every == 0
     assert (fast.pad_crop, fast.cutout_size, fast.alternate_flip) == (2, 0, True)
 
 
-@pytest.mark.parametrize("name, model", [("fast", "fast"), ("fast-cpu", "fast-small")])
-def test_fast_presets_are_the_whitened_net_tested_once_with_tta(name, model):
+@pytest.mark.parametrize("name, model", [("fast-v1", "fast"), ("fast-cpu", "fast-small")])
+def test_fast_presets_before_muon_are_the_whitened_net_tested_once_with_tta(name, model):
     cfg = preset_config(name)
     assert cfg.model == model and cfg.optimizer == "sgd" and cfg.nesterov and cfg.batch_size == 1024
     assert cfg.norm_lr_scale > 1 and cfg.eval_every == 0 and cfg.tta == "flip-translate"
@@ -284,9 +284,9 @@ def test_help_shows_the_presets_values_from_presets(monkeypatch):
     monkeypatch.setitem(PRESETS, "zz-probe", {"epochs": 77, "alternate_flip": True})
     _, commands = _train_parser()
     helps = {a.dest: a.help for a in commands["train"]._actions}
-    assert "zz-probe: 77" in helps["epochs"] and "fast: 12" in helps["epochs"]
+    assert "zz-probe: 77" in helps["epochs"] and "fast-v1: 12" in helps["epochs"]
     assert "s10, s10-best: 24" in helps["epochs"]
-    assert "fast, fast-muon, fast-cpu, zz-probe: on" in helps["alternate_flip"]
+    assert "fast-v1, " in helps["alternate_flip"] and "zz-probe: on" in helps["alternate_flip"]
     assert "(default 0.5)" in helps["cutout_prob"]  # the same in every preset
 
 

@@ -38,7 +38,7 @@ def test_s10_best_warms_up_to_epoch_5_then_ends_near_zero():
 def test_fast_schedule_is_a_triangle_from_0_2_to_1_to_0_07_of_the_peak():
     from cifarkit.config import preset_config
 
-    cfg = preset_config("fast")
+    cfg = preset_config("fast-v1")
     lrs = planned_schedule(cfg, max_lr=cfg.max_lr, steps_per_epoch=49)  # 50,000 / 1024
     total = len(lrs)
     assert total == cfg.epochs * 49
