@@ -84,3 +84,23 @@ def test_throughput_prints_both_sides_and_the_ratio():
     lines = done.stdout.splitlines()
     assert any(line.startswith("notebook-style") and line.endswith("1.00x") for line in lines)
     assert sum(line.startswith("cifarkit:") and "img/s" in line for line in lines) >= 2
+
+
+def test_profile_step_sums_the_step_by_kind_of_operator():
+    done = subprocess.run([sys.executable, str(BENCH / "profile_step.py"), "--preset", "fast", "--steps", "1",
+                           "--batch-size", "16", "--top", "3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("machine:") and "preset fast" in lines[0]
+    kinds = {line.split("  ")[1].strip() for line in lines[1:] if line.startswith("  ") and "%" in line}
+    assert {"convolution", "optimiser", "augmentation and batch building"} <= kinds
+    shares = [float(line.split()[-2]) for line in lines[1:lines.index("top operators (self time):")]]
+    assert abs(sum(shares) - 100) < 1  # the kinds add up to the whole step
+
+
+def test_throughput_compile_row_times_the_compiling_step_apart():
+    done = subprocess.run([sys.executable, str(BENCH / "throughput.py"), "--model", "s10-small", "--steps", "1",
+                           "--batch-size", "16", "--compile"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    compiled = [line for line in done.stdout.splitlines() if "torch.compile" in line]
+    assert len(compiled) == 1 and "img/s" in compiled[0] and "(first step" in compiled[0]
