@@ -34,8 +34,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 # The quickest path to 94% on a CPU: the same net with Muon on its conv filters (cifarkit.muon; airbench94_muon's
 # lr 0.24 and momentum 0.6, Nesterov SGD momentum 0.85 for the head and biases at airbench's lrs translated to
-# a mean loss and our logit scale), 9 epochs of batch 1000 (twice airbench's steps per epoch: a CPU trains
-# fewer images a second at batch 2000 than at 1000), the lr rising from half the peak over 5% of the steps then
+# a mean loss and our logit scale), 9 epochs of batch 1000 (twice airbench's steps per epoch at the same images
+# a second: a CPU gains nothing from batch 2000), the lr rising from half the peak over 5% of the steps then
 # linearly down to 1% of it, no Lookahead, the extra test-time views only for the images the plain view is
 # unsure of (below 60%). 94.07 +- 0.18 % over 5 seeds in 0.76x fast-v1's time (README: Faster to 94%).
 PRESETS["fast"] = {
