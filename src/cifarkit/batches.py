@@ -141,7 +141,7 @@ class Pruning:
 
     def weights(self, order: torch.Tensor, epoch: int, step: int) -> torch.Tensor | None:
         """In a pruned epoch, each image's weight in its batch's mean loss: 1 / (1 - P) for the easy ones, else 1,
-        times the batch's size over a full epoch's (n / steps), so that the epoch's summed update is a full
+        times the batch's size over a full epoch's batch size (n / steps), so that the epoch's summed update is a full
         epoch's in expectation (InfoBatch's unbiased rescaling), however few images it kept."""
         if not self.stream.prunes(epoch) or len(order) == len(self.losses):
             return None
