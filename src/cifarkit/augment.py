@@ -75,8 +75,14 @@ def _uniform_ints(n: int, high: int, generator: torch.Generator, device: torch.d
     return torch.randint(0, high, (n,), generator=generator, device=generator.device).to(device)
 
 
-def _bernoulli(n: int, p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def bernoulli(n: int, p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """n coin tosses, True with probability p, drawn on the generator's device and moved to `device`."""
     return (torch.rand(n, generator=generator, device=generator.device) < p).to(device)
+
+
+def _signed_uniform(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """n numbers uniform in [-1, 1), drawn on the generator's device and moved to `device`."""
+    return torch.rand(n, generator=generator, device=generator.device).to(device) * 2 - 1
 
 
 def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -94,7 +100,7 @@ def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.
 
 def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Mirror each image left-right with probability p."""
-    return mirror(x, _bernoulli(x.shape[0], p, generator, x.device))
+    return mirror(x, bernoulli(x.shape[0], p, generator, x.device))
 
 
 def mirror(x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
@@ -115,7 +121,7 @@ def cutout(x: torch.Tensor, size: int, p: float, generator: torch.Generator) -> 
     0 after normalisation is the dataset's mean colour, the S10 notebook's fill value.
     """
     n, _, h, w = x.shape
-    apply = _bernoulli(n, p, generator, x.device)
+    apply = bernoulli(n, p, generator, x.device)
     top = _uniform_ints(n, h - size + 1, generator, x.device)
     left = _uniform_ints(n, w - size + 1, generator, x.device)
     ys = torch.arange(h, device=x.device)[None, :]
@@ -131,8 +137,8 @@ def color_jitter(x: torch.Tensor, brightness: float, contrast: float, generator:
     """Per image, of a normalised batch: add a shift uniform in +-brightness, then scale by a factor uniform in
     1 +- contrast (hiverge/cifar10-speedrun's jitter, in standardised units)."""
     n = len(x)
-    shift = (torch.rand(n, generator=generator, device=generator.device).to(x.device) * 2 - 1) * brightness
-    scale = 1 + (torch.rand(n, generator=generator, device=generator.device).to(x.device) * 2 - 1) * contrast
+    shift = _signed_uniform(n, generator, x.device) * brightness
+    scale = 1 + _signed_uniform(n, generator, x.device) * contrast
     return (x + shift.view(n, 1, 1, 1)) * scale.view(n, 1, 1, 1)
 
 

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import torch
 
-from .augment import Augment, alternating_flips
+from .augment import Augment, alternating_flips, bernoulli
 from .config import TrainConfig
 from .data import Dataset
 from .schedule import steps_per_epoch
@@ -47,7 +47,7 @@ def epoch_order(num_images: int, device: torch.device, *keys: int | str) -> torc
 def even_epoch_flips(num_images: int, device: torch.device, seed: int) -> torch.Tensor:
     """The random half of the training images that alternating flips mirror in even epochs."""
     g = generator(device, seed, "flip")
-    return (torch.rand(num_images, generator=g, device=g.device) < 0.5).to(device)
+    return bernoulli(num_images, 0.5, g, device)
 
 
 def easy_images(losses: torch.Tensor) -> torch.Tensor:
@@ -94,8 +94,7 @@ class BatchStream:
         if losses is None or not self.prunes(epoch):
             return order
         g = generator(self.device, self.config.seed, "prune", epoch)
-        left_out = easy_images(losses) & (torch.rand(n, generator=g, device=g.device).to(self.device)
-                                          < self.config.prune_easy)
+        left_out = easy_images(losses) & bernoulli(n, self.config.prune_easy, g, self.device)
         kept = order[~left_out[order]]
         return kept if len(kept) >= self.steps_per_epoch else order  # every step keeps at least one image
 
