@@ -193,7 +193,7 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
           data_dir: str | None = None, block: bool = True) -> Any:
     """`cifarkit app`: load the checkpoint once, offer 10 test images, and serve the page."""
     from .explain import load_test_set
-    from .inference import load_model
+    from .inference import image_size, load_model
     from .runtime import resolve_device
 
     try:
@@ -208,7 +208,7 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
     except UserError as e:
         print(f"cifarkit app: no test images ({e}); upload only", file=sys.stderr)
         images = labels = None
-    clf = Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], ckpt.get("image_size", 32),
+    clf = Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], image_size(ckpt),
                      examples=example_images(images, labels) if images is not None else [],
                      candidates=(lambda: (images, labels)) if images is not None else None,
                      precision=ckpt["config"].get("precision", "fp32"))

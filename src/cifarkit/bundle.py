@@ -107,7 +107,7 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
 
     from .explain import load_test_set
     from .files import write_bytes, write_json, write_text
-    from .inference import load_model
+    from .inference import image_size, load_model
     from .metrics import mistakes
 
     checkpoint, folder = Path(checkpoint), Path(folder)
@@ -118,7 +118,7 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
     source = inline(ROOTS)  # before writing anything: a bug here leaves no half bundle
     meta = {"model_name": ckpt["model_name"], "classes": list(ckpt["classes"]), "mean": list(ckpt["mean"]),
-            "std": list(ckpt["std"]), "image_size": ckpt.get("image_size", 32),
+            "std": list(ckpt["std"]), "image_size": image_size(ckpt),
             "precision": ckpt["config"].get("precision", "fp32"),  # predictions as `cifarkit predict` makes them
             "test_accuracy": results.get("test_accuracy"), "run": run_dir.name, "cifarkit": ckpt.get("cifarkit"),
             "title": f"What does the model see? ({ckpt['model_name']}, run {run_dir.name})",

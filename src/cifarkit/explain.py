@@ -152,7 +152,7 @@ def gradcam_command(checkpoint: str | os.PathLike, images: list[str] = (), miscl
     file is given), predicted as `cifarkit predict` / `evaluate` do, explained at `layer`, drawn to `out`."""
     from .config import TrainConfig
     from .folder import read_image
-    from .inference import load_model
+    from .inference import image_size, load_model
     from .metrics import mistakes, predict_logits
     from .runtime import resolve_device, resolve_precision
 
@@ -164,7 +164,7 @@ def gradcam_command(checkpoint: str | os.PathLike, images: list[str] = (), miscl
     model, ckpt = load_model(checkpoint, dev)
     config = TrainConfig.from_dict(ckpt["config"])
     dtype = resolve_precision(config.precision, dev)
-    size = ckpt.get("image_size", 32)
+    size = image_size(ckpt)
     checked_layer(model, layer, size)  # a wrong --layer is refused before any data is read
     pixels, probs, labels, names = [], [], [], []
     if images:
@@ -196,7 +196,7 @@ def plot_mistakes_gradcam(run: RunDir, images: torch.Tensor, labels: torch.Tenso
     """report.html's GradCAM section: the `count` most confident mistakes of a finished run (its test `images`,
     `labels` and final `probs`), explained with the weights of its checkpoint as inference loads them. Without
     captum installed it says how to get it and draws nothing."""
-    from .inference import load_model
+    from .inference import image_size, load_model
     from .metrics import mistakes
 
     try:
@@ -208,7 +208,7 @@ def plot_mistakes_gradcam(run: RunDir, images: torch.Tensor, labels: torch.Tenso
     order = mistakes(labels.cpu(), probs.cpu())[:count].to(images.device)
     path = run.plot("gradcam")
     explain_images(model, images[order], probs[order], labels[order], ckpt["classes"], ckpt["mean"], ckpt["std"],
-                   path, image_size=ckpt.get("image_size", 32), what=" of the most confident mistakes")
+                   path, image_size=image_size(ckpt), what=" of the most confident mistakes")
     return path
 
 

@@ -28,8 +28,8 @@ from .report import plot_lr_find
 from .rundir import LR_FIND_JSON, LR_FIND_PLOT, RunDir
 from .runtime import setup_runtime
 
-SKIP_START, SKIP_END = 10, 5
-MIN_DISTINCT_BATCHES = 5  # fewer distinct batches than this: the sweep mostly replays the same images  # the first steps are noise around the initial loss, the last ones diverge
+SKIP_START, SKIP_END = 10, 5  # the first steps are noise around the initial loss, the last ones diverge
+MIN_DISTINCT_BATCHES = 5  # fewer distinct batches than this: the sweep mostly replays the same images
 
 
 @dataclass
