@@ -91,14 +91,13 @@ def cifarkit_pipeline(images: torch.Tensor, labels: torch.Tensor, batch_size: in
     data = Dataset(images, labels, images[:batch_size], labels[:batch_size])
     # two epochs of schedule: the warm-up step takes one step of the first
     config = TrainConfig(model=model_name, batch_size=batch_size, epochs=2, device=device, precision=precision,
-                         channels_last=channels_last)
+                         channels_last=channels_last, compile=compiled)  # the first step compiles, where compiled
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, run_dir, data=data, progress=False)
-        if compiled:  # inductor (C++ on the CPU); the first step compiles forward and backward
-            trainer.train_model = torch.compile(trainer.model)
-        warm = trainer.batches.augment(trainer.data.train_images[:batch_size], torch.Generator().manual_seed(0))
-        started = time.perf_counter()
-        trainer.train_step(warm.to(trainer.device), trainer.data.train_labels[:batch_size])
+        started = time.perf_counter()  # a batch as the epoch makes them (strides included: no recompiling later)
+        trainer.train_step(*trainer.global_batch(trainer.epoch_order(0), 0, 0))
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
         warm_up = time.perf_counter() - started
         started = time.perf_counter()
         trainer.train_epoch({"signal": 0})

@@ -121,6 +121,8 @@ class TrainConfig:
                             "CUDA only)", "runtime", train_only=True)
     threads: int | None = setting(None, "CPU threads for torch (default: torch's choice, the physical cores)",
                                   "runtime", machine=True, metavar="N")
+    compile: bool = setting(False, "torch.compile the model for the training steps (inductor; pays on a GPU, not "
+                            "on the CPUs measured in the README)", "runtime", machine=True)
     eval_batch_size: int = setting(1024, "images per evaluation batch", "evaluation", metavar="N")
     # Test-set evaluation every N epochs (the last epoch always); 0: only after the last epoch.
     eval_every: int = setting(1, "test every N epochs, the last always; 0 = only at the end", "evaluation",

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
 
 from . import distributed
 from .batches import BatchStream, Pruning
@@ -77,6 +78,8 @@ class Trainer:
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.train_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if config.compile:  # the training step only: evaluation, EMA and checkpoints see the plain module
+            self.train_model = torch.compile(self.train_model)
         if max_lr is None:
             if isinstance(config.max_lr, str):
                 raise ValueError("max_lr='find': run the range test (cifarkit.run.train does) and pass max_lr")
@@ -92,8 +95,7 @@ class Trainer:
         self.lookahead = Lookahead(self.model, config.lookahead_decay, config.lookahead_every,
                                    config.epochs * self.steps_per_epoch) if config.lookahead_decay else None
         self.state = RunState()
-        # the wall clock of this session starts when the Trainer does (data loading and set-up included)
-        self._session_start, self._wall_before = time.perf_counter(), 0.0
+        self._session_start, self._wall_before = time.perf_counter(), 0.0  # this session's wall clock; fit() restarts it
         self.test_logits: torch.Tensor | None = None  # of the latest test evaluation, single process only
         self.eval_seconds = 0.0  # this session's, in evaluate(): the timing breakdown of run.train
 
@@ -208,8 +210,6 @@ class Trainer:
 
     def train_epoch(self, stop: dict[str, int]) -> float:
         """Run the rest of the current epoch; returns the lr of its last step."""
-        from tqdm import tqdm
-
         cfg, s = self.config, self.state
         self.model.train()  # evaluation switched BatchNorm to its running statistics
         order = self.epoch_order(s.epoch)
