@@ -66,3 +66,22 @@ def test_a_pruned_epoch_that_would_leave_fewer_images_than_steps_keeps_them_all(
     s = stream(tiny_py, prune_easy=0.99, epochs=3, batch_size=2)  # 100 steps an epoch
     losses = torch.cat([torch.zeros(190), torch.ones(10)])  # 190 easy images, nearly all left out
     assert torch.equal(s.order(1, losses), s.order(1))
+
+
+def test_small_crop_epochs_train_on_a_window_of_the_same_augmented_images(tiny_py):
+    small, full = stream(tiny_py, small_crop=20, small_crop_epochs=2, epochs=3), stream(tiny_py, epochs=3)
+    for epoch in range(3):
+        (xs, ys), (xf, yf) = small.batch(small.order(epoch), epoch, 1), full.batch(full.order(epoch), epoch, 1)
+        assert torch.equal(ys, yf)
+        if epoch == 2:  # the last epochs train at full size
+            assert torch.equal(xs, xf)
+            continue
+        assert xs.shape[2:] == (20, 20)
+        # each small image is some 20x20 window of its full-size twin (the window is drawn after the rest)
+        windows = xf.unfold(2, 20, 1).unfold(3, 20, 1)  # N,C,13,13,20,20
+        offsets = set()
+        for i in range(len(ys)):
+            match = (windows[i] == xs[i][:, None, None]).flatten(3).all(3).all(0).nonzero()
+            assert len(match) >= 1
+            offsets.add(tuple(match[0].tolist()))
+        assert len(offsets) > 1  # drawn per image

@@ -8,6 +8,7 @@ import torch
 from cifarkit import TrainConfig, train
 from cifarkit.cli import main
 from cifarkit.checkpoint import load_checkpoint
+from cifarkit.run import reopen
 from cifarkit.trainer import Trainer
 from cifarkit.errors import UserError
 
@@ -67,12 +68,14 @@ MUON_BF16 = {**FAST_TINY, "optimizer": "muon", "muon_lr": 0.1, **BF16}
 # InfoBatch pruning (cifarkit.batches): the images' losses and the epoch's left-out set resume exactly too.
 # 3 epochs: the crash falls in the second, the one that prunes.
 PRUNED = {**FAST_TINY, "optimizer": "muon", "muon_lr": 0.1, "prune_easy": 0.5, "epochs": 3}
+# progressive resizing: the crash falls in the second small-window epoch, the third trains at full size
+SMALL_CROP = {**FAST_TINY, "small_crop": 24, "small_crop_epochs": 2, "epochs": 3}
 
 
 @pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9}, FAST_TINY, FAST_TINY_AVERAGED, BF16, MUON_BF16,
-                                       PRUNED],
+                                       PRUNED, SMALL_CROP],
                          ids=["s10-small", "ema", "fast", "lookahead-alternate-flip", "bf16-autocast", "muon-bf16",
-                              "muon-pruned"])
+                              "muon-pruned", "small-crop"])
 @pytest.mark.filterwarnings("ignore:--precision bf16")
 def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, crash_at_step, overrides):
     cfg = tiny_config(tiny_py, **{"epochs": 2, **overrides})
@@ -210,3 +213,6 @@ def test_compile_trains_through_the_compiled_model_and_saves_the_plain_one(tiny_
     saved = load_checkpoint(tmp_path / "run")
     assert saved["config"]["compile"] and not any(k.startswith("_orig_mod") for k in saved["model"])
     assert results["test_accuracy"] > 0.2  # chance is 0.1
+    # compiling is where a run computes, not what: a resumed run takes the caller's choice, else keeps the run's
+    assert reopen(tmp_path / "run", TrainConfig(compile=None))[1].compile is True
+    assert reopen(tmp_path / "run", TrainConfig(compile=False))[1].compile is False

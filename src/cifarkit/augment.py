@@ -87,15 +87,19 @@ def _signed_uniform(n: int, generator: torch.Generator, device: torch.device) ->
 
 def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
     """Reflect-pad by `pad`, then take an HxW window at an independent random offset per image."""
-    n, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy = _uniform_ints(n, 2 * pad + 1, generator, x.device)
-    dx = _uniform_ints(n, 2 * pad + 1, generator, x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (N,1,H,1)
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (N,1,1,W)
+    return random_window(F.pad(x, (pad, pad, pad, pad), mode="reflect"), x.shape[2], x.shape[3], generator)
+
+
+def random_window(x: torch.Tensor, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
+    """An hxw window of each image at an independent random offset."""
+    n, c, height, width = x.shape
+    dy = _uniform_ints(n, height - h + 1, generator, x.device)
+    dx = _uniform_ints(n, width - w + 1, generator, x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (N,1,h,1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (N,1,1,w)
     batch = torch.arange(n, device=x.device)[:, None, None, None]
     channel = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[batch, channel, rows, cols]
+    return x[batch, channel, rows, cols]
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import torch
 
-from .augment import Augment, alternating_flips, bernoulli
+from .augment import Augment, alternating_flips, bernoulli, random_window
 from .config import TrainConfig
 from .data import Dataset
 from .schedule import steps_per_epoch
@@ -56,12 +56,15 @@ def easy_images(losses: torch.Tensor) -> torch.Tensor:
 
 
 def training_batch(data: Dataset, idx: torch.Tensor, augment: Augment, g: torch.Generator, channels_last: bool,
-                   flips: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   flips: torch.Tensor | None = None, window: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The training images `idx`, augmented with `g`'s draws, and their labels.
 
-    `flips`, when given, says which of all the training images this epoch mirrors (alternating flips).
+    `flips`, when given, says which of all the training images this epoch mirrors (alternating flips);
+    `window` > 0: a random window x window of each augmented image (--small-crop), drawn after the rest.
     """
     x = augment(data.train_images[idx], g, None if flips is None else flips[idx])
+    if window:
+        x = random_window(x, window, window, g)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, data.train_labels[idx]
@@ -110,8 +113,10 @@ class BatchStream:
         """Batch `step` of `epoch`, augmented: the same on every rank, which then trains on its slice."""
         cfg = self.config
         flips = None if self.even_flips is None else alternating_flips(self.even_flips, epoch)
+        window = cfg.small_crop if epoch < cfg.small_crop_epochs else 0
         return training_batch(self.data, self.indices(order, step), self.augment,
-                              generator(self.device, cfg.seed, self.keys[1], epoch, step), cfg.channels_last, flips)
+                              generator(self.device, cfg.seed, self.keys[1], epoch, step), cfg.channels_last, flips,
+                              window)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless: epoch after epoch (what a DataLoader would give the range test)."""

@@ -106,6 +106,10 @@ class TrainConfig:
     cutout_size: int = setting(8, "side of one square hole filled with the mean colour; 0 = off", "augmentation",
                                metavar="PX")
     cutout_prob: float = setting(0.5, "probability of the cutout hole per image", "augmentation", metavar="P")
+    # progressive resizing: early epochs train on smaller windows (the nets pool globally), the rest at full size
+    small_crop: int = setting(0, "train the first --small-crop-epochs epochs on a random PX x PX window of each "
+                              "augmented image (cheaper steps); 0 = off", "augmentation", metavar="PX")
+    small_crop_epochs: int = setting(0, "how many epochs --small-crop lasts", "augmentation", metavar="N")
     brightness: float = setting(0.0, "add a shift uniform in +-B to each normalised image; 0 = off", "augmentation",
                                 metavar="B")
     contrast: float = setting(0.0, "scale each (shifted) normalised image by a factor uniform in 1 +- C; 0 = off",
@@ -222,6 +226,10 @@ class TrainConfig:
         need(_whole(self.cutout_size, 0) and self.cutout_size <= 32, "cutout_size",
              "must be a whole number of pixels in [0, 32]")
         need(_finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1, "cutout_prob", "must be a probability in [0, 1]")
+        need(_whole(self.small_crop, 0) and (self.small_crop == 0 or 8 <= self.small_crop < self.image_size),
+             "small_crop", f"must be 0 (off) or a whole number of pixels in [8, {self.image_size}) (--image-size)")
+        need(_whole(self.small_crop_epochs, 0) and self.small_crop_epochs < self.epochs, "small_crop_epochs",
+             f"must be a whole number of epochs below --epochs ({self.epochs}): the last ones train at full size")
         need(_finite(self.brightness) and 0 <= self.brightness <= 2, "brightness", "must be in [0, 2] (standard units)")
         need(_fraction(self.contrast), "contrast", "must be in [0, 1)")
         need(isinstance(self.device, str) and (self.device in DEVICES or self.device.startswith("cuda:")), "device",

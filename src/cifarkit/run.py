@@ -177,8 +177,8 @@ def reopen(run_dir: str | os.PathLike | None, given: TrainConfig) -> tuple[RunDi
         raise UserError(f"--resume {run.path}: config.json disagrees with the checkpoint it belongs to: "
                         f"{', '.join(differ)}. A run continues with the settings it was trained with; restore "
                         "config.json, or start a new run (--config FILE --out NEW_DIR) to change them")
-    for name in MACHINE_SETTINGS:
-        setattr(saved, name, getattr(given, name) or getattr(saved, name))
+    for name in MACHINE_SETTINGS:  # what the caller gives (a --no-compile too), else what the run had
+        setattr(saved, name, getattr(saved, name) if getattr(given, name) is None else getattr(given, name))
     return run, saved.validate(), checkpoint
 
 
