@@ -230,6 +230,8 @@ class TrainConfig:
              "small_crop", f"must be 0 (off) or a whole number of pixels in [8, {self.image_size}) (--image-size)")
         need(_whole(self.small_crop_epochs, 0) and self.small_crop_epochs < self.epochs, "small_crop_epochs",
              f"must be a whole number of epochs below --epochs ({self.epochs}): the last ones train at full size")
+        need(self.small_crop == 0 or self.small_crop_epochs > 0, "small_crop_epochs",
+             f"--small-crop {self.small_crop} needs the number of epochs it lasts (>= 1)")
         need(_finite(self.brightness) and 0 <= self.brightness <= 2, "brightness", "must be in [0, 2] (standard units)")
         need(_fraction(self.contrast), "contrast", "must be in [0, 1)")
         need(isinstance(self.device, str) and (self.device in DEVICES or self.device.startswith("cuda:")), "device",

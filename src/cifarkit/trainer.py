@@ -95,7 +95,7 @@ class Trainer:
         self.lookahead = Lookahead(self.model, config.lookahead_decay, config.lookahead_every,
                                    config.epochs * self.steps_per_epoch) if config.lookahead_decay else None
         self.state = RunState()
-        self._session_start, self._wall_before = time.perf_counter(), 0.0  # this session's wall clock; fit() restarts it
+        self._session_start, self._wall_before = time.perf_counter(), 0.0  # the wall clock; fit() restarts it
         self.test_logits: torch.Tensor | None = None  # of the latest test evaluation, single process only
         self.eval_seconds = 0.0  # this session's, in evaluate(): the timing breakdown of run.train
 
