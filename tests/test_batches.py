@@ -85,3 +85,5 @@ def test_small_crop_epochs_train_on_a_window_of_the_same_augmented_images(tiny_p
             assert len(match) >= 1
             offsets.add(tuple(match[0].tolist()))
         assert len(offsets) > 1  # drawn per image
+    sweep = stream(tiny_py, purpose="lr-find", small_crop=20, small_crop_epochs=2, epochs=3)
+    assert sweep.batch(sweep.order(0), 0, 0)[0].shape[2:] == (32, 32)  # the range test sweeps at full size

@@ -51,7 +51,8 @@ def test_json_round_trip(tmp_path):
     ({"tta_below": 0.0}, "--tta-below 0.0: must be a probability in (0, 1]"),
     ({"small_crop": 32}, "--small-crop 32: must be 0 (off) or a whole number of pixels in [8, 32) (--image-size)"),
     ({"small_crop_epochs": 24}, "--small-crop-epochs 24: must be a whole number of epochs below --epochs (24)"),
-    ({"small_crop": 24}, "--small-crop-epochs 0: --small-crop 24 needs the number of epochs it lasts (>= 1)"),
+    ({"small_crop": 24}, "--small-crop-epochs 0: goes with --small-crop PX: both 0 (off) or both set"),
+    ({"small_crop_epochs": 3}, "--small-crop-epochs 3: goes with --small-crop PX: both 0 (off) or both set"),
     ({"optimizer": "muon", "max_lr": "find"}, "--max-lr 'find': the range test sweeps one lr"),
     ({"flip": "no"}, "setting 'flip' must be true or false, not \"no\""),  # types: checked as the config is built
 ])

@@ -74,7 +74,8 @@ class BatchStream:
     """The augmented training batches of one run (`purpose` "train") or of its LR range test ("lr-find").
 
     The range test draws from keys of its own, so sweeping first leaves the training batches unchanged; it
-    tosses a coin per image for flips (alternating flips are a property of the training epochs).
+    tosses a coin per image for flips and sweeps at full size (alternating flips and --small-crop windows are
+    properties of the training epochs).
     """
 
     def __init__(self, data: Dataset, config: TrainConfig, device: torch.device, purpose: str = "train"):
@@ -84,6 +85,7 @@ class BatchStream:
         self.even_flips = even_epoch_flips(len(data.train_labels), device, config.seed) \
             if purpose == "train" and config.alternate_flip and config.flip else None
         self.steps_per_epoch = steps_per_epoch(len(data.train_labels), config.batch_size)
+        self.small_crop_epochs = config.small_crop_epochs if purpose == "train" else 0
 
     def prunes(self, epoch: int) -> bool:
         """Whether `epoch` leaves out easy images (prune_easy): never the first nor the last."""
@@ -113,7 +115,7 @@ class BatchStream:
         """Batch `step` of `epoch`, augmented: the same on every rank, which then trains on its slice."""
         cfg = self.config
         flips = None if self.even_flips is None else alternating_flips(self.even_flips, epoch)
-        window = cfg.small_crop if epoch < cfg.small_crop_epochs else 0
+        window = cfg.small_crop if epoch < self.small_crop_epochs else 0
         return training_batch(self.data, self.indices(order, step), self.augment,
                               generator(self.device, cfg.seed, self.keys[1], epoch, step), cfg.channels_last, flips,
                               window)

@@ -126,7 +126,7 @@ class TrainConfig:
     threads: int | None = setting(None, "CPU threads for torch (default: torch's choice, the physical cores)",
                                   "runtime", machine=True, metavar="N")
     compile: bool = setting(False, "torch.compile the model for the training steps (inductor; pays on a GPU, not "
-                            "on the CPUs measured in the README)", "runtime", machine=True)
+                            "on the CPUs measured in the README)", "runtime", machine=True, train_only=True)
     eval_batch_size: int = setting(1024, "images per evaluation batch", "evaluation", metavar="N")
     # Test-set evaluation every N epochs (the last epoch always); 0: only after the last epoch.
     eval_every: int = setting(1, "test every N epochs, the last always; 0 = only at the end", "evaluation",
@@ -230,8 +230,8 @@ class TrainConfig:
              "small_crop", f"must be 0 (off) or a whole number of pixels in [8, {self.image_size}) (--image-size)")
         need(_whole(self.small_crop_epochs, 0) and self.small_crop_epochs < self.epochs, "small_crop_epochs",
              f"must be a whole number of epochs below --epochs ({self.epochs}): the last ones train at full size")
-        need(self.small_crop == 0 or self.small_crop_epochs > 0, "small_crop_epochs",
-             f"--small-crop {self.small_crop} needs the number of epochs it lasts (>= 1)")
+        need((self.small_crop == 0) == (self.small_crop_epochs == 0), "small_crop_epochs",
+             "goes with --small-crop PX: both 0 (off) or both set")
         need(_finite(self.brightness) and 0 <= self.brightness <= 2, "brightness", "must be in [0, 2] (standard units)")
         need(_fraction(self.contrast), "contrast", "must be in [0, 1)")
         need(isinstance(self.device, str) and (self.device in DEVICES or self.device.startswith("cuda:")), "device",

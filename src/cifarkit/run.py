@@ -27,8 +27,8 @@ from .trainer import Interrupted, Trainer
 
 # What a finished run adds to its folder after the last epoch (write_ending); a resume completes what is missing.
 ENDING = (RESULTS, MODEL_SUMMARY, REPORT)
-# Where a run computes, not what (declared `machine=True`: the data folder, the thread count): these may
-# differ between the sessions of one run; nothing else may.
+# Where a run computes, not what (declared `machine=True`: the data folder, the thread count, --compile):
+# these may differ between the sessions of one run; nothing else may.
 MACHINE_SETTINGS = tuple(name for name, s in SETTINGS.items() if s.machine)
 
 
@@ -57,7 +57,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
     more of what track.py describes (called by the Trainer at its sync points, after each epoch, at the end).
 
     resume=True continues the run in `run_dir` from its last checkpoint, with the settings saved in it
-    (`config` then supplies only data_dir and threads).
+    (`config` then supplies only the machine settings: data_dir, threads, compile; a None keeps the run's).
     Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 alone prints and writes files.
     """
     # the folder's lock and a TensorBoard writer, released however the run ends (the writer first: last in)
