@@ -23,6 +23,9 @@ def steps_per_epoch(num_images: int, batch_size: int) -> int:
 def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, max_lr: float,
               steps_per_epoch: int) -> OneCycleLR:
     """One Cycle peaking at `max_lr` (times a parameter group's "lr_scale", where it has one)."""
+    def momentum(cycled: float) -> list[float]:  # per group: the Muon group's (cifarkit.muon) stays its own
+        return [config.muon_momentum if g.get("use_muon") else cycled for g in optimizer.param_groups]
+
     return OneCycleLR(
         optimizer,
         max_lr=[max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups],
@@ -30,11 +33,8 @@ def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, max_lr: flo
         pct_start=config.pct_start,
         anneal_strategy=config.anneal_strategy,
         cycle_momentum=config.cycle_momentum,
-        # the Muon group's momentum (cifarkit.muon) stays its own when the others' cycles
-        base_momentum=[config.muon_momentum if g.get("use_muon") else config.base_momentum
-                       for g in optimizer.param_groups],
-        max_momentum=[config.muon_momentum if g.get("use_muon") else config.max_momentum
-                      for g in optimizer.param_groups],
+        base_momentum=momentum(config.base_momentum),
+        max_momentum=momentum(config.max_momentum),
         div_factor=config.div_factor,
         final_div_factor=config.final_div_factor,
         three_phase=config.three_phase,
