@@ -7,6 +7,7 @@ lr schedule are those of the config, so a run on N processes follows the single-
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -93,5 +94,11 @@ def init_from_env(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) ->
 
 
 def shutdown() -> None:
+    """Destroy the process group, after whatever still holds it (a DDP model in a reference cycle).
+
+    A gloo group whose last reference goes only at interpreter exit can abort the process there
+    ("terminate called without an active exception"), after a run that had finished well.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
