@@ -60,9 +60,12 @@ def main() -> None:
     parser.add_argument("--preset", default="s10")
     parser.add_argument("--steps", type=int, default=4, help="profiled steps (after a warm-up epoch of as many)")
     parser.add_argument("--batch-size", type=int, help="default: the preset's")
+    parser.add_argument("--model", help="default: the preset's")
+    parser.add_argument("--precision", help="default: the preset's (auto: bf16 where the CPU has it)")
     parser.add_argument("--top", type=int, default=12, help="operators listed after the kinds")
     args = parser.parse_args()
-    overrides = {"batch_size": args.batch_size} if args.batch_size else {}
+    overrides = {name: value for name in ("batch_size", "model", "precision")
+                 if (value := getattr(args, name)) is not None}
     config = preset_config(args.preset, epochs=2, eval_every=0, **overrides)
     n = args.steps * config.batch_size
     g = torch.Generator().manual_seed(0)

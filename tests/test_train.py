@@ -68,14 +68,15 @@ MUON_BF16 = {**FAST_TINY, "optimizer": "muon", "muon_lr": 0.1, **BF16}
 # InfoBatch pruning (cifarkit.batches): the images' losses and the epoch's left-out set resume exactly too.
 # 3 epochs: the crash falls in the second, the one that prunes.
 PRUNED = {**FAST_TINY, "optimizer": "muon", "muon_lr": 0.1, "prune_easy": 0.5, "epochs": 3}
-# progressive resizing: the crash falls in the second small-window epoch, the third trains at full size
-SMALL_CROP = {**FAST_TINY, "small_crop": 24, "small_crop_epochs": 2, "epochs": 3}
+# progressive resizing: the crash falls in the second small-window epoch, the third trains at full size; the
+# stem's bias is frozen from the second epoch on, so the resumed process must freeze it too
+SMALL_CROP = {**FAST_TINY, "small_crop": 24, "small_crop_epochs": 2, "epochs": 3, "stem_bias_epochs": 1}
 
 
 @pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9}, FAST_TINY, FAST_TINY_AVERAGED, BF16, MUON_BF16,
                                        PRUNED, SMALL_CROP],
                          ids=["s10-small", "ema", "fast", "lookahead-alternate-flip", "bf16-autocast", "muon-bf16",
-                              "muon-pruned", "small-crop"])
+                              "muon-pruned", "small-crop-stem-frozen"])
 @pytest.mark.filterwarnings("ignore:--precision bf16")
 def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, crash_at_step, overrides):
     cfg = tiny_config(tiny_py, **{"epochs": 2, **overrides})
@@ -98,6 +99,35 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, c
     timing = ("images_per_s", "seconds")
     strip = lambda rs: [{k: v for k, v in r.items() if k not in timing} for r in rs]  # noqa: E731
     assert strip(rows(tmp_path / "full")) == strip(rows(tmp_path / "cut"))
+
+
+def test_the_stem_bias_trains_for_its_epochs_then_nothing_before_the_first_conv_does(tiny_py, tmp_path):
+    trainer = Trainer(tiny_config(tiny_py, **{**FAST_TINY, "epochs": 3, "stem_bias_epochs": 1}), tmp_path / "run",
+                      progress=False)
+    biases, first_conv_input_trains = [trainer.model.stem.bias.detach().clone()], []
+
+    class Record:
+        def after_sync(self, trainer, loss, lrs):
+            pass
+
+        def after_epoch(self, trainer, row):
+            biases.append(trainer.model.stem.bias.detach().clone())
+
+        def at_end(self, trainer, results):
+            pass
+
+    trainer.observers.append(Record())
+    first_conv = trainer.model.group1[0]
+    first_conv.register_forward_hook(lambda module, inputs, output: first_conv_input_trains.append(
+        (trainer.state.epoch, inputs[0].requires_grad)) if module.training else None)
+    trainer.fit()
+    assert not torch.equal(biases[0], biases[1])  # epoch 1 trains it
+    assert torch.equal(biases[1], biases[2]) and torch.equal(biases[2], biases[3])
+    assert {epoch: trains for epoch, trains in first_conv_input_trains} == {0: True, 1: False, 2: False}
+    assert trainer.model.stem.bias.grad is None
+
+    with pytest.raises(UserError, match="--stem-bias-epochs: model s10-small has no whitening stem"):
+        Trainer(tiny_config(tiny_py, stem_bias_epochs=1), tmp_path / "s10", progress=False)
 
 
 @pytest.mark.filterwarnings("ignore:--precision bf16")

@@ -61,6 +61,9 @@ class TrainConfig:
                                 "model", metavar="P")
     # Exponential moving average of the weights (and BatchNorm buffers), updated every step; when on,
     # the averaged model is the one evaluated, reported and exported. 0 disables.
+    stem_bias_epochs: int = setting(0, "train the whitening stem's bias for the first N epochs only, then freeze it "
+                                    "(the backward skips the first conv's input gradient); 0 = every epoch",
+                                    "optimiser", metavar="N")
     ema_decay: float = setting(0.0, "keep an exponential moving average of the weights, evaluated and saved; "
                                "0 = off", "optimiser", metavar="D")
     # Lookahead (cifarkit.lookahead): every `lookahead_every` steps the model restarts from a slow average
@@ -226,6 +229,7 @@ class TrainConfig:
         need(_whole(self.cutout_size, 0) and self.cutout_size <= 32, "cutout_size",
              "must be a whole number of pixels in [0, 32]")
         need(_finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1, "cutout_prob", "must be a probability in [0, 1]")
+        need(_whole(self.stem_bias_epochs, 0), "stem_bias_epochs", "must be a whole number of epochs >= 0 (0: all)")
         need(_whole(self.small_crop, 0) and (self.small_crop == 0 or 8 <= self.small_crop < self.image_size),
              "small_crop", f"must be 0 (off) or a whole number of pixels in [8, {self.image_size}) (--image-size)")
         need(_whole(self.small_crop_epochs, 0) and self.small_crop_epochs < self.epochs, "small_crop_epochs",
