@@ -62,7 +62,7 @@ def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
 
 
 def test_unknown_preset_and_unknown_keys():
-    with pytest.raises(UserError, match="unknown preset; choose one of s10, s10-best, fast-v1, fast, fast-cpu"):
+    with pytest.raises(UserError, match="unknown preset; choose one of s10, s10-best, fast-v1, fast, fast-cpu-v1, fast-cpu"):
         preset_config("s11")
     with pytest.raises(UserError, match="unknown setting"):
         TrainConfig.from_dict({"epoch": 3})
@@ -101,7 +101,16 @@ def test_fast_is_the_whitened_net_with_muon_on_its_filters_and_selective_tta():
     assert (fast.pad_crop, fast.cutout_size, fast.alternate_flip) == (2, 0, True)
 
 
-@pytest.mark.parametrize("name, model", [("fast-v1", "fast"), ("fast-cpu", "fast-small")])
+def test_fast_cpu_is_fast_on_the_narrow_net_for_as_many_epochs_as_its_baseline():
+    cpu, before, fast = preset_config("fast-cpu"), preset_config("fast-cpu-v1"), preset_config("fast")
+    assert cpu.model == before.model == "fast-small" and cpu.epochs == before.epochs
+    assert cpu.stem_bias_epochs == 3 and fast.stem_bias_epochs == 0
+    own = ("preset", "model", "epochs", "stem_bias_epochs")
+    assert {k: v for k, v in cpu.to_dict().items() if k not in own} == \
+        {k: v for k, v in fast.to_dict().items() if k not in own}
+
+
+@pytest.mark.parametrize("name, model", [("fast-v1", "fast"), ("fast-cpu-v1", "fast-small")])
 def test_fast_presets_before_muon_are_the_whitened_net_tested_once_with_tta(name, model):
     cfg = preset_config(name)
     assert cfg.model == model and cfg.optimizer == "sgd" and cfg.nesterov and cfg.batch_size == 1024
