@@ -19,7 +19,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from cifarkit.config import preset_config
 from cifarkit.data import Dataset
-from cifarkit.runtime import machine_info
+from cifarkit.runtime import describe_machine, machine_info
 from cifarkit.trainer import Trainer
 
 # Operator name fragments -> kind, first match wins (aten names as the CPU profiler shows them).
@@ -91,8 +91,7 @@ def main() -> None:
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     info = machine_info(trainer.device)
-    print(f"machine: {info['cpu']} ({info['cpu_kind']}), {info['cpu_count']} CPUs, {info['torch_threads']} threads, "
-          f"torch {info['torch']}; preset {args.preset}, model {config.model}, batch {config.batch_size}, "
+    print(f"machine: {describe_machine(info)}; preset {args.preset}, model {config.model}, batch {config.batch_size}, "
           f"{str(trainer.dtype).replace('torch.', '')}, {args.steps} steps: {n / (total / 1e6):.0f} img/s of "
           "profiled self time")
     for kind, us in sorted(by_kind.items(), key=lambda kv: -kv[1]):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from cifarkit.config import TrainConfig
 from cifarkit.data import Dataset, MEAN, STD
-from cifarkit.runtime import machine_info, resolve_device, resolve_precision
+from cifarkit.runtime import describe_machine, machine_info, resolve_device, resolve_precision
 from cifarkit.trainer import Trainer
 from cifarkit.models import build_model
 
@@ -148,8 +148,7 @@ def main() -> None:
 
     device = resolve_device(args.device)
     info = machine_info(device)
-    print(f"machine: {info['cpu']} ({info['cpu_kind']}), {info['cpu_count']} CPUs, torch {info['torch']} "
-          f"({info['torch_threads']} threads), device {device}{', ' + info['gpu'] if 'gpu' in info else ''}")
+    print(f"machine: {describe_machine(info)}")
     print(f"model {args.model}, batch {args.batch_size}, {args.steps} timed steps per row, one process per row\n")
     keys = ["notebook", "nchw", "channels-last", "tuned"]
     if device.type != "cpu":  # the allocator setting is a CPU matter

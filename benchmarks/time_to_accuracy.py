@@ -32,7 +32,7 @@ from cifarkit.cli import add_train_flags, config_defaults, config_from_args
 from cifarkit.config import PRESETS, SETTINGS, TrainConfig, build_config
 from cifarkit.errors import UserError
 from cifarkit.files import write_json
-from cifarkit.runtime import machine_info, resolve_device
+from cifarkit.runtime import describe_machine, machine_info, resolve_device
 
 
 def recorded(run_dir: Path, config: dict) -> dict | None:
@@ -111,9 +111,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"time to final number: {final / baseline_final:.2f}x the baseline's ({baseline_final / final:.2f}x "
               "as fast)")
     info = machine_info(resolve_device(rows[0]["results"]["device"]))
-    print(f"machine: {info['cpu']} ({info['cpu_kind']}), {info['cpu_count']} CPUs, {info['torch_threads']} torch "
-          f"threads, torch {info['torch']}, device {info['device']}{', ' + info['gpu'] if 'gpu' in info else ''}, "
-          f"dtype {rows[0]['results']['dtype']}")
+    print(f"machine: {describe_machine(info)}, dtype {rows[0]['results']['dtype']}")
     return rows
 
 

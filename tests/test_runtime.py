@@ -29,3 +29,19 @@ def test_the_allocator_setting_applies_on_glibc_and_can_be_declined(monkeypatch)
     monkeypatch.delenv("CIFARKIT_MALLOC")
     expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is expected
+
+
+def test_the_machine_line_says_when_kernels_are_held_below_the_cpu(monkeypatch):
+    from cifarkit.runtime import KERNEL_LIMITS, describe_machine, machine_info
+
+    for name in KERNEL_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    plain = machine_info(torch.device("cpu"))
+    assert "kernel_limits" not in plain and "limited" not in describe_machine(plain)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    limited = machine_info(torch.device("cpu"))
+    assert limited["kernel_limits"] == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    line = describe_machine(limited)
+    assert line.startswith(f"{plain['cpu']} ({plain['cpu_kind']})")
+    assert line.endswith("kernels limited by ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2")

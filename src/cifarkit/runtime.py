@@ -133,6 +133,10 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
 CPU_KINDS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16", "avx512f": "AVX512", "avx2": "AVX2"}
 
 
+# Environment variables that cap the instruction set of torch's CPU kernels: ATen's, oneDNN's (convolutions), MKL's.
+KERNEL_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
 def machine_info(device: torch.device) -> dict[str, Any]:
     """The machine beside every number: CPU model and kind (e.g. AVX512-BF16), threads, versions, device."""
     cpu, flags = platform.processor() or platform.machine(), set()
@@ -148,4 +152,16 @@ def machine_info(device: torch.device) -> dict[str, Any]:
             "device": str(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+    # kernels held below what the CPU has (e.g. to time an AVX2-only machine's code paths on a newer one)
+    limits = {name: os.environ[name] for name in KERNEL_LIMITS if os.environ.get(name)}
+    if limits:
+        info["kernel_limits"] = limits
     return info
+
+
+def describe_machine(info: dict[str, Any]) -> str:
+    """machine_info as the one line that the benchmarks print beside their numbers."""
+    limits = info.get("kernel_limits", {})
+    return (f"{info['cpu']} ({info['cpu_kind']}), {info['cpu_count']} CPUs, {info['torch_threads']} torch threads, "
+            f"torch {info['torch']}, device {info['device']}" + (f", {info['gpu']}" if "gpu" in info else "")
+            + (f", kernels limited by {' '.join(f'{k}={v}' for k, v in limits.items())}" if limits else ""))
