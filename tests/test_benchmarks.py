@@ -104,3 +104,18 @@ def test_throughput_compile_row_times_the_compiling_step_apart():
     assert done.returncode == 0, done.stderr
     compiled = [line for line in done.stdout.splitlines() if "torch.compile" in line]
     assert len(compiled) == 1 and "img/s" in compiled[0] and "(first step" in compiled[0]
+
+
+def test_conv_layers_times_every_conv_of_the_model_with_and_without_its_input_gradient():
+    done = subprocess.run([sys.executable, str(BENCH / "conv_layers.py"), "--model", "fast-small", "--batch-size", "8",
+                           "--precision", "fp32", "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("machine:") and "model fast-small" in lines[0] and "float32" in lines[0]
+    rows = {line.split()[0]: line for line in lines[2:-1]}
+    # the stem, then both convs of each of the three groups, with the maps they see
+    assert list(rows) == ["stem", "group1.0", "group1.4", "group2.0", "group2.4", "group3.0", "group3.4"]
+    assert "3 -> 24 @ 32x32" in rows["stem"] and "24 -> 32 @ 31x31" in rows["group1.0"]
+    assert "128 -> 128 @ 3x3" in rows["group3.4"]
+    assert all(float(value) >= 0 for line in rows.values() for value in line.split()[-4:])  # 8 images: may round to 0
+    assert lines[-1].startswith("  all convs:") and "img/s" in lines[-1]
