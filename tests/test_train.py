@@ -126,8 +126,8 @@ def test_the_stem_bias_trains_for_its_epochs_then_nothing_before_the_first_conv_
     assert {epoch: trains for epoch, trains in first_conv_input_trains} == {0: True, 1: False, 2: False}
     assert trainer.model.stem.bias.grad is None
 
-    with pytest.raises(UserError, match="--stem-bias-epochs: model s10-small has no whitening stem"):
-        Trainer(tiny_config(tiny_py, stem_bias_epochs=1), tmp_path / "s10", progress=False)
+    with pytest.raises(UserError, match="--stem-bias-epochs 1: model s10-small has no whitening stem"):
+        train(tiny_config(tiny_py, stem_bias_epochs=1), tmp_path / "s10", progress=False)
 
 
 @pytest.mark.filterwarnings("ignore:--precision bf16")

@@ -65,3 +65,12 @@ def prepare_model(config: TrainConfig, device: torch.device, num_classes: int = 
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def for_training(model: nn.Module, device: torch.device, distributed: bool, compile: bool) -> nn.Module:
+    """What the training step calls: the model, or DDP around it (DDP notes the parameters that train when it is
+    built: wrap again after freezing one), compiled with `compile` (evaluation, EMA and checkpoints use the plain
+    module, so checkpoints hold its own keys)."""
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(model) if compile else model

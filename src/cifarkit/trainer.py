@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .batches import BatchStream, Pruning
-from .build import build_optimizer, prepare_model
+from .build import build_optimizer, for_training, prepare_model
 from .checkpoint import CHECKPOINT_FORMAT, RunState
 from .config import TrainConfig
 from .data import Dataset
@@ -74,9 +74,7 @@ class Trainer:
             if self.device.type != "cuda":
                 raise UserError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA only; drop the flag on CPU")
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        if config.stem_bias_epochs and not hasattr(self.model, "stem"):
-            raise UserError(f"--stem-bias-epochs: model {config.model} has no whitening stem (fast, fast-small have)")
-        self.train_model = self.wrap_for_training()
+        self.train_model = for_training(self.model, self.device, self.dist.enabled, config.compile)
         if max_lr is None:
             if isinstance(config.max_lr, str):
                 raise ValueError("max_lr='find': run the range test (cifarkit.run.train does) and pass max_lr")
@@ -95,16 +93,6 @@ class Trainer:
         self._session_start, self._wall_before = time.perf_counter(), 0.0  # the wall clock; fit() restarts it
         self.test_logits: torch.Tensor | None = None  # of the latest test evaluation, single process only
         self.eval_seconds = 0.0  # this session's, in evaluate(): the timing breakdown of run.train
-
-    def wrap_for_training(self) -> nn.Module:
-        """What the training step calls: the model, or DDP around it, compiled with `compile`."""
-        wrapped = self.model
-        if self.dist.enabled:  # DDP notes which parameters train when it is built
-            wrapped = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if self.config.compile:  # the training step only: evaluation, EMA and checkpoints see the plain module
-            wrapped = torch.compile(wrapped)
-        return wrapped
 
     @property
     def eval_model(self) -> nn.Module:
@@ -219,11 +207,8 @@ class Trainer:
         """Run the rest of the current epoch; returns the lr of its last step."""
         cfg, s = self.config, self.state
         self.model.train()  # evaluation switched BatchNorm to its running statistics
-        if cfg.stem_bias_epochs and s.epoch >= cfg.stem_bias_epochs and self.model.stem.bias.requires_grad:
-            # from now on nothing before the first conv trains, so the backward skips that conv's input gradient
-            self.model.stem.bias.requires_grad_(False)
-            self.model.stem.bias.grad = None  # the optimiser skips a parameter without a gradient
-            self.train_model = self.wrap_for_training()
+        if cfg.stem_bias_epochs and s.epoch >= cfg.stem_bias_epochs and self.model.freeze_stem():
+            self.train_model = for_training(self.model, self.device, self.dist.enabled, cfg.compile)
         order = self.epoch_order(s.epoch)
         # this session's sums of this rank's images; added to the run state (all ranks) at sync points
         # float64: sums of float32 losses stay exact, so a resumed run adds up to the same numbers (MPS lacks it)
