@@ -74,3 +74,12 @@ def for_training(model: nn.Module, device: torch.device, distributed: bool, comp
     if distributed:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return torch.compile(model) if compile else model
+
+
+def freeze_stem(model: nn.Module) -> bool:
+    """Stop training the whitening stem's bias (--stem-bias-epochs); True if it was training. Nothing before the
+    first 3x3 conv trains then, so the backward pass skips that conv's input gradient."""
+    was_training = model.stem.bias.requires_grad
+    model.stem.bias.requires_grad_(False)
+    model.stem.bias.grad = None  # the optimiser skips a parameter without a gradient
+    return was_training

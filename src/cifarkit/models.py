@@ -121,14 +121,6 @@ class FastNet(ScaledLogits):
         self.fc = nn.Linear(widths[2], num_classes, bias=False)
         self.logit_scale = logit_scale
 
-    def freeze_stem(self) -> bool:
-        """Stop training the stem's bias; True if it was training. Nothing before the first 3x3 conv trains then,
-        so the backward pass skips that conv's input gradient (--stem-bias-epochs)."""
-        was_training = self.stem.bias.requires_grad
-        self.stem.bias.requires_grad_(False)
-        self.stem.bias.grad = None  # the optimiser skips a parameter without a gradient
-        return was_training
-
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
         """Set the stem to whiten 2x2 patches of `images` (normalised float, N x 3 x H x W)."""

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .batches import BatchStream, Pruning
-from .build import build_optimizer, for_training, prepare_model
+from .build import build_optimizer, for_training, freeze_stem, prepare_model
 from .checkpoint import CHECKPOINT_FORMAT, RunState
 from .config import TrainConfig
 from .data import Dataset
@@ -207,7 +207,7 @@ class Trainer:
         """Run the rest of the current epoch; returns the lr of its last step."""
         cfg, s = self.config, self.state
         self.model.train()  # evaluation switched BatchNorm to its running statistics
-        if cfg.stem_bias_epochs and s.epoch >= cfg.stem_bias_epochs and self.model.freeze_stem():
+        if cfg.stem_bias_epochs and s.epoch >= cfg.stem_bias_epochs and freeze_stem(self.model):
             self.train_model = for_training(self.model, self.device, self.dist.enabled, cfg.compile)
         order = self.epoch_order(s.epoch)
         # this session's sums of this rank's images; added to the run state (all ranks) at sync points
