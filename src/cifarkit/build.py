@@ -1,4 +1,5 @@
-"""What a run trains: the initialised model and its optimiser with parameter groups (schedule.py: the lr)."""
+"""What a run trains: the initialised model, the wrapper the training step calls, and its optimiser with parameter
+groups (schedule.py: the lr)."""
 from __future__ import annotations
 
 from typing import Any

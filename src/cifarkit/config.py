@@ -59,11 +59,11 @@ class TrainConfig:
     prune_easy: float = setting(0.0, "each epoch but the first and last, leave out each image whose last loss was "
                                 "below the mean with this probability (the easy ones kept weigh 1/(1-P)); 0 = off",
                                 "model", metavar="P")
-    # Exponential moving average of the weights (and BatchNorm buffers), updated every step; when on,
-    # the averaged model is the one evaluated, reported and exported. 0 disables.
     stem_bias_epochs: int = setting(0, "train the whitening stem's bias for the first N epochs only, then freeze it "
                                     "(the backward skips the first conv's input gradient); 0 = every epoch",
                                     "optimiser", metavar="N")
+    # Exponential moving average of the weights (and BatchNorm buffers), updated every step; when on,
+    # the averaged model is the one evaluated, reported and exported. 0 disables.
     ema_decay: float = setting(0.0, "keep an exponential moving average of the weights, evaluated and saved; "
                                "0 = off", "optimiser", metavar="D")
     # Lookahead (cifarkit.lookahead): every `lookahead_every` steps the model restarts from a slow average
