@@ -5,8 +5,9 @@
 Finds every Conv2d of the model and the input shape it sees in a forward pass of CIFAR-sized images,
 then times each one alone (channels_last, autocast as training runs it): forward, then backward with the
 input's gradient (as inside the net) and without it (as for the first conv behind a frozen stem,
-`--stem-bias-epochs`). GFLOP/s count 2 x multiply-adds of forward, weight gradient and input gradient
-(of forward and weight gradient without it). Shows where a step's convolution time goes per FLOP.
+`--stem-bias-epochs`). GFLOP/s count 2 x multiply-adds of the forward pass and of each gradient computed
+(the weight's unless frozen, as the fast net's stem is; the input's where asked). Shows where a step's
+convolution time goes per FLOP.
 """
 from __future__ import annotations
 
@@ -59,9 +60,9 @@ def main() -> None:
     print(f"machine: {describe_machine(machine_info(device))}; model {args.model}, batch {args.batch_size}, "
           f"{str(dtype).replace('torch.', '')}, forward + backward of each conv alone")
     print(f"  {'conv':<14} {'in -> out @ map':<22} {'ms':>8} {'GFLOP/s':>8}   {'no input grad: ms':>18} {'GFLOP/s':>8}")
-    totals = [0.0, 0.0]
+    total_seconds = total_flops = 0.0  # of the passes with the input's gradient, as inside the net
     for name, conv, (c_in, height, width) in conv_inputs(model):
-        conv = conv.to(memory_format=torch.channels_last).train()
+        conv = conv.to(memory_format=torch.channels_last)
         shape = (args.batch_size, c_in, height, width)
         out_h, out_w = conv(torch.zeros(1, c_in, height, width)).shape[2:]
         forward_flops = 2 * args.batch_size * out_h * out_w * conv.weight[0].numel() * conv.out_channels
@@ -69,13 +70,14 @@ def main() -> None:
         for input_grad in (True, False):
             x = torch.randn(shape).to(memory_format=torch.channels_last).requires_grad_(input_grad)
             seconds = seconds_per_pass(conv, x, dtype, args.repeats)
-            row += [seconds * 1e3, forward_flops * (3 if input_grad else 2) / seconds / 1e9]
-        totals[0] += row[0]
-        totals[1] += row[0] * row[1]
+            flops = forward_flops * (1 + conv.weight.requires_grad + input_grad)
+            row += [seconds * 1e3, flops / seconds / 1e9]
+            if input_grad:
+                total_seconds, total_flops = total_seconds + seconds, total_flops + flops
         print(f"  {name:<14} {f'{c_in} -> {conv.out_channels} @ {height}x{width}':<22} {row[0]:8.1f} {row[1]:8.0f}   "
               f"{row[2]:18.1f} {row[3]:8.0f}")
-    print(f"  all convs: {totals[0]:.1f} ms a batch, {totals[1] / totals[0]:.0f} GFLOP/s, "
-          f"{args.batch_size / totals[0] * 1e3:.0f} img/s if the step were convolutions only")
+    print(f"  all convs: {total_seconds * 1e3:.1f} ms a batch, {total_flops / total_seconds / 1e9:.0f} GFLOP/s, "
+          f"{args.batch_size / total_seconds:.0f} img/s if the step were convolutions only")
 
 
 if __name__ == "__main__":

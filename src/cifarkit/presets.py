@@ -47,5 +47,6 @@ PRESETS["fast"] = {
 # on 2 AVX2 cores in fp32 for 91.2%. Kept as the baseline of fast-cpu (time_to_accuracy.py --baseline fast-cpu-v1).
 PRESETS["fast-cpu-v1"] = {**PRESETS["fast-v1"], "model": "fast-small", "epochs": 8}
 # For CPUs without native bf16: fast's Muon recipe on the net half as wide, as many epochs as fast-cpu-v1, the
-# stem's bias frozen after 3 (on 2 validation seeds the same accuracy, its 5 frozen epochs 9% faster in fp32 on one thread).
+# stem's bias frozen after 3 (on 2 validation seeds the same accuracy; its 5 frozen epochs 9% faster in fp32 on
+# one thread).
 PRESETS["fast-cpu"] = {**PRESETS["fast"], "model": "fast-small", "epochs": 8, "stem_bias_epochs": 3}
