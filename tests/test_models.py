@@ -73,3 +73,11 @@ def test_whitening_stem_decorrelates_2x2_patches():
     off = covariance - torch.diag(covariance.diagonal())
     assert off.abs().max() < 0.05
     assert torch.equal(model.stem.weight[12:], -model.stem.weight[:12])
+
+
+def test_which_models_have_a_whitening_stem_is_known_without_building_them_for_real():
+    from cifarkit.models import MODELS, has_whitening_stem
+
+    assert {name: has_whitening_stem(name) for name in MODELS} == \
+        {name: hasattr(build_model(name), "stem") for name in MODELS}
+    assert has_whitening_stem("fast") and not has_whitening_stem("s10")

@@ -181,7 +181,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Refuse impossible values before any work starts, naming the flag; returns self for chaining."""
-        from .models import MODELS  # late import: models imports torch, config stays light
+        from .models import MODELS, has_whitening_stem  # late import: models imports torch, config stays light
 
         def need(ok: bool, name: str, what: str) -> None:
             if not ok:
@@ -230,7 +230,7 @@ class TrainConfig:
              "must be a whole number of pixels in [0, 32]")
         need(_finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1, "cutout_prob", "must be a probability in [0, 1]")
         need(_whole(self.stem_bias_epochs, 0), "stem_bias_epochs", "must be a whole number of epochs >= 0 (0: all)")
-        need(self.stem_bias_epochs == 0 or hasattr(MODELS[self.model](), "stem"), "stem_bias_epochs",
+        need(self.stem_bias_epochs == 0 or has_whitening_stem(self.model), "stem_bias_epochs",
              f"model {self.model} has no whitening stem (fast, fast-small have one)")
         need(_whole(self.small_crop, 0) and (self.small_crop == 0 or 8 <= self.small_crop < self.image_size),
              "small_crop", f"must be 0 (off) or a whole number of pixels in [8, {self.image_size}) (--image-size)")

@@ -6,6 +6,7 @@ high accuracy on a CPU: a whitening stem fitted to the data, then three conv gro
 """
 from __future__ import annotations
 
+from functools import cache
 from typing import Callable
 
 import torch
@@ -141,6 +142,14 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "fast": FastNet,
     "fast-small": lambda num_classes=10: FastNet(num_classes=num_classes, widths=(32, 128, 128)),
 }
+
+
+@cache
+def has_whitening_stem(name: str) -> bool:
+    """Whether model `name` (one of MODELS) starts with FastNet's whitening stem, what --stem-bias-epochs freezes:
+    asked of a copy built on the meta device (no memory, no initialisation), once per name."""
+    with torch.device("meta"):
+        return hasattr(MODELS[name](), "stem")
 
 
 def build_model(name: str, num_classes: int = 10) -> nn.Module:
