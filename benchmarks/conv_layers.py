@@ -21,11 +21,12 @@ from cifarkit.models import build_model
 from cifarkit.runtime import autocast, describe_machine, machine_info, resolve_precision
 
 
-def conv_inputs(model: nn.Module, image_size: int = 32) -> list[tuple[str, nn.Conv2d, torch.Size]]:
-    """(name, conv, input shape of one image) for every Conv2d, in the order a forward pass meets them."""
-    seen: list[tuple[str, nn.Conv2d, torch.Size]] = []
-    hooks = [module.register_forward_hook(lambda m, inputs, out, name=name: seen.append((name, m, inputs[0].shape[1:])))
-             for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+def conv_shapes(model: nn.Module, image_size: int = 32) -> list[tuple[str, nn.Conv2d, torch.Size, torch.Size]]:
+    """(name, conv, input shape, output shape) of one image for every Conv2d, in the order a forward pass meets them."""
+    seen: list[tuple[str, nn.Conv2d, torch.Size, torch.Size]] = []
+    hooks = [module.register_forward_hook(
+        lambda m, inputs, out, name=name: seen.append((name, m, inputs[0].shape[1:], out.shape[1:])))
+        for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
     with torch.no_grad():
         model.eval()(torch.zeros(2, 3, image_size, image_size))
     for hook in hooks:
@@ -61,10 +62,9 @@ def main() -> None:
           f"{str(dtype).replace('torch.', '')}, forward + backward of each conv alone")
     print(f"  {'conv':<14} {'in -> out @ map':<22} {'ms':>8} {'GFLOP/s':>8}   {'no input grad: ms':>18} {'GFLOP/s':>8}")
     total_seconds = total_flops = 0.0  # of the passes with the input's gradient, as inside the net
-    for name, conv, (c_in, height, width) in conv_inputs(model):
+    for name, conv, (c_in, height, width), (_, out_h, out_w) in conv_shapes(model):
         conv = conv.to(memory_format=torch.channels_last)
         shape = (args.batch_size, c_in, height, width)
-        out_h, out_w = conv(torch.zeros(1, c_in, height, width)).shape[2:]
         forward_flops = 2 * args.batch_size * out_h * out_w * conv.weight[0].numel() * conv.out_channels
         row = []
         for input_grad in (True, False):
