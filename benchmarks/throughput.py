@@ -12,6 +12,11 @@ these show what each brings. Every row runs in a fresh process (so no row inheri
 allocator), trains the same model with Adam on the same number of random images (speed does not
 depend on content). Prints images/s of each and the ratio to the notebook-style loop; with --compile, a
 last row with the model torch.compile'd (inductor), its compiling first step timed apart.
+
+Each row also says how much of the device's arithmetic it uses: the model's FLOPs per training image
+(forward + backward, as torch.utils.flop_counter counts convolutions and matrix products) times its
+images/s, against what a large matrix product reaches in the row's precision on the same device in the
+same run (the measured peak: the VM hides the CPU's model and clock, so no datasheet number applies).
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from cifarkit.config import TrainConfig
 from cifarkit.data import Dataset, MEAN, STD
@@ -106,6 +113,33 @@ def cifarkit_pipeline(images: torch.Tensor, labels: torch.Tensor, batch_size: in
         return len(labels) / (time.perf_counter() - started), warm_up
 
 
+def training_flops_per_image(model: nn.Module, image_size: int = 32) -> float:
+    """FLOPs of one training step per image: forward and backward of every convolution and matrix product."""
+    images = torch.randn(2, 3, image_size, image_size)
+    with FlopCounterMode(display=False) as counter:
+        model.train()(images).float().sum().backward()
+    return counter.get_total_flops() / len(images)
+
+
+def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int = 4096, seconds: float = 1.0) -> float:
+    """TFLOP/s of size x size matrix products in dtype, repeated for about `seconds` after one warm-up: the
+    most this device's units do through torch, the reference for a training step's share."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+
+    def product() -> None:
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    product()
+    started, done = time.perf_counter(), 0
+    while done == 0 or time.perf_counter() - started < seconds:
+        product()
+        done += 1
+    return 2 * size ** 3 * done / (time.perf_counter() - started) / 1e12
+
+
 # row key -> (label, precision, channels_last, malloc); the notebook-style row has no cifarkit settings
 ROWS = {
     "notebook": ("notebook-style: DataLoader + per-image numpy aug, fp32, NCHW", None, None, "default"),
@@ -149,7 +183,14 @@ def main() -> None:
     device = resolve_device(args.device)
     info = machine_info(device)
     print(f"machine: {describe_machine(info)}")
-    print(f"model {args.model}, batch {args.batch_size}, {args.steps} timed steps per row, one process per row\n")
+    print(f"model {args.model}, batch {args.batch_size}, {args.steps} timed steps per row, one process per row")
+    flops = training_flops_per_image(build_model(args.model))
+    low = resolve_precision("auto", device)
+    peaks = {dtype: matmul_tflops(device, dtype) for dtype in dict.fromkeys([torch.float32, low])}
+    print(f"{flops / 1e9:.3f} GFLOP per training image (forward + backward, torch.utils.flop_counter); "
+          "peak = a 4096x4096 matrix product: "
+          + ", ".join(f"{str(dtype).removeprefix('torch.')} {tflops:.3f} TFLOP/s" for dtype, tflops in peaks.items())
+          + "\n")
     keys = ["notebook", "nchw", "channels-last", "tuned"]
     if device.type != "cpu":  # the allocator setting is a CPU matter
         keys = ["notebook", "nchw", "channels-last"]
@@ -168,8 +209,12 @@ def main() -> None:
         measured = json.loads(done.stdout.strip().splitlines()[-1])
         speed = measured["images_per_s"]
         base = base or speed
+        dtype = low if ROWS[key][1] == "auto" else torch.float32
+        share = speed * flops / 1e12 / peaks[dtype]
         compiling = f"  (first step {measured['first_step_s']:.1f}s: compiling)" if key == "compiled" else ""
-        print(f"{ROWS[key][0]:<74} {speed:8.1f} img/s  {speed / base:5.2f}x{compiling}", flush=True)
+        print(f"{ROWS[key][0]:<74} {speed:8.1f} img/s  {speed / base:5.2f}x  "
+              f"{speed * flops / 1e12:.3f} TFLOP/s = {share:4.0%} of {str(dtype).removeprefix('torch.')} peak{compiling}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """The benchmark scripts run and print what they promise (on tiny data; no timing is asserted)."""
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from torch import nn
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -82,8 +85,25 @@ def test_throughput_prints_both_sides_and_the_ratio():
                            "--batch-size", "16"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert any(line.startswith("notebook-style") and line.endswith("1.00x") for line in lines)
-    assert sum(line.startswith("cifarkit:") and "img/s" in line for line in lines) >= 2
+    assert any(line.startswith("notebook-style") and "1.00x" in line and line.endswith("% of float32 peak")
+               for line in lines)
+    assert sum(line.startswith("cifarkit:") and "img/s" in line and "TFLOP/s =" in line for line in lines) >= 2
+    # the model's work per image and the device's measured peak, the reference for each row's share
+    assert any("GFLOP per training image" in line and "float32" in line and "TFLOP/s" in line for line in lines)
+
+
+def test_training_flops_count_the_forward_and_the_backward_per_image():
+    spec = importlib.util.spec_from_file_location("throughput", BENCH / "throughput.py")
+    throughput = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(throughput)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10, bias=False))
+    # forward: one multiply-add per weight and image; backward: the weight's gradient, the same again
+    # (the images need none)
+    assert throughput.training_flops_per_image(model) == 2 * (2 * 3 * 32 * 32 * 10)
+    # frozen, as the fast net's whitening stem: forward only, and the layer above it needs no input gradient
+    model[1].weight.requires_grad_(False)
+    model = nn.Sequential(model, nn.Linear(10, 10, bias=False))
+    assert throughput.training_flops_per_image(model) == 2 * 3 * 32 * 32 * 10 + 2 * (2 * 10 * 10)
 
 
 def test_profile_step_sums_the_step_by_kind_of_operator():
