@@ -171,7 +171,8 @@ def test_9_a_folder_as_config_file_is_named(tmp_path, capsys):
 @pytest.mark.parametrize("damage, needle", [
     ("no-model-name", "model_name None"),
     ("config-list", "its config is not a set of settings"),
-    ("other-weights", "its weights do not fit model 's10-small'"),
+    ("other-weights", "its weights do not fit model 's10-small' with 10 classes (Missing key(s)"),
+    ("wrong-shape", "its weights do not fit model 's10-small' with 10 classes (size mismatch for prep.0.weight"),
     ("no-classes", "its class names are missing"),
 ])
 def test_10_malformed_checkpoints_are_named(trained_run, tmp_path, capsys, damage, needle):
@@ -183,6 +184,8 @@ def test_10_malformed_checkpoints_are_named(trained_run, tmp_path, capsys, damag
         ckpt["config"] = [1, 2]
     elif damage == "other-weights":
         ckpt["model"] = {"fc.weight": torch.zeros(3, 3)}
+    elif damage == "wrong-shape":
+        ckpt["model"]["prep.0.weight"] = ckpt["model"]["prep.0.weight"][:1]
     else:
         ckpt["classes"] = []
     torch.save(ckpt, tmp_path / "bad.pt")
