@@ -177,6 +177,8 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
         driver.get(url)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
         page_seconds = time.perf_counter() - started
+        accuracy = json.loads((root / "run" / "results.json").read_text())["test_accuracy"]
+        assert f"from run\nrun\n; test accuracy {accuracy:.2%}." in driver.find_element(By.TAG_NAME, "body").text
 
         started = time.perf_counter()
         driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(image)

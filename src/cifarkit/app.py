@@ -194,6 +194,7 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
     """`cifarkit app`: load the checkpoint once, offer 10 test images, and serve the page."""
     from .explain import load_test_set
     from .inference import image_size, load_model
+    from .rundir import RESULTS, run_of
     from .runtime import resolve_device
 
     try:
@@ -212,14 +213,10 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
                      examples=example_images(images, labels) if images is not None else [],
                      candidates=(lambda: (images, labels)) if images is not None else None,
                      precision=ckpt["config"].get("precision", "fp32"))
-    run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent.parent
-    results, name = run_dir / "results.json", run_dir.name
-    accuracy = ""
-    if results.exists():
-        import json
-
-        accuracy = f"; test accuracy {json.loads(results.read_text()).get('test_accuracy', float('nan')):.2%}"
-    about = f"Model `{ckpt['model_name']}` from run `{name}`{accuracy}. {len(ckpt['classes'])} classes."
+    run = run_of(checkpoint)
+    results = run.read_json(RESULTS) or {}
+    accuracy = f"; test accuracy {results['test_accuracy']:.2%}" if "test_accuracy" in results else ""
+    about = f"Model `{ckpt['model_name']}` from run `{run.path.name}`{accuracy}. {len(ckpt['classes'])} classes."
     return launch(build_demo(clf, "cifarkit: what does the model see?", about), host, port, block)
 
 

@@ -109,19 +109,20 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     from .files import write_bytes, write_json, write_text
     from .inference import image_size, load_model
     from .metrics import mistakes
+    from .rundir import RESULTS, run_of
 
     checkpoint, folder = Path(checkpoint), Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--app {folder}: exists and is not a folder")
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
-    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
-    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
+    run = run_of(checkpoint)
+    results = run.read_json(RESULTS) or {}
     source = inline(ROOTS)  # before writing anything: a bug here leaves no half bundle
     meta = {"model_name": ckpt["model_name"], "classes": list(ckpt["classes"]), "mean": list(ckpt["mean"]),
             "std": list(ckpt["std"]), "image_size": image_size(ckpt),
             "precision": ckpt["config"].get("precision", "fp32"),  # predictions as `cifarkit predict` makes them
-            "test_accuracy": results.get("test_accuracy"), "run": run_dir.name, "cifarkit": ckpt.get("cifarkit"),
-            "title": f"What does the model see? ({ckpt['model_name']}, run {run_dir.name})",
+            "test_accuracy": results.get("test_accuracy"), "run": run.path.name, "cifarkit": ckpt.get("cifarkit"),
+            "title": f"What does the model see? ({ckpt['model_name']}, run {run.path.name})",
             "examples": [], "mistakes": []}
     try:
         images, labels = load_test_set(ckpt, data_dir)

@@ -180,6 +180,12 @@ class RunDir:
         return self.checkpoint
 
 
+def run_of(checkpoint: str | os.PathLike) -> RunDir:
+    """The run folder (read only) of a checkpoint named as RUN_DIR or as RUN_DIR/checkpoints/last.pt."""
+    path = Path(checkpoint)
+    return RunDir(path if path.is_dir() else path.parent.parent, writes=False)
+
+
 def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
     """`output`, unless it is one of the `inputs` or a file of a run folder that a run writes (a command's own
     results, such as evaluate-*.json, may sit beside the run): outputs never land on what they read."""
