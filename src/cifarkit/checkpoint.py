@@ -79,10 +79,8 @@ def _structure_problem(ckpt: dict[str, Any]) -> str:
     weights = ckpt.get("model")
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         return "its model weights are not a dict of tensors"
-    try:  # built on the meta device: only names and shapes are compared, no weights made or copied
-        with torch.device("meta"):
-            model = build_model(ckpt["model_name"], num_classes=len(classes))
-        model.load_state_dict(weights, assign=True)
+    try:
+        build_model(ckpt["model_name"], num_classes=len(classes)).load_state_dict(weights)
     except RuntimeError as e:  # missing/unexpected keys, size mismatches: the weights of another network
         first_reason = (str(e).splitlines()[1:] or [str(e)])[0].strip()  # below torch's "Error(s) in loading" line
         return (f"its weights do not fit model {ckpt['model_name']!r} with {len(classes)} classes "
