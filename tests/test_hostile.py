@@ -15,6 +15,7 @@ from cifarkit import TrainConfig, files, train
 from cifarkit.checkpoint import load_checkpoint
 from cifarkit.cli import main
 from cifarkit.errors import UserError
+from cifarkit.models import build_model
 from cifarkit.rundir import RunDir
 
 TINY = ["--model", "s10-small", "--epochs", "1", "--batch-size", "100", "--max-lr", "5e-3", "--threads", "1",
@@ -191,6 +192,20 @@ def test_10_malformed_checkpoints_are_named(trained_run, tmp_path, capsys, damag
     torch.save(ckpt, tmp_path / "bad.pt")
     refused(capsys, ["evaluate", str(tmp_path / "bad.pt"), "--data-dir", str(root / "data")],
             "not a cifarkit checkpoint: " + needle)
+
+
+def test_10_weights_flagged_for_assignment_still_load_by_copy(trained_run, tmp_path):
+    root, _ = trained_run
+    ckpt = load_checkpoint(root / "run")
+    for entry in ckpt["model"]._metadata.values():  # as load_state_dict(assign=True) leaves them, then saved
+        entry["assign_to_params_buffers"] = True
+    torch.save(ckpt, tmp_path / "flagged.pt")
+    model = build_model(ckpt["model_name"])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.load_state_dict(load_checkpoint(tmp_path / "flagged.pt")["model"])
+    # still the parameters the optimiser steps, holding copies: training would go on
+    assert all(p is q for p, q in zip(model.parameters(), optimizer.param_groups[0]["params"]))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in ckpt["model"].items())
 
 
 # 11. report on damaged files ------------------------------------------------------------------------------------

@@ -54,10 +54,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if ckpt["format"] != CHECKPOINT_FORMAT:
         raise UserError(f"{path}: checkpoint format {ckpt['format']}, this cifarkit reads format {CHECKPOINT_FORMAT}; "
                         f"use the cifarkit version that wrote it ({ckpt.get('cifarkit', 'unknown')})")
+    for key in ("model", "training_weights"):  # weights only ever load by copy (see _drop_assign_flags)
+        _drop_assign_flags(ckpt.get(key))
     problem = _structure_problem(ckpt)
     if problem:
         raise UserError(f"{path}: not a cifarkit checkpoint: {problem}")
     return ckpt
+
+
+def _drop_assign_flags(weights: Any) -> None:
+    """torch's load_state_dict keeps per-module flags in the state dict's own `_metadata`, and one of them
+    (`assign_to_params_buffers`, left there by any load_state_dict(assign=True), saved and loaded with the dict)
+    makes a later plain load replace the model's parameters by the file's tensors instead of copying into them:
+    the optimiser then steps parameters the model no longer has, and training silently stops. Removed here."""
+    metadata = getattr(weights, "_metadata", None)
+    if isinstance(metadata, dict):
+        for entry in metadata.values():
+            if isinstance(entry, dict):
+                entry.pop("assign_to_params_buffers", None)
 
 
 def _structure_problem(ckpt: dict[str, Any]) -> str:
