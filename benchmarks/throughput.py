@@ -213,11 +213,10 @@ def main() -> None:
         speed = measured["images_per_s"]
         base = base or speed
         dtype = low if ROWS[key][1] == "auto" else torch.float32
-        share = speed * flops / 1e12 / peaks[dtype]
+        tflops = speed * flops / 1e12
         compiling = f"  (first step {measured['first_step_s']:.1f}s: compiling)" if key == "compiled" else ""
-        print(f"{ROWS[key][0]:<74} {speed:8.1f} img/s  {speed / base:5.2f}x  "
-              f"{speed * flops / 1e12:.3f} TFLOP/s = {share:4.0%} of {str(dtype).removeprefix('torch.')} peak{compiling}",
-              flush=True)
+        print(f"{ROWS[key][0]:<74} {speed:8.1f} img/s  {speed / base:5.2f}x  {tflops:.3f} TFLOP/s = "
+              f"{tflops / peaks[dtype]:4.0%} of {str(dtype).removeprefix('torch.')} peak{compiling}", flush=True)
 
 
 if __name__ == "__main__":
