@@ -30,6 +30,7 @@ def test_json_round_trip(tmp_path):
     ({"max_lr": -0.1}, "--max-lr"),
     ({"max_lr": "soon"}, "--max-lr 'soon'"),
     ({"pct_start": 1.2}, "--pct-start 1.2: the peak must fall strictly inside"),
+    ({"pct_start": 0.6, "three_phase": True}, "--pct-start 0.6: with --three-phase the lr rises and falls back"),
     ({"device": "tpu"}, "--device 'tpu': unknown device"),
     ({"model": "vgg"}, "--model 'vgg': unknown model"),
     ({"limit_train": 0}, "--limit-train 0"),

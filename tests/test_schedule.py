@@ -1,6 +1,7 @@
 import pytest
 
 from cifarkit.config import TrainConfig
+from cifarkit.errors import UserError
 from cifarkit.schedule import planned_schedule, steps_per_epoch
 
 
@@ -46,3 +47,13 @@ def test_fast_schedule_is_a_triangle_from_0_2_to_1_to_0_07_of_the_peak():
     assert abs(peak - (0.23 * total - 1)) <= 1  # OneCycleLR's warm-up ends at step pct_start * total - 1
     assert lrs[0] == pytest.approx(0.2 * cfg.max_lr)
     assert lrs[-1] == pytest.approx(0.07 * cfg.max_lr, rel=0.02)
+
+
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_a_peak_on_the_first_step_is_refused_by_name(three_phase):
+    # 2 epochs x 10 steps x 0.05 = step 1: OneCycleLR's rise would have no length (a ZeroDivisionError)
+    cfg = TrainConfig(epochs=2, pct_start=0.05, three_phase=three_phase)
+    with pytest.raises(UserError, match=r"--pct-start 0.05 of 20 steps \(2 epochs x 10 steps\) puts the lr peak "
+                                        r"on the first step"):
+        planned_schedule(cfg, max_lr=0.1, steps_per_epoch=10)
+    assert len(planned_schedule(cfg, max_lr=0.1, steps_per_epoch=11)) == 22  # one step more and it is a schedule

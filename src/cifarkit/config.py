@@ -214,6 +214,8 @@ class TrainConfig:
         need(_finite(self.tta_below) and 0 < self.tta_below <= 1, "tta_below", "must be a probability in (0, 1]")
         need(_finite(self.pct_start) and 0 < self.pct_start < 1, "pct_start",
              "the peak must fall strictly inside the schedule: 0 < pct_start < 1 (the S10 recipe: 5/24)")
+        need(not self.three_phase or self.pct_start <= 0.5, "pct_start",
+             "with --three-phase the lr rises and falls back over pct_start of the steps each: must be <= 0.5")
         need(_positive(self.lr_find_start), "lr_find_start", "must be a positive number")
         need(_positive(self.lr_find_end) and self.lr_find_end > self.lr_find_start, "lr_find_end",
              f"must be a number above {SETTINGS['lr_find_start'].flag} ({self.lr_find_start})")
