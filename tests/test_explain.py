@@ -6,6 +6,7 @@ import copy
 import math
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,6 +164,18 @@ def test_an_unknown_layer_is_refused_naming_the_valid_ones(half_trained, tmp_pat
     err = capsys.readouterr().err
     assert "--layer layer9" in err and "layer2 (8x8)" in err and "layer1.1.inner.0 (16x16)" in err
     assert "Traceback" not in err and not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("target", ["checkpoints/last.pt", "report.html", "plots/curves.png", "image"])
+def test_out_never_lands_on_the_checkpoint_the_run_or_an_input_image(half_trained, tmp_path, capsys, target):
+    root, _ = half_trained
+    files = save_test_images(root / "data", tmp_path, 1)
+    out = files[0] if target == "image" else str(root / "run" / target)
+    before = Path(out).read_bytes()
+    assert main(["gradcam", str(root / "run"), *files, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: " in err and "write the output elsewhere" in err and "Traceback" not in err
+    assert Path(out).read_bytes() == before
 
 
 def test_a_map_under_5x5_gets_a_warning(half_trained, tmp_path, capsys):
