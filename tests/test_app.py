@@ -234,3 +234,15 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
 def test_app_refuses_a_missing_checkpoint(tmp_path, capsys):
     assert main(["app", str(tmp_path / "nope")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_app_on_a_busy_port_says_so_by_flag(half_trained, capsys):  # noqa: F811
+    root, _ = half_trained
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["app", str(root / "run"), "--port", str(port), "--data-dir", str(root / "data")]) == 2
+    err = capsys.readouterr().err
+    assert f"--port {port}: cannot serve on 127.0.0.1:{port}" in err and "choose another --port" in err
+    assert "Traceback" not in err and "server_port" not in err
