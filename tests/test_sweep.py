@@ -128,6 +128,10 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tiny_py, tmp_path, cap
     (["--param", "max_lr=0.1:1", "--trials", "0"], "--trials 0: run at least one trial"),
     (["--param", "max_lr=0.1:1", "--val-split", "0"], "never on the test set: pass --val-split"),
     ([], "at least one --param"),
+    (["--param", "label_smoothing=0:1.5"], "--param label_smoothing=0:1.5: its end 1.5 is not a valid value "
+                                           "(--label-smoothing 1.5: must be in [0, 1))"),
+    (["--param", "max_lr=0.1:1", "--startup-trials", "-1"], "--startup-trials -1: must be a whole number >= 0"),
+    (["--param", "max_lr=0.1:1", "--sampler-seed", "-3"], "--sampler-seed -3: must be a whole number in [0, 2**32)"),
     (["--param", "max_lr=0.1:1", "--storage", "postgresql://me:secret@127.0.0.1:1/sweeps"],
      "--storage postgresql://me:***@127.0.0.1:1/sweeps: cannot open the study database"),
 ])
@@ -139,6 +143,13 @@ def test_bad_input_is_refused_by_name(tiny_py, tmp_path, capsys, extra, message)
     assert message in err, err
     assert "secret" not in err
     assert not (tmp_path / "sweep" / "trial-0").exists()
+
+
+def test_without_optuna_the_sweep_says_what_to_install(tiny_py, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError, as when not installed
+    assert main(flags(tiny_py, tmp_path / "sweep", 1, "--param", "max_lr=0.1:1")) == 2
+    err = capsys.readouterr().err
+    assert "a sweep needs optuna: pip install 'cifarkit[sweep]'" in err and "Traceback" not in err
 
 
 # ----------------------------------------------------------------------- PostgreSQL: two workers, one study

@@ -152,14 +152,27 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
         raise UserError("--param: each setting may be given once")
     if not base.val_split:
         raise UserError("a sweep tunes on a validation split, never on the test set: pass --val-split N (e.g. 5000)")
+    if startup_trials < 0:
+        raise UserError(f"--startup-trials {startup_trials}: must be a whole number >= 0")
+    if sampler_seed is not None and not 0 <= sampler_seed < 2**32:
+        raise UserError(f"--sampler-seed {sampler_seed}: must be a whole number in [0, 2**32)")
     base.validate()
+    for p in params:  # both ends, now: a trial that samples a bad value would fail only after the data has loaded
+        for end in (p.low, p.high):
+            try:
+                dataclasses.replace(base, **{p.name: end}).validate()
+            except UserError as e:
+                raise UserError(f"--param {p.name}={p.low:g}:{p.high:g}: its end {end:g} is not a valid value ({e})"
+                                ) from None
+    try:
+        import optuna
+    except ImportError:
+        raise UserError("a sweep needs optuna: pip install 'cifarkit[sweep]'") from None
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage or f"sqlite:///{out.resolve() / 'study.db'}"
     study = open_study(storage, study_name or out.resolve().name, prune, startup_trials, sampler_seed)
