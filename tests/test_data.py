@@ -152,6 +152,18 @@ def test_cli_data_prints_and_fails_cleanly(tiny_bin, tmp_path, capsys):
     assert "no CIFAR-10 here" in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("flags, message", [
+    (["--image-size", "64"], "--image-size 64: CIFAR images are 32x32; --image-size is for --dataset folder"),
+    (["--labels", "coarse"], "--labels 'coarse': coarse labels exist for CIFAR-100 only"),
+    (["--dataset", "folder", "--image-size", "0"], "--image-size 0: must be a whole number of pixels in [16, 512]"),
+])
+def test_cli_data_refuses_what_train_refuses(tiny_bin, capsys, flags, message):
+    assert main(["data", "--data-dir", str(tiny_bin), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
 @pytest.mark.realdata
 def test_real_cifar10_loads_with_official_md5s(real_data_dir):
     ds = load_cifar10(real_data_dir / "cifar-10-batches-bin", download=False)

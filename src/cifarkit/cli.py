@@ -155,6 +155,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     from .data import describe
     from .datasets import load_dataset
 
+    # the checks `train` makes of the same three flags (a folder at --image-size 0, coarse CIFAR-10 labels)
+    TrainConfig(dataset=args.dataset, labels=args.labels, image_size=args.image_size).validate()
     print(describe(load_dataset(args.dataset, args.data_dir, labels=args.labels, image_size=args.image_size,
                                 download=not args.no_download)))
     return 0
