@@ -179,6 +179,18 @@ def test_export_needs_onnx_or_app(half_trained, capsys):  # noqa: F811
     assert "--onnx FILE, --app DIR or both" in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("flags, message", [
+    (["--app", "APP", "--raw-input"], "--raw-input shapes the ONNX model's input: it goes with --onnx FILE"),
+    (["--onnx", "m.onnx", "--data-dir", "."], "--data-dir is where the app bundle's example images come from"),
+])
+def test_export_refuses_a_flag_without_the_output_it_shapes(half_trained, tmp_path, capsys, flags, message):  # noqa: F811
+    root, _ = half_trained
+    flags = [str(tmp_path / f) if f in ("APP", "m.onnx") else f for f in flags]
+    assert main(["export", str(root / "run"), *flags]) == 2
+    assert message in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
 @pytest.mark.realdata
 def test_the_bundle_agrees_with_predict_on_real_test_images(real_data_dir, tmp_path, capsys):
     """On 120 real CIFAR-10 test images (PNG files, some resized) and a briefly trained fast net."""

@@ -33,6 +33,10 @@ def cmd_app(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.onnx is None and args.app is None:
         raise UserError("export needs --onnx FILE, --app DIR or both")
+    if args.raw_input and args.onnx is None:
+        raise UserError("--raw-input shapes the ONNX model's input: it goes with --onnx FILE")
+    if args.data_dir is not None and args.app is None:
+        raise UserError("--data-dir is where the app bundle's example images come from: it goes with --app DIR")
     from .rundir import check_output
 
     for output in (args.onnx, args.app):  # checked before any work: never onto the checkpoint or the run's files
