@@ -68,7 +68,7 @@ def test_time_to_accuracy_runs_a_baseline_seed_by_seed_and_prints_the_ratio(tiny
     assert record["config"]["threads"] == 1 and record["config"]["epochs"] == 12  # the preset's, not the flags'
 
 
-def test_time_to_accuracy_rejects_bad_input_by_name(tmp_path):
+def test_time_to_accuracy_rejects_bad_input_by_name(tiny_py, tmp_path):
     bad = tmp_path / "config.json"
     bad.write_text(json.dumps({"epoch": 3}))
     for args, named in ((["--seeds", "0"], "--seeds 0"), (["--preset", "nope"], "nope"),
@@ -78,6 +78,13 @@ def test_time_to_accuracy_rejects_bad_input_by_name(tmp_path):
                                "--out", str(tmp_path / "bench")], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "bench").exists()
+    # found only when a seed starts training: 4 steps x --pct-start 0.25 peak on the first step
+    done = subprocess.run([sys.executable, str(BENCH / "time_to_accuracy.py"), "--seeds", "1", "--data-dir",
+                           str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "50",
+                           "--limit-train", "200", "--pct-start", "0.25", "--threads", "1", "--precision", "fp32",
+                           "--out", str(tmp_path / "bench")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "error: seed 0: --pct-start 0.25 of 4 steps" in done.stderr
 
 
 def test_throughput_prints_both_sides_and_the_ratio():
