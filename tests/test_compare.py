@@ -56,9 +56,10 @@ def test_a_folder_of_run_folders_expands_in_natural_order_and_unfinished_runs_ar
         shutil.copytree(b, bench / f"seed{seed}")
     (bench / "summary.txt").write_text("not a run")
     (bench / "seed10" / "results.json").unlink()  # interrupted before its ending
+    shutil.copytree(a, bench / "baseline" / "seed0")  # --baseline's seed, one level down
     assert main(["compare", str(bench)]) == 0
     rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
-    assert rows == ["seed0", "seed2", "seed10"]
+    assert rows == ["bench/seed0", "seed2", "seed10", "baseline/seed0"]
     from cifarkit.compare import format_table, load_runs
 
     text = format_table(load_runs([bench]))

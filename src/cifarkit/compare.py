@@ -52,9 +52,13 @@ def _natural(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
+def _runs_in(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_dir() and (p / CONFIG).is_file()), key=_natural)
+
+
 def expand(paths: list[str | os.PathLike]) -> list[Path]:
-    """The run folders named: a run folder itself, or every run folder directly inside a folder (seed2 before
-    seed10). Anything else is refused by name."""
+    """The run folders named: a run folder itself, or every run folder inside a folder (seed2 before seed10),
+    then those one level further down (time_to_accuracy.py's baseline/seedN). Anything else is refused by name."""
     found: list[Path] = []
     for given in paths:
         path = Path(given)
@@ -63,7 +67,9 @@ def expand(paths: list[str | os.PathLike]) -> list[Path]:
             continue
         if not path.is_dir():
             raise UserError(f"{given}: no such folder; give run folders (holding config.json) or a folder of them")
-        inner = sorted((p for p in path.iterdir() if p.is_dir() and (p / CONFIG).is_file()), key=_natural)
+        inner = _runs_in(path)
+        inner += [run for sub in sorted(p for p in path.iterdir() if p.is_dir() and p not in inner)
+                  for run in _runs_in(sub)]
         if not inner:
             raise UserError(f"{given}: not a cifarkit run folder (no config.json) and holds none; give run folders "
                             "or a folder of them (e.g. a time_to_accuracy.py --out folder)")
