@@ -35,7 +35,7 @@ def _shown(value: Any) -> str:
 
 
 def presets_note(name: str) -> str:
-    """Each preset's value of setting `name`, from PRESETS: " (s10, s10-best: 24; fast: 12; fast-cpu: 8)"."""
+    """Each preset's value of setting `name`, from PRESETS: " (s10, s10-best: 24; fast-v1: 12; fast: 9; ...)"."""
     defaults = TrainConfig().to_dict()
     presets: dict[str, list[str]] = {}
     for preset, changes in PRESETS.items():
@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="JSON file (default: next to the checkpoint, evaluate-TTA.json)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="top-k classes of image files (any size, resized to 32x32)")
+    p = sub.add_parser("predict", help="top-k classes of image files (any size, resized to the run's image size)")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=int, default=3)

@@ -1,4 +1,4 @@
-"""Every hyper-parameter in one place: the TrainConfig dataclass and the named presets.
+"""Every hyper-parameter in one place: the TrainConfig dataclass, and a named preset (presets.py) made a config.
 
 Each setting is declared once, as a TrainConfig field made by `setting(...)`: its default (the S10
 recipe), its help text, its group and its command-line flag. The `cifarkit` command is generated from
@@ -46,7 +46,8 @@ class TrainConfig:
                                   "first", "schedule", train_only=True, parse=number_or_find)
     weight_decay: float = setting(1e-4, "weight decay (per mean loss)", "optimiser")
     momentum: float = setting(0.9, "SGD momentum (with --optimizer sgd, or muon for what is not a filter)", "optimiser")
-    nesterov: bool = setting(False, "Nesterov momentum (with --optimizer sgd or muon)", "optimiser")
+    nesterov: bool = setting(False, "Nesterov momentum for the SGD steps (--optimizer sgd, and what is not a filter "
+                             "with muon: its filter steps are always Nesterov)", "optimiser")
     # Muon (cifarkit.muon) steps the conv filters: orthogonalised updates at a fixed weight norm, its own lr scale.
     muon_lr: float = setting(0.24, "--optimizer muon: the filters' peak lr (scheduled as --max-lr)", "optimiser")
     muon_momentum: float = setting(0.6, "--optimizer muon: the filters' Nesterov momentum", "optimiser")

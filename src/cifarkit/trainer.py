@@ -271,7 +271,7 @@ class Trainer:
                 last = s.epoch + 1 == cfg.epochs
                 due = last or bool(cfg.eval_every and (s.epoch + 1) % cfg.eval_every == 0)
                 validating = self.data.val_labels is not None
-                # not evaluated this epoch: an empty cell in metrics.csv, a gap in the curves. With a validation
+                # not evaluated this epoch: nan in metrics.csv, a gap in the curves. With a validation
                 # split, validation runs when due and the test set only after the last epoch.
                 val_loss, val_acc = self.evaluate("val") if validating and due else (math.nan, math.nan)
                 test_loss, test_acc = self.evaluate("test") if last or (due and not validating) else (math.nan,
