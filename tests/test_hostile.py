@@ -323,3 +323,22 @@ def test_17_after_a_crash_and_resume_wall_time_covers_train_time(tiny_py, tmp_pa
     crash_at_step(None)
     results = train(TrainConfig(), tmp_path / "run", resume=True, progress=False)
     assert results["wall_time_s"] >= results["train_seconds"]
+
+
+# 18. a resumed run on other data is refused before a step: its schedule would stop short or overrun ------------------
+
+def test_18_resume_on_a_data_dir_with_more_training_images_is_refused(tiny_py, tmp_path, crash_at_step, capsys):
+    from conftest import synthetic_cifar, write_py_layout
+
+    config = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
+                         precision="fp32")
+    crash_at_step(3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(config, tmp_path / "run", progress=False, checkpoint_every=2)
+    crash_at_step(None)
+    more = tmp_path / "more"
+    write_py_layout(more, synthetic_cifar(30, seed=1), synthetic_cifar(10, seed=2))
+    refused(capsys, ["train", "--resume", str(tmp_path / "run"), "--data-dir", str(more), "--quiet"],
+            "the run started with a schedule of 8 steps", "gives 12 (300 training images at batch 50)",
+            "resume with the --data-dir it started on")
+    assert main(["train", "--resume", str(tmp_path / "run"), "--data-dir", str(tiny_py), "--quiet"]) == 0
