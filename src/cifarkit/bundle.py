@@ -58,9 +58,12 @@ def load_bundle(folder: str | os.PathLike | None = None) -> tuple[Any, dict[str,
                       examples=stored["examples"], candidates=candidates, precision=meta["precision"]), meta
 
 
-def predict(paths: list[str], top_k: int = 3, folder: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Top-k classes with probabilities of image files, as `cifarkit predict --json` prints them."""
+def predict(paths: list[str], top_k: int | None = None, folder: str | os.PathLike | None = None
+            ) -> list[dict[str, Any]]:
+    """Top-k classes (default 3, or every class of a model with fewer) with probabilities of image files, as
+    `cifarkit predict --json` prints them."""
     clf, _ = load_bundle(folder)
+    top_k = min(3, len(clf.classes)) if top_k is None else top_k
     if not 1 <= top_k <= len(clf.classes):
         raise UserError(f"--top-k {top_k}: must lie in 1..{len(clf.classes)}")
     probs = clf.probabilities(torch.stack([read_image(p, clf.image_size) for p in paths]))
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="A CIFAR classifier with GradCAM (exported by cifarkit).")
     parser.add_argument("--predict", nargs="+", metavar="IMAGE", help="print the top-k classes as JSON and exit")
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--top-k", type=int, help="how many classes (default 3, or every class when fewer)")
     parser.add_argument("--host", help="address to bind (default $GRADIO_SERVER_NAME, else 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default $GRADIO_SERVER_PORT, else 7860)")
     args = parser.parse_args(argv)

@@ -61,13 +61,15 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | None = No
     }
 
 
-def predict_files(checkpoint: str | os.PathLike, paths: list[str], top_k: int = 3, tta: str = "none",
+def predict_files(checkpoint: str | os.PathLike, paths: list[str], top_k: int | None = None, tta: str = "none",
                   device: str = "auto") -> list[dict[str, Any]]:
-    """Top-k classes with probabilities for each image file (decoded as the run's folder images are: the shorter
-    side resized to the run's image size, then the centre; see folder.read_image)."""
+    """Top-k classes (default 3, or every class of a model with fewer) with probabilities for each image file
+    (decoded as the run's folder images are: the shorter side resized to the run's image size, then the centre;
+    see folder.read_image)."""
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, dev)
     classes = ckpt["classes"]
+    top_k = min(3, len(classes)) if top_k is None else top_k
     if not 1 <= top_k <= len(classes):
         raise UserError(f"--top-k {top_k}: must lie in 1..{len(classes)}")
     images = torch.stack([read_image(p, image_size(ckpt)) for p in paths]).to(dev)
