@@ -164,3 +164,15 @@ def test_a_run_started_with_max_lr_find_resumes_with_the_found_lr(tiny_py, tmp_p
     assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
     rows = [list(csv.DictReader(open(tmp_path / run / "metrics.csv"))) for run in ("full", "cut")]
     assert [r["train_loss"] for r in rows[0]] == [r["train_loss"] for r in rows[1]]
+
+
+def test_a_schedule_the_trainer_would_refuse_is_refused_before_the_range_test(tiny_py, tmp_path, capsys):
+    from cifarkit.cli import main
+
+    # 200 images at batch 50, 1 epoch: 4 steps, a quarter of them puts the lr peak on the first
+    argv = ["train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "50",
+            "--max-lr", "find", "--pct-start", "0.25", "--threads", "1", "--precision", "fp32", "--quiet",
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert "--pct-start 0.25 of 4 steps" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "lr_find.json").exists()

@@ -97,6 +97,18 @@ def test_a_diverged_trial_fails_and_counts(tiny_py, tmp_path, capsys):
     assert trial.state == TrialState.FAIL and "the loss became" in trial.user_attrs["diverged"]
 
 
+def test_a_trial_whose_schedule_cannot_be_laid_is_refused_and_counts(tiny_py, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    # 150 training images at batch 50, 1 epoch: 3 steps, and a third of them puts the peak on the first
+    cmd = flags(tiny_py, out, 2, "--param", "max_lr=1e-3:1e-2", "--epochs", "1", "--pct-start", repr(1 / 3))
+    assert main(cmd) == 2
+    err = capsys.readouterr().err
+    assert "no trial of the study has finished (all pruned, diverged or refused)" in err and "Traceback" not in err
+    trials = study(out).trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2
+    assert all(t.user_attrs["refused"].startswith("--pct-start 0.333333 of 3 steps") for t in trials)
+
+
 def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tiny_py, tmp_path, capsys):
     out = tmp_path / "sweep"
     created = optuna.create_study(study_name=out.name, storage=f"sqlite:///{tmp_path}/sweep.db",

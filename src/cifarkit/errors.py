@@ -9,9 +9,17 @@ class UserError(Exception):
     """An error caused by input the user controls; the message says what to do."""
 
 
-class Diverged(UserError):
-    """The training loss became NaN or infinite (the recipe's fault, not the program's): a sweep records the trial
+class RecipeFailed(UserError):
+    """The run's own settings failed on its data (the recipe's fault, not the program's): a sweep records the trial
     as failed and goes on."""
+
+
+class Diverged(RecipeFailed):
+    """The training loss became NaN or infinite."""
+
+
+class Unschedulable(RecipeFailed):
+    """One Cycle cannot be laid over the run's steps (its peak would fall on the first step)."""
 
 
 class Stopped(UserError):

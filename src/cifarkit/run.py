@@ -22,7 +22,7 @@ from .models import build_model, summary
 from .report import plot_results, plot_schedule, write_report
 from .rundir import CONFIG, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
 from .runtime import resolve_device
-from .schedule import planned_schedule
+from .schedule import check_schedule, planned_schedule, steps_per_epoch
 from .trainer import Interrupted, Trainer
 
 # What a finished run adds to its folder after the last epoch (write_ending); a resume completes what is missing.
@@ -101,6 +101,8 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
     data = shape_for(data, config)  # the range test and the trainer see the same training images
     loaded = time.perf_counter()
 
+    if not resume:  # what the trainer would refuse, before a range test is spent on it
+        check_schedule(config, steps_per_epoch(len(data.train_labels), config.batch_size))
     # The max lr: the checkpoint's on resume (a range test's result is never redone), else found or given.
     max_lr, source = (checkpoint["max_lr"], checkpoint["max_lr_source"]) if resume else (None, "config")
     if config.max_lr == "find" and not resume:

@@ -13,7 +13,7 @@ import torch
 from torch.optim.lr_scheduler import OneCycleLR
 
 from .config import TrainConfig
-from .errors import UserError
+from .errors import Unschedulable
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
@@ -21,16 +21,21 @@ def steps_per_epoch(num_images: int, batch_size: int) -> int:
     return math.ceil(num_images / batch_size)
 
 
+def check_schedule(config: TrainConfig, steps_per_epoch: int) -> None:
+    """Refuse what OneCycleLR cannot schedule. Its rise ends at step pct_start * total_steps - 1 and interpolates
+    over it: when that is step 0, the rise has no length and it divides by zero on the first step."""
+    total_steps = config.epochs * steps_per_epoch
+    if float(config.pct_start * total_steps) - 1 == 0:
+        raise Unschedulable(f"--pct-start {config.pct_start:g} of {total_steps} steps ({config.epochs} epoch(s) x "
+                            f"{steps_per_epoch} steps) puts the lr peak on the first step, which OneCycleLR cannot "
+                            "schedule: change --pct-start, --epochs or --batch-size (or the number of training "
+                            "images: --limit-train, --val-split)")
+
+
 def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, max_lr: float,
               steps_per_epoch: int) -> OneCycleLR:
     """One Cycle peaking at `max_lr` (times a parameter group's "lr_scale", where it has one)."""
-    total_steps = config.epochs * steps_per_epoch
-    # OneCycleLR's rise ends at step pct_start * total_steps - 1 and interpolates over it: when that is step 0,
-    # the rise has no length and it divides by zero on the first step
-    if float(config.pct_start * total_steps) - 1 == 0:
-        raise UserError(f"--pct-start {config.pct_start:g} of {total_steps} steps ({config.epochs} epochs x "
-                        f"{steps_per_epoch} steps) puts the lr peak on the first step, which OneCycleLR cannot "
-                        "schedule: change --pct-start, --epochs or --batch-size")
+    check_schedule(config, steps_per_epoch)
 
     def momentum(cycled: float) -> list[float]:  # per group: the Muon group's (cifarkit.muon) stays its own
         return [config.muon_momentum if g.get("use_muon") else cycled for g in optimizer.param_groups]
@@ -38,7 +43,7 @@ def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, max_lr: flo
     return OneCycleLR(
         optimizer,
         max_lr=[max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups],
-        total_steps=total_steps,
+        total_steps=config.epochs * steps_per_epoch,
         pct_start=config.pct_start,
         anneal_strategy=config.anneal_strategy,
         cycle_momentum=config.cycle_momentum,

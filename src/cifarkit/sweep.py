@@ -4,8 +4,8 @@ Each trial is a normal run folder, OUT/trial-N, trained by run.train; its object
 accuracy. After every epoch it reports the validation accuracy to Optuna, whose pruner (the median one by
 default) may stop it there. The study lives in OUT/study.db (SQLite) unless --storage names another database
 (PostgreSQL: several processes or machines then work on one study); the same command continues an interrupted
-sweep. `--trials N` is the study's total of trials that ended (complete, pruned, or diverged), whichever worker
-ran them.
+sweep. `--trials N` is the study's total of trials that ended (complete, pruned, or failed by their own settings:
+diverged, or refused as unschedulable), whichever worker ran them.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SETTINGS, TrainConfig
-from .errors import Diverged, Stopped, UserError
+from .errors import Diverged, RecipeFailed, Stopped, UserError
 
 # TrainConfig's numbers a sweep may tune (the validation split defines the objective, so it is not one of them)
 TUNABLE = ("max_lr", *(n for n, s in SETTINGS.items()
@@ -109,11 +109,12 @@ def open_study(storage: str, name: str, prune: bool, startup_trials: int, sample
 
 
 def ended(study: Any) -> int:
-    """Trials that count towards --trials: complete, pruned, or failed by divergence (an interrupted one does not)."""
+    """Trials that count towards --trials: complete, pruned, or failed by their own settings (an interrupted one
+    does not)."""
     from optuna.trial import TrialState
 
     return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-               or (t.state == TrialState.FAIL and "diverged" in t.user_attrs) for t in study.get_trials(deepcopy=False))
+               or (t.state == TrialState.FAIL and bool({"diverged", "refused"} & set(t.user_attrs))) for t in study.get_trials(deepcopy=False))
 
 
 class ReportValidation:
@@ -193,10 +194,11 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
         except Stopped:  # Ctrl-C: the trial is left failed, and the sweep (not the run) is what continues
             raise UserError(f"stopped during trial {trial.number} ({run_dir}); it counts as failed. Continue the sweep "
                             "with the same command: it runs the trials still to do") from None
-        except Diverged as e:
-            trial.set_user_attr("diverged", str(e))
+        except RecipeFailed as e:
+            what = "diverged" if isinstance(e, Diverged) else "refused"
+            trial.set_user_attr(what, str(e))
             if progress:
-                print(f"trial {trial.number}: diverged ({e})", file=sys.stderr)
+                print(f"trial {trial.number}: {what} ({e})", file=sys.stderr)
             return math.nan  # Optuna records a failed trial; the sweep goes on
         return results["val_accuracy"]
 
@@ -217,7 +219,7 @@ def finish(study: Any, base: TrainConfig, params: list[Param], out: Path) -> dic
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
-        raise UserError(f"{out}: no trial of the study has finished (all pruned or diverged); widen the ranges or "
+        raise UserError(f"{out}: no trial of the study has finished (all pruned, diverged or refused); widen the ranges or "
                         "raise --trials")
     best = study.best_trial
     config = dataclasses.replace(base, **{p.name: best.params[p.name] for p in params if p.name in best.params})
