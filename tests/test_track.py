@@ -69,3 +69,13 @@ def test_resume_appends_without_duplicating_steps(tiny_py, tmp_path, crash_at_st
 def test_without_tensorboard_no_event_files_are_written(trained_run):
     root, _ = trained_run
     assert not (root / "run" / "tb").exists()
+
+
+def test_a_tensorboard_folder_that_cannot_be_made_is_refused_before_training(tiny_py, tmp_path, capsys):
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"a file, not a folder")
+    assert main(["train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--threads", "1",
+                 "--precision", "fp32", "--out", str(tmp_path / "run"), "--tensorboard", str(taken), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--tensorboard {taken}: cannot make that folder" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "config.json").exists()  # so the same command, corrected, needs no --overwrite

@@ -92,6 +92,11 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
                             f"{run.path} to continue it, --overwrite to replace it, or choose another --out")
         ranks.barrier()  # every rank has looked before rank 0 clears the folder
         run.clear()
+    if tensorboard not in (None, False) and ranks.is_main:  # its folder is checked before the data is read
+        from .track import TensorBoard
+
+        observers.append(TensorBoard(run / "tb" if tensorboard is True else tensorboard))
+        held.callback(observers[-1].close)
     if config.max_lr == "find" and ranks.enabled and not resume:
         raise UserError("--max-lr find under torchrun: run `cifarkit lr-find` in one process first, then pass "
                         "its suggestion as --max-lr")
@@ -114,11 +119,6 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
             print(f"LR range test: suggestion {found.suggestion:.3g} (loss minimum at {found.min_loss_lr:.3g}); "
                   f"see {run / LR_FIND_PLOT}", file=sys.stderr)
 
-    if tensorboard not in (None, False) and ranks.is_main:
-        from .track import TensorBoard
-
-        observers.append(TensorBoard(run / "tb" if tensorboard is True else tensorboard))
-        held.callback(observers[-1].close)
     trainer = Trainer(config, run, data=data, max_lr=max_lr, max_lr_source=source, progress=progress,
                       checkpoint_every=checkpoint_every, observers=observers)
     built = time.perf_counter()

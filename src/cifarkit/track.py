@@ -36,6 +36,11 @@ class TensorBoard:
         except ImportError:
             raise UserError("--tensorboard needs the tensorboard package: pip install 'cifarkit[tb]'") from None
         self.log_dir = Path(log_dir)
+        try:  # now, before any training: SummaryWriter would fail only after the first steps
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"--tensorboard {log_dir}: cannot make that folder ({e.strerror or e}); "
+                            "choose another") from None
         self.writer: Any = None
 
     def _open(self, trainer: Any) -> None:
