@@ -246,3 +246,9 @@ def test_app_on_a_busy_port_says_so_by_flag(half_trained, capsys):  # noqa: F811
     err = capsys.readouterr().err
     assert f"--port {port}: cannot serve on 127.0.0.1:{port}" in err and "choose another --port" in err
     assert "Traceback" not in err and "server_port" not in err
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "-1"])
+def test_app_refuses_a_port_out_of_range(port, capsys):
+    assert main(["app", "no-such-run", "--port", port]) == 2  # before the checkpoint is even looked for
+    assert f"--port {port}: a TCP port is a whole number in 1..65535" in capsys.readouterr().err

@@ -217,8 +217,9 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
     results = run.read_json(RESULTS) or {}
     accuracy = f"; test accuracy {results['test_accuracy']:.2%}" if "test_accuracy" in results else ""
     about = f"Model `{ckpt['model_name']}` from run `{run.path.name}`{accuracy}. {len(ckpt['classes'])} classes."
+    demo = build_demo(clf, "cifarkit: what does the model see?", about)
     try:
-        return launch(build_demo(clf, "cifarkit: what does the model see?", about), host, port, block)
+        return launch(demo, host, port, block)
     except OSError as e:  # gradio's own words name launch()'s server_port and an environment variable
         raise UserError(f"--port {port}: cannot serve on {host}:{port}, the port is in use or the address is not "
                         f"this machine's ({str(e).split('.')[0]}); choose another --port or --host") from None
