@@ -47,7 +47,11 @@ def test_1_evaluate_never_writes_onto_the_checkpoint_it_reads(tiny_py, tmp_path,
     refused(capsys, ["evaluate", str(run), "--out", str(run / "results.json")], "a file of the run in")
     refused(capsys, ["export", str(run), "--onnx", str(run / "checkpoints" / "last.pt")], "that is the input")
     refused(capsys, ["export", str(run), "--onnx", str(run / "metrics.csv")], "a file of the run in")
+    refused(capsys, ["evaluate", str(run), "--out", str(run / ".cifarkit.lock")], "a file of the run in")
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    # the range test writes lr_find.json/.png: never over a training run's own
+    refused(capsys, ["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--out", str(run)],
+            f"--out {run}: holds a training run")
 
 
 # 2. two writers of one run folder; unique default names; the real folder printed -------------------------------

@@ -205,6 +205,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     config = config_from_args(args).validate()
     resolve_device(config.device)
     out = args.out or Path("runs") / f"lr-find-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (out / "config.json").is_file():  # its lr_find.json/.png are what that run used: never replaced by another test
+        raise UserError(f"--out {out}: holds a training run, whose range test files this would replace; "
+                        "choose another --out")
     started = time.perf_counter()
     data = shape_for(load_for(config, progress=not args.quiet), config)  # training images only: never the test set
     result = find_lr(config, data, out, progress=not args.quiet)

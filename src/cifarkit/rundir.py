@@ -198,6 +198,6 @@ def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
         if source.exists() and target == source.resolve():
             raise UserError(f"{output}: that is the input {given}; write the output elsewhere")
     for folder in list(target.parents)[:2]:  # RUN_DIR/x or RUN_DIR/checkpoints/x, plots/x
-        if (folder / CONFIG).is_file() and str(target.relative_to(folder)) in RUN_FILES:
+        if (folder / CONFIG).is_file() and str(target.relative_to(folder)) in (*RUN_FILES, LOCK):
             raise UserError(f"{output}: a file of the run in {folder}; write the output elsewhere")
     return path
