@@ -179,6 +179,18 @@ def test_export_needs_onnx_or_app(half_trained, capsys):  # noqa: F811
     assert "--onnx FILE, --app DIR or both" in capsys.readouterr().err
 
 
+def test_export_never_writes_into_a_folder_of_other_files(half_trained, tmp_path, capsys):  # noqa: F811
+    root, _ = half_trained
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my project")
+    assert main(["export", str(root / "run"), "--app", str(project)]) == 2
+    assert "a folder with other files in it (not an earlier bundle)" in capsys.readouterr().err
+    assert [p.name for p in project.iterdir()] == ["README.md"] and (project / "README.md").read_text() == "my project"
+    assert main(["export", str(root / "run"), "--app", str(tmp_path / "app"), "--onnx",
+                 str(tmp_path / "app" / "model.onnx")]) == 2
+    assert "inside the --app folder" in capsys.readouterr().err and not (tmp_path / "app").exists()
+
 
 @pytest.mark.parametrize("flags, message", [
     (["--app", "APP", "--raw-input"], "--raw-input shapes the ONNX model's input: it goes with --onnx FILE"),

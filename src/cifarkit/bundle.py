@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_dir: str | None = None
                ) -> dict[str, Any]:
-    """Write the bundle for a run (or checkpoint) into `folder` (created; existing bundle files replaced)."""
+    """Write the bundle for a run (or checkpoint) into `folder`: a new or empty folder, or an earlier bundle's
+    (whose files are replaced)."""
     try:
         from safetensors.torch import save
     except ImportError:
@@ -117,6 +118,10 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     checkpoint, folder = Path(checkpoint), Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--app {folder}: exists and is not a folder")
+    earlier_bundle = (folder / "meta.json").is_file() and (folder / "app.py").is_file()
+    if folder.is_dir() and any(folder.iterdir()) and not earlier_bundle:  # its app.py, README.md would be replaced
+        raise UserError(f"--app {folder}: a folder with other files in it (not an earlier bundle); export into a new "
+                        "or empty folder")
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
     run = run_of(checkpoint)
     results = run.read_json(RESULTS) or {}

@@ -44,6 +44,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     for output in (args.onnx, args.app):  # checked before any work: never onto the checkpoint or the run's files
         if output is not None:
             check_output(output, args.checkpoint)
+    if args.onnx is not None and args.app is not None and args.app.resolve() in (
+            args.onnx.resolve(), *args.onnx.resolve().parents):
+        raise UserError(f"--onnx {args.onnx}: inside the --app folder {args.app}, which holds the bundle's files only; "
+                        "write the ONNX model elsewhere")
     if args.onnx is not None:
         from .inference import export_onnx
 
