@@ -150,6 +150,10 @@ def test_a_nan_loss_stops_training_and_names_the_step(tiny_py, tmp_path, monkeyp
     with pytest.raises(UserError, match=r"loss became nan at epoch 2, step \d+ \(lr .*last good checkpoint"):
         train(tiny_config(tiny_py), tmp_path / "run", progress=False)
     assert load_checkpoint(tmp_path / "run")["state"]["epoch"] == 1
+    monkeypatch.setattr(Trainer, "train_step", lambda self, images, *args: original(self, images * float("nan"),
+                                                                                      *args))
+    with pytest.raises(UserError, match=r"loss became nan at epoch 1, step 1 .*No checkpoint was written yet"):
+        train(tiny_config(tiny_py), tmp_path / "first", progress=False)  # none to point to
 
 
 def test_cli_train_refuses_to_clobber_a_run(tiny_py, tmp_path, capsys):

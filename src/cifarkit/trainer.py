@@ -247,9 +247,10 @@ class Trainer:
                     # sync point: the host reads the device's numbers (and the ranks each other's) only here
                     totals = self.dist.sum(local.clone())
                     if not math.isfinite(totals[0].item()):  # a NaN/inf loss since the last sync (on CPU: this step)
+                        saved = (f"The last good checkpoint is {self.run.checkpoint}" if self.run.checkpoint.exists()
+                                 else "No checkpoint was written yet")
                         raise Diverged(f"the loss became {totals[0].item()} at epoch {s.epoch + 1}, step {step + 1} "
-                                       f"(lr {lr:.3g}); training stopped. The last good checkpoint is "
-                                       f"{self.run.checkpoint}; try a lower --max-lr")
+                                       f"(lr {lr:.3g}); training stopped. {saved}; try a lower --max-lr")
                     s.loss_sum, s.correct = base_loss + totals[0].item(), base_correct + int(totals[1].item())
                     s.train_seconds = base_seconds + time.perf_counter() - started
                     for observer in self.observers:  # this step's mean loss (this rank's) and the lrs it used
