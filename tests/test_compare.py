@@ -104,3 +104,14 @@ def test_bad_input_is_a_user_error_naming_it(two_runs, tmp_path, capsys):
     (broken / "results.json").write_text("{not json")
     assert main(["compare", str(a), str(broken)]) == 2
     assert "results.json: not valid JSON" in capsys.readouterr().err
+
+
+def test_a_run_named_twice_is_one_row_and_relative_paths_get_their_folder_in_the_label(two_runs, tmp_path,
+                                                                                      monkeypatch, capsys):
+    root, (a, b) = two_runs
+    assert main(["compare", str(a), str(root), str(a)]) == 0  # a, then root's a and b: a once
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["a", "b"]
+    shutil.copytree(a, tmp_path / "other" / "a")
+    monkeypatch.chdir(tmp_path / "other")
+    assert main(["compare", "a", str(a)]) == 0  # two runs named a: each labelled with its folder
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["other/a", f"{root.name}/a"]

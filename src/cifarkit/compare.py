@@ -76,13 +76,14 @@ def expand(paths: list[str | os.PathLike]) -> list[Path]:
         found.extend(inner)
     if not found:
         raise UserError("compare needs at least one run folder")
-    return found
+    unique = {path.resolve(): path for path in reversed(found)}  # a run named twice (a folder and its run) once
+    return [path for path in found if unique[path.resolve()] is path]
 
 
 def _label(path: Path, paths: list[Path]) -> str:
     """The folder's name, with its parent's where two runs share a name (seed0 of two benchmarks)."""
     if sum(p.name == path.name for p in paths) > 1:
-        return f"{path.parent.name}/{path.name}"
+        return f"{path.resolve().parent.name}/{path.name}"
     return path.name
 
 
