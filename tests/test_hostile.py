@@ -346,3 +346,21 @@ def test_18_resume_on_a_data_dir_with_more_training_images_is_refused(tiny_py, t
             "the run started with a schedule of 8 steps", "gives 12 (300 training images at batch 50)",
             "resume with the --data-dir it started on")
     assert main(["train", "--resume", str(tmp_path / "run"), "--data-dir", str(tiny_py), "--quiet"]) == 0
+
+
+# 19. a training size the model narrows to a single position is refused before the first step ------------------------
+
+@pytest.mark.parametrize("model, flags, message", [
+    ("fast-small", ["--small-crop", "16", "--small-crop-epochs", "1"],
+     "--small-crop 16: model fast-small narrows a 16x16 image to a 1x1 map at group3.2"),
+    ("fast-small", ["--small-crop", "8", "--small-crop-epochs", "1"],
+     "--small-crop 8: model fast-small narrows a 8x8 image to nothing (a map of size 0)"),
+    ("s10-small", ["--small-crop", "15", "--small-crop-epochs", "1"],
+     "--small-crop 15: model s10-small narrows a 15x15 image to a 1x1 map at layer3.0.2"),
+])
+def test_19_a_size_too_small_for_batchnorm_is_refused_with_the_least_that_trains(tiny_py, tmp_path, capsys, model,
+                                                                                 flags, message):
+    least = "17" if model == "fast-small" else "16"
+    refused(capsys, ["train", "--data-dir", str(tiny_py), "--model", model, "--epochs", "2", "--limit-train", "151",
+                     "--batch-size", "50", "--threads", "1", "--precision", "fp32", "--quiet", "--out",
+                     str(tmp_path / "run"), *flags], message, f"use --small-crop {least} or more")

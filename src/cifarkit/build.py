@@ -10,6 +10,7 @@ from torch import nn
 from .augment import normalize
 from .config import TrainConfig
 from .data import MEAN, STD
+from .errors import UserError
 from .models import build_model
 from .muon import Muon
 
@@ -59,6 +60,7 @@ def prepare_model(config: TrainConfig, device: torch.device, num_classes: int = 
     e.g. the fast net's whitening stem) gets it from the first 5,000 of `train_images` (uint8)."""
     torch.manual_seed(config.seed)  # the weight initialisation
     model = build_model(config.model, num_classes=num_classes).to(device)
+    check_training_sizes(model, config)
     if hasattr(model, "init_from_data"):
         if train_images is None:
             raise ValueError(f"model {config.model!r} initialises from training images: pass train_images")
@@ -66,6 +68,39 @@ def prepare_model(config: TrainConfig, device: torch.device, num_classes: int = 
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def check_training_sizes(model: nn.Module, config: TrainConfig) -> None:
+    """Refuse an image size (the run's, or --small-crop's) that the model narrows to a single position before a
+    BatchNorm: it then normalises over the batch alone, and fails on a batch of one image (a last, short batch)."""
+    for flag, size in ((("--small-crop", config.small_crop),) if config.small_crop else ()) + (
+            ("--image-size", config.image_size),):
+        narrowest = _narrowest_normalised_map(model, size)
+        if narrowest is not None:
+            least = next(s for s in range(size + 1, 4 * size + 32) if _narrowest_normalised_map(model, s) is None)
+            raise UserError(f"{flag} {size}: model {config.model} narrows a {size}x{size} image to {narrowest}, too "
+                            f"small for BatchNorm to train on; use {flag} {least} or more")
+
+
+def _narrowest_normalised_map(model: nn.Module, size: int) -> str | None:
+    """The map a BatchNorm sees at `size` when it has a single position (or none): None when every one has more."""
+    seen: list[tuple[str, int, int]] = []
+    hooks = [module.register_forward_pre_hook(lambda _m, inputs, name=name: seen.append((name, *inputs[0].shape[2:])))
+             for name, module in model.named_modules() if isinstance(module, nn.BatchNorm2d)]
+    training = model.training
+    try:
+        model.eval()  # running statistics: nothing learns from the blank image
+        parameter = next(model.parameters())
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=parameter.device, dtype=parameter.dtype))
+    except RuntimeError:  # a pooling with nothing left to pool
+        return "nothing (a map of size 0)"
+    finally:
+        model.train(training)
+        for hook in hooks:
+            hook.remove()
+    name, height, width = min(seen, key=lambda s: s[1] * s[2], default=("", 2, 2))
+    return f"a {height}x{width} map at {name}" if height * width < 2 else None
 
 
 def for_training(model: nn.Module, device: torch.device, distributed: bool, compile: bool) -> nn.Module:
