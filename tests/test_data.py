@@ -188,3 +188,11 @@ def test_limit_and_to_return_new_datasets_and_leave_the_callers_alone(tiny_py, t
                          limit_train=100, limit_test=40)
     train(config, tmp_path / "run", data=data, progress=False)
     assert (len(data.train_labels), len(data.test_labels)) == (200, 100)  # train() did not truncate ours
+
+
+def test_a_channel_that_never_varies_is_named_rather_than_divided_by(tiny_py):
+    data = load_cifar10(tiny_py, download=False)
+    data.channel_stats()  # varied colours: fine
+    data.train_images[:, 2] = 200  # a blue channel the same in every pixel
+    with pytest.raises(UserError, match=r"the blue channel is the same in every pixel of the 200 training images"):
+        data.channel_stats()

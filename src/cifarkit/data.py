@@ -95,6 +95,12 @@ class Dataset:
             raise UserError(f"{self.root}: the training set is empty")
         mean = total / count
         std = (squares / count - mean * mean).clamp_min(0).sqrt()
+        flat = [colour for colour, s in zip(("red", "green", "blue"), std.tolist()) if s == 0]
+        if flat:  # normalising would divide by zero: every pixel NaN or infinite
+            raise UserError(f"{self.root}: the {' and '.join(flat)} channel is the same in every pixel of the "
+                            f"{len(self.train_images)} training images, so it cannot be normalised; check the images "
+                            "(for a dataset without colour, save the images in greyscale: they are read as equal "
+                            "red, green and blue)")
         return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
 
 
