@@ -56,11 +56,12 @@ def build_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: to
 def prepare_model(config: TrainConfig, device: torch.device, num_classes: int = 10,
                   train_images: torch.Tensor | None = None, mean: tuple[float, ...] = MEAN,
                   std: tuple[float, ...] = STD) -> nn.Module:
-    """The initialised model on `device`; a model with a data-dependent initialisation (`init_from_data`,
-    e.g. the fast net's whitening stem) gets it from the first 5,000 of `train_images` (uint8)."""
+    """The initialised model on `device`, once its training sizes are checked (check_training_sizes); a model with a
+    data-dependent initialisation (`init_from_data`, e.g. the fast net's whitening stem) gets it from the first
+    5,000 of `train_images` (uint8, the whole training set)."""
     torch.manual_seed(config.seed)  # the weight initialisation
     model = build_model(config.model, num_classes=num_classes).to(device)
-    check_training_sizes(model, config)
+    check_training_sizes(model, config, None if train_images is None else len(train_images))
     if hasattr(model, "init_from_data"):
         if train_images is None:
             raise ValueError(f"model {config.model!r} initialises from training images: pass train_images")
@@ -70,20 +71,26 @@ def prepare_model(config: TrainConfig, device: torch.device, num_classes: int = 
     return model
 
 
-def check_training_sizes(model: nn.Module, config: TrainConfig) -> None:
-    """Refuse an image size (the run's, or --small-crop's) that the model narrows to a single position before a
-    BatchNorm: it then normalises over the batch alone, and fails on a batch of one image (a last, short batch)."""
+def check_training_sizes(model: nn.Module, config: TrainConfig, train_count: int | None = None) -> None:
+    """Refuse an image size (the run's, or --small-crop's) at which the model pools a map away to nothing, or to
+    a single position before a BatchNorm when a training batch can hold one image (`train_count` images at
+    --batch-size): BatchNorm then has one value per channel and cannot train."""
+    lone_image = config.batch_size == 1 or (train_count is not None and train_count % config.batch_size == 1)
     for flag, size in ((("--small-crop", config.small_crop),) if config.small_crop else ()) + (
             ("--image-size", config.image_size),):
-        narrowest = _narrowest_normalised_map(model, size)
-        if narrowest is not None:
-            least = next(s for s in range(size + 1, 4 * size + 32) if _narrowest_normalised_map(model, s) is None)
-            raise UserError(f"{flag} {size}: model {config.model} narrows a {size}x{size} image to {narrowest}, too "
-                            f"small for BatchNorm to train on; use {flag} {least} or more")
+        positions, where = _narrowest_normalised_map(model, size)
+        if positions == 0 or (positions == 1 and lone_image):
+            least = next(s for s in range(size + 1, 4 * size + 32) if _narrowest_normalised_map(model, s)[0] > 1)
+            batch = "" if positions == 0 else (
+                f", and a batch of one image ({train_count} training images at --batch-size {config.batch_size}) "
+                "gives BatchNorm one value per channel")
+            raise UserError(f"{flag} {size}: model {config.model} narrows a {size}x{size} image to {where}{batch}; "
+                            f"use {flag} {least} or more" + (", or a --batch-size that leaves no image alone"
+                                                               if positions else ""))
 
 
-def _narrowest_normalised_map(model: nn.Module, size: int) -> str | None:
-    """The map a BatchNorm sees at `size` when it has a single position (or none): None when every one has more."""
+def _narrowest_normalised_map(model: nn.Module, size: int) -> tuple[int, str]:
+    """(positions, description) of the smallest map a BatchNorm sees at `size`; 0 when a pooling has nothing left."""
     seen: list[tuple[str, int, int]] = []
     hooks = [module.register_forward_pre_hook(lambda _m, inputs, name=name: seen.append((name, *inputs[0].shape[2:])))
              for name, module in model.named_modules() if isinstance(module, nn.BatchNorm2d)]
@@ -94,13 +101,13 @@ def _narrowest_normalised_map(model: nn.Module, size: int) -> str | None:
         with torch.no_grad():
             model(torch.zeros(1, 3, size, size, device=parameter.device, dtype=parameter.dtype))
     except RuntimeError:  # a pooling with nothing left to pool
-        return "nothing (a map of size 0)"
+        return 0, "nothing (a map of size 0)"
     finally:
         model.train(training)
         for hook in hooks:
             hook.remove()
-    name, height, width = min(seen, key=lambda s: s[1] * s[2], default=("", 2, 2))
-    return f"a {height}x{width} map at {name}" if height * width < 2 else None
+    name, height, width = min(seen, key=lambda s: s[1] * s[2], default=("", size, size))
+    return height * width, f"a {height}x{width} map at {name}"
 
 
 def for_training(model: nn.Module, device: torch.device, distributed: bool, compile: bool) -> nn.Module:
