@@ -106,8 +106,14 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
     data = shape_for(data, config)  # the range test and the trainer see the same training images
     loaded = time.perf_counter()
 
+    steps = config.epochs * steps_per_epoch(len(data.train_labels), config.batch_size)
     if not resume:  # what the trainer would refuse, before a range test is spent on it
-        check_schedule(config, steps_per_epoch(len(data.train_labels), config.batch_size))
+        check_schedule(config, steps // config.epochs)
+    elif checkpoint["scheduler"]["total_steps"] != steps:  # other data: the schedule would stop short or overrun
+        raise UserError(f"{run.checkpoint}: the run started with a schedule of "
+                        f"{checkpoint['scheduler']['total_steps']} steps; the data in "
+                        f"{config.data_dir or 'the default data folder'} gives {steps} ({len(data.train_labels)} "
+                        f"training images at batch {config.batch_size}): resume with the --data-dir it started on")
     # The max lr: the checkpoint's on resume (a range test's result is never redone), else found or given.
     max_lr, source = (checkpoint["max_lr"], checkpoint["max_lr_source"]) if resume else (None, "config")
     if config.max_lr == "find" and not resume:

@@ -137,12 +137,6 @@ class Trainer:
         if ckpt["model_name"] != self.config.model:
             raise UserError(f"{self.run.checkpoint}: a checkpoint of model {ckpt['model_name']!r}, "
                             f"this run trains {self.config.model!r}")
-        started, now = ckpt["scheduler"]["total_steps"], self.scheduler.total_steps
-        if started != now:  # other data under the same --data-dir: the schedule would stop short or overrun
-            raise UserError(f"{self.run.checkpoint}: the run started with a schedule of {started} steps; the data "
-                            f"in {self.config.data_dir or 'the default data folder'} gives {now} "
-                            f"({len(self.data.train_labels)} training images at batch {self.config.batch_size}): "
-                            "resume with the --data-dir it started on")
         if self.ema is not None:
             if "training_weights" not in ckpt:
                 raise UserError(f"{self.run.checkpoint}: saved without a weight average, but this run has ema_decay "
