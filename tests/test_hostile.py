@@ -318,13 +318,19 @@ def test_16_lr_find_warns_on_few_images_and_advises_a_higher_range_when_flat(tin
 
 # 17. wall time and train time are accounted alike across a crash ------------------------------------------------------
 
-def test_17_after_a_crash_and_resume_wall_time_covers_train_time(tiny_py, tmp_path, crash_at_step):
+def crashed_run(tiny_py, run, crash_at_step, step):
+    """A 2-epoch run of 8 steps, checkpointed every 2 steps, that crashed at `step`."""
     config = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
                          precision="fp32")
-    crash_at_step(7)
+    crash_at_step(step)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(config, tmp_path / "run", progress=False, checkpoint_every=2)
+        train(config, run, progress=False, checkpoint_every=2)
     crash_at_step(None)
+    return run
+
+
+def test_17_after_a_crash_and_resume_wall_time_covers_train_time(tiny_py, tmp_path, crash_at_step):
+    crashed_run(tiny_py, tmp_path / "run", crash_at_step, 7)
     results = train(TrainConfig(), tmp_path / "run", resume=True, progress=False)
     assert results["wall_time_s"] >= results["train_seconds"]
 
@@ -334,12 +340,7 @@ def test_17_after_a_crash_and_resume_wall_time_covers_train_time(tiny_py, tmp_pa
 def test_18_resume_on_a_data_dir_with_more_training_images_is_refused(tiny_py, tmp_path, crash_at_step, capsys):
     from conftest import synthetic_cifar, write_py_layout
 
-    config = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
-                         precision="fp32")
-    crash_at_step(3)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(config, tmp_path / "run", progress=False, checkpoint_every=2)
-    crash_at_step(None)
+    crashed_run(tiny_py, tmp_path / "run", crash_at_step, 3)
     more = tmp_path / "more"
     write_py_layout(more, synthetic_cifar(30, seed=1), synthetic_cifar(10, seed=2))
     refused(capsys, ["train", "--resume", str(tmp_path / "run"), "--data-dir", str(more), "--quiet"],
