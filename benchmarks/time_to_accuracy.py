@@ -14,9 +14,10 @@ at the end of training (no best-epoch picking). Each seed's time is broken down 
 With --baseline PRESET, the first --baseline-seeds seeds (default 1) also train PRESET (with the same
 --data-dir, --threads, --compile, --device, --precision, --limit-train, --limit-test) into
 OUT/baseline/seedN, each just before the same seed of the recipe, so both see the same host in the same
-minutes: absolute times differ between machines, even of one kind, and only the ratio travels. Each finished seed leaves OUT/.../seedN/benchmark.json;
-with --reuse a seed whose benchmark.json was made with the same configuration is read back instead of
-trained again, so a long benchmark can be extended or continued. The README's results come from here.
+minutes: absolute times differ between machines, even of one kind, and only the ratio travels. Each
+finished seed leaves OUT/.../seedN/benchmark.json; with --reuse a seed whose benchmark.json was made with
+the same configuration is read back instead of trained again, so a long benchmark can be extended or
+continued. The README's results come from here.
 """
 from __future__ import annotations
 
@@ -102,11 +103,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     try:  # what only training finds (the data missing, a diverged run): said as `cifarkit train` says it
         for seed in range(first.seed, first.seed + args.seeds):
             if baseline is not None and len(baseline_rows) < args.baseline_seeds:
+                which = f"baseline {baseline.preset} seed {seed}"
                 baseline_rows.append(run_seed(dataclasses.replace(baseline, seed=seed),
                                               args.out / "baseline" / f"seed{seed}", args.reuse))
+            which = f"seed {seed}"
             rows.append(run_seed(dataclasses.replace(first, seed=seed), args.out / f"seed{seed}", args.reuse))
     except UserError as e:
-        parser.exit(2, f"{parser.prog}: error: seed {seed}: {e}\n")
+        parser.exit(2, f"{parser.prog}: error: {which}: {e}\n")
 
     _, final = summarise(first.preset, rows)
     if baseline_rows:

@@ -114,7 +114,8 @@ def ended(study: Any) -> int:
     from optuna.trial import TrialState
 
     return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-               or (t.state == TrialState.FAIL and bool({"diverged", "refused"} & set(t.user_attrs))) for t in study.get_trials(deepcopy=False))
+               or (t.state == TrialState.FAIL and bool({"diverged", "refused"} & set(t.user_attrs)))
+               for t in study.get_trials(deepcopy=False))
 
 
 class ReportValidation:
@@ -219,8 +220,8 @@ def finish(study: Any, base: TrainConfig, params: list[Param], out: Path) -> dic
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
-        raise UserError(f"{out}: no trial of the study has finished (all pruned, diverged or refused); widen the ranges or "
-                        "raise --trials")
+        raise UserError(f"{out}: no trial of the study has finished (all pruned, diverged or refused); widen the "
+                        "ranges or raise --trials")
     best = study.best_trial
     config = dataclasses.replace(base, **{p.name: best.params[p.name] for p in params if p.name in best.params})
     write_json(out / BEST_CONFIG, config.to_dict())
