@@ -76,8 +76,10 @@ def expand(paths: list[str | os.PathLike]) -> list[Path]:
         found.extend(inner)
     if not found:
         raise UserError("compare needs at least one run folder")
-    unique = {path.resolve(): path for path in reversed(found)}  # a run named twice (a folder and its run) once
-    return [path for path in found if unique[path.resolve()] is path]
+    unique: dict[Path, Path] = {}
+    for path in found:  # a run named twice (e.g. a folder and a run in it) once, where it first appears
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def _label(path: Path, paths: list[Path]) -> str:

@@ -106,9 +106,10 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
     data = shape_for(data, config)  # the range test and the trainer see the same training images
     loaded = time.perf_counter()
 
-    steps = config.epochs * steps_per_epoch(len(data.train_labels), config.batch_size)
+    per_epoch = steps_per_epoch(len(data.train_labels), config.batch_size)
+    steps = config.epochs * per_epoch
     if not resume:  # what the trainer would refuse, before a range test is spent on it
-        check_schedule(config, steps // config.epochs)
+        check_schedule(config, per_epoch)
     elif checkpoint["scheduler"]["total_steps"] != steps:  # other data: the schedule would stop short or overrun
         raise UserError(f"{run.checkpoint}: the run started with a schedule of "
                         f"{checkpoint['scheduler']['total_steps']} steps; the data in "
