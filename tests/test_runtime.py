@@ -1,4 +1,7 @@
 """Device, precision and allocator choices (runtime.py)."""
+import platform
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -19,9 +22,28 @@ def test_auto_precision_on_cpu_follows_native_bf16_support(monkeypatch):
         runtime.resolve_precision("fp16", cpu)
 
 
-def test_the_allocator_setting_applies_on_glibc_and_can_be_declined(monkeypatch):
-    import platform
+def test_native_bf16_needs_the_cpus_bf16_units_not_only_onednns_avx512(monkeypatch):
+    from cifarkit import runtime
 
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+    for onednn, units, native in [(True, True, True), (True, False, False), (False, True, False)]:
+        # (True, False): a Skylake-era AVX512 Xeon, where oneDNN emulates bf16; (False, True): kernels held at AVX2
+        monkeypatch.setattr(runtime, "onednn_has_bf16", lambda onednn=onednn: onednn)
+        monkeypatch.setattr(runtime, "x86_has_bf16_units", lambda units=units: units)
+        assert runtime.cpu_has_fast_bf16() is native
+        assert runtime.resolve_precision("auto", torch.device("cpu")) == (torch.bfloat16 if native else torch.float32)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or not Path("/proc/cpuinfo").exists(), reason="x86 Linux only")
+def test_auto_precision_on_this_cpu_is_bf16_exactly_where_its_flags_say_native_bf16():
+    from cifarkit import runtime
+
+    native = bool({"avx512_bf16", "amx_bf16"} & runtime.cpu_flags()) and runtime.onednn_has_bf16()
+    assert runtime.x86_has_bf16_units() is bool({"avx512_bf16", "amx_bf16"} & runtime.cpu_flags())
+    assert runtime.resolve_precision("auto", torch.device("cpu")) == (torch.bfloat16 if native else torch.float32)
+
+
+def test_the_allocator_setting_applies_on_glibc_and_can_be_declined(monkeypatch):
     from cifarkit.runtime import keep_freed_memory
 
     monkeypatch.setenv("CIFARKIT_MALLOC", "default")

@@ -44,18 +44,44 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively here (AVX512-BF16, AMX or ARM BF16).
+def cpu_flags() -> set[str]:
+    """The first processor's flags in /proc/cpuinfo (empty where there is no such file)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):  # x86, ARM
+                return set(line.split(":", 1)[1].split())
+    return set()
 
-    Without it bf16 is emulated and far slower than fp32 (measured 20x slower on an AVX2-only EPYC).
-    """
+
+def onednn_has_bf16() -> bool:
+    """Whether oneDNN will run bf16 kernels here: any AVX512 (natively or emulated) or ARM BF16, and not
+    held below that by ONEDNN_MAX_CPU_ISA."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a private probe; absent -> read the CPU flags ourselves
-        with contextlib.suppress(OSError):
-            flags = Path("/proc/cpuinfo").read_text()
-            return any(f in flags for f in ("avx512_bf16", "amx_bf16", " bf16"))
+    except (AttributeError, RuntimeError):  # a private probe; absent -> trust the CPU's own flags
+        return True
+
+
+def x86_has_bf16_units() -> bool:
+    """Whether an x86 CPU computes bf16 in hardware (AVX512-BF16 or AMX), not only with AVX512's fp32 units."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(probes):
+        return any(probe() for probe in probes)
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether bf16 runs natively here (AVX512-BF16, AMX or ARM BF16).
+
+    Without it bf16 is emulated and far slower than fp32 (measured 20x slower on an AVX2-only EPYC). oneDNN's
+    own probe says yes on any AVX512 CPU (a Skylake Xeon emulates bf16 with fp32 units), so on x86 the CPU's
+    bf16 units are asked for too.
+    """
+    if not onednn_has_bf16():
         return False
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        return x86_has_bf16_units()
+    return True
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -139,13 +165,12 @@ KERNEL_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"
 
 def machine_info(device: torch.device) -> dict[str, Any]:
     """The machine beside every number: CPU model and kind (e.g. AVX512-BF16), threads, versions, device."""
-    cpu, flags = platform.processor() or platform.machine(), set()
+    cpu, flags = platform.processor() or platform.machine(), cpu_flags()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+                break
     kind = next((name for flag, name in CPU_KINDS.items() if flag in flags), "unknown")
     info = {"cpu": cpu, "cpu_kind": kind, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "cifarkit": __version__,
