@@ -3,8 +3,10 @@ import csv
 import json
 import os
 import pickle
+import shutil
 import tarfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,6 +196,113 @@ def test_a_folder_too_large_for_memory_is_refused_before_decoding(tmp_path, monk
     monkeypatch.setattr(folder, "memory_budget", lambda: 1000)
     with pytest.raises(UserError, match=r"12 images at 32x32 take .* GiB, over the .* budget .*--image-size"):
         load_dataset("folder", root, progress=False)
+
+def test_images_below_a_class_folder_are_read_at_any_depth_and_symlink_loops_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    flat = write_folders(tmp_path / "flat", per_class=4)
+    nested = Path(shutil.copytree(flat, tmp_path / "nested", symlinks=True))
+    red, blue = nested / "train" / "red", nested / "train" / "blue"
+    (red / "batch1").mkdir()
+    for image in red.glob("img*"):
+        image.rename(red / "batch1" / image.name)
+    blue.rename(tmp_path / "blue-elsewhere")  # blue's images reached only through a symlinked folder
+    (blue / "deeper").mkdir(parents=True)
+    (blue / "deeper" / "batch1").symlink_to(tmp_path / "blue-elsewhere")
+    (red / "batch1" / "notes.txt").write_text("not an image")  # still counted as skipped, at any depth
+    (red / "batch1" / "back").symlink_to(red)  # a loop: must be skipped, not walked forever
+    (red / ".hidden").mkdir()
+    Image.new("RGB", (32, 32)).save(red / ".hidden" / "img999.png")  # hidden folders stay unread
+    with pytest.warns(UserWarning) as warned:
+        data = load_dataset("folder", nested, progress=False)
+    messages = " | ".join(str(w.message) for w in warned)
+    assert "skipped 1 file(s) that are not images" in messages and "notes.txt" in messages
+    assert "skipped 1 symlinked folder(s) that lead to a folder already read" in messages and "back" in messages
+    same = load_dataset("folder", flat, progress=False)
+    assert torch.equal(data.train_images, same.train_images) and torch.equal(data.train_labels, same.train_labels)
+
+
+def test_a_val_folder_beside_a_test_folder_is_named_as_unread(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    root = write_folders(tmp_path / "imgs", per_class=4)
+    write_folders(tmp_path / "other", per_class=4, test_name="val")
+    (tmp_path / "other" / "val").rename(root / "val")
+    with pytest.warns(UserWarning, match=r"val/ is not read when test/ is there.*--val-split N holds"):
+        data = load_dataset("folder", root, progress=False)
+    assert len(data.test_labels) == 4
+
+
+def test_read_image_names_a_folder_and_an_unreadable_file(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="a folder, not an image file; pass the image files in it"):
+        folder.read_image(tmp_path)
+
+    def denied(path, *args, **kwargs):  # the tests run as root too, where chmod 000 still reads
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(UserError, match=r"secret.png: cannot be read \(permission denied\)"):
+        folder.read_image(tmp_path / "secret.png")
+
+
+def test_names_that_are_not_utf8_load_as_files_and_are_refused_as_classes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    root = write_folders(tmp_path / "imgs", per_class=4)
+    train = os.fsencode(root / "train")
+    os.rename(train + b"/red/img000.png", train + b"/red/\xe9t\xe9.png")
+    assert len(load_dataset("folder", root, progress=False).train_labels) == 8
+    for split in ("train", "test"):
+        (root / split / "blue").rename(root / split / os.fsdecode(b"bl\xe9u"))
+    with pytest.raises(UserError, match=r"class folder name 'bl\\udce9u' is not valid UTF-8; rename it"):
+        load_dataset("folder", root, progress=False)
+
+
+def test_a_thin_image_is_cropped_before_it_is_resized(tmp_path, monkeypatch):
+    thin = tmp_path / "thin.png"
+    Image.new("RGB", (1, 200_000), (0, 200, 0)).save(thin)  # < 1 KB on disk, 1.5 GB upscaled whole
+    sizes, resize = [], Image.Image.resize
+
+    def recording(image, size, *args, **kwargs):
+        sizes.append(size)
+        return resize(image, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", recording)
+    pixels = folder.read_image(thin, 32)
+    assert max(w * h for w, h in sizes) <= 32 * 32 and pixels.shape == (3, 32, 32)
+    assert pixels[:, 0, 0].tolist() == [0, 200, 0] and (pixels == pixels[:, :1, :1]).all()
+
+
+@pytest.mark.parametrize("width, height, size", [(48, 64, 32), (64, 48, 24), (33, 32, 32), (1000, 700, 64),
+                                                 (20, 50, 40)])
+def test_an_image_decodes_as_its_shorter_side_resized_then_the_centre_cropped(tmp_path, width, height, size):
+    path = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    scale = size / min(width, height)
+    resized = Image.open(path).resize((round(width * scale), round(height * scale)), Image.Resampling.LANCZOS)
+    left, top = (resized.width - size) // 2, (resized.height - size) // 2
+    expected = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.int16)
+    got = folder.read_image(path, size).permute(1, 2, 0).numpy().astype(np.int16)
+    assert np.abs(got - expected).max() <= 1  # the same geometry; Pillow's fixed-point rounding may differ by one
+
+
+def save_grey16(path, value):
+    """A 40x40 16-bit grey image: PNG from a uint16 array (Pillow mode "I;16"), or a PGM written byte by byte
+    (Pillow mode "I", as old Pillows gave 16-bit PNGs)."""
+    if path.suffix == ".png":
+        Image.fromarray(np.full((40, 40), value, dtype=np.uint16)).save(path)
+    else:
+        path.write_bytes(b"P5 40 40 65535\n" + np.full((40, 40), value, dtype=">u2").tobytes())
+
+
+@pytest.mark.parametrize("suffix, mode", [(".png", "I;16"), (".pgm", "I")])
+def test_a_brighter_16_bit_image_never_reads_darker(tmp_path, suffix, mode):
+    values = [0, 100, 200, 255, 256, 300, 1000, 32768, 65535]
+    means = []
+    for value in values:
+        save_grey16(tmp_path / f"{value}{suffix}", value)
+        assert Image.open(tmp_path / f"{value}{suffix}").mode == mode
+        means.append(folder.read_image(tmp_path / f"{value}{suffix}", 16).float().mean().item())
+    assert means == sorted(means), dict(zip(values, means))  # 300 read as 1 and 200 as 200 before
+    assert (means[0], means[-2], means[-1]) == (0, 128, 255)  # over 65535, whatever the image's own maximum
+
 
 
 @pytest.mark.parametrize("argv, message", [

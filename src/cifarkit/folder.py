@@ -1,13 +1,15 @@
 """Image folders -> Dataset: the layout torchvision's ImageFolder reads, decoded once and cached.
 
-    DIR/train/CLASS/*.{png,jpg,jpeg,webp,bmp}    class names and order: the folder names, sorted
-    DIR/test/CLASS/...  (or DIR/val/CLASS/...)   the same classes
+    DIR/train/CLASS/**/*.{png,jpg,jpeg,webp,bmp}    class names and order: the folder names, sorted; images
+                                                    at any depth below a class folder
+    DIR/test/CLASS/...  (or DIR/val/CLASS/...)      the same classes (val/ is read only where test/ is absent)
 
 Every image, of any size and mode, becomes RGB uint8 at `image_size` x `image_size`: EXIF orientation
-applied, 16-bit scaled to 8, transparency dropped, the shorter side resized to `image_size` (Lanczos,
-antialiased), then the centre cropped. Files are decoded in parallel threads (Pillow releases the GIL);
-the tensors are cached in the cache folder under a key of the file list, sizes and mtimes, so a second
-run reads one file. Other files among the images are skipped with a warning.
+applied, 16-bit scaled to 8 (over 65535), transparency dropped, the shorter side resized to `image_size`
+(Lanczos, antialiased), then the centre cropped, both in one resize of the centre square (so a thin image is
+never upscaled whole). Files are decoded in parallel threads (Pillow releases the GIL); the tensors are cached
+in the cache folder under a key of the file list, sizes and mtimes, so a second run reads one file. Other files
+among the images are skipped with a warning.
 """
 from __future__ import annotations
 
@@ -27,12 +29,12 @@ from .files import WriteError, save_torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_IMAGE_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: one resize of the centre crop, 16-bit grey over 65535 always
 
 
 def read_image(path: str | os.PathLike, size: int = 32) -> torch.Tensor:
-    """One image file -> uint8 (3, size, size), as described above. Refuses non-images, corrupt files and
-    images over MAX_IMAGE_PIXELS by name."""
+    """One image file -> uint8 (3, size, size), as described above. Refuses non-images, folders, unreadable and
+    corrupt files and images over MAX_IMAGE_PIXELS by name."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -44,18 +46,21 @@ def read_image(path: str | os.PathLike, size: int = 32) -> torch.Tensor:
                     raise UserError(f"{path}: {img.width}x{img.height} pixels is too large an image "
                                     f"(limit {MAX_IMAGE_PIXELS:,}); downscale it first")
                 img = ImageOps.exif_transpose(img)
-                if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit (or 32-bit int) grey: scale to 8 bits
+                if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    # One fixed scale for every image, so a brighter file never reads darker than a dimmer one.
+                    # "I" is 16-bit too: Pillow opens 16-bit PGM (and older Pillows 16-bit PNG) as "I".
                     values = np.asarray(img, dtype=np.float64)
-                    top = 65535.0 if values.max() > 255 else 255.0
-                    img = Image.fromarray(np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8), mode="L")
+                    img = Image.fromarray(np.clip(values / 65535 * 255 + 0.5, 0, 255).astype(np.uint8), mode="L")
                 rgb = img.convert("RGB")
-                scale = size / min(rgb.width, rgb.height)
-                width, height = max(size, round(rgb.width * scale)), max(size, round(rgb.height * scale))
-                rgb = rgb.resize((width, height), Image.Resampling.LANCZOS)
-                left, top_edge = (width - size) // 2, (height - size) // 2
-                rgb = rgb.crop((left, top_edge, left + size, top_edge + size))
+                # One resize of the part the centre crop keeps: memory follows the output, not the upscaled whole
+                box = _centre_crop_box(rgb.width, rgb.height, size)
+                rgb = rgb.resize((size, size), Image.Resampling.LANCZOS, box=box)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: a folder, not an image file; pass the image files in it instead") from None
+    except PermissionError:
+        raise UserError(f"{path}: cannot be read (permission denied); check its permissions") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image Pillow can read (PNG, JPEG, ...)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -63,6 +68,19 @@ def read_image(path: str | os.PathLike, size: int = 32) -> torch.Tensor:
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt files raise these from the decoders
         raise UserError(f"{path}: a corrupt or truncated image ({e})") from None
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
+
+
+def _centre_crop_box(width: int, height: int, size: int) -> tuple[float, float, float, float]:
+    """The source pixels (left, top, right, bottom) that resizing the shorter side to `size` and then cropping the
+    centre square would keep. Fractional, so one resize of this box gives that two-step result (to rounding)."""
+    scale = size / min(width, height)
+    spans = []
+    for length in (width, height):
+        resized = max(size, round(length * scale))
+        start = (resized - size) // 2  # the two-step way's crop offset, in resized pixels
+        spans.append((start * length / resized, (start + size) * length / resized))
+    (left, right), (top, bottom) = spans
+    return left, top, right, bottom
 
 
 def _listdir(folder: Path) -> list[Path]:
@@ -77,15 +95,46 @@ def _listdir(folder: Path) -> list[Path]:
     return entries
 
 
+def _class_files(class_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """The image files at any depth below one class folder (as ImageFolder reads it), in sorted order; the other
+    files there; and the symlinked folders not entered because they lead to a folder already read (a loop would
+    otherwise be walked forever). Hidden files and folders are left out."""
+    images, others, revisits = [], [], []
+    entered = {class_dir.resolve()}
+
+    def walk(folder: Path) -> None:
+        for entry in _listdir(folder):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                target = entry.resolve()
+                if target in entered:
+                    revisits.append(entry)
+                else:
+                    entered.add(target)
+                    walk(entry)
+            elif entry.suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
+                images.append(entry)
+            else:
+                others.append(entry)
+
+    walk(class_dir)
+    return images, others, revisits
+
+
 def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     """The classes (sorted folder names) of one split and its (image file, class index) pairs, sorted."""
     classes = tuple(p.name for p in _listdir(folder) if p.is_dir() and not p.name.startswith("."))
-    files, skipped, empty = [], [], []
+    for name in classes:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # the name could not be written in reports, plots or checkpoints
+            raise UserError(f"{folder}: the class folder name {name!r} is not valid UTF-8; rename it") from None
+    files, skipped, revisits, empty = [], [], [], []
     for index, name in enumerate(classes):
-        entries = [p for p in _listdir(folder / name) if not p.name.startswith(".")]
-        images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-        kept = set(images)
-        skipped += [p for p in entries if p not in kept]
+        images, others, links = _class_files(folder / name)
+        skipped += others
+        revisits += links
         if not images:
             empty.append(name)
         files += [(p, index) for p in images]
@@ -97,6 +146,9 @@ def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     if skipped:
         warnings.warn(f"{folder}: skipped {len(skipped)} file(s) that are not images, e.g. "
                       f"{', '.join(str(p) for p in skipped[:3])}", stacklevel=3)
+    if revisits:
+        warnings.warn(f"{folder}: skipped {len(revisits)} symlinked folder(s) that lead to a folder already read "
+                      f"(a loop, or a second link), e.g. {', '.join(str(p) for p in revisits[:3])}", stacklevel=3)
     return classes, files
 
 
@@ -105,7 +157,9 @@ def _cache_key(image_size: int, splits: dict[str, list[tuple[Path, int]]]) -> st
     for split, files in splits.items():
         for path, label in files:
             stat = path.stat()
-            digest.update(f"\n{split}\t{label}\t{path}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+            # The path as the bytes the OS holds: a file name need not be valid UTF-8
+            digest.update(f"\n{split}\t{label}\t".encode() + os.fsencode(path)
+                          + f"\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:32]
 
 
@@ -153,6 +207,9 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
     test_dir = next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
     if test_dir is None:
         raise UserError(f"{root}: no test/ (or val/) folder beside train/")
+    if test_dir.name == "test" and (root / "val").is_dir():
+        warnings.warn(f"{root}: val/ is not read when test/ is there (test/ is the test set); --val-split N holds "
+                      "N images out of train/ as a validation split", stacklevel=2)
     classes, train_files = list_split(root / "train")
     test_classes, test_files = list_split(test_dir)
     if test_classes != classes:
