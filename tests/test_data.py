@@ -14,6 +14,7 @@ from cifarkit import data as dataset_mod
 from cifarkit.cli import main
 from cifarkit.cifar import download_and_extract, load_cifar10, safe_extract
 from cifarkit.data import describe
+from cifarkit.config import TrainConfig
 from cifarkit.errors import UserError
 
 
@@ -196,3 +197,34 @@ def test_a_channel_that_never_varies_is_named_rather_than_divided_by(tiny_py):
     data.train_images[:, 2] = 200  # a blue channel the same in every pixel
     with pytest.raises(UserError, match=r"the blue channel is the same in every pixel of the 200 training images"):
         data.channel_stats()
+
+
+def _hand_made(**changes):
+    """A valid hand-made Dataset (as a notebook user builds one), with `changes` applied."""
+    images, labels = torch.zeros(20, 3, 8, 8, dtype=torch.uint8), torch.arange(20) % 4
+    values = dict(train_images=images, train_labels=labels, test_images=images[:6], test_labels=labels[:6],
+                  classes=("a", "b", "c", "d"))
+    return dataset_mod.Dataset(**{**values, **changes})
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(train_images=torch.rand(20, 3, 8, 8)), r"data.train_images: torch.float32 .*\* 255"),
+    (dict(train_images=torch.zeros(20, 8, 8, 3, dtype=torch.uint8)), r"\(20, 8, 8, 3\).*permute"),
+    (dict(test_images=torch.zeros(6, 1, 8, 8, dtype=torch.uint8)), r"data.test_images: .*\(6, 1, 8, 8\).*expand"),
+    (dict(test_images=torch.zeros(6, 3, 16, 16, dtype=torch.uint8)), "16x16 images, the training images are 8x8"),
+    (dict(train_labels=(torch.arange(20) % 4).int()), r"data.train_labels: torch.int32 .*labels.long\(\)"),
+    (dict(train_labels=torch.arange(18) % 4), r"data.train_labels: .*shape \(18,\); expected int64 of shape \(20,\)"),
+    (dict(test_labels=torch.tensor([0, 1, 2, 3, 4, 0])), "class indices 0 to 4, but data.classes names 4"),
+    (dict(train_images=np.zeros((20, 3, 8, 8), np.uint8)), "must be torch tensors, not ndarray"),
+    (dict(val_images=torch.zeros(2, 3, 8, 8, dtype=torch.uint8)), "data.val_images, data.val_labels: .*NoneType"),
+    (dict(classes=("only",)), "needs at least two"),
+])
+def test_a_hand_made_dataset_is_refused_by_name_before_training(changes, message):
+    from cifarkit.datasets import shape_for
+
+    config = TrainConfig(limit_train=10)
+    assert len(shape_for(_hand_made(), config).train_labels) == 10  # the valid one passes
+    with pytest.raises(UserError, match=message):
+        shape_for(_hand_made(**changes), config)
+    with pytest.raises(UserError, match="data: a cifarkit.data.Dataset .*not tuple"):
+        shape_for((_hand_made().train_images, _hand_made().train_labels), config)

@@ -177,3 +177,36 @@ def test_a_schedule_the_trainer_would_refuse_is_refused_before_the_range_test(ti
     assert main(argv) == 2
     assert "--pct-start 0.25 of 4 steps" in capsys.readouterr().err
     assert not (tmp_path / "run" / "lr_find.json").exists()
+
+
+def test_find_lr_from_the_api_sees_only_the_runs_training_images_and_checks_its_folder_first(
+        tiny_py, tmp_path, monkeypatch):
+    from cifarkit import lr_finder
+
+    seen = []
+
+    def sweep(config, data, progress):
+        seen.append(len(data.train_labels))
+        return suggest_on_a_dip(config)
+
+    def suggest_on_a_dip(config):
+        lrs = [10 ** (-4 + 4 * i / 59) for i in range(60)]
+        losses = [2.3 - 0.02 * i if i < 40 else 1.5 + 0.05 * (i - 40) for i in range(60)]
+        return suggest(lrs, losses, 1e-4, 1.0, 60)
+
+    monkeypatch.setattr(lr_finder, "_sweep", sweep)
+    data = load_cifar10(tiny_py, download=False)  # 200 training images, as a notebook passes them: unshaped
+    lr_finder.find_lr(tiny(tiny_py, limit_train=150, val_split=50), data, tmp_path / "lf", progress=False)
+    assert seen == [100]  # the first 150, less the 50 held out for validation (as `cifarkit lr-find` does)
+    assert (tmp_path / "lf" / "lr_find.json").is_file()
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="a file, not a folder"):
+        lr_finder.find_lr(tiny(tiny_py), data, tmp_path / "file", progress=False)
+    with pytest.raises(UserError, match="holds a training run"):
+        lr_finder.find_lr(tiny(tiny_py), data, tmp_path / "run", progress=False)
+    with pytest.raises(UserError, match="config: a cifarkit.TrainConfig"):
+        lr_finder.find_lr({"model": "s10-small"}, data, tmp_path / "other", progress=False)
+    assert seen == [100]  # no sweep for the refused ones

@@ -250,3 +250,35 @@ def test_compile_trains_through_the_compiled_model_and_saves_the_plain_one(tiny_
     # compiling is where a run computes, not what: a resumed run takes the caller's choice, else keeps the run's
     assert reopen(tmp_path / "run", TrainConfig(compile=None))[1].compile is True
     assert reopen(tmp_path / "run", TrainConfig(compile=False))[1].compile is False
+
+
+def test_train_gives_the_caller_back_its_threads_and_random_stream(tiny_py, tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        train(tiny_config(tiny_py, epochs=1, threads=1, seed=7), tmp_path / "run", progress=False)
+        assert torch.get_num_threads() == 2
+        assert torch.equal(torch.rand(3), expected)  # not the stream that seed 7 leaves behind
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_api_refuses_a_config_that_is_not_one_and_a_bad_checkpoint_interval(tiny_py, tmp_path):
+    with pytest.raises(UserError, match=r"config: a cifarkit.TrainConfig \(e.g. preset_config.*not str"):
+        train("s10", tmp_path / "a")
+    with pytest.raises(UserError, match="--checkpoint-every -1: must be a whole number"):
+        train(tiny_config(tiny_py), tmp_path / "b", checkpoint_every=-1)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before any folder
+
+
+def test_resume_with_no_config_keeps_the_runs_settings(tiny_py, tmp_path, crash_at_step):
+    run = tmp_path / "run"
+    crash_at_step(6)  # in epoch 2 (4 steps an epoch), after epoch 1's checkpoint
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_config(tiny_py, epochs=2), run, progress=False)
+    crash_at_step(None)
+    train(None, run, resume=True, progress=False)
+    assert [int(r["epoch"]) for r in rows(run)] == [1, 2]

@@ -180,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = config_from_args(args)
         out = args.out
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:  # 0 is the API's "each epoch"
         raise UserError(f"--checkpoint-every {args.checkpoint_every}: must be a whole number of steps >= 1")
     if not (args.dist_timeout > 0 and args.dist_timeout < float("inf")):  # also refuses nan
         raise UserError(f"--dist-timeout {args.dist_timeout}: must be a positive number of seconds")
@@ -198,19 +198,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_lr_find(args: argparse.Namespace) -> int:
     import time
 
-    from .datasets import load_for, shape_for
-    from .lr_finder import find_lr
+    from .datasets import load_for
+    from .lr_finder import find_lr, range_test_folder
     from .runtime import resolve_device
 
     config = config_from_args(args).validate()
     resolve_device(config.device)
     out = args.out or Path("runs") / f"lr-find-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out / "config.json").is_file():  # its lr_find.json/.png are what that run used: never replaced by another test
-        raise UserError(f"--out {out}: holds a training run, whose range test files this would replace; "
-                        "choose another --out")
+    range_test_folder(out)  # before the data is read
     started = time.perf_counter()
-    data = shape_for(load_for(config, progress=not args.quiet), config)  # training images only: never the test set
-    result = find_lr(config, data, out, progress=not args.quiet)
+    result = find_lr(config, load_for(config, progress=not args.quiet), out, progress=not args.quiet)
     print(f"suggested max lr {result.suggestion:.3g} (steepest descent of the smoothed loss); "
           f"loss minimum at lr {result.min_loss_lr:.3g}; {len(result.lrs)} steps"
           f"{' (stopped: diverged)' if result.diverged_at is not None else ''} in {time.perf_counter() - started:.0f}s")

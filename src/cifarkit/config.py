@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,11 @@ class TrainConfig:
     limit_train: int | None = setting(None, "train on the first N images only", "data", metavar="N")
     limit_test: int | None = setting(None, "test on the first N images only", "data", metavar="N")
 
+    def __post_init__(self) -> None:
+        for s in SETTINGS.values():  # a pathlib.Path from the Python API (data_dir=Path(...)), kept as its string
+            if s.type is str and isinstance(getattr(self, s.name), os.PathLike):
+                setattr(self, s.name, os.fspath(getattr(self, s.name)))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -164,7 +170,8 @@ class TrainConfig:
         for name, value in data.items():  # types here, naming the file; ranges in validate(), naming the flag
             expected = _type_problem(SETTINGS[name], value)
             if expected:
-                raise UserError(f"{source}: setting {name!r} must be {expected}, not {json.dumps(value)}")
+                shown = json.dumps(value, default=repr)  # a value from the Python API may be no JSON type
+                raise UserError(f"{source}: setting {name!r} must be {expected}, not {shown}")
         return cls(**data)
 
     @classmethod
@@ -265,7 +272,7 @@ def _type_problem(s: Setting, value: Any) -> str:
         return "" if TrainConfig.__dataclass_fields__[s.name].default is None else _TYPE_NAMES[s.type]
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     ok = {bool: isinstance(value, bool), int: isinstance(value, int) and not isinstance(value, bool),
-          float: number, str: isinstance(value, str), object: number or isinstance(value, str)}[s.type]
+          float: number, str: isinstance(value, (str, os.PathLike)), object: number or isinstance(value, str)}[s.type]
     return "" if ok else _TYPE_NAMES[s.type]
 
 

@@ -81,6 +81,37 @@ class Dataset:
         return dataclasses.replace(self, train_images=self.train_images[keep], train_labels=self.train_labels[keep],
                                    val_images=self.train_images[held], val_labels=self.train_labels[held])
 
+    def check(self) -> "Dataset":
+        """Refuse, by name, what cifarkit cannot train on: a Dataset built by hand (train(config, data=...)) with
+        float or channels-last pixels, labels that are not class indices, splits that disagree. Returns self."""
+        if len(self.classes) < 2:
+            raise UserError(f"data.classes: {len(self.classes)} class name(s); a classifier needs at least two")
+        side = None
+        for split in ("train", "test", "val"):
+            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            if split == "val" and images is None and labels is None:
+                continue
+            if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+                raise UserError(f"data.{split}_images, data.{split}_labels: must be torch tensors, not "
+                                f"{type(images).__name__}, {type(labels).__name__} (torch.from_numpy converts arrays)")
+            shape = tuple(images.shape)
+            if images.dtype != torch.uint8 or len(shape) != 4 or shape[1] != 3 or shape[2] != shape[3]:
+                raise UserError(f"data.{split}_images: {images.dtype} of shape {shape}; expected uint8 of shape "
+                                "(N, 3, S, S), pixels 0-255 (floats in [0, 1]: (x * 255).round().to(torch.uint8); "
+                                "channels last: x.permute(0, 3, 1, 2); one channel: x.expand(-1, 3, -1, -1))")
+            if side is not None and shape[2] != side:
+                raise UserError(f"data.{split}_images: {shape[2]}x{shape[2]} images, the training images are "
+                                f"{side}x{side}; give every split one size")
+            side = shape[2]
+            if labels.dtype != torch.int64 or tuple(labels.shape) != (shape[0],):
+                raise UserError(f"data.{split}_labels: {labels.dtype} of shape {tuple(labels.shape)}; expected "
+                                f"int64 of shape ({shape[0]},), one class index per image (labels.long() converts)")
+            if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(self.classes):
+                raise UserError(f"data.{split}_labels: class indices {int(labels.min())} to {int(labels.max())}, but "
+                                f"data.classes names {len(self.classes)} classes: indices must be 0 to "
+                                f"{len(self.classes) - 1}")
+        return self
+
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(mean, std) per channel of the training images, as fractions of 255 (what `normalize` takes); exact
         integer sums, in chunks, so 50,000 images need no more memory than a chunk."""

@@ -49,7 +49,12 @@ def load_for_checkpoint(ckpt: dict[str, Any], data_dir: str | os.PathLike | None
 
 def shape_for(data: Dataset, config: TrainConfig) -> Dataset:
     """The run's view of `data`: its first limit_train / limit_test images, then val_split of the training
-    images held out (stratified, by the seed). Applied once: a dataset already split is returned as it is."""
+    images held out (stratified, by the seed). Applied once: a dataset already split is returned as it is.
+    A dataset given through the Python API is checked here first (Dataset.check)."""
+    if not isinstance(data, Dataset):
+        raise UserError(f"data: a cifarkit.data.Dataset (e.g. from cifarkit.datasets.load_for), not "
+                        f"{type(data).__name__}")
+    data.check()
     if data.val_labels is not None:
         return data
     return data.limit(config.limit_train, config.limit_test).split_validation(config.val_split, config.seed)

@@ -23,10 +23,11 @@ from .batches import BatchStream
 from .build import build_optimizer, prepare_model
 from .config import TrainConfig
 from .data import Dataset
+from .datasets import shape_for
 from .errors import UserError
 from .report import plot_lr_find
-from .rundir import LR_FIND_JSON, LR_FIND_PLOT, RunDir
-from .runtime import setup_runtime
+from .rundir import CONFIG, LR_FIND_JSON, LR_FIND_PLOT, RunDir
+from .runtime import kept_for_the_caller, setup_runtime
 
 SKIP_START, SKIP_END = 10, 5  # the first steps are noise around the initial loss, the last ones diverge
 MIN_DISTINCT_BATCHES = 5  # fewer distinct batches than this: the sweep mostly replays the same images
@@ -154,12 +155,38 @@ def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: floa
                            start_lr=start_lr, end_lr=end_lr, num_iter=num_iter)
 
 
+def range_test_folder(out: str | os.PathLike) -> RunDir:
+    """The folder for a range test's lr_find.{json,png}, refused before the sweep where it cannot take them: a file,
+    or a training run's folder (its range test files are what that run used: never replaced by another test)."""
+    run = RunDir(out)
+    if run.path.exists() and not run.path.is_dir():
+        raise UserError(f"--out {out}: a file, not a folder; choose another --out")
+    if (run / CONFIG).is_file():
+        raise UserError(f"--out {out}: holds a training run, whose range test files this would replace; "
+                        "choose another --out")
+    return run
+
+
 def find_lr(config: TrainConfig, data: Dataset, run_dir: str | os.PathLike | RunDir,
             progress: bool = True) -> RangeTestResult:
-    """Run the range test for `config` (its model, optimiser, augmentation) and write lr_find.{json,png}."""
+    """Run the range test for `config` (its model, optimiser, augmentation) on the training images it selects
+    (limit_train, without the val_split) and write lr_find.{json,png}. The caller's torch thread count and
+    random state are as they were when it returns."""
+    if not isinstance(config, TrainConfig):
+        raise UserError(f"config: a cifarkit.TrainConfig (e.g. preset_config('s10')), not {type(config).__name__}")
     if config.optimizer == "muon":
         raise UserError("lr-find with --optimizer muon: the range test sweeps one lr, and Muon's filters have their "
                         "own (--muon-lr); give both (or search them with `cifarkit sweep`)")
+    run = run_dir if isinstance(run_dir, RunDir) else range_test_folder(run_dir)  # a RunDir: a run's own test
+    with kept_for_the_caller():
+        result = _sweep(config, shape_for(data, config), progress)
+    run.write_json(LR_FIND_JSON, result.to_dict())
+    if run.writes:
+        plot_lr_find(result, run / LR_FIND_PLOT)
+    return result
+
+
+def _sweep(config: TrainConfig, data: Dataset, progress: bool) -> RangeTestResult:
     device, dtype = setup_runtime(config)
     data = data.to(device)
     batches = BatchStream(data, config, device, purpose="lr-find")  # training images only, never the test set
@@ -167,14 +194,9 @@ def find_lr(config: TrainConfig, data: Dataset, run_dir: str | os.PathLike | Run
         warnings.warn(f"the range test sees only {len(data.train_labels)} training image(s), "
                       f"{batches.steps_per_epoch} batch(es) of --batch-size {config.batch_size}, again and again: "
                       "its curve shows how fast the model memorises them, and the suggestion may not carry over "
-                      "to the whole training set", stacklevel=2)
+                      "to the whole training set", stacklevel=3)
     model = prepare_model(config, device, len(data.classes), data.train_images, batches.augment.mean,
                           batches.augment.std)
     optimizer = build_optimizer(model, config, config.lr_find_start, device, dtype)
-    result = range_test(model, optimizer, batches, config, device, dtype, config.lr_find_start, config.lr_find_end,
-                        config.lr_find_iters, progress=progress)
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    run.write_json(LR_FIND_JSON, result.to_dict())
-    if run.writes:
-        plot_lr_find(result, run / LR_FIND_PLOT)
-    return result
+    return range_test(model, optimizer, batches, config, device, dtype, config.lr_find_start, config.lr_find_end,
+                      config.lr_find_iters, progress=progress)

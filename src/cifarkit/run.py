@@ -21,7 +21,7 @@ from .errors import Stopped, UserError
 from .models import build_model, summary
 from .report import plot_results, plot_schedule, write_report
 from .rundir import CONFIG, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
-from .runtime import resolve_device
+from .runtime import kept_for_the_caller, resolve_device
 from .schedule import check_schedule, planned_schedule, steps_per_epoch
 from .trainer import Interrupted, Trainer
 
@@ -47,7 +47,7 @@ def new_run_dir(config: TrainConfig) -> Path:
     raise UserError(f"{base}: 999 runs started this second already; pass --out DIR")
 
 
-def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
+def train(config: TrainConfig | None, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
           overwrite: bool = False, progress: bool = True, checkpoint_every: int = 0,
           data: Dataset | None = None, dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
           tensorboard: str | os.PathLike | bool | None = None, observers: Sequence[Any] = ()) -> dict[str, Any]:
@@ -57,11 +57,21 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
     more of what track.py describes (called by the Trainer at its sync points, after each epoch, at the end).
 
     resume=True continues the run in `run_dir` from its last checkpoint, with the settings saved in it
-    (`config` then supplies only the machine settings: data_dir, threads, compile; a None keeps the run's).
-    Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 alone prints and writes files.
+    (`config` then supplies only the machine settings: data_dir, threads, compile; a None keeps the run's, and
+    config=None keeps them all). Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 alone prints
+    and writes files. The caller's torch thread count and random state are as they were when it returns.
     """
-    # the folder's lock and a TensorBoard writer, released however the run ends (the writer first: last in)
-    with contextlib.ExitStack() as held:
+    if resume and config is None:
+        config = TrainConfig(**dict.fromkeys(MACHINE_SETTINGS))
+    if not isinstance(config, TrainConfig):
+        raise UserError(f"config: a cifarkit.TrainConfig (e.g. preset_config('s10', epochs=2)), not "
+                        f"{type(config).__name__}")
+    if isinstance(checkpoint_every, bool) or not (isinstance(checkpoint_every, int) and checkpoint_every >= 0):
+        raise UserError(f"--checkpoint-every {checkpoint_every!r}: must be a whole number of steps >= 1 (0 or "
+                        "absent: at the end of each epoch)")
+    # the caller's threads and random state, the folder's lock and a TensorBoard writer, given back however the
+    # run ends (the writer first: last in)
+    with kept_for_the_caller() as held:
         return _train(config, run_dir, held, resume=resume, overwrite=overwrite, progress=progress,
                       checkpoint_every=checkpoint_every, data=data, dist_timeout_s=dist_timeout_s,
                       tensorboard=tensorboard, observers=list(observers))

@@ -149,6 +149,17 @@ def setup_runtime(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
     return device, resolve_precision(config.precision, device)
 
 
+def kept_for_the_caller() -> contextlib.ExitStack:
+    """Give back torch's thread count and random state as the caller had them once a run (train, find_lr) is
+    over: the run sets both (--threads, --seed), and a notebook's own work goes on after it."""
+    kept = contextlib.ExitStack()
+    kept.callback(torch.set_num_threads, torch.get_num_threads())
+    # the CPU generator, and the current GPU's where the caller has used CUDA (forking others would start them)
+    kept.enter_context(torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_initialized()
+                                             else []))
+    return kept
+
+
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
     if dtype == torch.float32:
         return contextlib.nullcontext()
