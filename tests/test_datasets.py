@@ -131,9 +131,15 @@ def test_the_decode_cache_is_hit_and_a_damaged_or_stale_one_rebuilt(tmp_path, mo
     time.sleep(0.01)
     save_image(root / "train" / "red" / "img000.png", "RGB", (99, 99))  # changed file: another key
     os.utime(root / "train" / "red" / "img000.png", ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    before = list((tmp_path / "cache").glob("*.pt"))
+    assert len(before) == 1
     load_dataset("folder", root, progress=False)
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+    after = list((tmp_path / "cache").glob("*.pt"))
+    assert len(after) == 1 and after != before  # decoded again, and the stale decode removed, not piled up
+    load_dataset("folder", root, image_size=16, progress=False)  # another size: a cache of its own, beside
+    shutil.copytree(root, tmp_path / "copy")
+    load_dataset("folder", tmp_path / "copy", progress=False)  # another folder: one of its own too
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 3 and after[0].exists()
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cifarkit.cli import main
@@ -81,3 +82,12 @@ def test_which_models_have_a_whitening_stem_is_known_without_building_them_for_r
     assert {name: has_whitening_stem(name) for name in MODELS} == \
         {name: hasattr(build_model(name), "stem") for name in MODELS}
     assert has_whitening_stem("fast") and not has_whitening_stem("s10")
+
+
+@pytest.mark.parametrize("num_classes", [0, 1, "10", 2.0, True])
+def test_a_model_needs_a_whole_number_of_classes_from_two(num_classes):
+    from cifarkit.errors import UserError
+
+    assert build_model("fast-small", num_classes=2).fc.out_features == 2
+    with pytest.raises(UserError, match=f"num_classes {num_classes!r}: .*>= 2"):
+        build_model("fast-small", num_classes=num_classes)

@@ -225,7 +225,9 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
                         "RAM); use a smaller --image-size or a subset of the images")
     splits = {"train": train_files, "test": test_files}
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    cache_file = cache / f"{_cache_key(image_size, splits)}.pt"
+    # one cache file per folder and image size: FOLDER-SIZE-KEY.pt, the key changing with any file
+    prefix = f"{hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:12]}-{image_size}px-"
+    cache_file = cache / f"{prefix}{_cache_key(image_size, splits)}.pt"
     tensors = _read_cache(cache_file, {name: len(files) for name, files in splits.items()}, image_size)
     if tensors is None:
         tensors = {name: _decode(files, image_size, f"decoding {name}/", progress) for name, files in splits.items()}
@@ -233,6 +235,10 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
             save_torch(cache_file, {"format": CACHE_FORMAT, **tensors})
         except WriteError as e:  # a read-only cache folder costs the next run a decode, nothing more
             warnings.warn(f"{cache_file}: could not write the decode cache ({e.reason})", stacklevel=2)
+        else:  # the folder's earlier decodes at this size are stale now (each is the size of the dataset)
+            for stale in cache.glob(f"{prefix}*.pt"):
+                if stale != cache_file:
+                    stale.unlink(missing_ok=True)
     labels = {name: torch.tensor([label for _, label in files], dtype=torch.int64) for name, files in splits.items()}
     return Dataset(tensors["train"], labels["train"], tensors["test"], labels["test"], classes=classes, name="folder",
                    root=root, layout="folder", checks={"cache": str(cache_file)})

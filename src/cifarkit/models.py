@@ -155,6 +155,8 @@ def has_whitening_stem(name: str) -> bool:
 def build_model(name: str, num_classes: int = 10) -> nn.Module:
     if name not in MODELS:
         raise UserError(f"--model {name!r}: unknown model; choose one of {', '.join(MODELS)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise UserError(f"num_classes {num_classes!r}: a classifier needs a whole number of classes >= 2")
     return MODELS[name](num_classes=num_classes)
 
 
