@@ -203,6 +203,7 @@ def test_a_folder_too_large_for_memory_is_refused_before_decoding(tmp_path, monk
     with pytest.raises(UserError, match=r"12 images at 32x32 take .* GiB, over the .* budget .*--image-size"):
         load_dataset("folder", root, progress=False)
 
+
 def test_images_below_a_class_folder_are_read_at_any_depth_and_symlink_loops_skipped(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
     flat = write_folders(tmp_path / "flat", per_class=4)
@@ -304,11 +305,10 @@ def test_a_brighter_16_bit_image_never_reads_darker(tmp_path, suffix, mode):
     means = []
     for value in values:
         save_grey16(tmp_path / f"{value}{suffix}", value)
-        assert Image.open(tmp_path / f"{value}{suffix}").mode == mode
+        assert Image.open(tmp_path / f"{value}{suffix}").mode in (mode, "I")  # older Pillows: "I" for 16-bit PNGs
         means.append(folder.read_image(tmp_path / f"{value}{suffix}", 16).float().mean().item())
     assert means == sorted(means), dict(zip(values, means))  # 300 read as 1 and 200 as 200 before
     assert (means[0], means[-2], means[-1]) == (0, 128, 255)  # over 65535, whatever the image's own maximum
-
 
 
 @pytest.mark.parametrize("argv, message", [
