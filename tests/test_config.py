@@ -105,7 +105,7 @@ def test_fast_is_the_whitened_net_with_muon_on_its_filters_and_selective_tta():
 def test_fast_cpu_is_fast_on_the_narrow_net_for_as_many_epochs_as_its_baseline():
     cpu, before, fast = preset_config("fast-cpu"), preset_config("fast-cpu-v1"), preset_config("fast")
     assert cpu.model == before.model == "fast-small" and cpu.epochs == before.epochs
-    assert cpu.stem_bias_epochs == 3 and fast.stem_bias_epochs == 0
+    assert cpu.stem_bias_epochs == 3 and fast.stem_bias_epochs == 1
     own = ("preset", "model", "epochs", "stem_bias_epochs")
     assert {k: v for k, v in cpu.to_dict().items() if k not in own} == \
         {k: v for k, v in fast.to_dict().items() if k not in own}

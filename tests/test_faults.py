@@ -84,6 +84,7 @@ def test_sigint_checkpoints_and_says_how_to_resume(tiny_py, tmp_path, reference_
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "stopped by SIGINT; checkpoint saved" in err and f"cifarkit train --resume {run}" in err
+    assert f"train(None, {str(run)!r}, resume=True)" in err
     assert "Traceback" not in err
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     assert same_weights(run, reference_run) and metrics(run) == metrics(reference_run)

@@ -165,8 +165,8 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
                              "train_steps_s": trained() - trained_before, "evaluation_s": trainer.eval_seconds,
                              "to_final_number_s": time.perf_counter() - started}
     except Interrupted as e:
-        raise Stopped(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run.path}"
-                      ) from None
+        raise Stopped(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run.path} "
+                      f"(in Python: train(None, {str(run.path)!r}, resume=True))") from None
     if run.writes:
         write_ending(run, trainer, results)
     return results
