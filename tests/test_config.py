@@ -325,6 +325,7 @@ def test_a_cli_training_run_validates_its_config_once(monkeypatch, tiny_py, tmp_
                  "--precision", "fp32", "--threads", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert len(calls) == 1
 
+
 def test_the_api_takes_a_path_for_data_dir_and_names_a_numpy_number():
     from pathlib import Path
 
@@ -332,5 +333,5 @@ def test_the_api_takes_a_path_for_data_dir_and_names_a_numpy_number():
 
     assert preset_config("s10", data_dir=Path("~/cifar10")).data_dir == "~/cifar10"  # kept as config.json's string
     assert TrainConfig(data_dir=Path("/data")).validate().to_dict()["data_dir"] == "/data"
-    with pytest.raises(UserError, match=r"setting 'epochs' must be a whole number, not \"np.int64\(3\)\""):
+    with pytest.raises(UserError, match=r"setting 'epochs' must be a whole number, not .*3.* \(int64\)"):
         preset_config("s10", epochs=np.int64(3))

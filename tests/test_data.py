@@ -13,8 +13,8 @@ from cifarkit import cifar as data_mod
 from cifarkit import data as dataset_mod
 from cifarkit.cli import main
 from cifarkit.cifar import download_and_extract, load_cifar10, safe_extract
-from cifarkit.data import describe
 from cifarkit.config import TrainConfig
+from cifarkit.data import describe
 from cifarkit.errors import UserError
 
 

@@ -228,6 +228,44 @@ def test_images_below_a_class_folder_are_read_at_any_depth_and_symlink_loops_ski
     assert torch.equal(data.train_images, same.train_images) and torch.equal(data.train_labels, same.train_labels)
 
 
+def test_a_symlink_above_its_class_or_into_another_class_is_not_read_as_this_class(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    root = write_folders(tmp_path / "imgs", per_class=4)
+    plain = load_dataset("folder", root, progress=False)
+    red = root / "train" / "red"
+    (red / "up").symlink_to(red.parent)  # train/red/up/blue/... would be blue's images labelled red
+    (red / "sibling").symlink_to(root / "train" / "blue")
+    with pytest.warns(UserWarning, match=r"skipped 2 symlinked folder\(s\) .*above their class or into another"):
+        linked = load_dataset("folder", root, progress=False)
+    assert torch.equal(linked.train_labels, plain.train_labels)
+
+
+def test_one_decode_cache_per_folder_whatever_the_path_to_it_and_first_format_caches_removed(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CIFARKIT_CACHE", str(cache))
+    cache.mkdir()
+    (cache / ("0123456789abcdef" * 2 + ".pt")).write_bytes(b"format 1")  # an older cifarkit's cache file
+    (cache / "mine.pt").write_bytes(b"not a cache of ours")
+    root = write_folders(tmp_path / "imgs", per_class=4)
+    real_unlink = Path.unlink
+
+    def busy(path, *args, **kwargs):  # a stale file that cannot be removed (another user's) does not fail the run
+        if path.name == "mine.pt":
+            raise AssertionError("removed a file that is not a cache")
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "unlink", busy)
+    load_dataset("folder", root, progress=False)
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    load_dataset("folder", root, image_size=16, progress=False)  # decodes, and removes the first-format file
+    assert sorted(p.name for p in cache.glob("*.pt") if "px-" not in p.name) == ["mine.pt"]
+    (tmp_path / "link").symlink_to(root)
+    monkeypatch.setattr(folder, "_decode", lambda *a, **k: pytest.fail("decoded again for another path"))
+    for same in (tmp_path / "link", Path(os.path.relpath(root))):
+        load_dataset("folder", same, progress=False)
+    assert len(list(cache.glob("*-32px-*.pt"))) == 1
+
+
 def test_a_val_folder_beside_a_test_folder_is_named_as_unread(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
     root = write_folders(tmp_path / "imgs", per_class=4)

@@ -170,7 +170,10 @@ class TrainConfig:
         for name, value in data.items():  # types here, naming the file; ranges in validate(), naming the flag
             expected = _type_problem(SETTINGS[name], value)
             if expected:
-                shown = json.dumps(value, default=repr)  # a value from the Python API may be no JSON type
+                try:
+                    shown = json.dumps(value)
+                except TypeError:  # a value from the Python API that JSON cannot hold: a numpy number, ...
+                    shown = f"{value!r} ({type(value).__name__})"
                 raise UserError(f"{source}: setting {name!r} must be {expected}, not {shown}")
         return cls(**data)
 
@@ -241,7 +244,8 @@ class TrainConfig:
         need(_finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1, "cutout_prob", "must be a probability in [0, 1]")
         need(_whole(self.stem_bias_epochs, 0), "stem_bias_epochs", "must be a whole number of epochs >= 0 (0: all)")
         need(self.stem_bias_epochs == 0 or has_whitening_stem(self.model), "stem_bias_epochs",
-             f"model {self.model} has no whitening stem (fast, fast-small have one)")
+             f"model {self.model} has no whitening stem (fast, fast-small have one); the fast presets set it, so "
+             "with another model add --stem-bias-epochs 0")
         need(_whole(self.small_crop, 0) and (self.small_crop == 0 or 8 <= self.small_crop < self.image_size),
              "small_crop", f"must be 0 (off) or a whole number of pixels in [8, {self.image_size}) (--image-size)")
         need(_whole(self.small_crop_epochs, 0) and self.small_crop_epochs < self.epochs, "small_crop_epochs",

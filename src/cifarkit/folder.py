@@ -8,13 +8,16 @@ Every image, of any size and mode, becomes RGB uint8 at `image_size` x `image_si
 applied, 16-bit scaled to 8 (over 65535), transparency dropped, the shorter side resized to `image_size`
 (Lanczos, antialiased), then the centre cropped, both in one resize of the centre square (so a thin image is
 never upscaled whole). Files are decoded in parallel threads (Pillow releases the GIL); the tensors are cached
-in the cache folder under a key of the file list, sizes and mtimes, so a second run reads one file. Other files
-among the images are skipped with a warning.
+in the cache folder under a key of the file list, sizes and mtimes, so a second run reads one file; one file per
+folder and image size, the stale one removed when the folder changes. Other files among the images are skipped
+with a warning.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +33,7 @@ from .files import WriteError, save_torch
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_IMAGE_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
 CACHE_FORMAT = 2  # 2: one resize of the centre crop, 16-bit grey over 65535 always
+FIRST_FORMAT_NAME = re.compile(r"[0-9a-f]{32}\.pt")  # format 1's cache files, stale now
 
 
 def read_image(path: str | os.PathLike, size: int = 32) -> torch.Tensor:
@@ -95,12 +99,14 @@ def _listdir(folder: Path) -> list[Path]:
     return entries
 
 
-def _class_files(class_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:
+def _class_files(class_dir: Path, other_classes: set[Path]) -> tuple[list[Path], list[Path], list[Path]]:
     """The image files at any depth below one class folder (as ImageFolder reads it), in sorted order; the other
-    files there; and the symlinked folders not entered because they lead to a folder already read (a loop would
-    otherwise be walked forever). Hidden files and folders are left out."""
+    files there; and the symlinked folders not entered: those leading to a folder already read (a loop would be
+    walked forever), to a folder above this class (its images belong to other classes) or to another class
+    folder (`other_classes`, resolved). Hidden files and folders are left out."""
     images, others, revisits = [], [], []
-    entered = {class_dir.resolve()}
+    home = class_dir.resolve()
+    entered = {home}
 
     def walk(folder: Path) -> None:
         for entry in _listdir(folder):
@@ -108,7 +114,7 @@ def _class_files(class_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:
                 continue
             if entry.is_dir():
                 target = entry.resolve()
-                if target in entered:
+                if target in entered or target in other_classes or home.is_relative_to(target):
                     revisits.append(entry)
                 else:
                     entered.add(target)
@@ -132,7 +138,8 @@ def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
             raise UserError(f"{folder}: the class folder name {name!r} is not valid UTF-8; rename it") from None
     files, skipped, revisits, empty = [], [], [], []
     for index, name in enumerate(classes):
-        images, others, links = _class_files(folder / name)
+        images, others, links = _class_files(folder / name, {(folder / c).resolve() for c in classes} - {
+            (folder / name).resolve()})
         skipped += others
         revisits += links
         if not images:
@@ -147,18 +154,20 @@ def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
         warnings.warn(f"{folder}: skipped {len(skipped)} file(s) that are not images, e.g. "
                       f"{', '.join(str(p) for p in skipped[:3])}", stacklevel=3)
     if revisits:
-        warnings.warn(f"{folder}: skipped {len(revisits)} symlinked folder(s) that lead to a folder already read "
-                      f"(a loop, or a second link), e.g. {', '.join(str(p) for p in revisits[:3])}", stacklevel=3)
+        warnings.warn(f"{folder}: skipped {len(revisits)} symlinked folder(s) that lead to a folder already read, "
+                      "above their class or into another class (a loop, a second link, other classes' images), "
+                      f"e.g. {', '.join(str(p) for p in revisits[:3])}", stacklevel=3)
     return classes, files
 
 
-def _cache_key(image_size: int, splits: dict[str, list[tuple[Path, int]]]) -> str:
+def _cache_key(root: Path, image_size: int, splits: dict[str, list[tuple[Path, int]]]) -> str:
     digest = hashlib.sha256(f"{CACHE_FORMAT} {image_size}".encode())
     for split, files in splits.items():
         for path, label in files:
             stat = path.stat()
-            # The path as the bytes the OS holds: a file name need not be valid UTF-8
-            digest.update(f"\n{split}\t{label}\t".encode() + os.fsencode(path)
+            # The path below the root (the same folder reached as imgs, /abs/imgs or a link keeps one key), as the
+            # bytes the OS holds: a file name need not be valid UTF-8
+            digest.update(f"\n{split}\t{label}\t".encode() + os.fsencode(path.relative_to(root))
                           + f"\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:32]
 
@@ -227,7 +236,7 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     # one cache file per folder and image size: FOLDER-SIZE-KEY.pt, the key changing with any file
     prefix = f"{hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:12]}-{image_size}px-"
-    cache_file = cache / f"{prefix}{_cache_key(image_size, splits)}.pt"
+    cache_file = cache / f"{prefix}{_cache_key(root, image_size, splits)}.pt"
     tensors = _read_cache(cache_file, {name: len(files) for name, files in splits.items()}, image_size)
     if tensors is None:
         tensors = {name: _decode(files, image_size, f"decoding {name}/", progress) for name, files in splits.items()}
@@ -235,10 +244,12 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
             save_torch(cache_file, {"format": CACHE_FORMAT, **tensors})
         except WriteError as e:  # a read-only cache folder costs the next run a decode, nothing more
             warnings.warn(f"{cache_file}: could not write the decode cache ({e.reason})", stacklevel=2)
-        else:  # the folder's earlier decodes at this size are stale now (each is the size of the dataset)
-            for stale in cache.glob(f"{prefix}*.pt"):
-                if stale != cache_file:
-                    stale.unlink(missing_ok=True)
+        else:  # the folder's earlier decodes at this size are stale now (each is the size of the dataset), and so
+            # is every cache of the first format (named KEY.pt, before files were named by folder and size)
+            for stale in cache.glob("*.pt"):
+                if stale != cache_file and (stale.name.startswith(prefix) or FIRST_FORMAT_NAME.fullmatch(stale.name)):
+                    with contextlib.suppress(OSError):  # another user's file, or one open elsewhere: left there
+                        stale.unlink()
     labels = {name: torch.tensor([label for _, label in files], dtype=torch.int64) for name, files in splits.items()}
     return Dataset(tensors["train"], labels["train"], tensors["test"], labels["test"], classes=classes, name="folder",
                    root=root, layout="folder", checks={"cache": str(cache_file)})

@@ -58,8 +58,8 @@ def onednn_has_bf16() -> bool:
     held below that by ONEDNN_MAX_CPU_ISA."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a private probe; absent -> trust the CPU's own flags
-        return True
+    except (AttributeError, RuntimeError):  # a private probe; absent -> the CPU's own flags (x86, ARM)
+        return bool({"avx512_bf16", "amx_bf16", "bf16"} & cpu_flags())
 
 
 def x86_has_bf16_units() -> bool:
