@@ -115,3 +115,20 @@ def test_a_run_named_twice_is_one_row_and_relative_paths_get_their_folder_in_the
     monkeypatch.chdir(tmp_path / "other")
     assert main(["compare", "a", str(a)]) == 0  # two runs named a: each labelled with its folder
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["other/a", f"{root.name}/a"]
+    for bench in ("bench1", "bench2"):  # the benchmark layout twice: BENCH/base/seed0
+        shutil.copytree(a, tmp_path / bench / "base" / "seed0")
+    assert main(["compare", str(tmp_path / "bench1"), str(tmp_path / "bench2")]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["bench1/base/seed0",
+                                                                                      "bench2/base/seed0"]
+
+
+def test_a_max_lr_found_by_the_range_test_is_shown_as_the_value_used(two_runs, tmp_path, capsys):
+    _, (a, b) = two_runs
+    found = tmp_path / "found"
+    shutil.copytree(a, found)
+    for name, change in (("config.json", {"max_lr": "find"}), ("results.json", {"max_lr": 0.01234})):
+        values = json.loads((found / name).read_text())
+        (found / name).write_text(json.dumps({**values, **change}))
+    assert main(["compare", str(found), str(b)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "max_lr" in lines[0] and "0.01234 (find)" in lines[1]

@@ -54,6 +54,20 @@ def test_sqlite_sweep_writes_run_folders_best_config_and_plots_then_extends(tiny
     cmd[cmd.index("--trials") + 1] = "3"  # the same sweep, one trial more: trials 0 and 1 are not run again
     assert main(cmd) == 0
     assert states(out) == ["COMPLETE"] * 3 and (out / "trial-2" / "results.json").is_file()
+    trials = study(out).trials  # the seeded sampler drew on: trial 2 is not trial 0 again
+    assert trials[2].params != trials[0].params and trials[2].params != trials[1].params
+    capsys.readouterr()
+    for changed, named in ((["--epochs", "3"], "epochs 3 (the study's: 2)"),
+                           (["--param", "max_lr=log:1e-3:1e-1", "--param", "label_smoothing=0:0.3"],
+                            "--param max_lr=log:0.001:0.1 label_smoothing=0:0.3 (the study's: max_lr=log:0.001:0.01")):
+        again = cmd[:cmd.index("--param")] + ["--trials", "4", "--no-prune"] + changed
+        if changed[0] == "--epochs":
+            again += cmd[cmd.index("--param"):cmd.index("--no-prune")]
+        assert main(again) == 2
+        assert "was started with other settings" in (err := capsys.readouterr().err) and named in err, err
+    assert main(cmd + ["--study", "another"]) == 2  # its trial-0 would replace this study's
+    assert "trial-0: holds a run that is not trial 0 of this study" in capsys.readouterr().err
+    assert len(study(out).trials) == 3
 
 
 @pytest.mark.parametrize("how", ["crash", "ctrl-c"])
@@ -129,6 +143,18 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tiny_py, tmp_path, cap
     assert "1 complete, 1 pruned" in capsys.readouterr().out
 
 
+def test_a_trial_is_not_pruned_after_its_last_epoch():
+    from types import SimpleNamespace
+
+    from cifarkit.sweep import ReportValidation
+
+    trial = SimpleNamespace(report=lambda value, step: None, should_prune=lambda: True)  # the pruner says stop
+    trainer = SimpleNamespace(config=SimpleNamespace(epochs=3))
+    ReportValidation(trial).after_epoch(trainer, {"epoch": 3, "val_acc": 0.1})  # nothing left to save: it completes
+    with pytest.raises(optuna.TrialPruned):
+        ReportValidation(trial).after_epoch(trainer, {"epoch": 2, "val_acc": 0.1})
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--param", "max_lrr=0:1"], "unknown setting 'max_lrr'; the numbers a sweep can tune are max_lr, epochs"),
     (["--param", "max_lr=0.1"], "expected max_lr=LOW:HIGH or max_lr=log:LOW:HIGH"),
@@ -139,6 +165,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tiny_py, tmp_path, cap
     (["--param", "weight_decay=log:0:1e-2"], "a log range needs positive bounds"),
     (["--param", "max_lr=0.1:1", "--trials", "0"], "--trials 0: run at least one trial"),
     (["--param", "max_lr=0.1:1", "--val-split", "0"], "never on the test set: pass --val-split"),
+    (["--param", "max_lr=0.1:1", "--val-split", "500"], "--val-split 500: the training set has only 200 images"),
     ([], "at least one --param"),
     (["--param", "label_smoothing=0:1.5"], "--param label_smoothing=0:1.5: its end 1.5 is not a valid value "
                                            "(--label-smoothing 1.5: must be in [0, 1))"),

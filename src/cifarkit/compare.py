@@ -83,10 +83,14 @@ def expand(paths: list[str | os.PathLike]) -> list[Path]:
 
 
 def _label(path: Path, paths: list[Path]) -> str:
-    """The folder's name, with its parent's where two runs share a name (seed0 of two benchmarks)."""
-    if sum(p.name == path.name for p in paths) > 1:
-        return f"{path.resolve().parent.name}/{path.name}"
-    return path.name
+    """The folder's name, with as many of its parents' as make it unique (seed0 of two benchmarks: base/seed0
+    of two, bench1/base/seed0 and bench2/base/seed0)."""
+    parts = path.resolve().parts
+    for depth in range(1, len(parts)):
+        label = "/".join(parts[-depth:])
+        if sum("/".join(p.resolve().parts[-depth:]) == label for p in paths) == 1:
+            return label
+    return str(path.resolve())
 
 
 def load_runs(paths: list[str | os.PathLike]) -> list[Run]:
@@ -132,6 +136,15 @@ def _value(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _setting(run: Run, name: str) -> str:
+    """A setting as the run used it: a max lr left to the range test (max_lr find) is the one it found."""
+    value = run.config.get(name)
+    found = (run.results or {}).get("max_lr")
+    if name == "max_lr" and value == "find" and isinstance(found, (int, float)):
+        return f"{found:.4g} (find)"
+    return _value(value)
+
+
 def table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the comparison table, as strings."""
     differ = differing_settings(runs)
@@ -139,7 +152,7 @@ def table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in runs:
         res = r.results or {}
-        rows.append([r.name, _value(r.config.get("preset")), r.dataset, *(_value(r.config.get(k)) for k in differ),
+        rows.append([r.name, _value(r.config.get("preset")), r.dataset, *(_setting(r, k) for k in differ),
                      _pct(res.get("test_accuracy")), _pct(res.get("val_accuracy")),
                      f"{res['wall_time_s']:.0f}" if isinstance(res.get("wall_time_s"), (int, float)) else "-",
                      f"{res['train_images_per_second']:.0f}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
 import os
 import socket
@@ -108,6 +109,33 @@ def open_study(storage: str, name: str, prune: bool, startup_trials: int, sample
     raise AssertionError("unreachable")
 
 
+def keep_to_the_studys_setup(study: Any, base: TrainConfig, params: list[Param]) -> None:
+    """Record the settings and ranges a study sweeps the first time it runs, and refuse a later run that differs:
+    its trials would mix two setups, and best_config.json would hold a setting no trial ran. Where each worker
+    computes (the data folder, threads, --compile) may differ."""
+    from .run import MACHINE_SETTINGS
+
+    setup = {"settings": {k: v for k, v in base.to_dict().items() if k not in MACHINE_SETTINGS},
+             "params": [dataclasses.asdict(p) for p in params]}
+    setup = json.loads(json.dumps(setup))  # as the study stores it
+    recorded = study.user_attrs.get("setup")
+    if recorded is None:
+        study.set_user_attr("setup", setup)
+        return
+    differ = [f"{k} {setup['settings'].get(k)!r} (the study's: {v!r})" for k, v in recorded["settings"].items()
+              if setup["settings"].get(k) != v]
+    if recorded["params"] != setup["params"]:
+        differ.append("--param " + " ".join(_param_text(p) for p in setup["params"]) + " (the study's: "
+                      + " ".join(_param_text(p) for p in recorded["params"]) + ")")
+    if differ:
+        raise UserError(f"study {study.study_name!r} was started with other settings: {'; '.join(differ)}. Continue it "
+                        "with its own command, or sweep into another --out (or --study NAME)")
+
+
+def _param_text(p: dict[str, Any]) -> str:
+    return f"{p['name']}={'log:' if p['log'] else ''}{p['low']:g}:{p['high']:g}"
+
+
 def ended(study: Any) -> int:
     """Trials that count towards --trials: complete, pruned, or failed by their own settings (an interrupted one
     does not)."""
@@ -132,7 +160,8 @@ class ReportValidation:
 
         if math.isfinite(row.get("val_acc", math.nan)):
             self.trial.report(row["val_acc"], int(row["epoch"]))
-            if self.trial.should_prune():
+            # after the last epoch there is nothing left to save: the trial finishes and counts as complete
+            if int(row["epoch"]) < trainer.config.epochs and self.trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {int(row['epoch'])}: validation accuracy {row['val_acc']:.2%}")
 
     def at_end(self, trainer: Any, results: dict[str, Any]) -> None:
@@ -143,8 +172,9 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
           study_name: str | None = None, prune: bool = True, startup_trials: int = 5,
           sampler_seed: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Run (or continue) the sweep until the study has `trials` ended trials; returns the best trial's summary."""
-    from .datasets import load_for
+    from .datasets import load_for, shape_for
     from .run import train
+    from .rundir import CONFIG
 
     if trials < 1:
         raise UserError(f"--trials {trials}: run at least one trial")
@@ -175,14 +205,21 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's traceback: cifarkit says it in a line
     storage = storage or f"sqlite:///{out.resolve() / 'study.db'}"
     study = open_study(storage, study_name or out.resolve().name, prune, startup_trials, sampler_seed)
+    keep_to_the_studys_setup(study, base, params)
+    if sampler_seed is not None:  # a continued sweep draws on from where it stopped, not its first trials again
+        study.sampler = optuna.samplers.TPESampler(seed=(sampler_seed + len(study.trials)) % 2**32)
     data = load_for(base, progress=progress)  # once for every trial (each shapes it: limits, validation split)
+    shape_for(data, base)  # a validation split larger than the data is named now, not inside the first trial
 
     def objective(trial: Any) -> float:
         config = dataclasses.replace(base, **{p.name: p.suggest(trial) for p in params})
         run_dir = out / f"trial-{trial.number}"
+        if (run_dir / CONFIG).exists():  # trial numbers are never reused: this is another study's run
+            raise UserError(f"{run_dir}: holds a run that is not trial {trial.number} of this study (another study "
+                            "swept into this folder, or its study.db was replaced); sweep into another --out")
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         config.validate()
@@ -193,7 +230,7 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
             results = train(config, run_dir, overwrite=True, progress=progress, data=data,
                             observers=[ReportValidation(trial)])
         except Stopped:  # Ctrl-C: the trial is left failed, and the sweep (not the run) is what continues
-            raise UserError(f"stopped during trial {trial.number} ({run_dir}); it counts as failed. Continue the sweep "
+            raise UserError(f"stopped during trial {trial.number} ({run_dir}); it is not counted. Continue the sweep "
                             "with the same command: it runs the trials still to do") from None
         except RecipeFailed as e:
             what = "diverged" if isinstance(e, Diverged) else "refused"
