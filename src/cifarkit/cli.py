@@ -205,9 +205,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     config = config_from_args(args).validate()
     resolve_device(config.device)
     out = args.out or Path("runs") / f"lr-find-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    range_test_folder(out)  # before the data is read
+    folder = range_test_folder(out)  # checked before the data is read
     started = time.perf_counter()
-    result = find_lr(config, load_for(config, progress=not args.quiet), out, progress=not args.quiet)
+    result = find_lr(config, load_for(config, progress=not args.quiet), folder, progress=not args.quiet)
     print(f"suggested max lr {result.suggestion:.3g} (steepest descent of the smoothed loss); "
           f"loss minimum at lr {result.min_loss_lr:.3g}; {len(result.lrs)} steps"
           f"{' (stopped: diverged)' if result.diverged_at is not None else ''} in {time.perf_counter() - started:.0f}s")

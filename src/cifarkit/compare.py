@@ -82,28 +82,27 @@ def expand(paths: list[str | os.PathLike]) -> list[Path]:
     return list(unique.values())
 
 
-def _label(path: Path, paths: list[Path]) -> str:
-    """The folder's name, with as many of its parents' as make it unique (seed0 of two benchmarks: base/seed0
-    of two, bench1/base/seed0 and bench2/base/seed0)."""
-    parts = path.resolve().parts
+def _label(parts: tuple[str, ...], every: list[tuple[str, ...]]) -> str:
+    """A run folder's name (`parts`: its resolved path's parts), with as many of its parents' as make it unique
+    among `every` run's (seed0 of two benchmarks: base/seed0 of two, bench1/base/seed0 and bench2/base/seed0)."""
     for depth in range(1, len(parts)):
-        label = "/".join(parts[-depth:])
-        if sum("/".join(p.resolve().parts[-depth:]) == label for p in paths) == 1:
-            return label
-    return str(path.resolve())
+        if sum(other[-depth:] == parts[-depth:] for other in every) == 1:
+            return "/".join(parts[-depth:])
+    return str(Path(*parts))
 
 
 def load_runs(paths: list[str | os.PathLike]) -> list[Run]:
     folders = expand(paths)
+    resolved = [path.resolve().parts for path in folders]
     runs = []
-    for path in folders:
+    for path, parts in zip(folders, resolved):
         run = RunDir(path)
         config, results = run.read_json(CONFIG), run.read_json(RESULTS)
         for name, value in ((CONFIG, config), (RESULTS, results)):
             if value is not None and not isinstance(value, dict):
                 raise UserError(f"{run / name}: not a cifarkit {name} (expected an object of name: value)")
         history = run.read_metrics() if (run / METRICS).exists() else []
-        runs.append(Run(_label(path, folders), config or {}, results, history))
+        runs.append(Run(_label(parts, resolved), config or {}, results, history))
     return runs
 
 

@@ -137,9 +137,9 @@ def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
         except UnicodeEncodeError:  # the name could not be written in reports, plots or checkpoints
             raise UserError(f"{folder}: the class folder name {name!r} is not valid UTF-8; rename it") from None
     files, skipped, revisits, empty = [], [], [], []
+    class_dirs = {name: (folder / name).resolve() for name in classes}
     for index, name in enumerate(classes):
-        images, others, links = _class_files(folder / name, {(folder / c).resolve() for c in classes} - {
-            (folder / name).resolve()})
+        images, others, links = _class_files(folder / name, set(class_dirs.values()) - {class_dirs[name]})
         skipped += others
         revisits += links
         if not images:

@@ -177,7 +177,8 @@ def find_lr(config: TrainConfig, data: Dataset, run_dir: str | os.PathLike | Run
     if config.optimizer == "muon":
         raise UserError("lr-find with --optimizer muon: the range test sweeps one lr, and Muon's filters have their "
                         "own (--muon-lr); give both (or search them with `cifarkit sweep`)")
-    run = run_dir if isinstance(run_dir, RunDir) else range_test_folder(run_dir)  # a RunDir: a run's own test
+    # a RunDir was checked already: a training run's own range test, or the CLI's --out
+    run = run_dir if isinstance(run_dir, RunDir) else range_test_folder(run_dir)
     with kept_for_the_caller():
         result = _sweep(config, shape_for(data, config), progress)
     run.write_json(LR_FIND_JSON, result.to_dict())

@@ -44,13 +44,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def cpu_flags() -> set[str]:
-    """The first processor's flags in /proc/cpuinfo (empty where there is no such file)."""
+def cpu_info() -> tuple[str | None, set[str]]:
+    """The first processor's model name and flags in /proc/cpuinfo (None and empty where there is no such file)."""
+    model, flags = None, set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):  # x86, ARM
-                return set(line.split(":", 1)[1].split())
-    return set()
+            if line.startswith("model name") and model is None:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith(("flags", "Features")) and not flags:  # x86, ARM
+                flags = set(line.split(":", 1)[1].split())
+    return model, flags
 
 
 def onednn_has_bf16() -> bool:
@@ -59,7 +62,7 @@ def onednn_has_bf16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a private probe; absent -> the CPU's own flags (x86, ARM)
-        return bool({"avx512_bf16", "amx_bf16", "bf16"} & cpu_flags())
+        return bool({"avx512_bf16", "amx_bf16", "bf16"} & cpu_info()[1])
 
 
 def x86_has_bf16_units() -> bool:
@@ -67,7 +70,7 @@ def x86_has_bf16_units() -> bool:
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if all(probes):
         return any(probe() for probe in probes)
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_info()[1])
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -176,12 +179,8 @@ KERNEL_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"
 
 def machine_info(device: torch.device) -> dict[str, Any]:
     """The machine beside every number: CPU model and kind (e.g. AVX512-BF16), threads, versions, device."""
-    cpu, flags = platform.processor() or platform.machine(), cpu_flags()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    model, flags = cpu_info()
+    cpu = model or platform.processor() or platform.machine()
     kind = next((name for flag, name in CPU_KINDS.items() if flag in flags), "unknown")
     info = {"cpu": cpu, "cpu_kind": kind, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "cifarkit": __version__,
