@@ -99,6 +99,14 @@ def test_bad_input_is_a_user_error_naming_it(two_runs, tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
     assert main(["compare", str(a), "--out", str(b / "report.html")]) == 2  # never onto a run's file
     assert "a file of the run" in capsys.readouterr().err
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "study.db").write_bytes(b"SQLite format 3\0")
+    for name in ("study.db", "best_config.json"):  # nor onto a sweep's study or its best settings
+        assert main(["compare", str(a), "--out", str(sweep / name)]) == 2
+        assert f"{sweep / name}: a file of the sweep in {sweep}" in capsys.readouterr().err
+    assert (sweep / "study.db").read_bytes() == b"SQLite format 3\0"
+    assert main(["compare", str(a), "--out", str(sweep / "compare.html")]) == 0  # a page of its own beside them
     broken = tmp_path / "broken"
     shutil.copytree(b, broken)
     (broken / "results.json").write_text("{not json")

@@ -40,6 +40,11 @@ PLOTS = (
 RUN_FILES = (CONFIG, METRICS, RESULTS, CHECKPOINT, LR_FIND_JSON, MODEL_SUMMARY, REPORT, *(name for name, _ in PLOTS))
 RUN_PATTERNS = ("evaluate-*.json",)  # `cifarkit evaluate RUN_DIR` writes its results beside the run
 LOCK = ".cifarkit.lock"
+# What `cifarkit sweep --out DIR` writes beside its trial-N run folders: outputs of other commands never land on them.
+STUDY_DB = "study.db"
+BEST_CONFIG = "best_config.json"
+SWEEP_PLOTS = ("history.png", "importances.png")  # optuna's optimisation history and parameter importances
+SWEEP_FILES = (STUDY_DB, BEST_CONFIG, *SWEEP_PLOTS)
 # metrics.csv's columns in order; val_loss/val_acc only in runs with a validation split
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                  "images_per_s", "seconds")
@@ -187,8 +192,9 @@ def run_of(checkpoint: str | os.PathLike) -> RunDir:
 
 
 def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
-    """`output`, unless it is one of the `inputs` or a file of a run folder that a run writes (a command's own
-    results, such as evaluate-*.json, may sit beside the run): outputs never land on what they read."""
+    """`output`, unless it is one of the `inputs`, a file of a run folder that a run writes (a command's own
+    results, such as evaluate-*.json, may sit beside the run) or a sweep's own file: outputs never land on what
+    they read or on what another command keeps."""
     path = Path(output)
     target = path.resolve()
     for given in inputs:
@@ -200,4 +206,7 @@ def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
     for folder in list(target.parents)[:2]:  # RUN_DIR/x or RUN_DIR/checkpoints/x, plots/x
         if (folder / CONFIG).is_file() and str(target.relative_to(folder)) in (*RUN_FILES, LOCK):
             raise UserError(f"{output}: a file of the run in {folder}; write the output elsewhere")
+    sweep = target.parent
+    if target.name in SWEEP_FILES and any((sweep / name).is_file() for name in (STUDY_DB, BEST_CONFIG)):
+        raise UserError(f"{output}: a file of the sweep in {sweep}; write the output elsewhere")
     return path

@@ -24,11 +24,11 @@ from typing import Any
 
 from .config import SETTINGS, TrainConfig
 from .errors import Diverged, RecipeFailed, Stopped, UserError
+from .rundir import BEST_CONFIG, CONFIG, STUDY_DB, SWEEP_PLOTS
 
 # TrainConfig's numbers a sweep may tune (the validation split defines the objective, so it is not one of them)
 TUNABLE = ("max_lr", *(n for n, s in SETTINGS.items()
                        if s.type in (int, float) and s.type is not bool and not s.machine and n != "val_split"))
-BEST_CONFIG = "best_config.json"
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,6 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
     """Run (or continue) the sweep until the study has `trials` ended trials; returns the best trial's summary."""
     from .datasets import load_for, shape_for
     from .run import train
-    from .rundir import CONFIG
 
     if trials < 1:
         raise UserError(f"--trials {trials}: run at least one trial")
@@ -206,7 +205,7 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
     except OSError as e:
         raise UserError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's traceback: cifarkit says it in a line
-    storage = storage or f"sqlite:///{out.resolve() / 'study.db'}"
+    storage = storage or f"sqlite:///{out.resolve() / STUDY_DB}"
     study = open_study(storage, study_name or out.resolve().name, prune, startup_trials, sampler_seed)
     keep_to_the_studys_setup(study, base, params)
     if sampler_seed is not None:  # a continued sweep draws on from where it stopped, not its first trials again
@@ -278,18 +277,18 @@ def write_plots(study: Any, out: Path) -> list[str]:
     from .files import write_bytes
 
     written = []
-    for name, draw in (("history", ovm.plot_optimization_history), ("importances", ovm.plot_param_importances)):
+    for name, draw in zip(SWEEP_PLOTS, (ovm.plot_optimization_history, ovm.plot_param_importances)):
         try:
             with warnings.catch_warnings(), plt.rc_context():  # optuna's plt.style.use("ggplot") ends here
                 warnings.simplefilter("ignore")  # ExperimentalWarning
                 ax = draw(study)
         except Exception as e:  # noqa: BLE001 (importances need two finished trials with different values)
-            warnings.warn(f"sweep: the {name} plot was not drawn ({type(e).__name__}: {e})", stacklevel=2)
+            warnings.warn(f"sweep: {name} was not drawn ({type(e).__name__}: {e})", stacklevel=2)
             continue
         fig = ax.figure
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        write_bytes(out / f"{name}.png", buf.getvalue())
-        written.append(str(out / f"{name}.png"))
+        write_bytes(out / name, buf.getvalue())
+        written.append(str(out / name))
     return written
