@@ -3,6 +3,7 @@ workers sharing one study on a real PostgreSQL server started here on 127.0.0.1.
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -141,6 +142,10 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tiny_py, tmp_path, cap
     assert len((out / "trial-1" / "metrics.csv").read_text().splitlines()) == 2  # header + epoch 1
     assert not (out / "trial-1" / "results.json").exists()
     assert "1 complete, 1 pruned" in capsys.readouterr().out
+    assert json.loads((out / "trial-1" / "ended.json").read_text())["reason"] == "pruned"
+    assert main(["compare", str(out)]) == 0  # the run folders say how each trial ended
+    table = capsys.readouterr().out
+    assert re.search(r"trial-0 .* finished", table) and re.search(r"trial-1 .* pruned \(1/3 epochs\)", table)
 
 
 def test_a_trial_is_not_pruned_after_its_last_epoch():

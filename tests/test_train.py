@@ -150,6 +150,12 @@ def test_a_nan_loss_stops_training_and_names_the_step(tiny_py, tmp_path, monkeyp
     with pytest.raises(UserError, match=r"loss became nan at epoch 2, step \d+ \(lr .*last good checkpoint"):
         train(tiny_config(tiny_py), tmp_path / "run", progress=False)
     assert load_checkpoint(tmp_path / "run")["state"]["epoch"] == 1
+    ended = json.loads((tmp_path / "run" / "ended.json").read_text())  # the folder says why it stopped
+    assert ended["reason"] == "diverged" and "loss became nan at epoch 2" in ended["message"]
+    with monkeypatch.context() as healed:  # continued by hand (say after a fix): no longer ended
+        healed.setattr(Trainer, "train_step", original)
+        train(None, tmp_path / "run", resume=True, progress=False)
+    assert (tmp_path / "run" / "results.json").exists() and not (tmp_path / "run" / "ended.json").exists()
     monkeypatch.setattr(Trainer, "train_step", lambda self, images, *args: original(self, images * float("nan"),
                                                                                       *args))
     with pytest.raises(UserError, match=r"loss became nan at epoch 1, step 1 .*No checkpoint was written yet"):

@@ -20,7 +20,7 @@ from typing import Any
 
 from .config import SETTINGS
 from .errors import UserError
-from .rundir import CONFIG, METRICS, RESULTS, RunDir, check_output
+from .rundir import CONFIG, ENDED, METRICS, RESULTS, RunDir, check_output
 
 # Shown in columns of their own, or where a run is computed rather than what it is: never a "differing setting".
 _NOT_COMPARED = {"preset", "dataset"} | {name for name, s in SETTINGS.items() if s.machine}
@@ -32,6 +32,7 @@ class Run:
     config: dict[str, Any]
     results: dict[str, Any] | None  # None: unfinished
     history: list[dict[str, float]]
+    ended: dict[str, Any] | None = None  # why an unfinished run will not go on (diverged, pruned by a sweep)
 
     @property
     def dataset(self) -> str:
@@ -45,7 +46,9 @@ class Run:
     def status(self) -> str:
         if self.results is not None:
             return "finished"
-        return f"unfinished ({len(self.history)}/{self.config.get('epochs', '?')} epochs)"
+        reason = (self.ended or {}).get("reason")
+        state = reason if isinstance(reason, str) else "unfinished"
+        return f"{state} ({len(self.history)}/{self.config.get('epochs', '?')} epochs)"
 
 
 def _natural(path: Path) -> list[Any]:
@@ -97,12 +100,12 @@ def load_runs(paths: list[str | os.PathLike]) -> list[Run]:
     runs = []
     for path, parts in zip(folders, resolved):
         run = RunDir(path)
-        config, results = run.read_json(CONFIG), run.read_json(RESULTS)
-        for name, value in ((CONFIG, config), (RESULTS, results)):
+        config, results, ended = run.read_json(CONFIG), run.read_json(RESULTS), run.read_json(ENDED)
+        for name, value in ((CONFIG, config), (RESULTS, results), (ENDED, ended)):
             if value is not None and not isinstance(value, dict):
                 raise UserError(f"{run / name}: not a cifarkit {name} (expected an object of name: value)")
         history = run.read_metrics() if (run / METRICS).exists() else []
-        runs.append(Run(_label(parts, resolved), config or {}, results, history))
+        runs.append(Run(_label(parts, resolved), config or {}, results, history, ended))
     return runs
 
 

@@ -17,10 +17,10 @@ from .checkpoint import load_checkpoint
 from .config import SETTINGS, TrainConfig
 from .data import Dataset
 from .datasets import load_for, shape_for
-from .errors import Stopped, UserError
+from .errors import Diverged, Stopped, UserError
 from .models import build_model, summary
 from .report import plot_results, plot_schedule, write_report
-from .rundir import CONFIG, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
+from .rundir import CONFIG, ENDED, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
 from .runtime import kept_for_the_caller, resolve_device
 from .schedule import check_schedule, planned_schedule, steps_per_epoch
 from .trainer import Interrupted, Trainer
@@ -147,6 +147,8 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
             results = {**trainer.results(), "run_dir": str(run.path)}
             write_ending(run, trainer, results)
             return results
+        if run.writes:  # continued by hand (a pruned trial, a diverged run at a lower lr): no longer ended
+            (run / ENDED).unlink(missing_ok=True)
         if progress:
             print(f"resuming {run.path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step_in_epoch}",
                   file=sys.stderr)
@@ -164,6 +166,9 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         results["timing"] = {"data_s": loaded - started, "set_up_s": built - loaded,
                              "train_steps_s": trained() - trained_before, "evaluation_s": trainer.eval_seconds,
                              "to_final_number_s": time.perf_counter() - started}
+    except Diverged as e:
+        run.write_json(ENDED, {"reason": "diverged", "message": str(e)})
+        raise
     except Interrupted as e:
         raise Stopped(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run.path} "
                       f"(in Python: train(None, {str(run.path)!r}, resume=True))") from None

@@ -24,6 +24,9 @@ LR_FIND_JSON = "lr_find.json"
 LR_FIND_PLOT = "lr_find.png"
 MODEL_SUMMARY = "model.txt"
 REPORT = "report.html"
+# Why a run stopped before its last epoch, where nothing will continue it ({"reason": "diverged" | "pruned",
+# "message": ...}): written by train on a NaN loss and by a sweep's pruner; `compare` shows it as the run's status.
+ENDED = "ended.json"
 # (file, heading) in the order report.html shows them; absent files are left out
 PLOTS = (
     ("plots/curves.png", "Training curves"),
@@ -37,7 +40,8 @@ PLOTS = (
     ("plots/gradcam.png", "GradCAM of the most confident mistakes"),
 )
 # What a run folder holds; --overwrite removes exactly these (and RUN_PATTERNS) before starting again.
-RUN_FILES = (CONFIG, METRICS, RESULTS, CHECKPOINT, LR_FIND_JSON, MODEL_SUMMARY, REPORT, *(name for name, _ in PLOTS))
+RUN_FILES = (CONFIG, METRICS, RESULTS, ENDED, CHECKPOINT, LR_FIND_JSON, MODEL_SUMMARY, REPORT,
+             *(name for name, _ in PLOTS))
 RUN_PATTERNS = ("evaluate-*.json",)  # `cifarkit evaluate RUN_DIR` writes its results beside the run
 LOCK = ".cifarkit.lock"
 # What `cifarkit sweep --out DIR` writes beside its trial-N run folders: outputs of other commands never land on them.

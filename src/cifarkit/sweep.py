@@ -24,7 +24,7 @@ from typing import Any
 
 from .config import SETTINGS, TrainConfig
 from .errors import Diverged, RecipeFailed, Stopped, UserError
-from .rundir import BEST_CONFIG, CONFIG, STUDY_DB, SWEEP_PLOTS
+from .rundir import BEST_CONFIG, CONFIG, ENDED, STUDY_DB, SWEEP_PLOTS, RunDir
 
 # TrainConfig's numbers a sweep may tune (the validation split defines the objective, so it is not one of them)
 TUNABLE = ("max_lr", *(n for n, s in SETTINGS.items()
@@ -228,6 +228,9 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
         try:
             results = train(config, run_dir, overwrite=True, progress=progress, data=data,
                             observers=[ReportValidation(trial)])
+        except optuna.TrialPruned as e:  # the run folder says so too (`cifarkit compare` shows it)
+            RunDir(run_dir).write_json(ENDED, {"reason": "pruned", "message": str(e)})
+            raise
         except Stopped:  # Ctrl-C: the trial is left failed, and the sweep (not the run) is what continues
             raise UserError(f"stopped during trial {trial.number} ({run_dir}); it is not counted. Continue the sweep "
                             "with the same command: it runs the trials still to do") from None
