@@ -114,6 +114,19 @@ def test_folders_of_mixed_sizes_and_modes_become_one_tensor_with_sorted_classes(
     assert 30 < grey16.float().mean() < 200  # scaled to 8 bits, not clipped to white
 
 
+def test_folders_decode_on_the_cpus_the_process_may_use_not_the_hosts(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    write_folders(tmp_path / "imgs")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)  # as `taskset -c 3` or a container
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    pools = []
+    real_pool = folder.ThreadPoolExecutor
+    monkeypatch.setattr(folder, "ThreadPoolExecutor", lambda max_workers: pools.append(max_workers) or
+                        real_pool(max_workers))
+    load_dataset("folder", tmp_path / "imgs", image_size=24, progress=False)
+    assert pools and set(pools) == {1}
+
+
 def test_the_decode_cache_is_hit_and_a_damaged_or_stale_one_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
     root = write_folders(tmp_path / "imgs", per_class=4)

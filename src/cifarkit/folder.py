@@ -29,6 +29,7 @@ import torch
 from .data import Dataset, default_data_dir
 from .errors import UserError
 from .files import WriteError, save_torch
+from .runtime import available_cpus
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_IMAGE_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
@@ -181,7 +182,7 @@ def _decode(files: list[tuple[Path, int]], image_size: int, desc: str, progress:
         except UserError as e:
             return e
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=available_cpus()) as pool:  # a container's share, not the host's CPUs
         decoded = list(tqdm(pool.map(one, [p for p, _ in files]), total=len(files), desc=desc, unit="img",
                             disable=not progress, file=sys.stderr, leave=False))
     failed = [str(e) for e in decoded if isinstance(e, UserError)]
