@@ -55,6 +55,23 @@ def test_predict_names_the_class_of_a_saved_test_image(trained_run, tmp_path, ca
     assert "1. " in capsys.readouterr().out
 
 
+def test_a_run_trained_in_fp16_on_a_gpu_evaluates_and_predicts_on_a_cpu(trained_run, tmp_path, capsys):
+    import shutil
+
+    root, results = trained_run
+    run = tmp_path / "gpu-run"
+    shutil.copytree(root / "run", run)
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["config"]["precision"] = "fp16"  # as `cifarkit train --device cuda --precision fp16` stores it
+    torch.save(ckpt, run / "checkpoints" / "last.pt")
+    assert main(["evaluate", str(run), "--device", "cpu", "--out", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["test_accuracy"] == pytest.approx(results["test_accuracy"])
+    data = load_cifar10(root / "data", download=False)
+    Image.fromarray(data.test_images[0].permute(1, 2, 0).numpy()).save(tmp_path / "test0.png")
+    assert main(["predict", str(run), str(tmp_path / "test0.png"), "--device", "cpu"]) == 0
+    assert "1. " in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("content, message", [
     (b"just text", "not an image"),
     ("truncated", "corrupt or truncated"),

@@ -22,6 +22,23 @@ def test_auto_precision_on_cpu_follows_native_bf16_support(monkeypatch):
         runtime.resolve_precision("fp16", cpu)
 
 
+def test_a_trained_model_predicts_in_its_runs_precision_where_this_device_computes_it_else_autos(monkeypatch):
+    import warnings
+
+    from cifarkit import runtime
+
+    cpu = torch.device("cpu")
+    for native in (False, True):
+        monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda native=native: native)
+        auto = torch.bfloat16 if native else torch.float32
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no warning about a --precision the user cannot set here
+            assert runtime.inference_precision("fp16", cpu) == auto  # a GPU's fp16 run, on a CPU
+            assert runtime.inference_precision("bf16", cpu) == auto
+            assert runtime.inference_precision("fp32", cpu) == torch.float32
+            assert runtime.inference_precision("auto", cpu) == auto
+
+
 def test_native_bf16_needs_the_cpus_bf16_units_not_only_onednns_avx512(monkeypatch):
     from cifarkit import runtime
 

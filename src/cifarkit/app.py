@@ -25,7 +25,7 @@ from .explain import cam_model, gradcam_maps, overlay
 from .folder import read_image
 from .layers import default_layer, feature_layers, layer_problem
 from .metrics import mistakes, predict_logits
-from .runtime import resolve_precision
+from .runtime import inference_precision
 
 DISPLAY = 256  # pixels a side of the images the page shows (the model sees 32x32)
 MAX_UPLOAD = "25mb"  # Gradio refuses larger uploads; read_image refuses images over 50 megapixels
@@ -45,7 +45,7 @@ class Classifier:
                  candidates: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None, precision: str = "fp32"):
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.device = next(model.parameters()).device
-        self.dtype = resolve_precision(precision, self.device)  # bf16 autocast only where the CPU runs it natively
+        self.dtype = inference_precision(precision, self.device)  # e.g. fp32 on a CPU for a GPU's fp16 run
         self.classes, self.mean, self.std, self.image_size = list(classes), mean, std, image_size
         self.cam = cam_model(model)
         self.layers = feature_layers(model, image_size)

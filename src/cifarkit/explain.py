@@ -154,7 +154,7 @@ def gradcam_command(checkpoint: str | os.PathLike, images: list[str] = (), miscl
     from .folder import read_image
     from .inference import image_size, load_model
     from .metrics import mistakes, predict_logits
-    from .runtime import resolve_device, resolve_precision
+    from .runtime import inference_precision, resolve_device
 
     _require_captum()
     if misclassified is not None and misclassified < 1:
@@ -165,7 +165,7 @@ def gradcam_command(checkpoint: str | os.PathLike, images: list[str] = (), miscl
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, dev)
     config = TrainConfig.from_dict(ckpt["config"])
-    dtype = resolve_precision(config.precision, dev)
+    dtype = inference_precision(config.precision, dev)
     size = image_size(ckpt)
     checked_layer(model, layer, size)  # a wrong --layer is refused before any data is read
     pixels, probs, labels, names = [], [], [], []

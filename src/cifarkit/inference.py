@@ -22,7 +22,7 @@ from .errors import UserError
 from .folder import read_image
 from .metrics import confusion_matrix, per_class_accuracy, predict_logits
 from .models import build_model
-from .runtime import resolve_device, resolve_precision
+from .runtime import inference_precision, resolve_device
 
 
 def load_model(checkpoint: str | os.PathLike, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
@@ -46,7 +46,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | None = No
     model, ckpt = load_model(checkpoint, dev)
     config = TrainConfig.from_dict(ckpt["config"])
     tta = tta or config.tta  # by default the test-time augmentation the run reported with
-    dtype = resolve_precision(config.precision, dev)
+    dtype = inference_precision(config.precision, dev)
     data = load_for_checkpoint(ckpt, data_dir, limit_test).to(dev)
     logits = predict_logits(model, data.test_images, config.eval_batch_size, dtype, config.channels_last, tta,
                             ckpt["mean"], ckpt["std"], config.tta_below)
@@ -74,7 +74,7 @@ def predict_files(checkpoint: str | os.PathLike, paths: list[str], top_k: int | 
         raise UserError(f"--top-k {top_k}: must lie in 1..{len(classes)}")
     images = torch.stack([read_image(p, image_size(ckpt)) for p in paths]).to(dev)
     config = TrainConfig.from_dict(ckpt["config"])
-    probs = predict_logits(model, images, dtype=resolve_precision(config.precision, dev), tta=tta,
+    probs = predict_logits(model, images, dtype=inference_precision(config.precision, dev), tta=tta,
                            mean=ckpt["mean"], std=ckpt["std"], tta_below=config.tta_below).softmax(1)
     top = probs.topk(top_k, dim=1)
     return [{"image": str(p), "top": [{"class": classes[int(i)], "probability": float(v)}

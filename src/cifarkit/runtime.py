@@ -111,6 +111,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
+def inference_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype in which a trained model predicts on `device`: the run's own `precision` where this
+    device computes it well, else what `auto` picks here. A model trained in fp16 on a GPU still predicts on a
+    CPU, and one trained in bf16 on a CPU without bf16 units: nobody asked for their precision on this device."""
+    if device.type == "cpu" and (precision == "fp16" or precision == "bf16" and not cpu_has_fast_bf16()):
+        precision = "auto"
+    return resolve_precision(precision, device)
+
+
 def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed memory for reuse rather than hand it back to the kernel.
 
