@@ -107,6 +107,11 @@ def test_bad_input_is_a_user_error_naming_it(two_runs, tmp_path, capsys):
         assert f"{sweep / name}: a file of the sweep in {sweep}" in capsys.readouterr().err
     assert (sweep / "study.db").read_bytes() == b"SQLite format 3\0"
     assert main(["compare", str(a), "--out", str(sweep / "compare.html")]) == 0  # a page of its own beside them
+    loose = tmp_path / "copy.pt"  # a checkpoint outside any run folder is not replaced either
+    shutil.copy(a / "checkpoints" / "last.pt", loose)
+    assert main(["compare", str(a), "--out", str(loose)]) == 2
+    assert "an existing model file (.pt)" in capsys.readouterr().err
+    assert loose.read_bytes() == (a / "checkpoints" / "last.pt").read_bytes()
     broken = tmp_path / "broken"
     shutil.copytree(b, broken)
     (broken / "results.json").write_text("{not json")

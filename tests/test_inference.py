@@ -72,6 +72,16 @@ def test_a_run_trained_in_fp16_on_a_gpu_evaluates_and_predicts_on_a_cpu(trained_
     assert "1. " in capsys.readouterr().out
 
 
+def test_evaluate_never_writes_onto_a_checkpoint_outside_a_run_folder(trained_run, tmp_path, capsys):
+    root, _ = trained_run
+    only = tmp_path / "only" / "checkpoints"  # a run folder reduced to its checkpoint (no config.json)
+    only.mkdir(parents=True)
+    (only / "last.pt").write_bytes((root / "run" / "checkpoints" / "last.pt").read_bytes())
+    assert main(["evaluate", str(root / "run"), "--out", str(only / "last.pt")]) == 2
+    assert "an existing model file (.pt)" in capsys.readouterr().err
+    assert (only / "last.pt").read_bytes() == (root / "run" / "checkpoints" / "last.pt").read_bytes()
+
+
 @pytest.mark.parametrize("content, message", [
     (b"just text", "not an image"),
     ("truncated", "corrupt or truncated"),

@@ -49,6 +49,9 @@ STUDY_DB = "study.db"
 BEST_CONFIG = "best_config.json"
 SWEEP_PLOTS = ("history.png", "importances.png")  # optuna's optimisation history and parameter importances
 SWEEP_FILES = (STUDY_DB, BEST_CONFIG, *SWEEP_PLOTS)
+# Weights, wherever they lie (a run's checkpoints/last.pt, a copy of it, a bundle's model): no command writes these
+# suffixes, so an output onto one is a slip that would destroy a trained model.
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
 # metrics.csv's columns in order; val_loss/val_acc only in runs with a validation split
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                  "images_per_s", "seconds")
@@ -210,6 +213,8 @@ def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
     for folder in list(target.parents)[:2]:  # RUN_DIR/x or RUN_DIR/checkpoints/x, plots/x
         if (folder / CONFIG).is_file() and str(target.relative_to(folder)) in (*RUN_FILES, LOCK):
             raise UserError(f"{output}: a file of the run in {folder}; write the output elsewhere")
+    if target.suffix.lower() in WEIGHT_SUFFIXES and target.is_file():
+        raise UserError(f"{output}: an existing model file ({target.suffix}); write the output elsewhere")
     sweep = target.parent
     if target.name in SWEEP_FILES and any((sweep / name).is_file() for name in (STUDY_DB, BEST_CONFIG)):
         raise UserError(f"{output}: a file of the sweep in {sweep}; write the output elsewhere")
