@@ -179,6 +179,8 @@ def test_9_a_folder_as_config_file_is_named(tmp_path, capsys):
     ("other-weights", "its weights do not fit model 's10-small' with 10 classes (Missing key(s)"),
     ("wrong-shape", "its weights do not fit model 's10-small' with 10 classes (size mismatch for prep.0.weight"),
     ("no-classes", "its class names are missing"),
+    ("image-size-text", "its image size 'abc' is not a whole number of pixels"),
+    ("nan-weights", "its weights hold NaN or infinite values (prep.0.weight)"),
 ])
 def test_10_malformed_checkpoints_are_named(trained_run, tmp_path, capsys, damage, needle):
     root, _ = trained_run
@@ -191,6 +193,10 @@ def test_10_malformed_checkpoints_are_named(trained_run, tmp_path, capsys, damag
         ckpt["model"] = {"fc.weight": torch.zeros(3, 3)}
     elif damage == "wrong-shape":
         ckpt["model"]["prep.0.weight"] = ckpt["model"]["prep.0.weight"][:1]
+    elif damage == "image-size-text":
+        ckpt["image_size"] = "abc"
+    elif damage == "nan-weights":
+        ckpt["model"]["prep.0.weight"][0, 0, 0, 0] = float("nan")
     else:
         ckpt["classes"] = []
     torch.save(ckpt, tmp_path / "bad.pt")

@@ -52,7 +52,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "format" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path}: not a cifarkit checkpoint (no format version or model weights)")
     if ckpt["format"] != CHECKPOINT_FORMAT:
-        raise UserError(f"{path}: checkpoint format {ckpt['format']}, this cifarkit reads format {CHECKPOINT_FORMAT}; "
+        raise UserError(f"{path}: checkpoint format {ckpt['format']!r}, this cifarkit reads format {CHECKPOINT_FORMAT}; "
                         f"use the cifarkit version that wrote it ({ckpt.get('cifarkit', 'unknown')})")
     for key in ("model", "training_weights"):  # weights only ever load by copy (see _drop_assign_flags)
         _drop_assign_flags(ckpt.get(key))
@@ -90,9 +90,15 @@ def _structure_problem(ckpt: dict[str, Any]) -> str:
         return "its class names are missing or fewer than two"
     if not (floats(ckpt.get("mean"), 3) and floats(ckpt.get("std"), 3) and all(v > 0 for v in ckpt["std"])):
         return "its normalisation (mean, std: three numbers each) is missing or invalid"
+    size = ckpt.get("image_size", 32)  # absent in checkpoints from before datasets: CIFAR's 32
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        return f"its image size {size!r} is not a whole number of pixels"
     weights = ckpt.get("model")
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         return "its model weights are not a dict of tensors"
+    broken = next((name for name, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:  # every prediction would be NaN
+        return f"its weights hold NaN or infinite values ({broken}); use a checkpoint from before the run diverged"
     try:
         build_model(ckpt["model_name"], num_classes=len(classes)).load_state_dict(weights)
     except RuntimeError as e:  # missing/unexpected keys, size mismatches: the weights of another network
