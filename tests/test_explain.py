@@ -142,6 +142,13 @@ def test_gradcam_cli_on_files_and_mistakes(half_trained, tmp_path, capsys):
     assert main(["gradcam", str(root / "run"), *files[:3], "--out", str(tmp_path / "one-row.png")]) == 0
     # 11 images at 5 a row: 3 rows; 3 images: 1 row
     assert png_height(out) / png_height(tmp_path / "one-row.png") == pytest.approx(3, rel=0.2)
+    # the files may also come after the options, or on both sides of them
+    assert main(["gradcam", str(root / "run"), "--misclassified", "4", *files, "--out", str(tmp_path / "b.png")]) == 0
+    assert "GradCAM of 11 images" in capsys.readouterr().out
+    assert main(["gradcam", str(root / "run"), files[0], "--out", str(tmp_path / "c.png"), *files[1:3]]) == 0
+    assert "GradCAM of 3 images" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # anything else left over is still refused
+        main(["gradcam", str(root / "run"), "--out", str(tmp_path / "d.png"), files[0], "--bogus"])
 
 
 def test_gradcam_api_rows_maps_and_default_output(half_trained, tmp_path):

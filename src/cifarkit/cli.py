@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a checkpoint, as JSON")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
     _add_data_flags(p)
-    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's, usually none)")
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's own: flip-translate for the fast presets, flip for "
+                        "s10-best, none for s10)")
     p.add_argument("--limit-test", type=int, metavar="N", help="the first N test images only")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, help="JSON file (default: next to the checkpoint, evaluate-TTA.json)")
@@ -329,7 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "images_anywhere", False) and not any(e.startswith("-") for e in extra):
+        args.images += extra  # files after an option: argparse gives an optional ("*") positional only one place
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(config_defaults(parser, args, argv))

@@ -78,6 +78,7 @@ def add_commands(sub: argparse._SubParsersAction, data_flags: Callable[[argparse
                    help="explain the predicted class (default) or the true one (test images only)")
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="the PNG (default RUN_DIR/gradcam.png, or CKPT.gradcam.png beside a checkpoint file)")
+    p.set_defaults(images_anywhere=True)  # `gradcam RUN --misclassified 2 a.png` as well as `gradcam RUN a.png ...`
     data_flags(p)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_gradcam)
