@@ -104,7 +104,8 @@ def test_onnx_export_matches_pytorch(trained_run, tmp_path, raw, capsys):
     out = tmp_path / "model.onnx"
     argv = ["export", str(root / "run"), "--onnx", str(out)] + (["--raw-input"] if raw else [])
     assert main(argv) == 0
-    assert "max abs difference" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "max abs difference" in said
     # independent check on real test images, in the input convention the flag promised
     data = load_cifar10(root / "data", download=False)
     model, ckpt = inference.load_model(root / "run", torch.device("cpu"))
@@ -112,7 +113,15 @@ def test_onnx_export_matches_pytorch(trained_run, tmp_path, raw, capsys):
     from cifarkit.augment import normalize
     with torch.inference_mode():
         expected = model(normalize(pixels, ckpt["mean"], ckpt["std"])).numpy()  # the run's own statistics
-    feed = pixels.float().numpy() if raw else normalize(pixels, ckpt["mean"], ckpt["std"]).numpy()
+    # the file alone says how to feed it and what the outputs are (its metadata), and so does the command
+    meta = {p.key: p.value for p in pytest.importorskip("onnx").load(str(out)).metadata_props}
+    assert json.loads(meta["classes"]) == list(ckpt["classes"]) and meta["image_size"] == "32"
+    assert meta["normalised_inside"] == str(raw).lower()
+    mean, std = json.loads(meta["mean"]), json.loads(meta["std"])
+    assert mean == pytest.approx(ckpt["mean"]) and std == pytest.approx(ckpt["std"])
+    if not raw:
+        assert f"mean ({ckpt['mean'][0]:.4f}, " in said
+    feed = pixels.float().numpy() if raw else normalize(pixels, mean, std).numpy()
     got = ort.InferenceSession(str(out)).run(None, {"images": feed})[0]
     assert np.abs(got - expected).max() < 1e-3
 

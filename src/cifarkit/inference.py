@@ -3,6 +3,7 @@ files, export to ONNX."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import warnings
@@ -23,6 +24,7 @@ from .folder import read_image
 from .metrics import confusion_matrix, per_class_accuracy, predict_logits
 from .models import build_model
 from .runtime import inference_precision, resolve_device
+from .version import __version__
 
 
 def load_model(checkpoint: str | os.PathLike, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
@@ -96,6 +98,7 @@ class _WithNormalisation(nn.Module):
 def export_onnx(checkpoint: str | os.PathLike, path: str | os.PathLike, raw_input: bool = False) -> dict[str, Any]:
     """Write an ONNX model (fp32, dynamic batch) and check it against PyTorch with onnxruntime."""
     try:
+        import onnx
         import onnxruntime
     except ImportError:
         raise UserError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'cifarkit[onnx]'") from None
@@ -112,17 +115,24 @@ def export_onnx(checkpoint: str | os.PathLike, path: str | os.PathLike, raw_inpu
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not the user's business
         program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"], output_names=["logits"],
                                     dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
-    buf = program.model_proto.SerializeToString()
+    shape = f"N x 3 x {size} x {size}"
+    stats = ", ".join(f"{name} ({', '.join(f'{v:.4f}' for v in ckpt[name])})" for name in ("mean", "std"))
+    described = (f"raw pixels 0..255 (float32, {shape}, RGB)" if raw_input else
+                 f"normalised images (float32, {shape}, RGB, (x/255 - mean) / std with this run's {stats})")
+    # what a receiver of the file alone needs to feed it and read it (onnx.load(f).metadata_props)
+    proto = program.model_proto  # built afresh at each access
+    onnx.helper.set_model_props(proto, {
+        "input": described, "classes": json.dumps(list(ckpt["classes"])), "image_size": str(size),
+        "mean": json.dumps(list(ckpt["mean"])), "std": json.dumps(list(ckpt["std"])),
+        "normalised_inside": str(raw_input).lower(), "cifarkit": __version__})
+    buf = proto.SerializeToString()
     path = Path(path)
     write_bytes(path, buf)
     session = onnxruntime.InferenceSession(buf, providers=["CPUExecutionProvider"])
     with torch.inference_mode():
         expected = model(example).numpy()
     got = session.run(None, {"images": example.numpy()})[0]
-    shape = f"N x 3 x {size} x {size}"
-    return {"onnx": str(path), "input": f"raw pixels 0..255 (float32, {shape}, RGB)" if raw_input else
-            f"normalised images (float32, {shape}, RGB, (x/255 - mean) / std)",
-            "mean": ckpt["mean"], "std": ckpt["std"], "classes": ckpt["classes"],
+    return {"onnx": str(path), "input": described, "mean": ckpt["mean"], "std": ckpt["std"], "classes": ckpt["classes"],
             "max_abs_diff": float(np.abs(got - expected).max())}
 
 
