@@ -133,8 +133,21 @@ def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tmp_path,
         load_checkpoint(run / "checkpoints" / "last.pt")
     (run / "config.json").write_text("{}")
     assert main(["train", "--resume", str(run)]) == 2
-    assert "never executed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "never executed" in err and "weights_only" not in err  # torch's advice to load it unsafely is not passed on
     assert not marker.exists()
+
+
+def test_a_file_that_is_no_checkpoint_is_named_for_what_it_is(tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "cat.png")
+    (tmp_path / "config.json").write_text('{"epochs": 3}')
+    (tmp_path / "model.safetensors").write_bytes((20).to_bytes(8, "little") + b'{"__metadata__":{}}  ')
+    for name, kind in [("cat.png", "a PNG image"), ("config.json", "JSON or text"), ("model.safetensors", "a safetensors file")]:
+        assert main(["predict", str(tmp_path / name), str(tmp_path / "cat.png")]) == 2  # e.g. arguments swapped
+        err = capsys.readouterr().err
+        assert f"{tmp_path / name}: not a checkpoint ({kind}" in err and "weights_only" not in err
 
 
 def test_wrong_version_and_wrong_model_checkpoints_are_explained(tiny_py, tmp_path, capsys):

@@ -41,14 +41,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = RunDir(path).checkpoint
+    kind = _other_kind_of_file(path)
+    if kind:
+        raise UserError(f"{path}: not a checkpoint ({kind}); give a run folder or its checkpoints/last.pt")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{path}: no such checkpoint") from None
-    except Exception as e:  # pickle's UnpicklingError and friends: the reason is in the message
-        raise UserError(f"{path}: refused or unreadable as a checkpoint ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}). Only cifarkit checkpoints of plain tensors "
-                        "load; a file that carries code is never executed") from None
+    except Exception as e:  # pickle's UnpicklingError and friends (torch's own text advises the unsafe load: not shown)
+        reason = "" if "weights_only" in str(e) else f": {str(e).splitlines()[0]}" if str(e) else ""
+        raise UserError(f"{path}: refused or unreadable as a checkpoint ({type(e).__name__}{reason}). Only cifarkit "
+                        "checkpoints of plain tensors load; a file that carries code is never executed") from None
     if not isinstance(ckpt, dict) or "format" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path}: not a cifarkit checkpoint (no format version or model weights)")
     if ckpt["format"] != CHECKPOINT_FORMAT:
@@ -60,6 +63,26 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if problem:
         raise UserError(f"{path}: not a cifarkit checkpoint: {problem}")
     return ckpt
+
+
+# The first bytes of files that get passed where a checkpoint belongs (arguments swapped, a run's other files)
+_OTHER_FILES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+                (b"RIFF", "a WebP image"), (b"BM", "a BMP image"), (b"{", "JSON or text"), (b"[", "JSON or text"))
+
+
+def _other_kind_of_file(path: Path) -> str:
+    """What a file is when it cannot be one of torch.save's formats (a zip, or a pickle before torch 1.6); "" if it
+    may be one, or cannot be read (torch.load then says why)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(10)
+    except OSError:
+        return ""
+    if head.startswith((b"PK\x03\x04", b"\x80")) or not head:
+        return ""
+    if head[8:10] == b'{"':  # 8 bytes of header length, then the header's JSON
+        return "a safetensors file: weights without the run's settings, as an app bundle's model.safetensors"
+    return next((kind for magic, kind in _OTHER_FILES if head.startswith(magic)), "not a file torch.save writes")
 
 
 def _drop_assign_flags(weights: Any) -> None:
