@@ -82,6 +82,19 @@ def test_evaluate_never_writes_onto_a_checkpoint_outside_a_run_folder(trained_ru
     assert (only / "last.pt").read_bytes() == (root / "run" / "checkpoints" / "last.pt").read_bytes()
 
 
+def test_evaluate_into_a_folder_it_cannot_write_is_refused_before_the_work(trained_run, monkeypatch, capsys):
+    import os
+
+    root, _ = trained_run
+    run = root / "run"
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(run) else real_access(path, mode))
+    monkeypatch.setattr(inference, "evaluate_checkpoint", lambda *a, **k: pytest.fail("evaluated first"))
+    assert main(["evaluate", str(run)]) == 2  # as on a read-only mount (root may write anywhere else)
+    assert f"{run / 'evaluate-none.json'}: its folder cannot be written (read-only?); pass --out" in \
+        capsys.readouterr().err
+
+
 @pytest.mark.parametrize("content, message", [
     (b"just text", "not an image"),
     ("truncated", "corrupt or truncated"),

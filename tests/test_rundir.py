@@ -30,3 +30,20 @@ def test_a_damaged_json_file_is_named(tmp_path):
     with pytest.raises(UserError, match=r"config.json: not valid JSON"):
         run.read_json(CONFIG)
     assert run.read_json("results.json") is None
+
+
+def test_a_commands_default_output_goes_into_the_run_folder_else_beside_a_loose_checkpoint(tmp_path):
+    from cifarkit.rundir import default_output
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    (tmp_path / "copy.pt").write_bytes(b"")
+    assert default_output(run, "gradcam.png") == run / "gradcam.png"
+    assert default_output(run / "checkpoints" / "last.pt", "evaluate-flip.json") == run / "evaluate-flip.json"
+    assert default_output(tmp_path / "copy.pt", "evaluate-flip.json") == tmp_path / "copy.evaluate-flip.json"
+    (run / "gradcam.png").write_bytes(b"")
+    (run / "evaluate-flip.json").write_text("{}")
+    RunDir(run).clear()  # --overwrite: the commands' outputs about the old model go with it
+    assert not (run / "gradcam.png").exists() and not (run / "evaluate-flip.json").exists()

@@ -288,3 +288,16 @@ def test_resume_with_no_config_keeps_the_runs_settings(tiny_py, tmp_path, crash_
     crash_at_step(None)
     train(None, run, resume=True, progress=False)
     assert [int(r["epoch"]) for r in rows(run)] == [1, 2]
+
+
+def test_a_run_never_joins_a_folder_of_other_files_and_a_failed_start_leaves_no_folder(tiny_py, tmp_path):
+    with pytest.raises(UserError, match=r"--out .*py: a folder of other files \(cifar-10-batches-py\), not a run"):
+        train(tiny_config(tiny_py), tiny_py, progress=False, overwrite=True)  # the data folder itself
+    assert sorted(p.name for p in tiny_py.iterdir()) == ["cifar-10-batches-py"]  # no lock file left there either
+    with pytest.raises(UserError, match="--val-split"):  # fails after the folder was made and locked
+        train(tiny_config(tiny_py, val_split=10**6), tmp_path / "new" / "run", progress=False)
+    assert not (tmp_path / "new" / "run").exists()
+    (tmp_path / "mine").mkdir()  # a folder the user made, empty: used, and kept if the run fails
+    with pytest.raises(UserError, match="--val-split"):
+        train(tiny_config(tiny_py, val_split=10**6), tmp_path / "mine", progress=False)
+    assert (tmp_path / "mine").is_dir()

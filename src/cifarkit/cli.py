@@ -226,16 +226,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .files import write_json
     from .inference import evaluate_checkpoint
-    from .rundir import check_output
+    from .checkpoint import load_checkpoint
+    from .rundir import check_output, default_output
 
     if args.limit_test is not None and args.limit_test < 1:
         raise UserError(f"--limit-test {args.limit_test}: must be a whole number of images >= 1")
-    if args.out is not None:
-        check_output(args.out, args.checkpoint)  # before the work: never onto the checkpoint it reads
+    tta = args.tta or load_checkpoint(args.checkpoint)["config"].get("tta", "none")
+    # before the work: never onto the checkpoint it reads, nor into a folder that cannot be written
+    out = check_output(args.out or default_output(args.checkpoint, f"evaluate-{tta}.json"), args.checkpoint)
     result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.tta, args.limit_test, args.device)
-    tta = result["tta"]
-    out = args.out or (args.checkpoint / f"evaluate-{tta}.json" if args.checkpoint.is_dir()
-                       else args.checkpoint.with_name(f"{args.checkpoint.stem}.evaluate-{tta}.json"))
     write_json(out, result)
     print(f"test accuracy {result['test_accuracy']:.2%}  loss {result['test_loss']:.4f}  "
           f"({result['n_test']} images, tta {tta})")

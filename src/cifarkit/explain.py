@@ -21,7 +21,7 @@ from torch import nn
 from .augment import normalize
 from .errors import UserError
 from .layers import default_layer, feature_layers, layer_problem
-from .rundir import RunDir, check_output
+from .rundir import RunDir, check_output, default_output
 
 CAPTUM_HINT = "pip install 'cifarkit[app]'"
 BATCH = 64  # images per GradCAM pass
@@ -160,8 +160,7 @@ def gradcam_command(checkpoint: str | os.PathLike, images: list[str] = (), miscl
     if misclassified is not None and misclassified < 1:
         raise UserError(f"--misclassified {misclassified}: must be at least 1")
     checkpoint = Path(checkpoint)
-    out = check_output(out, checkpoint, *images) if out else (
-        checkpoint / "gradcam.png" if checkpoint.is_dir() else checkpoint.with_name(f"{checkpoint.stem}.gradcam.png"))
+    out = check_output(out or default_output(checkpoint, "gradcam.png"), checkpoint, *images)
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, dev)
     config = TrainConfig.from_dict(ckpt["config"])

@@ -92,10 +92,17 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         held.callback(run.lock().unlock)
     else:
         resolve_device(config.device)  # ... and before any folder is made
+        made = run_dir is None or not Path(run_dir).exists()
         if run_dir is None:
             run_dir = ranks.broadcast(str(new_run_dir(config)) if ranks.is_main else "")
+        others = RunDir(run_dir).others()
+        if others:  # the data folder, a folder of images: a run never mixes its files into them
+            raise UserError(f"--out {run_dir}: a folder of other files ({', '.join(others[:3])}"
+                            f"{', ...' if len(others) > 3 else ''}), not a run; choose a new or empty folder")
         run = RunDir(run_dir, writes=ranks.is_main).lock()  # a second process writing this folder is refused
         held.callback(run.unlock)
+        if made:  # a run that fails before its first file leaves no empty folder behind
+            held.callback(run.discard_if_unused)
         existing = run.existing()
         if existing and not overwrite:
             raise UserError(f"--out {run.path}: already holds a run ({', '.join(existing)}); pass --resume "

@@ -5,6 +5,7 @@ each of them finds a file through `RunDir`, so a path is spelled once, here.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import io
@@ -42,7 +43,7 @@ PLOTS = (
 # What a run folder holds; --overwrite removes exactly these (and RUN_PATTERNS) before starting again.
 RUN_FILES = (CONFIG, METRICS, RESULTS, ENDED, CHECKPOINT, LR_FIND_JSON, MODEL_SUMMARY, REPORT,
              *(name for name, _ in PLOTS))
-RUN_PATTERNS = ("evaluate-*.json",)  # `cifarkit evaluate RUN_DIR` writes its results beside the run
+RUN_PATTERNS = ("evaluate-*.json", "gradcam.png")  # what `cifarkit evaluate` / `gradcam` write into a run by default
 LOCK = ".cifarkit.lock"
 # What `cifarkit sweep --out DIR` writes beside its trial-N run folders: outputs of other commands never land on them.
 STUDY_DB = "study.db"
@@ -116,6 +117,20 @@ class RunDir:
             return []
         listed = [name for name in RUN_FILES if (self.path / name).exists()]
         return listed + sorted(p.name for pattern in RUN_PATTERNS for p in self.path.glob(pattern))
+
+    def others(self) -> list[str]:
+        """What a folder that holds no run has in it, its lock aside: a user's files, which a new run never joins."""
+        if not self.path.is_dir() or self.existing():
+            return []
+        return sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
+
+    def discard_if_unused(self) -> None:
+        """Remove the folder again if it holds nothing but its lock (a run that failed before writing anything, in a
+        folder it made). Called while the lock is held, so no other process is writing there."""
+        if self.writes and self._lock is not None and [p.name for p in self.path.iterdir()] == [LOCK]:
+            with contextlib.suppress(OSError):
+                (self.path / LOCK).unlink()
+                self.path.rmdir()
 
     def clear(self) -> None:
         """Remove the run files (and nothing else a user may keep in the folder)."""
@@ -198,6 +213,18 @@ def run_of(checkpoint: str | os.PathLike) -> RunDir:
     return RunDir(path if path.is_dir() else path.parent.parent, writes=False)
 
 
+def default_output(checkpoint: str | os.PathLike, name: str) -> Path:
+    """Where a command's output about a checkpoint goes unless told: into its run folder (named as the folder or as
+    RUN_DIR/checkpoints/last.pt, so --overwrite clears it), else beside a loose checkpoint file as STEM.NAME."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        return path / name
+    run = run_of(path)
+    if path.parts[-2:] == tuple(CHECKPOINT.split("/")) and (run / CONFIG).is_file():
+        return run / name
+    return path.with_name(f"{path.stem}.{name}")
+
+
 def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
     """`output`, unless it is one of the `inputs`, a file of a run folder that a run writes (a command's own
     results, such as evaluate-*.json, may sit beside the run) or a sweep's own file: outputs never land on what
@@ -213,6 +240,8 @@ def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
     for folder in list(target.parents)[:2]:  # RUN_DIR/x or RUN_DIR/checkpoints/x, plots/x
         if (folder / CONFIG).is_file() and str(target.relative_to(folder)) in (*RUN_FILES, LOCK):
             raise UserError(f"{output}: a file of the run in {folder}; write the output elsewhere")
+    if target.parent.is_dir() and not os.access(target.parent, os.W_OK):  # found now, not after the work
+        raise UserError(f"{output}: its folder cannot be written (read-only?); pass --out with a path elsewhere")
     if target.suffix.lower() in WEIGHT_SUFFIXES and target.is_file():
         raise UserError(f"{output}: an existing model file ({target.suffix}); write the output elsewhere")
     sweep = target.parent
