@@ -374,3 +374,33 @@ def test_19_a_size_too_small_for_batchnorm_is_refused_with_the_least_that_trains
     refused(capsys, argv + ["--limit-train", "151"], message)
     if "nothing" not in message:  # a 1x1 map trains when every batch holds two images or more
         assert main(argv + ["--limit-train", "150"]) == 0
+
+
+# 11. the command line's own slips -----------------------------------------------------------------------------------
+
+def test_an_unknown_flag_is_named_by_its_command_with_the_nearest_one(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--lr", "0.1"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith("usage: cifarkit train")
+    assert "unrecognized arguments: --lr 0.1 (did you mean --max-lr?)" in err
+
+
+def test_a_warning_is_one_line_naming_the_command(tiny_py, tmp_path, capsys):
+    argv = ["train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "100",
+            "--max-lr", "5e-3", "--precision", "fp32", "--threads", "4096", "--out", str(tmp_path / "run"), "--quiet"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "cifarkit train: warning: --threads 4096: this process may use" in err
+    assert "UserWarning" not in err and ".py:" not in err
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
+    import subprocess
+    import sys
+
+    done = subprocess.run(f"'{sys.executable}' -m cifarkit summary --model s10 | head -n 1", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.count("\n") == 1 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr

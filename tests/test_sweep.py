@@ -94,7 +94,7 @@ def test_an_interrupted_sweep_continues_with_the_same_command(tiny_py, tmp_path,
             return original(self, *args)
 
         monkeypatch.setattr(Trainer, "train_step", interrupted)
-        assert main(cmd) == 2
+        assert main(cmd) == 130  # stopped, as by Ctrl-C: not an error
         assert "stopped during trial 1" in capsys.readouterr().err
         monkeypatch.setattr(Trainer, "train_step", original)
     assert states(out) == ["COMPLETE", "FAIL"]

@@ -8,7 +8,10 @@ Exit codes: 0 success, 2 user error (message, no traceback), 1 a bug (traceback)
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -17,7 +20,7 @@ from .cli_app import add_commands
 from .cli_track import add_commands as add_track_commands
 from .config import PRESETS, SETTINGS, TTA_MODES, TrainConfig, build_config
 from .settings import GROUPS, Setting
-from .errors import UserError
+from .errors import Stopped, UserError
 
 # What may differ when a run continues on another machine or in another session (declared `machine=True`);
 # everything else that shapes the result comes from the run's checkpoint.
@@ -332,19 +335,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and getattr(args, "images_anywhere", False) and not any(e.startswith("-") for e in extra):
         args.images += extra  # files after an option: argparse gives an optional ("*") positional only one place
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    elif extra:  # said by the command's own parser (its usage line), with the nearest flag it has
+        command = _command_parser(parser, args)
+        near = difflib.get_close_matches(extra[0].split("=")[0], [o for a in command._actions for o in a.option_strings],
+                                         n=1)
+        command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {near[0]}?)" if near else ""))
     func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(config_defaults(parser, args, argv))
-    except UserError as e:
+
+    def said() -> str:  # under torchrun, which process says it (known once the command has set up its ranks)
         rank = distributed.current()
-        where = f" (rank {rank.rank} of {rank.world_size})" if rank.enabled else ""
-        print(f"cifarkit {args.command}{where}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"cifarkit {args.command}: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        distributed.shutdown()
+        return f"cifarkit {args.command}" + (f" (rank {rank.rank} of {rank.world_size})" if rank.enabled else "")
+
+    with warnings.catch_warnings():
+        # a warning is one line, as an error is, not Python's path:line and source line
+        warnings.showwarning = lambda message, *_: print(f"{said()}: warning: {message}", file=sys.stderr)
+        try:
+            return func(config_defaults(parser, args, argv))
+        except Stopped as e:  # Ctrl-C / SIGTERM after a checkpoint: not an error, and the message says how to go on
+            print(f"{said()}: {e}", file=sys.stderr)
+            return 130
+        except UserError as e:
+            print(f"{said()}: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{said()}: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # `cifarkit summary | head`: the reader has gone, nothing left to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        finally:
+            distributed.shutdown()
 

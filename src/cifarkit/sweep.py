@@ -232,7 +232,7 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
             RunDir(run_dir).write_json(ENDED, {"reason": "pruned", "message": str(e)})
             raise
         except Stopped:  # Ctrl-C: the trial is left failed, and the sweep (not the run) is what continues
-            raise UserError(f"stopped during trial {trial.number} ({run_dir}); it is not counted. Continue the sweep "
+            raise Stopped(f"stopped during trial {trial.number} ({run_dir}); it is not counted. Continue the sweep "
                             "with the same command: it runs the trials still to do") from None
         except RecipeFailed as e:
             what = "diverged" if isinstance(e, Diverged) else "refused"
