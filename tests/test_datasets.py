@@ -235,7 +235,7 @@ def test_images_below_a_class_folder_are_read_at_any_depth_and_symlink_loops_ski
     with pytest.warns(UserWarning) as warned:
         data = load_dataset("folder", nested, progress=False)
     messages = " | ".join(str(w.message) for w in warned)
-    assert "skipped 1 file(s) that are not images" in messages and "notes.txt" in messages
+    assert "skipped 1 file(s) that are not of the image types read here" in messages and "notes.txt" in messages
     assert "skipped 1 symlinked folder(s) that lead to a folder already read" in messages and "back" in messages
     same = load_dataset("folder", flat, progress=False)
     assert torch.equal(data.train_images, same.train_images) and torch.equal(data.train_labels, same.train_labels)

@@ -31,6 +31,12 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(SETTINGS["data_dir"].flag, help=SETTINGS["data_dir"].help)
 
 
+def _add_run_data_flags(p: argparse.ArgumentParser) -> None:
+    """--data-dir of the commands that read a trained run's test images (evaluate, gradcam, app, export)."""
+    p.add_argument(SETTINGS["data_dir"].flag, help="where the run's images are (default: the folder the run "
+                                                   "trained on, else $CIFARKIT_DATA, else ~/.cache/cifarkit)")
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -308,12 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a checkpoint, as JSON")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
-    _add_data_flags(p)
-    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's own: flip-translate for the fast presets, flip for "
-                        "s10-best, none for s10)")
-    p.add_argument("--limit-test", type=int, metavar="N", help="the first N test images only")
+    _add_run_data_flags(p)
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's own: "
+                                                    "flip-translate for the fast presets, flip for s10-best, none "
+                                                    "for s10)")
+    p.add_argument("--limit-test", type=int, metavar="N",
+                   help="the first N test images only (default: the images the run tested on: all of them, or its "
+                        "own --limit-test)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", type=Path, help="JSON file (default: next to the checkpoint, evaluate-TTA.json)")
+    p.add_argument("--out", type=Path, help="JSON file (default: RUN_DIR/evaluate-TTA.json, or CKPT.evaluate-TTA.json "
+                                            "beside a checkpoint file outside a run folder)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="top-k classes of image files (any size, resized to the run's image size)")
@@ -325,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_predict)
 
-    add_commands(sub, _add_data_flags)  # gradcam, app, export (cli_app.py)
+    add_commands(sub, _add_run_data_flags)  # gradcam, app, export (cli_app.py)
     add_track_commands(sub, add_train_flags, config_from_args)  # compare, sweep (cli_track.py)
     return parser
 

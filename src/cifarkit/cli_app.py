@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .config import SETTINGS
 from .errors import UserError
 
 
@@ -77,7 +76,8 @@ def add_commands(sub: argparse._SubParsersAction, data_flags: Callable[[argparse
     p.add_argument("--target", choices=("pred", "true"), default="pred",
                    help="explain the predicted class (default) or the true one (test images only)")
     p.add_argument("--out", type=Path, metavar="FILE",
-                   help="the PNG (default RUN_DIR/gradcam.png, or CKPT.gradcam.png beside a checkpoint file)")
+                   help="the PNG (default RUN_DIR/gradcam.png, or CKPT.gradcam.png beside a checkpoint file outside "
+                        "a run folder)")
     p.set_defaults(images_anywhere=True)  # `gradcam RUN --misclassified 2 a.png` as well as `gradcam RUN a.png ...`
     data_flags(p)
     p.add_argument("--device", default="auto")
@@ -87,7 +87,7 @@ def add_commands(sub: argparse._SubParsersAction, data_flags: Callable[[argparse
     p.add_argument("checkpoint", type=Path, metavar="RUN_DIR_OR_CKPT")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument(SETTINGS["data_dir"].flag, help="where the test images come from: " + SETTINGS["data_dir"].help)
+    data_flags(p)
     p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (checked with onnxruntime) and/or an app bundle")

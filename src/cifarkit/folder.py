@@ -152,7 +152,8 @@ def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
         raise UserError(f"{folder}: class folder(s) without images: {', '.join(empty)} (images end in "
                         f"{', '.join(IMAGE_SUFFIXES)})")
     if skipped:
-        warnings.warn(f"{folder}: skipped {len(skipped)} file(s) that are not images, e.g. "
+        warnings.warn(f"{folder}: skipped {len(skipped)} file(s) that are not of the image types read here "
+                      f"({', '.join(IMAGE_SUFFIXES)}), e.g. "
                       f"{', '.join(str(p) for p in skipped[:3])}", stacklevel=3)
     if revisits:
         warnings.warn(f"{folder}: skipped {len(revisits)} symlinked folder(s) that lead to a folder already read, "

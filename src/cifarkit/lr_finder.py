@@ -109,8 +109,10 @@ def range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches
     diverged_at = None
     try:
         with contextlib.ExitStack() as scope:
-            if not progress:  # torch-lr-finder prints and draws its own tqdm bar
-                scope.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            # torch-lr-finder prints a line of advice for its own API ("See the graph with ...plot()") and, unless
+            # asked for progress, its tqdm bar is not wanted either
+            scope.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            if not progress:
                 scope.enter_context(contextlib.redirect_stderr(io.StringIO()))
             scope.enter_context(keep_group_scales(optimizer))
             finder.range_test(batches, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, step_mode="exp",
