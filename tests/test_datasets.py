@@ -431,6 +431,11 @@ def test_a_folder_dataset_at_another_size_trains_evaluates_and_predicts(tmp_path
     capsys.readouterr()
     assert main(["predict", str(run), str(image), "--json"]) == 0  # the default 3 is every class of two
     assert {t["class"] for t in json.loads(capsys.readouterr().out)[0]["top"]} == {"blue", "red"}
+    monkeypatch.delenv("CIFARKIT_DATA", raising=False)
+    root.rename(tmp_path / "moved")  # the run's image folder is somewhere else now
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "eval.json")]) == 2
+    assert f"the run's image folder {root} is not here (moved?); pass --data-dir" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "moved"), "--out", str(tmp_path / "e.json")]) == 0
 
 
 def test_cli_data_describes_a_folder_and_cifar100(tmp_path, monkeypatch, capsys):

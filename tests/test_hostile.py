@@ -107,6 +107,23 @@ def test_6_evaluate_takes_cifarkit_data_and_never_creates_the_checkpoints_path(t
     assert not (tmp_path / "other-machine").exists()
 
 
+def test_6_a_mistyped_data_dir_or_a_forgotten_dataset_flag_never_starts_a_download(tiny_py, tmp_path, monkeypatch,
+                                                                                   capsys):
+    from cifarkit import cifar
+
+    monkeypatch.setattr(cifar.urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloading"))
+    run = tiny_run(tiny_py, tmp_path / "run")
+    refused(capsys, ["evaluate", str(run), "--data-dir", str(tmp_path / "typo")], f"--data-dir {tmp_path / 'typo'}: "
+            "no such folder")
+    assert not (tmp_path / "typo").exists()
+    images = tmp_path / "images"
+    (images / "train" / "cat").mkdir(parents=True)  # an image folder, and --dataset folder left out
+    refused(capsys, ["train", "--data-dir", str(images), "--out", str(tmp_path / "r")],
+            f"--data-dir {images}: holds train/ (an image folder dataset), not cifar-10-python.tar.gz's CIFAR; pass "
+            "--dataset folder")
+    assert sorted(p.name for p in images.iterdir()) == ["train"]
+
+
 # 7. report.html escapes what it reads and stays inside the run folder -------------------------------------------
 
 def test_7_report_escapes_and_never_follows_a_symlink_out(tiny_py, tmp_path):

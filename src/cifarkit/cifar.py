@@ -273,6 +273,9 @@ def download_and_extract(root: Path, url: str = ARCHIVE_URL, md5: str = ARCHIVE_
     """Download the official archive (progress bar), check its MD5, and unpack it safely into `root`."""
     from tqdm import tqdm
 
+    if (root / "train").is_dir():  # `--dataset folder` forgotten: never download 160 MB among the user's images
+        raise UserError(f"--data-dir {root}: holds train/ (an image folder dataset), not {Path(url).name}'s "
+                        "CIFAR; pass --dataset folder to use its images")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:

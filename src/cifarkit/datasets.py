@@ -40,6 +40,12 @@ def load_for_checkpoint(ckpt: dict[str, Any], data_dir: str | os.PathLike | None
     config = TrainConfig.from_dict(ckpt["config"])
     hint = config.data_dir if config.data_dir and Path(config.data_dir).expanduser().is_dir() else None
     where = data_dir or os.environ.get("CIFARKIT_DATA") or hint
+    if data_dir and not Path(data_dir).expanduser().is_dir():  # a slip of the keyboard: never a download into it
+        raise UserError(f"--data-dir {data_dir}: no such folder")
+    if where is None and config.dataset == "folder" and config.data_dir:  # no default folder holds the user's images
+        raise UserError(f"the run's image folder {config.data_dir} is not here (moved?); pass --data-dir where "
+                        "its train/ and test/ are now")
+    # CIFAR may still be fetched, into the default folder only: the run's own was on another machine
     data = load_dataset(config.dataset, where, labels=config.labels, image_size=config.image_size)
     if tuple(data.classes) != tuple(ckpt["classes"]):
         raise UserError(f"{data.root}: its classes ({', '.join(data.classes[:5])}, ...) are not the ones the model "
