@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from . import distributed
 from .cli_app import add_commands
 from .cli_track import add_commands as add_track_commands
-from .config import PRESETS, SETTINGS, TTA_MODES, TrainConfig, build_config
+from .config import PRESETS, SETTINGS, TrainConfig, build_config
 from .settings import GROUPS, Setting
 from .errors import Stopped, UserError
 
@@ -29,12 +29,6 @@ RESUME_FLAGS = tuple(name for name, s in SETTINGS.items() if s.machine)
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(SETTINGS["data_dir"].flag, help=SETTINGS["data_dir"].help)
-
-
-def _add_run_data_flags(p: argparse.ArgumentParser) -> None:
-    """--data-dir of the commands that read a trained run's test images (evaluate, gradcam, app, export)."""
-    p.add_argument(SETTINGS["data_dir"].flag, help="where the run's images are (default: the folder the run "
-                                                   "trained on, else $CIFARKIT_DATA, else ~/.cache/cifarkit)")
 
 
 def _shown(value: Any) -> str:
@@ -232,43 +226,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .files import write_json
-    from .inference import evaluate_checkpoint
-    from .checkpoint import load_checkpoint
-    from .rundir import check_output, default_output
-
-    if args.limit_test is not None and args.limit_test < 1:
-        raise UserError(f"--limit-test {args.limit_test}: must be a whole number of images >= 1")
-    tta = args.tta or load_checkpoint(args.checkpoint)["config"].get("tta", "none")
-    # before the work: never onto the checkpoint it reads, nor into a folder that cannot be written
-    out = check_output(args.out or default_output(args.checkpoint, f"evaluate-{tta}.json"), args.checkpoint)
-    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.tta, args.limit_test, args.device)
-    write_json(out, result)
-    print(f"test accuracy {result['test_accuracy']:.2%}  loss {result['test_loss']:.4f}  "
-          f"({result['n_test']} images, tta {tta})")
-    for name, acc in result["per_class_accuracy"].items():
-        print(f"  {name:<12}{acc:7.2%}")
-    print(f"wrote {out}")
-    return 0
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    import json
-
-    from .inference import predict_files
-
-    predictions = predict_files(args.checkpoint, args.images, args.top_k, args.tta, args.device)
-    if args.json:
-        print(json.dumps(predictions, indent=2))
-        return 0
-    for p in predictions:
-        print(p["image"])
-        for rank, t in enumerate(p["top"], start=1):
-            print(f"  {rank}. {t['class']:<12}{t['probability']:7.2%}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -312,30 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a checkpoint, as JSON")
-    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
-    _add_run_data_flags(p)
-    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's own: "
-                                                    "flip-translate for the fast presets, flip for s10-best, none "
-                                                    "for s10)")
-    p.add_argument("--limit-test", type=int, metavar="N",
-                   help="the first N test images only (default: the images the run tested on: all of them, or its "
-                        "own --limit-test)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", type=Path, help="JSON file (default: RUN_DIR/evaluate-TTA.json, or CKPT.evaluate-TTA.json "
-                                            "beside a checkpoint file outside a run folder)")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("predict", help="top-k classes of image files (any size, resized to the run's image size)")
-    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top-k", type=int, help="how many classes (default 3, or every class when fewer)")
-    p.add_argument("--tta", choices=TTA_MODES, default="none")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=cmd_predict)
-
-    add_commands(sub, _add_run_data_flags)  # gradcam, app, export (cli_app.py)
+    add_commands(sub)  # evaluate, predict, gradcam, app, export (cli_app.py)
     add_track_commands(sub, add_train_flags, config_from_args)  # compare, sweep (cli_track.py)
     return parser
 

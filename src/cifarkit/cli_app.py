@@ -1,13 +1,20 @@
-"""The sub-commands that show a trained model to people: `gradcam`, `app` and `export` (ONNX and the app
-bundle). Their flags here, their work in explain.py, app.py, inference.py and bundle.py (loaded on use)."""
+"""The sub-commands about a trained model: `evaluate`, `predict`, and those that show it to people: `gradcam`,
+`app` and `export` (ONNX and the app bundle). Their flags here, their work in inference.py, explain.py, app.py and
+bundle.py (loaded on use)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable
 
+from .config import SETTINGS, TTA_MODES
 from .errors import UserError
+
+
+def _add_run_data_flags(p: argparse.ArgumentParser) -> None:
+    """--data-dir of the commands that read a trained run's test images (evaluate, gradcam, app, export)."""
+    p.add_argument(SETTINGS["data_dir"].flag, help="where the run's images are (default: the folder the run "
+                                                   "trained on, else $CIFARKIT_DATA, else ~/.cache/cifarkit)")
 
 
 def cmd_gradcam(args: argparse.Namespace) -> int:
@@ -63,8 +70,68 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction, data_flags: Callable[[argparse.ArgumentParser], None]) -> None:
-    """gradcam, app and export, with their flags (`data_flags` adds --data-dir)."""
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .files import write_json
+    from .inference import evaluate_checkpoint
+    from .checkpoint import load_checkpoint
+    from .rundir import check_output, default_output
+
+    if args.limit_test is not None and args.limit_test < 1:
+        raise UserError(f"--limit-test {args.limit_test}: must be a whole number of images >= 1")
+    tta = args.tta or load_checkpoint(args.checkpoint)["config"].get("tta", "none")
+    # before the work: never onto the checkpoint it reads, nor into a folder that cannot be written
+    out = check_output(args.out or default_output(args.checkpoint, f"evaluate-{tta}.json"), args.checkpoint)
+    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.tta, args.limit_test, args.device)
+    write_json(out, result)
+    print(f"test accuracy {result['test_accuracy']:.2%}  loss {result['test_loss']:.4f}  "
+          f"({result['n_test']} images, tta {tta})")
+    for name, acc in result["per_class_accuracy"].items():
+        print(f"  {name:<12}{acc:7.2%}")
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .inference import predict_files
+
+    predictions = predict_files(args.checkpoint, args.images, args.top_k, args.tta, args.device)
+    if args.json:
+        print(json.dumps(predictions, indent=2))
+        return 0
+    for p in predictions:
+        print(p["image"])
+        for rank, t in enumerate(p["top"], start=1):
+            print(f"  {rank}. {t['class']:<12}{t['probability']:7.2%}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """evaluate, predict, gradcam, app and export, with their flags."""
+    p = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a checkpoint, as JSON")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
+    _add_run_data_flags(p)
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's own: "
+                                                    "flip-translate for the fast presets, flip for s10-best, none "
+                                                    "for s10)")
+    p.add_argument("--limit-test", type=int, metavar="N",
+                   help="the first N test images only (default: the images the run tested on: all of them, or its "
+                        "own --limit-test)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, help="JSON file (default: RUN_DIR/evaluate-TTA.json, or CKPT.evaluate-TTA.json "
+                                            "beside a checkpoint file outside a run folder)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k classes of image files (any size, resized to the run's image size)")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, help="how many classes (default 3, or every class when fewer)")
+    p.add_argument("--tta", choices=TTA_MODES, default="none")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("gradcam", help="GradCAM heat maps over image files or the most confident test mistakes, "
                                        "as a PNG grid")
     p.add_argument("checkpoint", type=Path, metavar="RUN_DIR_OR_CKPT")
@@ -79,7 +146,7 @@ def add_commands(sub: argparse._SubParsersAction, data_flags: Callable[[argparse
                    help="the PNG (default RUN_DIR/gradcam.png, or CKPT.gradcam.png beside a checkpoint file outside "
                         "a run folder)")
     p.set_defaults(images_anywhere=True)  # `gradcam RUN --misclassified 2 a.png` as well as `gradcam RUN a.png ...`
-    data_flags(p)
+    _add_run_data_flags(p)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_gradcam)
 
@@ -87,7 +154,7 @@ def add_commands(sub: argparse._SubParsersAction, data_flags: Callable[[argparse
     p.add_argument("checkpoint", type=Path, metavar="RUN_DIR_OR_CKPT")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    data_flags(p)
+    _add_run_data_flags(p)
     p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (checked with onnxruntime) and/or an app bundle")
@@ -97,5 +164,5 @@ def add_commands(sub: argparse._SubParsersAction, data_flags: Callable[[argparse
                    help="the ONNX model takes raw pixels 0..255 and normalises itself (default: normalised input)")
     p.add_argument("--app", type=Path, metavar="DIR", help="write a folder that runs the app without cifarkit "
                                                            "(safetensors weights, app.py, HuggingFace-Spaces-ready)")
-    data_flags(p)
+    _add_run_data_flags(p)
     p.set_defaults(func=cmd_export)
