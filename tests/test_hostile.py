@@ -60,6 +60,8 @@ def test_2_a_locked_run_folder_is_refused_and_default_names_are_unique(tiny_py, 
     held = RunDir(tmp_path / "run").lock()  # another process's lock: a different open file description
     refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "run")],
             "another cifarkit process", "is writing this run folder")
+    (tmp_path / "run" / "config.json").write_text("{}")  # started, before its first checkpoint
+    refused(capsys, ["train", "--resume", str(tmp_path / "run")], "another cifarkit process")  # not "start again"
     assert held._lock is not None
     monkeypatch.chdir(tmp_path)
     from cifarkit.run import new_run_dir

@@ -196,6 +196,7 @@ def reopen(run_dir: str | os.PathLike | None, given: TrainConfig) -> tuple[RunDi
     if not (run / CONFIG).exists():
         raise UserError(f"--resume {run.path}: no config.json there; is this a cifarkit run folder?")
     if not run.checkpoint.exists():
+        run.lock().unlock()  # a run still before its first checkpoint is named as running, not as one to restart
         raise UserError(f"--resume {run.path}: no checkpoint yet (checkpoints/last.pt); start the run again "
                         "with --overwrite")
     checkpoint = load_checkpoint(run.checkpoint)  # refuses a hostile file before any work
