@@ -192,6 +192,33 @@ def test_export_never_writes_into_a_folder_of_other_files(half_trained, tmp_path
     assert "inside the --app folder" in capsys.readouterr().err and not (tmp_path / "app").exists()
 
 
+def test_an_export_cut_off_half_way_leaves_nothing_and_the_next_one_works(half_trained, tmp_path, monkeypatch,
+                                                                          capsys):  # noqa: F811
+    from cifarkit import files
+    from cifarkit.errors import UserError
+
+    root, _ = half_trained
+    real_write = files.write_bytes
+    written = []
+
+    def full_disk(path, data):  # the disk fills after a few images (or Ctrl-C comes)
+        written.append(path)
+        if len(written) > 3:
+            raise UserError(f"{path}: could not write it (No space left on device)")
+        real_write(path, data)
+
+    monkeypatch.setattr(files, "write_bytes", full_disk)
+    assert main(["export", str(root / "run"), "--app", str(tmp_path / "app")]) == 2
+    assert "No space left" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither a half bundle nor its staging folder
+    monkeypatch.setattr(files, "write_bytes", real_write)
+    assert main(["export", str(root / "run"), "--app", str(tmp_path / "app")]) == 0
+    (tmp_path / "app" / ".git").mkdir()  # the bundle made a Space's repository, then exported again into it
+    assert main(["export", str(root / "run"), "--app", str(tmp_path / "app")]) == 0
+    assert {"app.py", "meta.json", "model.safetensors", ".git"} <= {p.name for p in (tmp_path / "app").iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app"]
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--app", "APP", "--raw-input"], "--raw-input shapes the ONNX model's input: it goes with --onnx FILE"),
     (["--onnx", "m.onnx", "--data-dir", "."], "--data-dir is where the app bundle's example images come from"),

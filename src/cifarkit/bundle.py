@@ -20,6 +20,7 @@ import ast
 import io
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,15 +105,11 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     """Write the bundle for a run (or checkpoint) into `folder`: a new or empty folder, or an earlier bundle's
     (whose files are replaced)."""
     try:
-        from safetensors.torch import save
+        import safetensors.torch  # noqa: F401 (written in _write_bundle)
     except ImportError:
         raise UserError("the app bundle needs safetensors: pip install 'cifarkit[app]'") from None
-    from PIL import Image
-
     from .explain import load_test_set
-    from .files import write_bytes, write_json, write_text
     from .inference import image_size, load_model
-    from .metrics import mistakes
     from .rundir import RESULTS, run_of
 
     checkpoint, folder = Path(checkpoint), Path(folder)
@@ -137,9 +134,28 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     except UserError as e:
         print(f"cifarkit export: no test images ({e}): the bundle has no examples or gallery", file=sys.stderr)
         images = None
-    for key in ("examples", "mistakes"):  # a bundle exported again keeps no stale images
-        for stale in (folder / key).glob("*.png") if (folder / key).is_dir() else ():
-            stale.unlink()
+    # written whole into a folder beside it, then moved into place: a full disk or a Ctrl-C leaves no half bundle
+    staging = folder.parent / f".{folder.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)  # an earlier export's, cut off
+    try:
+        _write_bundle(staging, model, ckpt, meta, source, images, labels if images is not None else None)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _move_into_place(staging, folder)
+    files = ["app.py", "model.safetensors", "meta.json", "requirements.txt", "README.md"]
+    return {"folder": str(folder), "files": files + [f"{len(meta['examples'])} examples",
+                                                     f"{len(meta['mistakes'])} mistakes"], "meta": meta}
+
+
+def _write_bundle(folder: Path, model: torch.nn.Module, ckpt: dict[str, Any], meta: dict[str, Any], source: str,
+                  images: torch.Tensor | None, labels: torch.Tensor | None) -> None:
+    from PIL import Image
+    from safetensors.torch import save
+
+    from .files import write_bytes, write_json, write_text
+    from .metrics import mistakes
+
     if images is not None:
         clf = Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], meta["image_size"],
                          precision=meta["precision"])
@@ -158,9 +174,20 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     write_text(folder / "app.py", source)
     write_text(folder / "requirements.txt", "\n".join(REQUIREMENTS) + "\n")
     write_text(folder / "README.md", readme(meta))
-    files = ["app.py", "model.safetensors", "meta.json", "requirements.txt", "README.md"]
-    return {"folder": str(folder), "files": files + [f"{len(meta['examples'])} examples",
-                                                     f"{len(meta['mistakes'])} mistakes"], "meta": meta}
+
+
+def _move_into_place(staging: Path, folder: Path) -> None:
+    """The staged bundle's files into `folder` (new, empty, or an earlier bundle: its images and files replaced,
+    anything else of the user's there, such as a Space's .git, kept), each by a rename on the same disk."""
+    if not folder.exists():
+        staging.rename(folder)
+        return
+    for key in ("examples", "mistakes"):  # a bundle exported again keeps no stale images
+        if (folder / key).is_dir():
+            shutil.rmtree(folder / key)
+    for entry in staging.iterdir():
+        os.replace(entry, folder / entry.name)
+    staging.rmdir()
 
 
 def readme(meta: dict[str, Any]) -> str:
