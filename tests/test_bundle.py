@@ -138,6 +138,30 @@ def test_the_bundle_predicts_as_cifarkit_does_without_cifarkit(bundle, half_trai
     assert agreement(bundle, root / "run", paths, capsys) == 24
 
 
+def test_a_damaged_bundle_or_a_busy_port_is_an_error_message_not_a_traceback(bundle, half_trained, tmp_path):  # noqa
+    import shutil
+    import socket
+
+    root, _ = half_trained
+    copy = tmp_path / "app"
+    shutil.copytree(bundle, copy)
+    image = save_test_images(root / "data", tmp_path, 1)[0]
+    for example in (copy / "examples").glob("*.png"):  # to predict, the gallery's images are not needed
+        example.unlink()
+    done = run_isolated(copy, "--predict", image)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with socket.socket() as taken:  # the page's port is in use
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        shutil.copytree(bundle, tmp_path / "served")
+        done = run_isolated(tmp_path / "served", "--port", str(taken.getsockname()[1]))
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "the port is in use" in done.stderr
+    (copy / "model.safetensors").unlink()
+    done = run_isolated(copy, "--predict", image)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "meta.json or model.safetensors is missing or damaged" in done.stderr
+
+
 def test_a_fast_net_bundle_predicts_as_cifarkit_does(tiny_py, tmp_path, capsys):
     from cifarkit import train
     from test_train import FAST_TINY, tiny_config

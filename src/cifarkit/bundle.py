@@ -40,16 +40,21 @@ REQUIREMENTS = ("torch>=2.4", "gradio>=6.31,<7", "safetensors>=0.4", "captum>=0.
 
 # ---------------------------------------------------------------------------------- what app.py runs
 
-def load_bundle(folder: str | os.PathLike | None = None) -> tuple[Any, dict[str, Any]]:
-    """(Classifier, meta) of a bundle folder (default: the folder of this file)."""
+def load_bundle(folder: str | os.PathLike | None = None, with_images: bool = True) -> tuple[Any, dict[str, Any]]:
+    """(Classifier, meta) of a bundle folder (default: the folder of this file); `with_images=False`: without the
+    example and mistake images (to predict, which needs none of them)."""
     from safetensors.torch import load_file
 
     folder = Path(folder or Path(__file__).resolve().parent)
-    meta = json.loads((folder / "meta.json").read_text())
-    model = build_model(meta["model_name"], num_classes=len(meta["classes"]))
-    model.load_state_dict(load_file(folder / "model.safetensors"))
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        model = build_model(meta["model_name"], num_classes=len(meta["classes"]))
+        model.load_state_dict(load_file(folder / "model.safetensors"))
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # a file missing, damaged or from another export
+        raise UserError(f"{folder}: this bundle's meta.json or model.safetensors is missing or damaged "
+                        f"({type(e).__name__}: {e}); export it again with `cifarkit export RUN --app DIR`") from None
     stored = {key: [(read_image(folder / e["file"], meta["image_size"]), e["label"]) for e in meta[key]]
-              for key in ("examples", "mistakes")}
+              if with_images else [] for key in ("examples", "mistakes")}
     candidates = None
     if stored["mistakes"]:
         def candidates():
@@ -63,7 +68,7 @@ def predict(paths: list[str], top_k: int | None = None, folder: str | os.PathLik
             ) -> list[dict[str, Any]]:
     """Top-k classes (default 3, or every class of a model with fewer) with probabilities of image files, as
     `cifarkit predict --json` prints them."""
-    clf, _ = load_bundle(folder)
+    clf, _ = load_bundle(folder, with_images=False)
     top_k = min(3, len(clf.classes)) if top_k is None else top_k
     if not 1 <= top_k <= len(clf.classes):
         raise UserError(f"--top-k {top_k}: must lie in 1..{len(clf.classes)}")
@@ -94,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = meta.get("test_accuracy")
     about = (f"Model `{meta['model_name']}`, {len(meta['classes'])} classes"
              + (f", test accuracy {accuracy:.2%}" if accuracy is not None else "") + ". Exported by cifarkit.")
-    launch(build_demo(clf, meta.get("title", "What does the model see?"), about), args.host, args.port)
+    try:
+        launch(build_demo(clf, meta.get("title", "What does the model see?"), about), args.host, args.port)
+    except OSError as e:  # as `cifarkit app` says it
+        print(f"error: cannot serve the page on {args.host or '127.0.0.1'}:{args.port or 7860}: the port is in use "
+              f"or the address is not this machine's ({str(e).split('.')[0]}); choose another --port or --host",
+              file=sys.stderr)
+        return 2
     return 0
 
 
