@@ -385,6 +385,17 @@ def test_the_validation_split_is_stratified_fixed_by_the_seed_and_apart_from_tra
         data.split_validation(200, 0)
 
 
+def test_a_limit_above_the_datas_size_is_said_not_silently_ignored(tiny_py):
+    from cifarkit.cifar import load_cifar10
+    from cifarkit.config import TrainConfig
+    from cifarkit.datasets import shape_for
+
+    data = load_cifar10(tiny_py, download=False)
+    with pytest.warns(UserWarning, match=r"--limit-train 1000: the data has only 200 images; using all 200"):
+        shaped = shape_for(data, TrainConfig(limit_train=1000, limit_test=50))
+    assert len(shaped.train_labels) == 200 and len(shaped.test_labels) == 50
+
+
 def test_a_run_with_a_validation_split_tests_only_at_the_end(tiny_py, tmp_path):
     config = TrainConfig(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
                          precision="fp32", val_split=40)

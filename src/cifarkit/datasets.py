@@ -3,6 +3,7 @@ images, the validation split)."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,4 +64,8 @@ def shape_for(data: Dataset, config: TrainConfig) -> Dataset:
     data.check()
     if data.val_labels is not None:
         return data
+    for flag, limit, have in (("--limit-train", config.limit_train, len(data.train_labels)),
+                              ("--limit-test", config.limit_test, len(data.test_labels))):
+        if limit is not None and limit > have:  # the run is smaller than asked for: say so, not silently
+            warnings.warn(f"{flag} {limit}: the data has only {have} images; using all {have}", stacklevel=2)
     return data.limit(config.limit_train, config.limit_test).split_validation(config.val_split, config.seed)
