@@ -216,8 +216,8 @@ def test_export_never_writes_into_a_folder_of_other_files(half_trained, tmp_path
     assert "inside the --app folder" in capsys.readouterr().err and not (tmp_path / "app").exists()
 
 
-def test_an_export_cut_off_half_way_leaves_nothing_and_the_next_one_works(half_trained, tmp_path, monkeypatch,
-                                                                          capsys):  # noqa: F811
+def test_an_export_cut_off_half_way_leaves_nothing_and_the_next_one_works(half_trained, tmp_path,  # noqa: F811
+                                                                          monkeypatch, capsys):
     from cifarkit import files
     from cifarkit.errors import UserError
 

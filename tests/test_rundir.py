@@ -30,6 +30,10 @@ def test_a_damaged_json_file_is_named(tmp_path):
     with pytest.raises(UserError, match=r"config.json: not valid JSON"):
         run.read_json(CONFIG)
     assert run.read_json("results.json") is None
+    for content in ("null", "[]"):  # valid JSON, but no run writes it: never read as "absent" or "unfinished"
+        (tmp_path / "results.json").write_text(content)
+        with pytest.raises(UserError, match=r"results.json: not a cifarkit results.json \(expected an object"):
+            run.read_json("results.json")
 
 
 def test_a_commands_default_output_goes_into_the_run_folder_else_beside_a_loose_checkpoint(tmp_path):

@@ -101,9 +101,6 @@ def load_runs(paths: list[str | os.PathLike]) -> list[Run]:
     for path, parts in zip(folders, resolved):
         run = RunDir(path)
         config, results, ended = run.read_json(CONFIG), run.read_json(RESULTS), run.read_json(ENDED)
-        for name, value in ((CONFIG, config), (RESULTS, results), (ENDED, ended)):
-            if value is not None and not isinstance(value, dict):
-                raise UserError(f"{run / name}: not a cifarkit {name} (expected an object of name: value)")
         history = run.read_metrics() if (run / METRICS).exists() else []
         runs.append(Run(_label(parts, resolved), config or {}, results, history, ended))
     return runs

@@ -141,14 +141,18 @@ class RunDir:
     # -- reading ----------------------------------------------------------------------------------------
 
     def read_json(self, name: str) -> dict[str, Any] | None:
-        """A JSON file of the run, or None when absent."""
+        """A JSON file of the run (an object of name: value), or None when absent."""
         path = self.path / name
         if not path.exists():
             return None
         try:
-            return json.loads(path.read_text())
+            value = json.loads(path.read_text())
         except (ValueError, UnicodeDecodeError) as e:
             raise UserError(f"{path}: not valid JSON ({e}); restore it or start the run again") from None
+        if not isinstance(value, dict):  # `null`, a list: not what any run writes
+            raise UserError(f"{path}: not a cifarkit {name} (expected an object of name: value, found "
+                            f"{type(value).__name__}); restore it or start the run again")
+        return value
 
     def read_metrics(self) -> list[dict[str, float]]:
         """metrics.csv's rows as numbers; a damaged file is named with the line."""
