@@ -20,7 +20,6 @@ import ast
 import io
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -120,6 +119,7 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     except ImportError:
         raise UserError("the app bundle needs safetensors: pip install 'cifarkit[app]'") from None
     from .explain import load_test_set
+    from .files import staged_folder
     from .inference import image_size, load_model
     from .rundir import RESULTS, run_of
 
@@ -145,15 +145,9 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     except UserError as e:
         print(f"cifarkit export: no test images ({e}): the bundle has no examples or gallery", file=sys.stderr)
         images = None
-    # written whole into a folder beside it, then moved into place: a full disk or a Ctrl-C leaves no half bundle
-    staging = folder.parent / f".{folder.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)  # an earlier export's, cut off
-    try:
+    # a full disk or a Ctrl-C leaves no half bundle; a bundle exported again keeps no stale images
+    with staged_folder(folder, replaced=("examples", "mistakes")) as staging:
         _write_bundle(staging, model, ckpt, meta, source, images, labels if images is not None else None)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _move_into_place(staging, folder)
     files = ["app.py", "model.safetensors", "meta.json", "requirements.txt", "README.md"]
     return {"folder": str(folder), "files": files + [f"{len(meta['examples'])} examples",
                                                      f"{len(meta['mistakes'])} mistakes"], "meta": meta}
@@ -185,20 +179,6 @@ def _write_bundle(folder: Path, model: torch.nn.Module, ckpt: dict[str, Any], me
     write_text(folder / "app.py", source)
     write_text(folder / "requirements.txt", "\n".join(REQUIREMENTS) + "\n")
     write_text(folder / "README.md", readme(meta))
-
-
-def _move_into_place(staging: Path, folder: Path) -> None:
-    """The staged bundle's files into `folder` (new, empty, or an earlier bundle: its images and files replaced,
-    anything else of the user's there, such as a Space's .git, kept), each by a rename on the same disk."""
-    if not folder.exists():
-        staging.rename(folder)
-        return
-    for key in ("examples", "mistakes"):  # a bundle exported again keeps no stale images
-        if (folder / key).is_dir():
-            shutil.rmtree(folder / key)
-    for entry in staging.iterdir():
-        os.replace(entry, folder / entry.name)
-    staging.rmdir()
 
 
 def readme(meta: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -87,3 +88,28 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def staged_folder(folder: Path, replaced: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A folder of several files written whole: the block writes into `.NAME.partial` beside `folder`, which is
+    removed if the block fails (a full disk, Ctrl-C) and otherwise moved into `folder` by renames on the same disk.
+    Into an existing `folder` each entry is moved over its namesake (the subfolders named in `replaced` are removed
+    first, so none of their old files stay) and anything else there is kept."""
+    staging = folder.parent / f".{folder.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)  # an earlier attempt's, cut off
+    try:
+        staging.mkdir(parents=True)
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not folder.exists():
+        staging.rename(folder)
+        return
+    for name in replaced:
+        if (folder / name).is_dir():
+            shutil.rmtree(folder / name)
+    for entry in staging.iterdir():
+        os.replace(entry, folder / entry.name)
+    staging.rmdir()
