@@ -241,6 +241,13 @@ def test_an_export_cut_off_half_way_leaves_nothing_and_the_next_one_works(half_t
     assert main(["export", str(root / "run"), "--app", str(tmp_path / "app")]) == 0
     assert {"app.py", "meta.json", "model.safetensors", ".git"} <= {p.name for p in (tmp_path / "app").iterdir()}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app"]
+    (tmp_path / "here").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "here")
+    monkeypatch.chdir(tmp_path / "here")  # `--app .`, and a link to a folder: staged beside where it leads
+    for target in (".", str(tmp_path / "link")):
+        assert main(["export", str(root / "run"), "--app", target]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app", "here", "link"]
+    assert (tmp_path / "here" / "meta.json").is_file()
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -91,7 +91,7 @@ def test_evaluate_into_a_folder_it_cannot_write_is_refused_before_the_work(train
     monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(run) else real_access(path, mode))
     monkeypatch.setattr(inference, "evaluate_checkpoint", lambda *a, **k: pytest.fail("evaluated first"))
     assert main(["evaluate", str(run)]) == 2  # as on a read-only mount (root may write anywhere else)
-    assert f"{run / 'evaluate-none.json'}: its folder cannot be written (read-only?); pass --out" in \
+    assert f"{run / 'evaluate-none.json'}: its folder cannot be written (read-only?); write the output elsewhere" in \
         capsys.readouterr().err
 
 

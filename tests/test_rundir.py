@@ -2,7 +2,7 @@
 import pytest
 
 from cifarkit.errors import UserError
-from cifarkit.rundir import CONFIG, RUN_FILES, RunDir
+from cifarkit.rundir import CONFIG, LOCK, RUN_FILES, RunDir
 
 
 def test_clear_removes_the_run_files_and_nothing_else(tmp_path):
@@ -51,3 +51,38 @@ def test_a_commands_default_output_goes_into_the_run_folder_else_beside_a_loose_
     (run / "evaluate-flip.json").write_text("{}")
     RunDir(run).clear()  # --overwrite: the commands' outputs about the old model go with it
     assert not (run / "gradcam.png").exists() and not (run / "evaluate-flip.json").exists()
+
+
+def test_what_a_failed_start_leaves_is_no_folder_of_other_files_and_a_users_gradcam_png_is_no_run(tmp_path):
+    left = tmp_path / "left"
+    for name in ("checkpoints", "plots", "tb"):  # emptied by --overwrite, or tb/ made before the data failed
+        (left / name).mkdir(parents=True)
+    (left / "tb" / "events.out.tfevents.1").write_bytes(b"")
+    (left / ".DS_Store").write_bytes(b"")
+    assert RunDir(left).others() == [] and RunDir(left).existing() == []
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("gradcam.png", "holiday.jpg"):
+        (photos / name).write_bytes(b"")
+    assert RunDir(photos).existing() == [] and RunDir(photos).others() == ["gradcam.png", "holiday.jpg"]
+    RunDir(photos).clear()
+    assert (photos / "gradcam.png").exists()
+
+
+def test_a_lock_whose_file_was_removed_under_it_is_taken_afresh(tmp_path, monkeypatch):
+    import os
+
+    run = RunDir(tmp_path / "run")
+    real_flock = __import__("fcntl").flock
+
+    def removed_meanwhile(fd, op):  # another process discarded the folder's lock file after we opened it
+        real_flock(fd, op)
+        if not removed:
+            removed.append(True)
+            os.unlink(tmp_path / "run" / LOCK)
+
+    removed = []
+    monkeypatch.setattr("fcntl.flock", removed_meanwhile)
+    run.lock()
+    assert removed and os.stat(tmp_path / "run" / LOCK).st_ino == os.fstat(run._lock).st_ino
+    run.unlock()

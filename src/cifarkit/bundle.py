@@ -146,7 +146,7 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
         print(f"cifarkit export: no test images ({e}): the bundle has no examples or gallery", file=sys.stderr)
         images = None
     # a full disk or a Ctrl-C leaves no half bundle; a bundle exported again keeps no stale images
-    with staged_folder(folder, replaced=("examples", "mistakes")) as staging:
+    with staged_folder(folder, replaced=("examples", "mistakes"), last="meta.json") as staging:
         _write_bundle(staging, model, ckpt, meta, source, images, labels if images is not None else None)
     files = ["app.py", "model.safetensors", "meta.json", "requirements.txt", "README.md"]
     return {"folder": str(folder), "files": files + [f"{len(meta['examples'])} examples",

@@ -91,11 +91,13 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def staged_folder(folder: Path, replaced: tuple[str, ...] = ()) -> Iterator[Path]:
-    """A folder of several files written whole: the block writes into `.NAME.partial` beside `folder`, which is
-    removed if the block fails (a full disk, Ctrl-C) and otherwise moved into `folder` by renames on the same disk.
-    Into an existing `folder` each entry is moved over its namesake (the subfolders named in `replaced` are removed
-    first, so none of their old files stay) and anything else there is kept."""
+def staged_folder(folder: Path, replaced: tuple[str, ...] = (), last: str = "") -> Iterator[Path]:
+    """A folder of several files written whole: the block writes into `.NAME.partial` beside `folder` (beside where
+    a link to it leads, so on its disk), which is removed if the block fails (a full disk, Ctrl-C) and otherwise
+    moved into `folder` by renames. Into an existing `folder` each entry is moved over its namesake, folders first
+    and the file `last` at the end (the subfolders named in `replaced` are removed first, so none of their old
+    files stay), and anything else there is kept."""
+    folder = Path(folder).resolve()
     staging = folder.parent / f".{folder.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)  # an earlier attempt's, cut off
     try:
@@ -110,6 +112,6 @@ def staged_folder(folder: Path, replaced: tuple[str, ...] = ()) -> Iterator[Path
     for name in replaced:
         if (folder / name).is_dir():
             shutil.rmtree(folder / name)
-    for entry in staging.iterdir():
+    for entry in sorted(staging.iterdir(), key=lambda p: (not p.is_dir(), p.name == last, p.name)):
         os.replace(entry, folder / entry.name)
     staging.rmdir()

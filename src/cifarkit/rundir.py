@@ -43,6 +43,7 @@ PLOTS = (
 # What a run folder holds; --overwrite removes exactly these (and RUN_PATTERNS) before starting again.
 RUN_FILES = (CONFIG, METRICS, RESULTS, ENDED, CHECKPOINT, LR_FIND_JSON, MODEL_SUMMARY, REPORT,
              *(name for name, _ in PLOTS))
+RUN_FOLDERS = ("checkpoints", "plots", "tb")  # made by a run (tb: --tensorboard's default)
 RUN_PATTERNS = ("evaluate-*.json", "gradcam.png")  # what `cifarkit evaluate` / `gradcam` write into a run by default
 LOCK = ".cifarkit.lock"
 # What `cifarkit sweep --out DIR` writes beside its trial-N run folders: outputs of other commands never land on them.
@@ -74,18 +75,29 @@ class RunDir:
             return self
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"--out {self.path}: a file is in the way; choose a folder name")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise UserError(f"--out {self.path}: cannot create the run folder there ({e.strerror or e})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        for attempt in range(3):  # again if the lock file was removed under us (discard_if_unused)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # the folder went between the two calls
+                continue
+            except OSError as e:
+                raise UserError(f"--out {self.path}: cannot create the run folder there ({e.strerror or e})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise UserError(f"{self.path}: another cifarkit process (pid {holder}) is writing this run folder; "
+                                "wait for it to finish, or choose another --out") from None
+            try:  # the lock counts only if its file is still the folder's (not one unlinked after we opened it)
+                if os.stat(self.path / LOCK).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            raise UserError(f"{self.path}: another cifarkit process (pid {holder}) is writing this run folder; wait "
-                            "for it to finish, or choose another --out") from None
+        else:
+            raise UserError(f"--out {self.path}: another process keeps removing this folder; choose another --out")
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock = fd
@@ -116,13 +128,18 @@ class RunDir:
         if not self.path.is_dir():
             return []
         listed = [name for name in RUN_FILES if (self.path / name).exists()]
+        if CONFIG not in listed:  # a gradcam.png among a user's photos is theirs, not a run's
+            return listed
         return listed + sorted(p.name for pattern in RUN_PATTERNS for p in self.path.glob(pattern))
 
     def others(self) -> list[str]:
-        """What a folder that holds no run has in it, its lock aside: a user's files, which a new run never joins."""
+        """What a folder that holds no run has in it: a user's files, which a new run never joins. The lock, hidden
+        files (.DS_Store) and a run's own subfolders (left by a start that failed: an --overwrite's emptied
+        checkpoints/, the tb/ that --tensorboard makes before the data loads) do not count."""
         if not self.path.is_dir() or self.existing():
             return []
-        return sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
+        return sorted(p.name for p in self.path.iterdir()
+                      if not p.name.startswith(".") and not (p.name in RUN_FOLDERS and p.is_dir()))
 
     def discard_if_unused(self) -> None:
         """Remove the folder again if it holds nothing but its lock (a run that failed before writing anything, in a
@@ -245,7 +262,7 @@ def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
         if (folder / CONFIG).is_file() and str(target.relative_to(folder)) in (*RUN_FILES, LOCK):
             raise UserError(f"{output}: a file of the run in {folder}; write the output elsewhere")
     if target.parent.is_dir() and not os.access(target.parent, os.W_OK):  # found now, not after the work
-        raise UserError(f"{output}: its folder cannot be written (read-only?); pass --out with a path elsewhere")
+        raise UserError(f"{output}: its folder cannot be written (read-only?); write the output elsewhere")
     if target.suffix.lower() in WEIGHT_SUFFIXES and target.is_file():
         raise UserError(f"{output}: an existing model file ({target.suffix}); write the output elsewhere")
     sweep = target.parent
