@@ -214,6 +214,9 @@ def test_export_never_writes_into_a_folder_of_other_files(half_trained, tmp_path
     assert main(["export", str(root / "run"), "--app", str(tmp_path / "app"), "--onnx",
                  str(tmp_path / "app" / "model.onnx")]) == 2
     assert "inside the --app folder" in capsys.readouterr().err and not (tmp_path / "app").exists()
+    assert main(["export", str(root / "run"), "--app", str(tmp_path / "app"), "--data-dir", str(tmp_path / "typo")]) == 2
+    assert f"--data-dir {tmp_path / 'typo'}: no such folder" in capsys.readouterr().err  # not a bundle without images
+    assert not (tmp_path / "app").exists()
 
 
 def test_an_export_cut_off_half_way_leaves_nothing_and_the_next_one_works(half_trained, tmp_path,  # noqa: F811

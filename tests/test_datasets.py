@@ -445,7 +445,8 @@ def test_a_folder_dataset_at_another_size_trains_evaluates_and_predicts(tmp_path
     monkeypatch.delenv("CIFARKIT_DATA", raising=False)
     root.rename(tmp_path / "moved")  # the run's image folder is somewhere else now
     assert main(["evaluate", str(run), "--out", str(tmp_path / "eval.json")]) == 2
-    assert f"the run's image folder {root} is not here (moved?); pass --data-dir" in capsys.readouterr().err
+    assert f"the run's image folder {root} is not here (moved, or a path relative to where it trained?); pass " \
+           "--data-dir" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "moved"), "--out", str(tmp_path / "e.json")]) == 0
 
 

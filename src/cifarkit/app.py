@@ -207,6 +207,8 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
     try:
         images, labels = load_test_set(ckpt, data_dir)
     except UserError as e:
+        if data_dir is not None:  # asked for by name: a slip is an error, not a page without examples
+            raise
         print(f"cifarkit app: no test images ({e}); upload only", file=sys.stderr)
         images = labels = None
     clf = Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], image_size(ckpt),

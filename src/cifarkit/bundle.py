@@ -98,12 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = meta.get("test_accuracy")
     about = (f"Model `{meta['model_name']}`, {len(meta['classes'])} classes"
              + (f", test accuracy {accuracy:.2%}" if accuracy is not None else "") + ". Exported by cifarkit.")
+    demo = build_demo(clf, meta.get("title", "What does the model see?"), about)
     try:
-        launch(build_demo(clf, meta.get("title", "What does the model see?"), about), args.host, args.port)
-    except OSError as e:  # as `cifarkit app` says it
-        print(f"error: cannot serve the page on {args.host or '127.0.0.1'}:{args.port or 7860}: the port is in use "
-              f"or the address is not this machine's ({str(e).split('.')[0]}); choose another --port or --host",
-              file=sys.stderr)
+        launch(demo, args.host, args.port)
+    except OSError as e:  # as `cifarkit app` says it; gradio's defaults come from its environment variables
+        where = (f"{args.host or os.environ.get('GRADIO_SERVER_NAME', '127.0.0.1')}:"
+                 f"{args.port or os.environ.get('GRADIO_SERVER_PORT', 7860)}")
+        print(f"error: cannot serve the page on {where}: the port is in use or the address is not this machine's "
+              f"({str(e).split('.')[0]}); choose another --port or --host", file=sys.stderr)
         return 2
     return 0
 
@@ -143,6 +145,8 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     try:
         images, labels = load_test_set(ckpt, data_dir)
     except UserError as e:
+        if data_dir is not None:  # asked for by name: a slip is an error, not a bundle without images
+            raise
         print(f"cifarkit export: no test images ({e}): the bundle has no examples or gallery", file=sys.stderr)
         images = None
     # a full disk or a Ctrl-C leaves no half bundle; a bundle exported again keeps no stale images

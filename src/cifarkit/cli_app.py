@@ -13,8 +13,8 @@ from .errors import UserError
 
 def _add_run_data_flags(p: argparse.ArgumentParser) -> None:
     """--data-dir of the commands that read a trained run's test images (evaluate, gradcam, app, export)."""
-    p.add_argument(SETTINGS["data_dir"].flag, help="where the run's images are (default: the folder the run "
-                                                   "trained on, else $CIFARKIT_DATA, else ~/.cache/cifarkit)")
+    p.add_argument(SETTINGS["data_dir"].flag, help="where the run's images are (default: $CIFARKIT_DATA, else the "
+                                                   "folder the run trained on if it is here, else ~/.cache/cifarkit)")
 
 
 def cmd_gradcam(args: argparse.Namespace) -> int:

@@ -44,8 +44,8 @@ def load_for_checkpoint(ckpt: dict[str, Any], data_dir: str | os.PathLike | None
     if data_dir and not Path(data_dir).expanduser().is_dir():  # a slip of the keyboard: never a download into it
         raise UserError(f"--data-dir {data_dir}: no such folder")
     if where is None and config.dataset == "folder" and config.data_dir:  # no default folder holds the user's images
-        raise UserError(f"the run's image folder {config.data_dir} is not here (moved?); pass --data-dir where "
-                        "its train/ and test/ are now")
+        raise UserError(f"the run's image folder {config.data_dir} is not here (moved, or a path relative to "
+                        "where it trained?); pass --data-dir where its train/ and test/ are")
     # CIFAR may still be fetched, into the default folder only: the run's own was on another machine
     data = load_dataset(config.dataset, where, labels=config.labels, image_size=config.image_size)
     if tuple(data.classes) != tuple(ckpt["classes"]):
