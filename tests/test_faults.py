@@ -143,7 +143,7 @@ def test_a_file_that_is_no_checkpoint_is_named_for_what_it_is(tmp_path, capsys):
 
     Image.new("RGB", (8, 8)).save(tmp_path / "cat.png")
     (tmp_path / "config.json").write_text('{"epochs": 3}')
-    (tmp_path / "model.safetensors").write_bytes((20).to_bytes(8, "little") + b'{"__metadata__":{}}  ')
+    (tmp_path / "model.safetensors").write_bytes((128).to_bytes(8, "little") + b'{"__metadata__":{}}'.ljust(128))
     for name, kind in [("cat.png", "a PNG image"), ("config.json", "JSON or text"), ("model.safetensors", "a safetensors file")]:
         assert main(["predict", str(tmp_path / name), str(tmp_path / "cat.png")]) == 2  # e.g. arguments swapped
         err = capsys.readouterr().err

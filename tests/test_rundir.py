@@ -36,7 +36,7 @@ def test_a_damaged_json_file_is_named(tmp_path):
             run.read_json("results.json")
 
 
-def test_a_commands_default_output_goes_into_the_run_folder_else_beside_a_loose_checkpoint(tmp_path):
+def test_a_commands_default_output_goes_into_the_run_folder_else_beside_a_loose_checkpoint(tmp_path, monkeypatch):
     from cifarkit.rundir import default_output
 
     run = tmp_path / "run"
@@ -47,6 +47,8 @@ def test_a_commands_default_output_goes_into_the_run_folder_else_beside_a_loose_
     assert default_output(run, "gradcam.png") == run / "gradcam.png"
     assert default_output(run / "checkpoints" / "last.pt", "evaluate-flip.json") == run / "evaluate-flip.json"
     assert default_output(tmp_path / "copy.pt", "evaluate-flip.json") == tmp_path / "copy.evaluate-flip.json"
+    monkeypatch.chdir(run / "checkpoints")
+    assert default_output("last.pt", "gradcam.png").resolve() == (run / "gradcam.png").resolve()
     (run / "gradcam.png").write_bytes(b"")
     (run / "evaluate-flip.json").write_text("{}")
     RunDir(run).clear()  # --overwrite: the commands' outputs about the old model go with it

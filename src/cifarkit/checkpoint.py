@@ -49,7 +49,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"{path}: no such checkpoint") from None
     except Exception as e:  # pickle's UnpicklingError and friends (torch's own text advises the unsafe load: not shown)
-        reason = "" if "weights_only" in str(e) else f": {str(e).splitlines()[0]}" if str(e) else ""
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        if "weights_only" in str(e):  # torch's advice to load it unsafely left out; its reason kept
+            lines = [line for line in lines if line.startswith("WeightsUnpickler error")]
+        reason = f": {lines[0]}" if lines else ""
         raise UserError(f"{path}: refused or unreadable as a checkpoint ({type(e).__name__}{reason}). Only cifarkit "
                         "checkpoints of plain tensors load; a file that carries code is never executed") from None
     if not isinstance(ckpt, dict) or "format" not in ckpt or "model" not in ckpt:
@@ -78,10 +81,10 @@ def _other_kind_of_file(path: Path) -> str:
             head = f.read(10)
     except OSError:
         return ""
-    if head.startswith((b"PK\x03\x04", b"\x80")) or not head:
-        return ""
-    if head[8:10] == b'{"':  # 8 bytes of header length, then the header's JSON
+    if head[8:10] == b'{"':  # 8 bytes of header length, then the header's JSON (before the pickle test: the
         return "a safetensors file: weights without the run's settings, as an app bundle's model.safetensors"
+    if head.startswith((b"PK\x03\x04", b"\x80")) or not head:  # length's first byte may be 0x80)
+        return ""
     return next((kind for magic, kind in _OTHER_FILES if head.startswith(magic)), "not a file torch.save writes")
 
 
@@ -121,7 +124,7 @@ def _structure_problem(ckpt: dict[str, Any]) -> str:
         return "its model weights are not a dict of tensors"
     broken = next((name for name, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if broken is not None:  # every prediction would be NaN
-        return f"its weights hold NaN or infinite values ({broken}); use a checkpoint from before the run diverged"
+        return f"its weights hold NaN or infinite values ({broken}), so every prediction would be NaN; train again"
     try:
         build_model(ckpt["model_name"], num_classes=len(classes)).load_state_dict(weights)
     except RuntimeError as e:  # missing/unexpected keys, size mismatches: the weights of another network

@@ -279,8 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and getattr(args, "images_anywhere", False) and not any(e.startswith("-") for e in extra):
         args.images += extra  # files after an option: argparse gives an optional ("*") positional only one place
-    elif extra:  # said by the command's own parser (its usage line), with the nearest flag it has
-        command = _command_parser(parser, args)
+    elif extra:  # said by the command's own parser (its usage line) where it follows the command word
+        words = list(sys.argv[1:] if argv is None else argv)
+        after = extra[0] in words and words.index(extra[0]) > words.index(args.command)
+        command = _command_parser(parser, args) if after else parser
         near = difflib.get_close_matches(extra[0].split("=")[0], [o for a in command._actions for o in a.option_strings],
                                          n=1)
         command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {near[0]}?)" if near else ""))
@@ -306,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         except BrokenPipeError:  # `cifarkit summary | head`: the reader has gone, nothing left to say
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
+            return 141  # as a shell reports a process ended by SIGPIPE
         finally:
             distributed.shutdown()
 

@@ -71,9 +71,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
     from .files import write_json
     from .inference import evaluate_checkpoint
-    from .checkpoint import load_checkpoint
     from .rundir import check_output, default_output
 
     if args.limit_test is not None and args.limit_test < 1:

@@ -154,7 +154,7 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
             results = {**trainer.results(), "run_dir": str(run.path)}
             write_ending(run, trainer, results)
             return results
-        if run.writes:  # continued by hand (a pruned trial, a diverged run at a lower lr): no longer ended
+        if run.writes:  # continued by hand (a pruned trial trained on to its end): no longer ended
             (run / ENDED).unlink(missing_ok=True)
         if progress:
             print(f"resuming {run.path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step_in_epoch}",

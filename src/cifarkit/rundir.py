@@ -240,8 +240,9 @@ def default_output(checkpoint: str | os.PathLike, name: str) -> Path:
     path = Path(checkpoint)
     if path.is_dir():
         return path / name
-    run = run_of(path)
-    if path.parts[-2:] == tuple(CHECKPOINT.split("/")) and (run / CONFIG).is_file():
+    real = path.resolve()  # `evaluate last.pt` from inside RUN_DIR/checkpoints too
+    run = run_of(real)
+    if real.parts[-2:] == tuple(CHECKPOINT.split("/")) and (run / CONFIG).is_file():
         return run / name
     return path.with_name(f"{path.stem}.{name}")
 
