@@ -58,8 +58,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "format" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path}: not a cifarkit checkpoint (no format version or model weights)")
     if ckpt["format"] != CHECKPOINT_FORMAT:
-        raise UserError(f"{path}: checkpoint format {ckpt['format']!r}, this cifarkit reads format {CHECKPOINT_FORMAT}; "
-                        f"use the cifarkit version that wrote it ({ckpt.get('cifarkit', 'unknown')})")
+        raise UserError(f"{path}: checkpoint format {ckpt['format']!r}, this cifarkit reads format "
+                        f"{CHECKPOINT_FORMAT}; use the cifarkit version that wrote it ({ckpt.get('cifarkit', 'unknown')})")
     for key in ("model", "training_weights"):  # weights only ever load by copy (see _drop_assign_flags)
         _drop_assign_flags(ckpt.get(key))
     problem = _structure_problem(ckpt)
@@ -81,9 +81,10 @@ def _other_kind_of_file(path: Path) -> str:
             head = f.read(10)
     except OSError:
         return ""
-    if head[8:10] == b'{"':  # 8 bytes of header length, then the header's JSON (before the pickle test: the
+    # safetensors first: 8 bytes of header length (whose first byte may be 0x80, a pickle's), then its JSON
+    if head[8:10] == b'{"':
         return "a safetensors file: weights without the run's settings, as an app bundle's model.safetensors"
-    if head.startswith((b"PK\x03\x04", b"\x80")) or not head:  # length's first byte may be 0x80)
+    if head.startswith((b"PK\x03\x04", b"\x80")) or not head:
         return ""
     return next((kind for magic, kind in _OTHER_FILES if head.startswith(magic)), "not a file torch.save writes")
 

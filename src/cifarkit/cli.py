@@ -283,8 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         words = list(sys.argv[1:] if argv is None else argv)
         after = extra[0] in words and words.index(extra[0]) > words.index(args.command)
         command = _command_parser(parser, args) if after else parser
-        near = difflib.get_close_matches(extra[0].split("=")[0], [o for a in command._actions for o in a.option_strings],
-                                         n=1)
+        flags = [o for a in command._actions for o in a.option_strings]
+        near = difflib.get_close_matches(extra[0].split("=")[0], flags, n=1)
         command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {near[0]}?)" if near else ""))
     func: Callable[[argparse.Namespace], int] = args.func
 

@@ -75,7 +75,7 @@ class RunDir:
             return self
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"--out {self.path}: a file is in the way; choose a folder name")
-        for attempt in range(3):  # again if the lock file was removed under us (discard_if_unused)
+        for _ in range(3):  # again if the lock file was removed under us (discard_if_unused)
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
