@@ -246,11 +246,20 @@ def test_an_export_cut_off_half_way_leaves_nothing_and_the_next_one_works(half_t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app"]
     (tmp_path / "here").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "here")
-    monkeypatch.chdir(tmp_path / "here")  # `--app .`, and a link to a folder: staged beside where it leads
+    monkeypatch.chdir(tmp_path / "here")  # `--app .`, and a link to a folder: staged inside where it leads
+    moves = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: moves.append((src, dst)) or real_replace(src, dst))
     for target in (".", str(tmp_path / "link")):
+        moves.clear()
         assert main(["export", str(root / "run"), "--app", target]) == 0
+    # the second export moved each entry from a staging folder inside the target (one disk), meta.json last
+    staging = str(tmp_path / "here" / ".cifarkit-partial")
+    staged = [dst for src, dst in moves if os.path.dirname(str(src)) == staging]  # not the files' own atomic writes
+    assert {os.path.basename(d) for d in staged} >= {"app.py", "meta.json", "examples"}
+    assert os.path.basename(staged[-1]) == "meta.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app", "here", "link"]
-    assert (tmp_path / "here" / "meta.json").is_file()
+    assert ".cifarkit-partial" not in {p.name for p in (tmp_path / "here").iterdir()}
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -135,6 +135,7 @@ def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tmp_path,
     assert main(["train", "--resume", str(run)]) == 2
     err = capsys.readouterr().err
     assert "never executed" in err and "weights_only" not in err  # torch's advice to load it unsafely is not passed on
+    assert "unsupported GLOBAL posix.system" in err and "Please use" not in err  # its reason is
     assert not marker.exists()
 
 

@@ -69,6 +69,13 @@ def test_what_a_failed_start_leaves_is_no_folder_of_other_files_and_a_users_grad
     assert RunDir(photos).existing() == [] and RunDir(photos).others() == ["gradcam.png", "holiday.jpg"]
     RunDir(photos).clear()
     assert (photos / "gradcam.png").exists()
+    for name, file in (("plots", "holiday.jpg"), ("checkpoints", "resnet50.pth"), ("tb", "notes.txt")):
+        mine = tmp_path / f"mine-{name}" / name  # a user's folder that a run's is named like: theirs
+        mine.mkdir(parents=True)
+        (mine / file).write_bytes(b"")
+        assert RunDir(mine.parent).existing() == [] and RunDir(mine.parent).others() == [name]
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    assert RunDir(tmp_path / "repo").others() == [".git"]
 
 
 def test_a_lock_whose_file_was_removed_under_it_is_taken_afresh(tmp_path, monkeypatch):

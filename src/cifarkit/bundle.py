@@ -121,7 +121,7 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     except ImportError:
         raise UserError("the app bundle needs safetensors: pip install 'cifarkit[app]'") from None
     from .explain import load_test_set
-    from .files import staged_folder
+    from .files import STAGING, staged_folder
     from .inference import image_size, load_model
     from .rundir import RESULTS, run_of
 
@@ -129,7 +129,8 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--app {folder}: exists and is not a folder")
     earlier_bundle = (folder / "meta.json").is_file() and (folder / "app.py").is_file()
-    if folder.is_dir() and any(folder.iterdir()) and not earlier_bundle:  # its app.py, README.md would be replaced
+    # a folder of other files would have its app.py, README.md replaced (STAGING: what an export cut off left)
+    if folder.is_dir() and any(p.name != STAGING for p in folder.iterdir()) and not earlier_bundle:
         raise UserError(f"--app {folder}: a folder with other files in it (not an earlier bundle); export into a new "
                         "or empty folder")
     model, ckpt = load_model(checkpoint, torch.device("cpu"))

@@ -50,8 +50,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"{path}: no such checkpoint") from None
     except Exception as e:  # pickle's UnpicklingError and friends (torch's own text advises the unsafe load: not shown)
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        if "weights_only" in str(e):  # torch's advice to load it unsafely left out; its reason kept
-            lines = [line for line in lines if line.startswith("WeightsUnpickler error")]
+        if "weights_only" in str(e):  # torch's advice to load it unsafely (or to allow-list) left out; its reason kept
+            lines = [line.removeprefix("WeightsUnpickler error:").split(". Please use")[0].strip()
+                     for line in lines if "GLOBAL" in line]
         reason = f": {lines[0]}" if lines else ""
         raise UserError(f"{path}: refused or unreadable as a checkpoint ({type(e).__name__}{reason}). Only cifarkit "
                         "checkpoints of plain tensors load; a file that carries code is never executed") from None

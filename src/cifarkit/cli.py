@@ -281,7 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.images += extra  # files after an option: argparse gives an optional ("*") positional only one place
     elif extra:  # said by the command's own parser (its usage line) where it follows the command word
         words = list(sys.argv[1:] if argv is None else argv)
-        after = extra[0] in words and words.index(extra[0]) > words.index(args.command)
+        at = words.index(args.command) if args.command in words else len(words)
+        after = extra[0] in words[at + 1:]
         command = _command_parser(parser, args) if after else parser
         flags = [o for a in command._actions for o in a.option_strings]
         near = difflib.get_close_matches(extra[0].split("=")[0], flags, n=1)

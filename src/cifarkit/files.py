@@ -90,28 +90,34 @@ def _umask() -> int:
     return mask
 
 
+STAGING = ".cifarkit-partial"  # where staged_folder writes, inside a folder that exists (so on its disk)
+
+
 @contextlib.contextmanager
 def staged_folder(folder: Path, replaced: tuple[str, ...] = (), last: str = "") -> Iterator[Path]:
-    """A folder of several files written whole: the block writes into `.NAME.partial` beside `folder` (beside where
-    a link to it leads, so on its disk), which is removed if the block fails (a full disk, Ctrl-C) and otherwise
-    moved into `folder` by renames. Into an existing `folder` each entry is moved over its namesake, folders first
-    and the file `last` at the end (the subfolders named in `replaced` are removed first, so none of their old
-    files stay), and anything else there is kept."""
+    """A folder of several files written whole: the block writes into a staging folder, which is removed if the
+    block fails (a full disk, Ctrl-C) and otherwise moved into `folder` by renames on one disk: a new `folder` is
+    the staging folder renamed (made beside it); into an existing one (staged inside it, as STAGING) each entry is
+    moved over its namesake, folders first and the file `last` at the end (the subfolders named in `replaced` are
+    removed first, so none of their old files stay), and anything else there is kept."""
     folder = Path(folder).resolve()
-    staging = folder.parent / f".{folder.name}.partial"
+    staging = folder / STAGING if folder.is_dir() else folder.parent / f".{folder.name}{STAGING}"
     shutil.rmtree(staging, ignore_errors=True)  # an earlier attempt's, cut off
     try:
         staging.mkdir(parents=True)
         yield staging
+        if staging.parent != folder:
+            staging.rename(folder)
+            return
+        for name in replaced:
+            if (folder / name).is_dir():
+                shutil.rmtree(folder / name)
+        for entry in sorted(staging.iterdir(), key=lambda p: (not p.is_dir(), p.name == last, p.name)):
+            os.replace(entry, folder / entry.name)
+        staging.rmdir()
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise WriteError(folder, e.strerror or str(e)) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if not folder.exists():
-        staging.rename(folder)
-        return
-    for name in replaced:
-        if (folder / name).is_dir():
-            shutil.rmtree(folder / name)
-    for entry in sorted(staging.iterdir(), key=lambda p: (not p.is_dir(), p.name == last, p.name)):
-        os.replace(entry, folder / entry.name)
-    staging.rmdir()

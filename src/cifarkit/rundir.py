@@ -44,6 +44,7 @@ PLOTS = (
 RUN_FILES = (CONFIG, METRICS, RESULTS, ENDED, CHECKPOINT, LR_FIND_JSON, MODEL_SUMMARY, REPORT,
              *(name for name, _ in PLOTS))
 RUN_FOLDERS = ("checkpoints", "plots", "tb")  # made by a run (tb: --tensorboard's default)
+JUNK = (".DS_Store", "Thumbs.db", ".ipynb_checkpoints")  # what desktops and notebooks leave in any folder
 RUN_PATTERNS = ("evaluate-*.json", "gradcam.png")  # what `cifarkit evaluate` / `gradcam` write into a run by default
 LOCK = ".cifarkit.lock"
 # What `cifarkit sweep --out DIR` writes beside its trial-N run folders: outputs of other commands never land on them.
@@ -78,9 +79,11 @@ class RunDir:
         for _ in range(3):  # again if the lock file was removed under us (discard_if_unused)
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:  # the folder went between the two calls
-                continue
+                fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except FileNotFoundError:
+                if not self.path.is_dir():  # the folder went between the two calls
+                    continue
+                raise UserError(f"--out {self.path}: cannot create its lock file {LOCK} there") from None
             except OSError as e:
                 raise UserError(f"--out {self.path}: cannot create the run folder there ({e.strerror or e})") from None
             try:
@@ -127,19 +130,26 @@ class RunDir:
         """The run files present, in RUN_FILES order, then those matching RUN_PATTERNS."""
         if not self.path.is_dir():
             return []
+        if not any((self.path / name).is_file() for name in (CONFIG, LR_FIND_JSON)):  # what every run writes first
+            return []  # a user's plots/confusion.png or gradcam.png is theirs, not a run's
         listed = [name for name in RUN_FILES if (self.path / name).exists()]
-        if CONFIG not in listed:  # a gradcam.png among a user's photos is theirs, not a run's
-            return listed
         return listed + sorted(p.name for pattern in RUN_PATTERNS for p in self.path.glob(pattern))
 
     def others(self) -> list[str]:
-        """What a folder that holds no run has in it: a user's files, which a new run never joins. The lock, hidden
-        files (.DS_Store) and a run's own subfolders (left by a start that failed: an --overwrite's emptied
-        checkpoints/, the tb/ that --tensorboard makes before the data loads) do not count."""
+        """What a folder that holds no run has in it: a user's files, which a new run never joins. The lock, a
+        desktop's or notebook's JUNK and what a start that failed leaves (an --overwrite's emptied checkpoints/ and
+        plots/, the tb/ of event files that --tensorboard makes before the data loads) do not count."""
         if not self.path.is_dir() or self.existing():
             return []
-        return sorted(p.name for p in self.path.iterdir()
-                      if not p.name.startswith(".") and not (p.name in RUN_FOLDERS and p.is_dir()))
+
+        def left_by_a_run(p: Path) -> bool:
+            if p.name in (LOCK, *JUNK):
+                return True
+            if p.name not in RUN_FOLDERS or not p.is_dir():
+                return False
+            return all(p.name == "tb" and f.name.startswith("events.out.tfevents.") for f in p.iterdir())
+
+        return sorted(p.name for p in self.path.iterdir() if not left_by_a_run(p))
 
     def discard_if_unused(self) -> None:
         """Remove the folder again if it holds nothing but its lock (a run that failed before writing anything, in a
@@ -262,7 +272,8 @@ def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
     for folder in list(target.parents)[:2]:  # RUN_DIR/x or RUN_DIR/checkpoints/x, plots/x
         if (folder / CONFIG).is_file() and str(target.relative_to(folder)) in (*RUN_FILES, LOCK):
             raise UserError(f"{output}: a file of the run in {folder}; write the output elsewhere")
-    if target.parent.is_dir() and not os.access(target.parent, os.W_OK):  # found now, not after the work
+    written = target if target.is_dir() else target.parent  # a folder output (export --app) writes inside itself
+    if written.is_dir() and not os.access(written, os.W_OK):  # found now, not after the work
         raise UserError(f"{output}: its folder cannot be written (read-only?); write the output elsewhere")
     if target.suffix.lower() in WEIGHT_SUFFIXES and target.is_file():
         raise UserError(f"{output}: an existing model file ({target.suffix}); write the output elsewhere")
