@@ -9,7 +9,6 @@ analytics, no fonts or scripts from the internet; the server binds to 127.0.0.1 
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -192,7 +191,7 @@ def launch(demo: Any, host: str | None, port: int | None, block: bool = True) ->
 def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860,
           data_dir: str | None = None, block: bool = True) -> Any:
     """`cifarkit app`: load the checkpoint once, offer 10 test images, and serve the page."""
-    from .explain import load_test_set
+    from .explain import test_set_or_none
     from .inference import image_size, load_model
     from .rundir import RESULTS, run_of
     from .runtime import resolve_device
@@ -204,13 +203,7 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
         raise UserError(f"the app needs gradio and captum ({e.name} is missing): pip install 'cifarkit[app]'"
                         ) from None
     model, ckpt = load_model(checkpoint, resolve_device("auto"))
-    try:
-        images, labels = load_test_set(ckpt, data_dir)
-    except UserError as e:
-        if data_dir is not None:  # asked for by name: a slip is an error, not a page without examples
-            raise
-        print(f"cifarkit app: no test images ({e}); upload only", file=sys.stderr)
-        images = labels = None
+    images, labels = test_set_or_none(ckpt, data_dir, "app", "; upload only") or (None, None)
     clf = Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], image_size(ckpt),
                      examples=example_images(images, labels) if images is not None else [],
                      candidates=(lambda: (images, labels)) if images is not None else None,

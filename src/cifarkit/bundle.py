@@ -120,7 +120,7 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
         import safetensors.torch  # noqa: F401 (written in _write_bundle)
     except ImportError:
         raise UserError("the app bundle needs safetensors: pip install 'cifarkit[app]'") from None
-    from .explain import load_test_set
+    from .explain import test_set_or_none
     from .files import STAGING, staged_folder
     from .inference import image_size, load_model
     from .rundir import RESULTS, run_of
@@ -143,16 +143,11 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
             "test_accuracy": results.get("test_accuracy"), "run": run.path.name, "cifarkit": ckpt.get("cifarkit"),
             "title": f"What does the model see? ({ckpt['model_name']}, run {run.path.name})",
             "examples": [], "mistakes": []}
-    try:
-        images, labels = load_test_set(ckpt, data_dir)
-    except UserError as e:
-        if data_dir is not None:  # asked for by name: a slip is an error, not a bundle without images
-            raise
-        print(f"cifarkit export: no test images ({e}): the bundle has no examples or gallery", file=sys.stderr)
-        images = None
+    without = ": the bundle has no examples or gallery"
+    images, labels = test_set_or_none(ckpt, data_dir, "export", without) or (None, None)
     # a full disk or a Ctrl-C leaves no half bundle; a bundle exported again keeps no stale images
     with staged_folder(folder, replaced=("examples", "mistakes"), last="meta.json") as staging:
-        _write_bundle(staging, model, ckpt, meta, source, images, labels if images is not None else None)
+        _write_bundle(staging, model, ckpt, meta, source, images, labels)
     files = ["app.py", "model.safetensors", "meta.json", "requirements.txt", "README.md"]
     return {"folder": str(folder), "files": files + [f"{len(meta['examples'])} examples",
                                                      f"{len(meta['mistakes'])} mistakes"], "meta": meta}

@@ -145,6 +145,19 @@ def load_test_set(ckpt: dict[str, Any], data_dir: str | os.PathLike | None) -> t
     return data.test_images, data.test_labels
 
 
+def test_set_or_none(ckpt: dict[str, Any], data_dir: str | os.PathLike | None, command: str, without: str
+                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """load_test_set for what can do without the images (the app, the bundle): None when they cannot be read,
+    said on stderr with what is left `without` them, unless `data_dir` was given by name (a slip is an error)."""
+    try:
+        return load_test_set(ckpt, data_dir)
+    except UserError as e:
+        if data_dir is not None:
+            raise
+        print(f"cifarkit {command}: no test images ({e}){without}", file=sys.stderr)
+        return None
+
+
 def gradcam_command(checkpoint: str | os.PathLike, images: list[str] = (), misclassified: int | None = None,
                     layer: str | None = None, target: str = "pred", out: str | os.PathLike | None = None,
                     data_dir: str | None = None, device: str = "auto") -> dict[str, Any]:
