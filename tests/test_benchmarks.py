@@ -87,6 +87,55 @@ def test_time_to_accuracy_rejects_bad_input_by_name(tiny_py, tmp_path):
     assert "error: seed 0: --pct-start 0.25 of 4 steps" in done.stderr
 
 
+def variants(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH / "variants.py"), *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_variants_pairs_every_variant_with_the_base_seed_by_seed_on_the_validation_split(tiny_py, tmp_path):
+    common = ["--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "50",
+              "--max-lr", "5e-3", "--threads", "1", "--precision", "fp32", "--val-split", "40",
+              "--out", str(tmp_path / "v"), "--variant", "ls=--label-smoothing 0.1", "--variant", "e2=--epochs 2"]
+    done = variants("--seeds", "2", *common)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for name in ("base", "ls", "e2"):
+        for seed in (0, 1):
+            assert f"{name} seed {seed}: validation accuracy" in out
+    records = {(name, seed): json.loads((tmp_path / "v" / name / f"seed{seed}" / "variant.json").read_text())
+               for name in ("base", "ls", "e2") for seed in (0, 1)}
+    base, e2 = records["base", 1]["config"], records["e2", 1]["config"]
+    assert (e2["epochs"], base["epochs"], e2["seed"], e2["val_split"]) == (2, 1, 1, 40)
+    assert e2["label_smoothing"] == base["label_smoothing"] and records["ls", 0]["config"]["label_smoothing"] == 0.1
+    # the summary's paired difference is the mean of the per-seed differences
+    row = next(line for line in out.splitlines() if line.startswith("e2 ") and "--epochs 2" in line)
+    diffs = [records["e2", s]["row"]["val"] * 100 - records["base", s]["row"]["val"] * 100 for s in (0, 1)]
+    assert f"{sum(diffs) / 2:+.2f} ± " in row and row.split()[1] == "2"
+    assert "machine:" in out
+
+    # --reuse trains only what is new: a third seed, here in two processes at once
+    done = variants("--seeds", "3", "--reuse", "--processes", "2", *common)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert all(line.endswith("(reused)") for line in lines if " seed 0: " in line or " seed 1: " in line)
+    assert sum(" seed 2: validation accuracy" in line and "(reused)" not in line for line in lines) == 3
+    assert next(line for line in lines if line.startswith("base ") and " seed " not in line).split()[1] == "3"
+
+
+def test_variants_rejects_bad_input_by_name(tiny_py, tmp_path):
+    common = ["--data-dir", str(tiny_py), "--out", str(tmp_path / "v")]
+    for args, named in ((["--variant", "x=--epochs 2"], "--val-split N is required"),
+                        (["--val-split", "40", "--variant", "base=--epochs 2"], "--variant 'base=--epochs 2'"),
+                        (["--val-split", "40", "--variant", "x"], "write NAME=FLAGS"),
+                        (["--val-split", "40", "--variant", "x=--seed 3"], "'x=--seed 3': --seed: the base's to set"),
+                        (["--val-split", "40", "--variant", "x=--limit-train 100 --epochs 2"], "--limit-train: the base's"),
+                        (["--val-split", "40", "--variant", "x=--epochz 2"], "--epochz"),
+                        (["--val-split", "40", "--variant", "x=--epochs 0"], "--epochs 0")):
+        done = variants(*args, *common)
+        assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+    assert not (tmp_path / "v").exists()
+
+
 def test_throughput_prints_both_sides_and_the_ratio():
     done = subprocess.run([sys.executable, str(BENCH / "throughput.py"), "--model", "s10-small", "--steps", "1",
                            "--batch-size", "16"], capture_output=True, text=True, timeout=300)

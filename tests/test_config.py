@@ -62,6 +62,24 @@ def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
         preset_config("s10", **overrides)
 
 
+def test_a_presets_small_windows_that_do_not_fit_the_users_epochs_or_size_say_where_they_come_from():
+    off = "give your own, or --small-crop 0 --small-crop-epochs 0 for full size throughout"
+    for overrides, message in (
+            ({"epochs": 4}, "--small-crop-epochs 6: must be a whole number of epochs below --epochs (4): the last ones "
+                            f"train at full size; the fast-cpu preset sets --small-crop-epochs 6: {off}"),
+            ({"dataset": "folder", "image_size": 24}, "--small-crop 24: must be 0 (off) or a whole number of pixels in "
+                                                      f"[8, 24) (--image-size); the fast-cpu preset sets --small-crop 24: {off}"),
+            ({"small_crop_epochs": 0}, "--small-crop-epochs 0: goes with --small-crop PX: both 0 (off) or both set; the "
+                                       f"fast-cpu preset sets --small-crop 24: {off}")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            preset_config("fast-cpu", **overrides)
+    with pytest.raises(UserError) as raised:  # the user's own value: nothing about the preset
+        preset_config("fast-cpu", epochs=4, small_crop_epochs=5)
+    assert "preset" not in str(raised.value)
+    preset_config("fast-cpu", epochs=4, small_crop_epochs=2)
+    preset_config("fast-cpu", epochs=4, small_crop=0, small_crop_epochs=0)
+
+
 def test_unknown_preset_and_unknown_keys():
     with pytest.raises(UserError, match="unknown preset; choose one of s10, s10-best, fast-v1, fast, fast-cpu-v1, fast-cpu"):
         preset_config("s11")
@@ -102,11 +120,12 @@ def test_fast_is_the_whitened_net_with_muon_on_its_filters_and_selective_tta():
     assert (fast.pad_crop, fast.cutout_size, fast.alternate_flip) == (2, 0, True)
 
 
-def test_fast_cpu_is_fast_on_the_narrow_net_for_as_many_epochs_as_its_baseline():
+def test_fast_cpu_is_fast_on_the_narrow_net_with_small_windows_first():
     cpu, before, fast = preset_config("fast-cpu"), preset_config("fast-cpu-v1"), preset_config("fast")
-    assert cpu.model == before.model == "fast-small" and cpu.epochs == before.epochs
-    assert cpu.stem_bias_epochs == 3 and fast.stem_bias_epochs == 1
-    own = ("preset", "model", "epochs", "stem_bias_epochs")
+    assert cpu.model == before.model == "fast-small" and cpu.epochs > before.epochs
+    assert 0 < cpu.small_crop < cpu.image_size and 0 < cpu.small_crop_epochs < cpu.epochs and fast.small_crop == 0
+    assert cpu.muon_lr < fast.muon_lr and cpu.stem_bias_epochs == 3 and fast.stem_bias_epochs == 1
+    own = ("preset", "model", "epochs", "small_crop", "small_crop_epochs", "muon_lr", "stem_bias_epochs")
     assert {k: v for k, v in cpu.to_dict().items() if k not in own} == \
         {k: v for k, v in fast.to_dict().items() if k not in own}
 

@@ -237,8 +237,7 @@ class TrainConfig:
         need(_whole(self.lookahead_every, 1), "lookahead_every", "must be a whole number of steps >= 1")
         need(_positive(self.div_factor), "div_factor", "must be > 0")
         need(_positive(self.final_div_factor), "final_div_factor", "must be > 0")
-        need(_whole(self.pad_crop, 0) and self.pad_crop <= 16, "pad_crop",
-             "must be a whole number of pixels in [0, 16]")
+        need(_whole(self.pad_crop, 0) and self.pad_crop <= 16, "pad_crop", "must be a whole number of pixels in [0, 16]")
         need(_whole(self.cutout_size, 0) and self.cutout_size <= 32, "cutout_size",
              "must be a whole number of pixels in [0, 32]")
         need(_finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1, "cutout_prob", "must be a probability in [0, 1]")
@@ -246,12 +245,19 @@ class TrainConfig:
         need(self.stem_bias_epochs == 0 or has_whitening_stem(self.model), "stem_bias_epochs",
              f"model {self.model} has no whitening stem (fast, fast-small have one); the fast presets set it, so "
              "with another model add --stem-bias-epochs 0")
+        def by_preset(name: str) -> str:  # a preset's small windows may not fit the user's --epochs or size
+            value = getattr(self, name)
+            return "" if not value or PRESETS.get(self.preset, {}).get(name) != value else (
+                f"; the {self.preset} preset sets {SETTINGS[name].flag} {value}: give your own, or --small-crop 0 "
+                "--small-crop-epochs 0 for full size throughout")
         need(_whole(self.small_crop, 0) and (self.small_crop == 0 or 8 <= self.small_crop < self.image_size),
-             "small_crop", f"must be 0 (off) or a whole number of pixels in [8, {self.image_size}) (--image-size)")
+             "small_crop", f"must be 0 (off) or a whole number of pixels in [8, {self.image_size}) (--image-size)"
+             + by_preset("small_crop"))
         need(_whole(self.small_crop_epochs, 0) and self.small_crop_epochs < self.epochs, "small_crop_epochs",
-             f"must be a whole number of epochs below --epochs ({self.epochs}): the last ones train at full size")
+             f"must be a whole number of epochs below --epochs ({self.epochs}): the last ones train at full size"
+             + by_preset("small_crop_epochs"))
         need((self.small_crop == 0) == (self.small_crop_epochs == 0), "small_crop_epochs",
-             "goes with --small-crop PX: both 0 (off) or both set")
+             "goes with --small-crop PX: both 0 (off) or both set" + by_preset("small_crop"))
         need(_finite(self.brightness) and 0 <= self.brightness <= 2, "brightness", "must be in [0, 2] (standard units)")
         need(_fraction(self.contrast), "contrast", "must be in [0, 1)")
         need(isinstance(self.device, str) and (self.device in DEVICES or self.device.startswith("cuda:")), "device",
