@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -103,3 +104,24 @@ def test_color_jitter_shifts_then_scales_each_image_within_its_ranges():
     images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
     jittered = Augment(pad_crop=0, flip=False, cutout_size=0, brightness=0.3, contrast=0.2)
     assert not torch.equal(jittered(images, torch.Generator().manual_seed(0)), plain(images, torch.Generator()))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"pad_crop": -1}, "pad_crop=-1 must be a whole number of pixels >= 0"),
+    ({"cutout_size": 2.5}, "cutout_size=2.5 must be a whole number"),
+    ({"cutout_prob": 1.5}, r"cutout_prob=1.5 must be a probability in \[0, 1\]"),
+    ({"brightness": float("nan")}, "brightness=nan must be >= 0"),
+    ({"contrast": 1.0}, r"contrast=1.0 must be in \[0, 1\)"),
+    ({"mean": (0.5, 0.5)}, "mean=.* must be 3 channel means"),
+    ({"std": (0.2, 0.0, 0.2)}, "std=.* must be 3 channel standard deviations > 0"),
+])
+def test_an_augment_built_by_hand_is_range_checked(kwargs, message):
+    with pytest.raises(ValueError, match=f"Augment: {message}"):
+        Augment(**kwargs)
+
+
+def test_an_augment_larger_than_the_images_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"pad_crop=8 must be below .* the images' side \(8 px\)"):
+        Augment(pad_crop=8)(batch(2)[:, :, :8, :8], gen())
+    with pytest.raises(ValueError, match=r"cutout_size=12 at most the images' side \(8 px\)"):
+        Augment(pad_crop=2, cutout_size=12)(batch(2)[:, :, :8, :8], gen())

@@ -41,6 +41,10 @@ def test_json_round_trip(tmp_path):
     ({"lookahead_decay": 1.0}, "--lookahead-decay 1.0: must be in [0, 1)"),
     ({"lookahead_every": 0}, "--lookahead-every 0: must be a whole number of steps >= 1"),
     ({"pad_crop": 17}, "--pad-crop 17: must be a whole number of pixels in [0, 16]"),
+    ({"dataset": "folder", "image_size": 16, "pad_crop": 16}, "--pad-crop 16: must be a whole number of pixels in "
+     "[0, 15]"),  # reflect padding needs pad < side
+    ({"dataset": "folder", "image_size": 16, "cutout_size": 20}, "--cutout-size 20: must be a whole number of pixels "
+     "in [0, 16]"),
     ({"div_factor": 0}, "--div-factor 0: must be > 0"),
     ({"lr_find_start": 0}, "--start-lr 0: must be a positive number"),
     ({"lr_find_end": 0.01}, "--end-lr 0.01: must be a number above --start-lr (0.03)"),

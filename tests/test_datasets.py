@@ -313,6 +313,22 @@ def test_names_that_are_not_utf8_load_as_files_and_are_refused_as_classes(tmp_pa
         load_dataset("folder", root, progress=False)
 
 
+def test_a_class_named_in_decomposed_unicode_on_one_side_is_the_same_class(tmp_path, monkeypatch):
+    """A train/ copied from a Mac (NFD names) beside a test/ made on Linux (NFC): one class, named in NFC."""
+    import unicodedata
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    root = write_folders(tmp_path / "imgs", per_class=4)
+    composed, decomposed = (unicodedata.normalize(form, "bleu clair é") for form in ("NFC", "NFD"))
+    assert composed != decomposed
+    (root / "train" / "blue").rename(root / "train" / decomposed)
+    (root / "test" / "blue").rename(root / "test" / composed)
+    data = load_dataset("folder", root, progress=False)
+    assert data.classes == (composed, "red") and data.test_labels.tolist() == [0, 0, 1, 1]
+    (root / "test" / "red").rename(root / "test" / decomposed)  # one name twice in one split: ambiguous
+    with pytest.raises(UserError, match=r"test: the class folders .* are one name written in two Unicode forms"):
+        load_dataset("folder", root, progress=False)
+
+
 def test_a_thin_image_is_cropped_before_it_is_resized(tmp_path, monkeypatch):
     thin = tmp_path / "thin.png"
     Image.new("RGB", (1, 200_000), (0, 200, 0)).save(thin)  # < 1 KB on disk, 1.5 GB upscaled whole

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import TTA_MODES
+from .config import TTA_MODES, _finite, _fraction, _positive, _whole
 from .data import MEAN, STD
 
 
@@ -29,6 +29,23 @@ class Augment:
     brightness: float = 0.0
     contrast: float = 0.0
 
+    def __post_init__(self):  # built by hand (the Python API), not through TrainConfig's checked flags
+        problems = [f"{name}={value!r} {what}" for name, value, ok, what in (
+            ("pad_crop", self.pad_crop, _whole(self.pad_crop, 0), "must be a whole number of pixels >= 0"),
+            ("cutout_size", self.cutout_size, _whole(self.cutout_size, 0), "must be a whole number of pixels >= 0"),
+            ("cutout_prob", self.cutout_prob, _finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1,
+             "must be a probability in [0, 1]"),
+            ("brightness", self.brightness, _finite(self.brightness) and self.brightness >= 0,
+             "must be >= 0 (standard units)"),
+            ("contrast", self.contrast, _fraction(self.contrast), "must be in [0, 1)"),
+            ("mean", self.mean, len(self.mean) == 3 and all(_finite(m) and 0 <= m <= 1 for m in self.mean),
+             "must be 3 channel means, fractions of 255 in [0, 1]"),
+            ("std", self.std, len(self.std) == 3 and all(_positive(s) for s in self.std),
+             "must be 3 channel standard deviations > 0, fractions of 255"),
+        ) if not ok]
+        if problems:
+            raise ValueError("Augment: " + "; ".join(problems))
+
     @classmethod
     def from_config(cls, config, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> "Augment":
         """The augmentation a TrainConfig asks for, normalising with the dataset's statistics."""
@@ -41,6 +58,10 @@ class Augment:
 
         `flips` (N bools), when given, says which images to mirror instead of a random draw.
         """
+        side = min(images.shape[-2:])
+        if self.pad_crop >= side or self.cutout_size > side:  # reflect padding needs pad < side; the hole must fit
+            raise ValueError(f"Augment: pad_crop={self.pad_crop} must be below and cutout_size={self.cutout_size} at "
+                             f"most the images' side ({side} px)")
         x = normalize(images, self.mean, self.std)
         if self.pad_crop:
             x = random_crop(x, self.pad_crop, generator)

@@ -1,6 +1,6 @@
 """Image folders -> Dataset: the layout torchvision's ImageFolder reads, decoded once and cached.
 
-    DIR/train/CLASS/**/*.{png,jpg,jpeg,webp,bmp}    class names and order: the folder names, sorted; images
+    DIR/train/CLASS/**/*.{png,jpg,jpeg,webp,bmp}    class names and order: the folder names (NFC), sorted; images
                                                     at any depth below a class folder
     DIR/test/CLASS/...  (or DIR/val/CLASS/...)      the same classes (val/ is read only where test/ is absent)
 
@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import sys
+import unicodedata
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -130,17 +131,27 @@ def _class_files(class_dir: Path, other_classes: set[Path]) -> tuple[list[Path],
 
 
 def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
-    """The classes (sorted folder names) of one split and its (image file, class index) pairs, sorted."""
-    classes = tuple(p.name for p in _listdir(folder) if p.is_dir() and not p.name.startswith("."))
-    for name in classes:
+    """The classes of one split (its folder names in Unicode's composed form, NFC, sorted) and its (image file,
+    class index) pairs, sorted. NFC, because macOS writes names decomposed (NFD): a train/ copied from a Mac
+    beside a test/ made on Linux names the same classes in other bytes."""
+    folders = {}  # class name (NFC) -> its folder
+    for entry in _listdir(folder):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
         try:
-            name.encode("utf-8")
+            entry.name.encode("utf-8")
         except UnicodeEncodeError:  # the name could not be written in reports, plots or checkpoints
-            raise UserError(f"{folder}: the class folder name {name!r} is not valid UTF-8; rename it") from None
+            raise UserError(f"{folder}: the class folder name {entry.name!r} is not valid UTF-8; rename it") from None
+        name = unicodedata.normalize("NFC", entry.name)
+        if name in folders:
+            raise UserError(f"{folder}: the class folders {folders[name].name!r} and {entry.name!r} are one name "
+                            "written in two Unicode forms (composed and decomposed accents); merge them into one")
+        folders[name] = entry
+    classes = tuple(sorted(folders))
     files, skipped, revisits, empty = [], [], [], []
-    class_dirs = {name: (folder / name).resolve() for name in classes}
+    class_dirs = {name: folders[name].resolve() for name in classes}
     for index, name in enumerate(classes):
-        images, others, links = _class_files(folder / name, set(class_dirs.values()) - {class_dirs[name]})
+        images, others, links = _class_files(folders[name], set(class_dirs.values()) - {class_dirs[name]})
         skipped += others
         revisits += links
         if not images:
