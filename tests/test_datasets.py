@@ -313,6 +313,23 @@ def test_names_that_are_not_utf8_load_as_files_and_are_refused_as_classes(tmp_pa
         load_dataset("folder", root, progress=False)
 
 
+def test_what_needs_only_the_test_set_does_not_decode_train(tmp_path, monkeypatch):
+    """evaluate, GradCAM and the app on a machine without the decode cache: test/ is decoded, train/ only listed."""
+    cache = tmp_path / "cache"
+    root = write_folders(tmp_path / "imgs")
+    decoded = []
+    real_decode = folder._decode
+    monkeypatch.setattr(folder, "_decode", lambda files, *a: decoded.append(len(files)) or real_decode(files, *a))
+    data = folder.load_folder(root, image_size=16, progress=False, cache_dir=cache, test_only=True)
+    assert decoded == [12] and not list(cache.glob("*.pt"))  # no cache without the training images
+    assert data.classes == ("blue", "red") and data.train_images.shape == (0, 3, 16, 16) and data.image_size == 16
+    whole = folder.load_folder(root, image_size=16, progress=False, cache_dir=cache)
+    assert torch.equal(whole.test_images, data.test_images) and torch.equal(whole.test_labels, data.test_labels)
+    decoded.clear()
+    cached = folder.load_folder(root, image_size=16, progress=False, cache_dir=cache, test_only=True)
+    assert decoded == [] and len(cached.train_labels) == 24  # a cache there is read whole
+
+
 def test_a_class_named_in_decomposed_unicode_on_one_side_is_the_same_class(tmp_path, monkeypatch):
     """A train/ copied from a Mac (NFD names) beside a test/ made on Linux (NFC): one class, named in NFC."""
     import unicodedata

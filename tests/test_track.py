@@ -56,14 +56,20 @@ def test_resume_appends_without_duplicating_steps(tiny_py, tmp_path, crash_at_st
     crash_at_step(7)  # steps 5 and 6 of epoch 2 are logged after the epoch-1 checkpoint (step 4), then lost
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(["train", *flags, "--out", str(tmp_path / "run"), "--tensorboard", str(tmp_path / "tb")])
-    assert steps(events(tmp_path / "tb"), "train/step_loss") == [1, 2, 3, 4, 5, 6]
+    assert steps(events(tmp_path / "tb" / "run"), "train/step_loss") == [1, 2, 3, 4, 5, 6]  # DIR/RUN_NAME
     crash_at_step(None)
     time.sleep(1.1)  # event files are ordered by their name's creation second
     assert main(["train", "--resume", str(tmp_path / "run"), "--tensorboard", str(tmp_path / "tb"), "--quiet"]) == 0
-    acc = events(tmp_path / "tb")
+    acc = events(tmp_path / "tb" / "run")
     assert steps(acc, "train/step_loss") == list(range(1, 9))
     assert steps(acc, "test/acc") == [4, 8]
     assert len(acc.Images("augmented")) == 1
+    # another run of the same folder name would purge these events: refused before it trains
+    capsys.readouterr()
+    assert main(["train", *flags, "--out", str(tmp_path / "elsewhere" / "run"), "--tensorboard",
+                 str(tmp_path / "tb")]) == 2
+    assert f"{tmp_path / 'tb' / 'run'} holds the events of another run ({(tmp_path / 'run').resolve()})" in capsys.readouterr().err
+    assert steps(events(tmp_path / "tb" / "run"), "train/step_loss") == list(range(1, 9))
 
 
 def test_without_tensorboard_no_event_files_are_written(trained_run):

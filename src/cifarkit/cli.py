@@ -254,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: each epoch)")
     p.add_argument("--tensorboard", nargs="?", const=True, metavar="DIR",
-                   help="log to TensorBoard (needs cifarkit[tb]): event files in DIR (default RUN_DIR/tb)")
+                   help="log to TensorBoard (needs cifarkit[tb]): event files in DIR/RUN_NAME, one subfolder a run "
+                   "(default RUN_DIR/tb)")
     p.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
                    help="under torchrun: seconds a rank waits for the others before the job fails (default 300)")
     p.set_defaults(func=cmd_train)

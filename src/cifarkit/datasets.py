@@ -16,14 +16,17 @@ from .folder import load_folder
 
 
 def load_dataset(name: str = "cifar10", data_dir: str | os.PathLike | None = None, *, labels: str = "fine",
-                 image_size: int = 32, download: bool = True, progress: bool = True) -> Dataset:
-    """The whole dataset `name` from `data_dir` (default $CIFARKIT_DATA, else ~/.cache/cifarkit)."""
+                 image_size: int = 32, download: bool = True, progress: bool = True, test_only: bool = False
+                 ) -> Dataset:
+    """The whole dataset `name` from `data_dir` (default $CIFARKIT_DATA, else ~/.cache/cifarkit). `test_only`:
+    a folder's training images may be left out (none, when they are not decoded yet) for what needs only the test
+    set."""
     if name == "cifar10":
         return load_cifar10(data_dir, download=download)
     if name == "cifar100":
         return load_cifar100(data_dir, labels=labels, download=download)
     if name == "folder":
-        return load_folder(data_dir, image_size=image_size, progress=progress)
+        return load_folder(data_dir, image_size=image_size, progress=progress, test_only=test_only)
     raise ValueError(f"unknown dataset {name!r}")
 
 
@@ -48,7 +51,7 @@ def load_for_checkpoint(ckpt: dict[str, Any], data_dir: str | os.PathLike | None
         raise UserError(f"the run's image folder {config.data_dir} is not here (moved, or a path relative to "
                         "where it trained?); pass --data-dir where its train/ and test/ are")
     # CIFAR may still be fetched, into the default folder only: the run's own was on another machine
-    data = load_dataset(config.dataset, where, labels=config.labels, image_size=config.image_size)
+    data = load_dataset(config.dataset, where, labels=config.labels, image_size=config.image_size, test_only=True)
     # NFC: folder datasets name classes in composed form now; a checkpoint may hold a Mac's decomposed names
     if tuple(data.classes) != tuple(unicodedata.normalize("NFC", name) for name in ckpt["classes"]):
         raise UserError(f"{data.root}: its classes ({', '.join(data.classes[:5])}, ...) are not the ones the model "

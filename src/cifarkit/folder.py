@@ -220,8 +220,10 @@ def memory_budget() -> int:
 
 
 def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progress: bool = True,
-                cache_dir: str | os.PathLike | None = None) -> Dataset:
-    """The image folders under `data_dir` (train/ and test/ or val/) as a Dataset (see the module's docstring)."""
+                cache_dir: str | os.PathLike | None = None, test_only: bool = False) -> Dataset:
+    """The image folders under `data_dir` (train/ and test/ or val/) as a Dataset (see the module's docstring).
+    `test_only` (evaluate, GradCAM, the app): train/ is listed for its classes, but where no cache holds its
+    images they are not decoded: the Dataset has none."""
     root = default_data_dir(data_dir)
     if not (root / "train").is_dir():
         raise UserError(f"{root}: no train/ folder; --dataset folder reads DIR/train/CLASS/*.png and "
@@ -251,7 +253,11 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
     prefix = f"{hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:12]}-{image_size}px-"
     cache_file = cache / f"{prefix}{_cache_key(root, image_size, splits)}.pt"
     tensors = _read_cache(cache_file, {name: len(files) for name, files in splits.items()}, image_size)
-    if tensors is None:
+    if tensors is None and test_only:  # no cache written: it would lack the training images
+        splits["train"] = []
+        tensors = {"train": torch.empty((0, 3, image_size, image_size), dtype=torch.uint8),
+                   "test": _decode(test_files, image_size, f"decoding {test_dir.name}/", progress)}
+    elif tensors is None:
         tensors = {name: _decode(files, image_size, f"decoding {name}/", progress) for name, files in splits.items()}
         try:
             save_torch(cache_file, {"format": CACHE_FORMAT, **tensors})

@@ -53,7 +53,8 @@ def train(config: TrainConfig | None, run_dir: str | os.PathLike | None = None, 
           tensorboard: str | os.PathLike | bool | None = None, observers: Sequence[Any] = ()) -> dict[str, Any]:
     """Train `config` into `run_dir` and return the results (also written to RUN_DIR/results.json).
 
-    tensorboard: a folder for TensorBoard's event files (True: RUN_DIR/tb), written by rank 0; observers:
+    tensorboard: True for TensorBoard event files in RUN_DIR/tb, or a folder DIR of many runs (this one in
+    DIR/RUN_NAME), written by rank 0; observers:
     more of what track.py describes (called by the Trainer at its sync points, after each epoch, at the end).
 
     resume=True continues the run in `run_dir` from its last checkpoint, with the settings saved in it
@@ -112,7 +113,9 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
     if tensorboard not in (None, False) and ranks.is_main:  # its folder is checked before the data is read
         from .track import TensorBoard
 
-        observers.append(TensorBoard(run / "tb" if tensorboard is True else tensorboard))
+        # --tensorboard DIR: one subfolder a run, named as its folder, so `tensorboard --logdir DIR` compares them
+        observers.append(TensorBoard(run / "tb") if tensorboard is True else
+                         TensorBoard(Path(tensorboard) / run.path.resolve().name, run.path, resumed=bool(resume)))
         held.callback(observers[-1].close)
     if config.max_lr == "find" and ranks.enabled and not resume:
         raise UserError("--max-lr find under torchrun: run `cifarkit lr-find` in one process first, then pass "

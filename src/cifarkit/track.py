@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .files import write_text
+
+OWNER_FILE = "cifarkit-run.txt"  # in an event folder: the run folder whose events it holds
 
 
 def global_step(trainer: Any) -> int:
@@ -30,7 +33,9 @@ class TensorBoard:
 
     Only the process that writes the run folder should make one (run.train: rank 0)."""
 
-    def __init__(self, log_dir: str | os.PathLike):
+    def __init__(self, log_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None, resumed: bool = False):
+        """`run_dir`: the run these events belong to, recorded in `log_dir`: a new run is refused a folder that
+        holds another run's events (its writer would purge them); a resumed one (perhaps moved since) takes it."""
         try:
             from torch.utils.tensorboard import SummaryWriter  # noqa: F401 (checked here, before any training)
         except ImportError:
@@ -38,10 +43,20 @@ class TensorBoard:
         self.log_dir = Path(log_dir)
         try:  # now, before any training: SummaryWriter would fail only after the first steps
             self.log_dir.mkdir(parents=True, exist_ok=True)
+            if run_dir is not None:
+                self._claim(Path(run_dir).resolve(), resumed)
         except OSError as e:
             raise UserError(f"--tensorboard {log_dir}: cannot make that folder ({e.strerror or e}); "
                             "choose another") from None
         self.writer: Any = None
+
+    def _claim(self, run_dir: Path, resumed: bool) -> None:
+        owner_file = self.log_dir / OWNER_FILE
+        owner = owner_file.read_text(encoding="utf-8") if owner_file.exists() else str(run_dir)
+        if owner != str(run_dir) and not resumed:
+            raise UserError(f"--tensorboard: {self.log_dir} holds the events of another run ({owner}); a run of the "
+                            "same folder name elsewhere? Give this one another --tensorboard DIR or --out name")
+        write_text(owner_file, str(run_dir))
 
     def _open(self, trainer: Any) -> None:
         from torch.utils.tensorboard import SummaryWriter
