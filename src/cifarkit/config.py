@@ -237,11 +237,9 @@ class TrainConfig:
         need(_whole(self.lookahead_every, 1), "lookahead_every", "must be a whole number of steps >= 1")
         need(_positive(self.div_factor), "div_factor", "must be > 0")
         need(_positive(self.final_div_factor), "final_div_factor", "must be > 0")
-        pad_most, cutout_most = min(16, self.image_size - 1), min(32, self.image_size)  # reflect: pad < side
-        need(_whole(self.pad_crop, 0) and self.pad_crop <= pad_most, "pad_crop",
-             f"must be a whole number of pixels in [0, {pad_most}]")
-        need(_whole(self.cutout_size, 0) and self.cutout_size <= cutout_most, "cutout_size",
-             f"must be a whole number of pixels in [0, {cutout_most}]")
+        for name, most in (("pad_crop", min(16, self.image_size - 1)), ("cutout_size", min(32, self.image_size))):
+            value = getattr(self, name)  # reflect padding needs pad < the image's side, the hole must fit in it
+            need(_whole(value, 0) and value <= most, name, f"must be a whole number of pixels in [0, {most}]")
         need(_finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1, "cutout_prob", "must be a probability in [0, 1]")
         need(_whole(self.stem_bias_epochs, 0), "stem_bias_epochs", "must be a whole number of epochs >= 0 (0: all)")
         need(self.stem_bias_epochs == 0 or has_whitening_stem(self.model), "stem_bias_epochs",

@@ -90,26 +90,13 @@ def plot_gradcam(images: torch.Tensor, maps: torch.Tensor, captions: list[tuple[
                  path: str | os.PathLike, per_row: int = 5) -> int:
     """A grid of (image, heat map over it) pairs, `per_row` pairs a row, each pair captioned (left, right);
     returns the number of rows. `images`: uint8 (N, 3, H, W); `maps`: (N, H, W) in [0, 1]."""
-    from .report import figure, save_figure  # matplotlib only when drawing
+    from .report import draw_cells  # matplotlib only when drawing
 
-    n = len(images)
-    rows, pairs = max(1, math.ceil(n / per_row)), max(1, min(n, per_row))
-    fig, axes = figure(rows, 2 * pairs, figsize=(2 * pairs * 1.3, rows * 1.55), squeeze=False)
-    pixels = images.cpu().permute(0, 2, 3, 1).numpy()
-    for ax in axes.flat:
-        ax.axis("off")
-    for i in range(n):
-        left, right = axes[i // per_row, 2 * (i % per_row)], axes[i // per_row, 2 * (i % per_row) + 1]
-        left.imshow(pixels[i], interpolation="nearest")
-        right.imshow(pixels[i], interpolation="nearest")
-        right.imshow(maps[i].cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
-        left.set_title(captions[i][0], fontsize=7)
-        right.set_title(captions[i][1], fontsize=7)
-    if n == 0:
-        axes[0, 0].text(0, 0.5, "no images (no mistakes to show)", fontsize=9)
-    fig.suptitle(title, fontsize=9)
-    save_figure(fig, path)
-    return rows
+    pixels, heat = images.cpu().permute(0, 2, 3, 1).numpy(), maps.cpu().numpy()
+    cells = [cell for i in range(len(images))
+             for cell in ((pixels[i], None, captions[i][0]), (pixels[i], heat[i], captions[i][1]))]
+    return draw_cells(cells, 2 * max(1, min(len(images), per_row)), title, path, cell_height=1.55, title_size=9,
+                      empty="no images (no mistakes to show)")
 
 
 def explain_images(model: nn.Module, images: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor,

@@ -91,15 +91,38 @@ def plot_image_grid(images: torch.Tensor, titles: list[str], path: str | os.Path
                     std: tuple[float, ...] = STD) -> None:
     """A grid of images (uint8, or float normalised with `mean`/`std` as the model sees them), a caption each."""
     pixels = _display(images if images.is_floating_point() else normalize(images.cpu(), mean, std), mean, std)
-    rows = max(1, math.ceil(len(pixels) / cols))
-    fig, axes = figure(rows, cols, figsize=(cols * cell_width, rows * 1.5), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(pixels):
-            ax.imshow(pixels[i], interpolation="nearest")
-            ax.set_title(titles[i], fontsize=7)
-    fig.suptitle(title)
+    draw_cells([(image, None, caption) for image, caption in zip(pixels, titles)], cols, title, path, cell_width)
+
+
+def draw_cells(cells: list[tuple[np.ndarray, np.ndarray | None, str]], cols: int, title: str,
+               path: str | os.PathLike, cell_width: float = 1.3, cell_height: float = 1.5,
+               title_size: float | None = None, empty: str = "") -> int:
+    """Images in a grid, `cols` a row, each cell (pixels (H, W, 3) uint8, a heat map (H, W) in [0, 1] drawn over
+    them or None, a caption of up to two lines above), all on one Axes in inches (an Axes per image costs 20-50 ms
+    each to make, lay out and draw: seconds at the end of every run); `empty`: the text when there are no cells.
+    Returns the number of rows."""
+    rows = max(1, math.ceil(len(cells) / cols))
+    width, height, header = cols * cell_width, rows * cell_height, 0.45  # inches; header: the suptitle's room
+    fig = Figure(figsize=(width, height + header))
+    ax = fig.add_axes((0, 0, 1, height / (height + header)))
+    side = min(cell_width, cell_height) - 0.35  # room for a two-line caption of 7 pt
+    for i, (pixels, heat, caption) in enumerate(cells):
+        row, col = divmod(i, cols)
+        left, top = col * cell_width + (cell_width - side) / 2, (row + 1) * cell_height - side - 0.05
+        extent = (left, left + side, top + side, top)  # y grows downwards (ylim below): row 0 of the image on top
+        ax.imshow(pixels, interpolation="nearest", extent=extent)
+        if heat is not None:
+            ax.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear", extent=extent)
+        ax.text(left + side / 2, top - 0.04, caption, ha="center", va="bottom", fontsize=7)
+    if not cells:
+        ax.text(0.1, cell_height / 2, empty, fontsize=9)
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.suptitle(title, fontsize=title_size)
     save_figure(fig, path)
+    return rows
 
 
 def plot_samples(images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], path: str | os.PathLike,

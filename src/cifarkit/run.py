@@ -115,7 +115,7 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
 
         # --tensorboard DIR: one subfolder a run, named as its folder, so `tensorboard --logdir DIR` compares them
         observers.append(TensorBoard(run / "tb") if tensorboard is True else
-                         TensorBoard(Path(tensorboard) / run.path.resolve().name, run.path, resumed=bool(resume)))
+                         TensorBoard(tensorboard, run_dir=run.path, resumed=bool(resume)))
         held.callback(observers[-1].close)
     if config.max_lr == "find" and ranks.enabled and not resume:
         raise UserError("--max-lr find under torchrun: run `cifarkit lr-find` in one process first, then pass "

@@ -34,17 +34,19 @@ class TensorBoard:
     Only the process that writes the run folder should make one (run.train: rank 0)."""
 
     def __init__(self, log_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None, resumed: bool = False):
-        """`run_dir`: the run these events belong to, recorded in `log_dir`: a new run is refused a folder that
-        holds another run's events (its writer would purge them); a resumed one (perhaps moved since) takes it."""
+        """The events go to `log_dir`, or with `run_dir` (a folder of many runs' events, `--tensorboard DIR`) to
+        `log_dir`/RUN_NAME, recorded as that run's: a new run is refused a subfolder that holds another run's events
+        (its writer would purge them); a resumed one (perhaps moved since) takes it."""
         try:
             from torch.utils.tensorboard import SummaryWriter  # noqa: F401 (checked here, before any training)
         except ImportError:
             raise UserError("--tensorboard needs the tensorboard package: pip install 'cifarkit[tb]'") from None
-        self.log_dir = Path(log_dir)
+        run_dir = None if run_dir is None else Path(run_dir).resolve()
+        self.log_dir = Path(log_dir) if run_dir is None else Path(log_dir) / run_dir.name
         try:  # now, before any training: SummaryWriter would fail only after the first steps
             self.log_dir.mkdir(parents=True, exist_ok=True)
             if run_dir is not None:
-                self._claim(Path(run_dir).resolve(), resumed)
+                self._claim(run_dir, resumed)
         except OSError as e:
             raise UserError(f"--tensorboard {log_dir}: cannot make that folder ({e.strerror or e}); "
                             "choose another") from None
