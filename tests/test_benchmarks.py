@@ -195,3 +195,17 @@ def test_conv_layers_times_every_conv_of_the_model_with_and_without_its_input_gr
     assert "128 -> 128 @ 3x3" in rows["group3.4"]
     assert all(float(value) >= 0 for line in rows.values() for value in line.split()[-4:])  # 8 images: may round to 0
     assert lines[-1].startswith("  all convs:") and "img/s" in lines[-1]
+
+
+def test_plots_times_each_run_grid_both_ways_and_prints_the_ratio():
+    done = subprocess.run([sys.executable, str(BENCH / "plots.py"), "--repeats", "1"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("machine:") and "median of 1 draw(s)" in lines[0]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert list(rows) == ["samples", "augmented", "misclassified", "gradcam", "all"]
+    assert rows["augmented"][1] == "36" and all(row[-1].endswith("x") for row in rows.values())
+    done = subprocess.run([sys.executable, str(BENCH / "plots.py"), "--repeats", "0"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "--repeats 0: must be >= 1" in done.stderr

@@ -62,6 +62,12 @@ def test_2_a_locked_run_folder_is_refused_and_default_names_are_unique(tiny_py, 
             "another cifarkit process", "is writing this run folder")
     (tmp_path / "run" / "config.json").write_text("{}")  # started, before its first checkpoint
     refused(capsys, ["train", "--resume", str(tmp_path / "run")], "another cifarkit process")  # not "start again"
+    # under torchrun only rank 0 looks at the lock: the other ranks, never taking it, cannot mistake each other
+    # for "another process"
+    from cifarkit.run import reopen
+
+    with pytest.raises(UserError, match="no checkpoint yet"):
+        reopen(tmp_path / "run", TrainConfig(), writes=False)
     assert held._lock is not None
     monkeypatch.chdir(tmp_path)
     from cifarkit.run import new_run_dir

@@ -8,7 +8,6 @@ gradients enabled for that copy only. Captum loads late, so a run without it sti
 from __future__ import annotations
 
 import copy
-import math
 import os
 import sys
 from pathlib import Path

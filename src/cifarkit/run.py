@@ -87,9 +87,8 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         config.validate()  # once, before any work (on resume: the checkpoint's settings, in reopen)
     ranks = distributed.init_from_env(config.device, dist_timeout_s)
     if resume:
-        run, config, checkpoint = reopen(run_dir, config)
+        run, config, checkpoint = reopen(run_dir, config, writes=ranks.is_main)
         resolve_device(config.device)  # a missing GPU is reported before any data is read
-        run.writes = ranks.is_main
         held.callback(run.lock().unlock)
     else:
         resolve_device(config.device)  # ... and before any folder is made
@@ -187,15 +186,17 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
     return results
 
 
-def reopen(run_dir: str | os.PathLike | None, given: TrainConfig) -> tuple[RunDir, TrainConfig, dict[str, Any]]:
-    """The run folder to resume, its settings and its checkpoint.
+def reopen(run_dir: str | os.PathLike | None, given: TrainConfig, writes: bool = True
+           ) -> tuple[RunDir, TrainConfig, dict[str, Any]]:
+    """The run folder to resume, its settings and its checkpoint; `writes`: this process writes the folder (under
+    torchrun, rank 0 alone: the others never take its lock, not even to look).
 
     As nanoGPT does, everything that shapes the result is the checkpoint's (its config here, its max lr in
     train()); `given` supplies only the MACHINE_SETTINGS. A config.json that disagrees is refused.
     """
     if run_dir is None:
         raise UserError("--resume needs the run folder to continue")
-    run = RunDir(run_dir)
+    run = RunDir(run_dir, writes=writes)
     if not (run / CONFIG).exists():
         raise UserError(f"--resume {run.path}: no config.json there; is this a cifarkit run folder?")
     if not run.checkpoint.exists():
