@@ -41,3 +41,25 @@ def test_cli_report_rebuilds_the_page_from_the_files(finished_run, capsys):
     assert main(["report", str(run)]) == 0
     assert (run / "report.html").exists() and "wrote" in capsys.readouterr().out
     assert main(["report", str(run / "nope")]) == 2
+
+
+def test_many_classes_get_a_colour_bar_not_a_number_in_every_cell(tmp_path, monkeypatch):
+    """CIFAR-100's confusion matrix: 20,000 cell numbers took a minute to draw and could not be read."""
+    import numpy as np
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from cifarkit.report import plot_confusion, plot_per_class
+
+    drawn = {"text": 0, "bar_label": 0, "colorbar": 0}
+    for cls, name in ((Axes, "text"), (Axes, "bar_label"), (Figure, "colorbar")):
+        real = getattr(cls, name)
+        monkeypatch.setattr(cls, name, lambda *a, _real=real, _name=name, **k: drawn.update(
+            {_name: drawn[_name] + 1}) or _real(*a, **k))
+    for n, cells, bars, colour_bars in ((10, 200, 1, 0), (100, 0, 0, 2)):
+        drawn.update(text=0, bar_label=0, colorbar=0)
+        classes = tuple(f"class{i}" for i in range(n))
+        plot_confusion(np.random.default_rng(0).integers(0, 9, (n, n)), classes, tmp_path / f"confusion{n}.png")
+        plot_per_class(np.linspace(0, 1, n), classes, tmp_path / f"per_class{n}.png")
+        assert (drawn["text"], drawn["bar_label"], drawn["colorbar"]) == (cells, bars, colour_bars)
+        assert (tmp_path / f"confusion{n}.png").stat().st_size > 0

@@ -165,14 +165,21 @@ def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.
     """The confusion matrix as counts and row-normalised (each true class sums to 1)."""
     rows = counts.sum(1, keepdims=True)
     normalised = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
+    n = len(classes)
+    # up to 20 classes every cell has its number and every class its name; beyond, the numbers would overlap (and
+    # CIFAR-100's 20,000 texts took a minute to draw): a colour bar, and every few classes named
+    annotate, ticks = n <= 20, range(0, n, math.ceil(n / 25))
     fig, axes = figure(1, 2, figsize=(15, 6.5))
     for ax, values, title, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f")):
-        ax.imshow(values, cmap="Blues")
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-        ax.set_yticks(range(len(classes)), classes)
+        image = ax.imshow(values, cmap="Blues")
+        ax.set_xticks(ticks, [classes[i] for i in ticks], rotation=45, ha="right", fontsize=None if annotate else 7)
+        ax.set_yticks(ticks, [classes[i] for i in ticks], fontsize=None if annotate else 7)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"Confusion matrix ({title})")
+        if not annotate:
+            fig.colorbar(image, ax=ax, shrink=0.8)
+            continue
         top = values.max() or 1
         for (r, c), v in np.ndenumerate(values):
             ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=7,
@@ -182,13 +189,16 @@ def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.
 
 
 def plot_per_class(accuracy: np.ndarray, classes: tuple[str, ...], path: str | os.PathLike) -> None:
-    fig, ax = figure(figsize=(8, 4))
+    few = len(classes) <= 20  # more: a wider figure, every name upright and small, no number over each bar
+    fig, ax = figure(figsize=(8, 4) if few else (max(8.0, 0.13 * len(classes)), 4.5))
     bars = ax.bar(classes, accuracy * 100, color="tab:blue")
-    ax.bar_label(bars, labels=[f"{a:.1%}" for a in accuracy], fontsize=8)
+    if few:
+        ax.bar_label(bars, labels=[f"{a:.1%}" for a in accuracy], fontsize=8)
+    ax.set_xlim(-0.6, len(classes) - 0.4)
     ax.set_ylim(0, 105)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy per class")
-    ax.tick_params(axis="x", rotation=45)
+    ax.tick_params(axis="x", rotation=45 if few else 90, labelsize=None if few else 6)
     save_figure(fig, path)
 
 
