@@ -1,6 +1,7 @@
 """Fixtures: a tiny, learnable CIFAR-10 written in both official layouts, and real data when available."""
 from __future__ import annotations
 
+import fcntl
 import os
 import pickle
 import subprocess
@@ -90,7 +91,10 @@ def real_data_dir() -> Path:
     if not SHARED_GETTER.exists():
         pytest.skip(f"real CIFAR-10 unavailable: {SHARED_GETTER} is absent and CIFARKIT_TEST_DATA is unset")
     target = Path.home() / ".cache" / "cifarkit-test-data"
-    done = subprocess.run([sys.executable, str(SHARED_GETTER), str(target)], capture_output=True, text=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / "cifarkit-test-data.lock", "w") as lock:  # pytest-xdist: one worker fetches at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run([sys.executable, str(SHARED_GETTER), str(target)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"real CIFAR-10 unavailable: {SHARED_GETTER} failed: {done.stderr.strip()[-300:]}")
     return target

@@ -113,7 +113,8 @@ def test_color_jitter_shifts_then_scales_each_image_within_its_ranges():
     ({"brightness": float("nan")}, "brightness=nan must be >= 0"),
     ({"contrast": 1.0}, r"contrast=1.0 must be in \[0, 1\)"),
     ({"mean": (0.5, 0.5)}, "mean=.* must be 3 channel means"),
-    ({"std": (0.2, 0.0, 0.2)}, "std=.* must be 3 channel standard deviations > 0"),
+    ({"std": (0.2, 0.0, 0.2)}, "std=.* must be 3 channel standard deviations"),
+    ({"mean": 0.5}, "mean=0.5 must be 3 channel means"),
 ])
 def test_an_augment_built_by_hand_is_range_checked(kwargs, message):
     with pytest.raises(ValueError, match=f"Augment: {message}"):
@@ -121,7 +122,15 @@ def test_an_augment_built_by_hand_is_range_checked(kwargs, message):
 
 
 def test_an_augment_larger_than_the_images_is_refused_by_name():
-    with pytest.raises(ValueError, match=r"pad_crop=8 must be below .* the images' side \(8 px\)"):
-        Augment(pad_crop=8)(batch(2)[:, :, :8, :8], gen())
-    with pytest.raises(ValueError, match=r"cutout_size=12 at most the images' side \(8 px\)"):
-        Augment(pad_crop=2, cutout_size=12)(batch(2)[:, :, :8, :8], gen())
+    small = batch(2)[:, :, :8, :8]
+    with pytest.raises(ValueError, match=r"Augment: pad_crop=8 must be below the images' side \(8 px\)$"):
+        Augment(pad_crop=8, cutout_size=4)(small, gen())
+    with pytest.raises(ValueError, match=r"Augment: cutout_size=12 must be at most the images' side \(8 px\)$"):
+        Augment(pad_crop=2, cutout_size=12)(small, gen())
+    assert Augment(pad_crop=2, cutout_size=12, cutout_prob=0)(small, gen()).shape == small.shape  # no hole drawn
+
+
+def test_an_augment_takes_numpy_numbers():
+    import numpy as np
+    stats = np.array([0.5, 0.4, 0.3], dtype=np.float32)
+    Augment(pad_crop=np.int64(2), cutout_prob=np.float32(0.5), mean=tuple(stats), std=tuple(stats))

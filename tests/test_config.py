@@ -45,6 +45,7 @@ def test_json_round_trip(tmp_path):
      "[0, 15]"),  # reflect padding needs pad < side
     ({"dataset": "folder", "image_size": 16, "cutout_size": 20}, "--cutout-size 20: must be a whole number of pixels "
      "in [0, 16]"),
+    ({"image_size": 16, "pad_crop": 16}, "--image-size 16: CIFAR images are 32x32"),  # the cause, not its effect
     ({"div_factor": 0}, "--div-factor 0: must be > 0"),
     ({"lr_find_start": 0}, "--start-lr 0: must be a positive number"),
     ({"lr_find_end": 0.01}, "--end-lr 0.01: must be a number above --start-lr (0.03)"),

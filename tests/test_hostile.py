@@ -4,6 +4,7 @@ Every case ends in a clear message (exit 2, no traceback) or in the right result
 """
 import json
 import pickle
+import shutil
 import warnings
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 from cifarkit import TrainConfig, files, train
 from cifarkit.checkpoint import load_checkpoint
 from cifarkit.cli import main
+from cifarkit.data import CLASSES
 from cifarkit.errors import UserError
 from cifarkit.models import build_model
 from cifarkit.rundir import RunDir
@@ -377,6 +379,13 @@ def test_18_resume_on_a_data_dir_with_more_training_images_is_refused(tiny_py, t
     refused(capsys, ["train", "--resume", str(tmp_path / "run"), "--data-dir", str(more), "--quiet"],
             "the run started with a schedule of 8 steps", "gives 12 (300 training images at batch 50)",
             "resume with the --data-dir it started on")
+    renamed = tmp_path / "renamed"  # the same images, their classes named in another order: labels would permute
+    shutil.copytree(tiny_py, renamed)
+    meta = renamed / "cifar-10-batches-py" / "batches.meta"
+    meta.write_bytes(pickle.dumps({"label_names": list(reversed(CLASSES)), "num_cases_per_batch": 10000}))
+    refused(capsys, ["train", "--resume", str(tmp_path / "run"), "--data-dir", str(renamed), "--quiet"],
+            "the run trained on the classes airplane, automobile, bird, cat, deer, ...; the data in",
+            "has truck, ship, horse, frog, dog, ...: resume with the --data-dir it started on")
     assert main(["train", "--resume", str(tmp_path / "run"), "--data-dir", str(tiny_py), "--quiet"]) == 0
 
 

@@ -2,6 +2,7 @@
 import base64
 import re
 
+import numpy as np
 import pytest
 
 from cifarkit.cli import main
@@ -45,7 +46,6 @@ def test_cli_report_rebuilds_the_page_from_the_files(finished_run, capsys):
 
 def test_many_classes_get_a_colour_bar_not_a_number_in_every_cell(tmp_path, monkeypatch):
     """CIFAR-100's confusion matrix: 20,000 cell numbers took a minute to draw and could not be read."""
-    import numpy as np
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -63,3 +63,15 @@ def test_many_classes_get_a_colour_bar_not_a_number_in_every_cell(tmp_path, monk
         plot_per_class(np.linspace(0, 1, n), classes, tmp_path / f"per_class{n}.png")
         assert (drawn["text"], drawn["bar_label"], drawn["colorbar"]) == (cells, bars, colour_bars)
         assert (tmp_path / f"confusion{n}.png").stat().st_size > 0
+
+
+def test_an_image_grid_says_when_it_has_nothing_to_show(tmp_path):
+    from PIL import Image
+
+    from cifarkit.report import draw_cells
+
+    assert draw_cells([], 10, "GradCAM", tmp_path / "empty.png", empty="no images (no mistakes to show)") == 1
+    pixels = [(np.full((8, 8, 3), 200, dtype=np.uint8), f"image {i}") for i in range(7)]
+    assert draw_cells(pixels, 3, "seven", tmp_path / "seven.png") == 3  # rows
+    width, height = Image.open(tmp_path / "seven.png").size
+    assert height > width  # three rows of three

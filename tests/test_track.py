@@ -1,5 +1,6 @@
 """TensorBoard logging (`train --tensorboard`), read back with TensorBoard's own event reader."""
 import csv
+import shutil
 import time
 
 import pytest
@@ -70,6 +71,33 @@ def test_resume_appends_without_duplicating_steps(tiny_py, tmp_path, crash_at_st
                  str(tmp_path / "tb")]) == 2
     assert f"{tmp_path / 'tb' / 'run'} holds the events of another run ({(tmp_path / 'run').resolve()})" in capsys.readouterr().err
     assert steps(events(tmp_path / "tb" / "run"), "train/step_loss") == list(range(1, 9))
+    # ... and refused before --overwrite clears anything: the run it would have replaced stays whole
+    shutil.copytree(tmp_path / "run", tmp_path / "other" / "run", ignore=shutil.ignore_patterns(".cifarkit.lock"))
+    assert main(["train", *flags, "--out", str(tmp_path / "other" / "run"), "--overwrite", "--tensorboard",
+                 str(tmp_path / "tb")]) == 2
+    assert (tmp_path / "other" / "run" / "results.json").exists()
+
+
+def test_a_tensorboard_folder_of_many_runs_gives_each_its_own_and_keeps_what_another_run_owns(tmp_path):
+    from cifarkit.errors import UserError
+    from cifarkit.track import OWNER_FILE, TensorBoard
+
+    first, second = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    first.mkdir(parents=True)
+    (first / "config.json").write_text("{}")
+    assert TensorBoard(tmp_path / "tb", run_dir=first).log_dir == tmp_path / "tb" / "run"
+    assert (tmp_path / "tb" / "run" / OWNER_FILE).read_text() == str(first.resolve())
+    with pytest.raises(UserError, match="holds the events of another run"):
+        TensorBoard(tmp_path / "tb", run_dir=second)  # the first run is still there
+    (first / "config.json").unlink()  # moved or deleted: its subfolder is free
+    TensorBoard(tmp_path / "tb", run_dir=second)
+    assert (tmp_path / "tb" / "run" / OWNER_FILE).read_text() == str(second.resolve())
+    (tmp_path / "loose" / "run").mkdir(parents=True)
+    (tmp_path / "loose" / "run" / "events.out.tfevents.1.host").write_bytes(b"")  # events of no cifarkit run
+    with pytest.raises(UserError, match="holds TensorBoard events of no cifarkit run"):
+        TensorBoard(tmp_path / "loose", run_dir=second)
+    # --tensorboard naming the folder the run is in: its events go to RUN_DIR/tb, not among the run's files
+    assert TensorBoard(tmp_path / "b", run_dir=second).log_dir == second.resolve() / "tb"
 
 
 def test_without_tensorboard_no_event_files_are_written(trained_run):

@@ -5,12 +5,14 @@ reproducible from its seed and a checkpoint can save the generator's state.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .config import TTA_MODES, _finite, _fraction, _positive, _whole
+from .config import TTA_MODES
 from .data import MEAN, STD
 
 
@@ -30,18 +32,24 @@ class Augment:
     contrast: float = 0.0
 
     def __post_init__(self):  # built by hand (the Python API), not through TrainConfig's checked flags
+        def whole(x) -> bool:  # numpy's integers and floats count too: numbers.Integral / Real
+            return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 0
+
+        def real(x, low: float, high: float) -> bool:
+            return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) and low <= x <= high
+
+        def three(values, low: float) -> bool:
+            return isinstance(values, (tuple, list)) and len(values) == 3 and all(real(v, low, 1) for v in values)
+
         problems = [f"{name}={value!r} {what}" for name, value, ok, what in (
-            ("pad_crop", self.pad_crop, _whole(self.pad_crop, 0), "must be a whole number of pixels >= 0"),
-            ("cutout_size", self.cutout_size, _whole(self.cutout_size, 0), "must be a whole number of pixels >= 0"),
-            ("cutout_prob", self.cutout_prob, _finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1,
-             "must be a probability in [0, 1]"),
-            ("brightness", self.brightness, _finite(self.brightness) and self.brightness >= 0,
-             "must be >= 0 (standard units)"),
-            ("contrast", self.contrast, _fraction(self.contrast), "must be in [0, 1)"),
-            ("mean", self.mean, len(self.mean) == 3 and all(_finite(m) and 0 <= m <= 1 for m in self.mean),
-             "must be 3 channel means, fractions of 255 in [0, 1]"),
-            ("std", self.std, len(self.std) == 3 and all(_positive(s) for s in self.std),
-             "must be 3 channel standard deviations > 0, fractions of 255"),
+            ("pad_crop", self.pad_crop, whole(self.pad_crop), "must be a whole number of pixels >= 0"),
+            ("cutout_size", self.cutout_size, whole(self.cutout_size), "must be a whole number of pixels >= 0"),
+            ("cutout_prob", self.cutout_prob, real(self.cutout_prob, 0, 1), "must be a probability in [0, 1]"),
+            ("brightness", self.brightness, real(self.brightness, 0, math.inf), "must be >= 0 (standard units)"),
+            ("contrast", self.contrast, real(self.contrast, 0, 1) and self.contrast < 1, "must be in [0, 1)"),
+            ("mean", self.mean, three(self.mean, 0), "must be 3 channel means, fractions of 255 in [0, 1]"),
+            ("std", self.std, three(self.std, 1e-6), "must be 3 channel standard deviations, fractions of 255 in "
+                                                     "(0, 1]"),
         ) if not ok]
         if problems:
             raise ValueError("Augment: " + "; ".join(problems))
@@ -58,10 +66,13 @@ class Augment:
 
         `flips` (N bools), when given, says which images to mirror instead of a random draw.
         """
-        side = min(images.shape[-2:])
-        if self.pad_crop >= side or self.cutout_size > side:  # reflect padding needs pad < side; the hole must fit
-            raise ValueError(f"Augment: pad_crop={self.pad_crop} must be below and cutout_size={self.cutout_size} at "
-                             f"most the images' side ({side} px)")
+        side = min(images.shape[-2:])  # reflect padding needs pad < side; a hole that is drawn must fit
+        too_large = [f"{name}={value} must be {what} the images' side ({side} px)" for name, value, ok, what in (
+            ("pad_crop", self.pad_crop, self.pad_crop < side, "below"),
+            ("cutout_size", self.cutout_size, self.cutout_size <= side or not self.cutout_prob, "at most"),
+        ) if not ok]
+        if too_large:
+            raise ValueError("Augment: " + "; ".join(too_large))
         x = normalize(images, self.mean, self.std)
         if self.pad_crop:
             x = random_crop(x, self.pad_crop, generator)

@@ -239,6 +239,8 @@ class TrainConfig:
         need(_positive(self.final_div_factor), "final_div_factor", "must be > 0")
         need(_whole(self.image_size, 16) and self.image_size <= 512, "image_size",
              "must be a whole number of pixels in [16, 512]")
+        need(self.dataset == "folder" or self.image_size == 32, "image_size",
+             f"CIFAR images are 32x32; --image-size is for --dataset folder (this run: {self.dataset})")
         for name, most in (("pad_crop", min(16, self.image_size - 1)), ("cutout_size", min(32, self.image_size))):
             value = getattr(self, name)  # reflect padding needs pad < the image's side, the hole must fit in it
             need(_whole(value, 0) and value <= most, name, f"must be a whole number of pixels in [0, {most}]")
@@ -268,8 +270,6 @@ class TrainConfig:
         for name in ("limit_train", "limit_test"):
             need(getattr(self, name) is None or _whole(getattr(self, name), 1), name, "must be a whole number >= 1")
         need(_whole(self.seed, 0) and self.seed < 2**63, "seed", "must be a whole number >= 0")
-        need(self.dataset == "folder" or self.image_size == 32, "image_size",
-             f"CIFAR images are 32x32; --image-size is for --dataset folder (this run: {self.dataset})")
         need(self.dataset == "cifar100" or self.labels == "fine", "labels",
              f"coarse labels exist for CIFAR-100 only (this run: --dataset {self.dataset})")
         need(_whole(self.val_split, 0), "val_split", "must be a whole number of images >= 0")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +137,12 @@ class Dataset:
 
 
 _TENSORS = ("train_images", "train_labels", "test_images", "test_labels", "val_images", "val_labels")
+
+
+def composed(names) -> tuple[str, ...]:
+    """Class names as they are compared: in Unicode's composed form (NFC). macOS writes file names decomposed, so a
+    folder copied from a Mac names the same class in other code points."""
+    return tuple(unicodedata.normalize("NFC", name) for name in names)
 
 
 def default_data_dir(data_dir: str | os.PathLike | None = None) -> Path:

@@ -3,14 +3,13 @@ images, the validation split)."""
 from __future__ import annotations
 
 import os
-import unicodedata
 import warnings
 from pathlib import Path
 from typing import Any
 
 from .cifar import load_cifar10, load_cifar100
 from .config import TrainConfig
-from .data import Dataset
+from .data import Dataset, composed
 from .errors import UserError
 from .folder import load_folder
 
@@ -52,8 +51,7 @@ def load_for_checkpoint(ckpt: dict[str, Any], data_dir: str | os.PathLike | None
                         "where it trained?); pass --data-dir where its train/ and test/ are")
     # CIFAR may still be fetched, into the default folder only: the run's own was on another machine
     data = load_dataset(config.dataset, where, labels=config.labels, image_size=config.image_size, test_only=True)
-    # NFC: folder datasets name classes in composed form now; a checkpoint may hold a Mac's decomposed names
-    if tuple(data.classes) != tuple(unicodedata.normalize("NFC", name) for name in ckpt["classes"]):
+    if tuple(data.classes) != composed(ckpt["classes"]):  # a checkpoint may hold a Mac's decomposed names
         raise UserError(f"{data.root}: its classes ({', '.join(data.classes[:5])}, ...) are not the ones the model "
                         f"was trained on ({', '.join(ckpt['classes'][:5])}, ...); pass the run's --data-dir")
     return data.limit(test=limit_test or config.limit_test)

@@ -93,7 +93,7 @@ def plot_gradcam(images: torch.Tensor, maps: torch.Tensor, captions: list[tuple[
 
     pixels, heat = images.cpu().permute(0, 2, 3, 1).numpy(), maps.cpu().numpy()
     cells = [cell for i in range(len(images))
-             for cell in ((pixels[i], None, captions[i][0]), (pixels[i], heat[i], captions[i][1]))]
+             for cell in ((pixels[i], captions[i][0]), (overlay(pixels[i], heat[i]), captions[i][1]))]
     return draw_cells(cells, 2 * max(1, min(len(images), per_row)), title, path, cell_height=1.55, title_size=9,
                       empty="no images (no mistakes to show)")
 

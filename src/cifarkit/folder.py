@@ -1,6 +1,6 @@
 """Image folders -> Dataset: the layout torchvision's ImageFolder reads, decoded once and cached.
 
-    DIR/train/CLASS/**/*.{png,jpg,jpeg,webp,bmp}    class names and order: the folder names (NFC), sorted; images
+    DIR/train/CLASS/**/*.{png,jpg,jpeg,webp,bmp}    classes: the folder names, sorted (named in NFC); images
                                                     at any depth below a class folder
     DIR/test/CLASS/...  (or DIR/val/CLASS/...)      the same classes (val/ is read only where test/ is absent)
 
@@ -19,7 +19,6 @@ import hashlib
 import os
 import re
 import sys
-import unicodedata
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Dataset, default_data_dir
+from .data import Dataset, composed, default_data_dir
 from .errors import UserError
 from .files import WriteError, save_torch
 from .runtime import available_cpus
@@ -131,10 +130,9 @@ def _class_files(class_dir: Path, other_classes: set[Path]) -> tuple[list[Path],
 
 
 def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
-    """The classes of one split (its folder names in Unicode's composed form, NFC, sorted) and its (image file,
-    class index) pairs, sorted. NFC, because macOS writes names decomposed (NFD): a train/ copied from a Mac
-    beside a test/ made on Linux names the same classes in other bytes."""
-    folders = {}  # class name (NFC) -> its folder
+    """The classes of one split (its folder names, sorted as they are written, named in Unicode's composed form:
+    data.composed) and its (image file, class index) pairs, sorted."""
+    folders = {}  # class name (NFC) -> its folder, in the folders' order
     for entry in _listdir(folder):
         if not entry.is_dir() or entry.name.startswith("."):
             continue
@@ -142,12 +140,12 @@ def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
             entry.name.encode("utf-8")
         except UnicodeEncodeError:  # the name could not be written in reports, plots or checkpoints
             raise UserError(f"{folder}: the class folder name {entry.name!r} is not valid UTF-8; rename it") from None
-        name = unicodedata.normalize("NFC", entry.name)
+        (name,) = composed([entry.name])
         if name in folders:
             raise UserError(f"{folder}: the class folders {folders[name].name!r} and {entry.name!r} are one name "
                             "written in two Unicode forms (composed and decomposed accents); merge them into one")
         folders[name] = entry
-    classes = tuple(sorted(folders))
+    classes = tuple(folders)
     files, skipped, revisits, empty = [], [], [], []
     class_dirs = {name: folders[name].resolve() for name in classes}
     for index, name in enumerate(classes):
@@ -236,10 +234,12 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
                       "N images out of train/ as a validation split", stacklevel=2)
     classes, train_files = list_split(root / "train")
     test_classes, test_files = list_split(test_dir)
-    if test_classes != classes:
+    if set(test_classes) != set(classes):
         raise UserError(f"{root}: train/ and {test_dir.name}/ hold different classes: only in train/: "
                         f"{', '.join(sorted(set(classes) - set(test_classes))) or '-'}; only in {test_dir.name}/: "
                         f"{', '.join(sorted(set(test_classes) - set(classes))) or '-'}")
+    if test_classes != classes:  # the same names sorted otherwise (decomposed on one side): train/'s order rules
+        test_files = [(path, classes.index(test_classes[label])) for path, label in test_files]
     if len(classes) < 2:
         raise UserError(f"{root / 'train'}: one class only ({classes[0]}); a classifier needs at least two")
     needed = (len(train_files) + len(test_files)) * 3 * image_size * image_size

@@ -91,28 +91,25 @@ def plot_image_grid(images: torch.Tensor, titles: list[str], path: str | os.Path
                     std: tuple[float, ...] = STD) -> None:
     """A grid of images (uint8, or float normalised with `mean`/`std` as the model sees them), a caption each."""
     pixels = _display(images if images.is_floating_point() else normalize(images.cpu(), mean, std), mean, std)
-    draw_cells([(image, None, caption) for image, caption in zip(pixels, titles)], cols, title, path, cell_width)
+    draw_cells(list(zip(pixels, titles)), cols, title, path, cell_width)
 
 
-def draw_cells(cells: list[tuple[np.ndarray, np.ndarray | None, str]], cols: int, title: str,
-               path: str | os.PathLike, cell_width: float = 1.3, cell_height: float = 1.5,
-               title_size: float | None = None, empty: str = "") -> int:
-    """Images in a grid, `cols` a row, each cell (pixels (H, W, 3) uint8, a heat map (H, W) in [0, 1] drawn over
-    them or None, a caption of up to two lines above), all on one Axes in inches (an Axes per image costs 20-50 ms
-    each to make, lay out and draw: seconds at the end of every run); `empty`: the text when there are no cells.
-    Returns the number of rows."""
+def draw_cells(cells: list[tuple[np.ndarray, str]], cols: int, title: str, path: str | os.PathLike,
+               cell_width: float = 1.3, cell_height: float = 1.5, title_size: float | None = None,
+               empty: str = "") -> int:
+    """Images in a grid, `cols` a row, each cell (pixels (H, W, 3) uint8, a caption of up to two lines above them),
+    all on one Axes placed in inches (an Axes per image costs 20-50 ms each to make, lay out and draw: seconds at
+    the end of every run; benchmarks/plots.py); `empty`: the text when there are no cells. Returns the rows."""
     rows = max(1, math.ceil(len(cells) / cols))
-    width, height, header = cols * cell_width, rows * cell_height, 0.45  # inches; header: the suptitle's room
+    width, height, header = cols * cell_width, rows * cell_height, 0.45  # inches; header: the title's room
     fig = Figure(figsize=(width, height + header))
     ax = fig.add_axes((0, 0, 1, height / (height + header)))
     side = min(cell_width, cell_height) - 0.35  # room for a two-line caption of 7 pt
-    for i, (pixels, heat, caption) in enumerate(cells):
+    for i, (pixels, caption) in enumerate(cells):
         row, col = divmod(i, cols)
         left, top = col * cell_width + (cell_width - side) / 2, (row + 1) * cell_height - side - 0.05
-        extent = (left, left + side, top + side, top)  # y grows downwards (ylim below): row 0 of the image on top
-        ax.imshow(pixels, interpolation="nearest", extent=extent)
-        if heat is not None:
-            ax.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear", extent=extent)
+        # extent (left, right, bottom, top) with y growing downwards (ylim below): row 0 of the image on top
+        ax.imshow(pixels, interpolation="nearest", extent=(left, left + side, top + side, top))
         ax.text(left + side / 2, top - 0.04, caption, ha="center", va="bottom", fontsize=7)
     if not cells:
         ax.text(0.1, cell_height / 2, empty, fontsize=9)
@@ -120,7 +117,8 @@ def draw_cells(cells: list[tuple[np.ndarray, np.ndarray | None, str]], cols: int
     ax.set_ylim(height, 0)
     ax.set_aspect("equal")
     ax.axis("off")
-    fig.suptitle(title, fontsize=title_size)
+    # the title 0.1 in below the top whatever the figure's height (suptitle's default y is a fraction of it)
+    fig.suptitle(title, fontsize=title_size, y=1 - 0.1 / (height + header), va="top")
     save_figure(fig, path)
     return rows
 

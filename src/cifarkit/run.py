@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from . import distributed
 from .checkpoint import load_checkpoint
 from .config import SETTINGS, TrainConfig
-from .data import Dataset
+from .data import Dataset, composed
 from .datasets import load_for, shape_for
 from .errors import Diverged, Stopped, UserError
 from .models import build_model, summary
@@ -107,15 +107,16 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         if existing and not overwrite:
             raise UserError(f"--out {run.path}: already holds a run ({', '.join(existing)}); pass --resume "
                             f"{run.path} to continue it, --overwrite to replace it, or choose another --out")
-        ranks.barrier()  # every rank has looked before rank 0 clears the folder
-        run.clear()
-    if tensorboard not in (None, False) and ranks.is_main:  # its folder is checked before the data is read
-        from .track import TensorBoard
+    if tensorboard not in (None, False) and ranks.is_main:  # its folder is checked before the data is read, and
+        from .track import TensorBoard  # before --overwrite clears anything: a refusal leaves the old run whole
 
         # --tensorboard DIR: one subfolder a run, named as its folder, so `tensorboard --logdir DIR` compares them
         observers.append(TensorBoard(run / "tb") if tensorboard is True else
-                         TensorBoard(tensorboard, run_dir=run.path, resumed=bool(resume)))
+                         TensorBoard(tensorboard, run_dir=run.path))
         held.callback(observers[-1].close)
+    if not resume:
+        ranks.barrier()  # every rank has looked before rank 0 clears the folder
+        run.clear()
     if config.max_lr == "find" and ranks.enabled and not resume:
         raise UserError("--max-lr find under torchrun: run `cifarkit lr-find` in one process first, then pass "
                         "its suggestion as --max-lr")
@@ -129,6 +130,10 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
     steps = config.epochs * per_epoch
     if not resume:  # what the trainer would refuse, before a range test is spent on it
         check_schedule(config, per_epoch)
+    elif tuple(data.classes) != composed(checkpoint["classes"]):
+        raise UserError(f"{run.checkpoint}: the run trained on the classes {', '.join(checkpoint['classes'][:5])}, ...; "
+                        f"the data in {config.data_dir or 'the default data folder'} has {', '.join(data.classes[:5])}"
+                        ", ...: resume with the --data-dir it started on")
     elif checkpoint["scheduler"]["total_steps"] != steps:  # other data: the schedule would stop short or overrun
         raise UserError(f"{run.checkpoint}: the run started with a schedule of "
                         f"{checkpoint['scheduler']['total_steps']} steps; the data in "

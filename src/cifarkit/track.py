@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import UserError
 from .files import write_text
+from .rundir import CONFIG
 
 OWNER_FILE = "cifarkit-run.txt"  # in an event folder: the run folder whose events it holds
 
@@ -33,32 +34,43 @@ class TensorBoard:
 
     Only the process that writes the run folder should make one (run.train: rank 0)."""
 
-    def __init__(self, log_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None, resumed: bool = False):
-        """The events go to `log_dir`, or with `run_dir` (a folder of many runs' events, `--tensorboard DIR`) to
-        `log_dir`/RUN_NAME, recorded as that run's: a new run is refused a subfolder that holds another run's events
-        (its writer would purge them); a resumed one (perhaps moved since) takes it."""
+    def __init__(self, log_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None):
+        """The events go to `log_dir`, or with `run_dir` (`--tensorboard DIR`, a folder of many runs' events) to
+        `log_dir`/RUN_NAME, recorded as that run's (RUN_DIR/tb where DIR is the folder the run is in): a subfolder
+        that holds the events of another run still there, or of no known run, is refused (the new writer would
+        purge them); one whose run is gone (moved, deleted) is taken over."""
         try:
             from torch.utils.tensorboard import SummaryWriter  # noqa: F401 (checked here, before any training)
         except ImportError:
             raise UserError("--tensorboard needs the tensorboard package: pip install 'cifarkit[tb]'") from None
         run_dir = None if run_dir is None else Path(run_dir).resolve()
         self.log_dir = Path(log_dir) if run_dir is None else Path(log_dir) / run_dir.name
+        if run_dir is not None and self.log_dir.resolve() == run_dir:  # --tensorboard runs, the run in runs/
+            self.log_dir, run_dir = run_dir / "tb", None
         try:  # now, before any training: SummaryWriter would fail only after the first steps
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            if run_dir is not None:
-                self._claim(run_dir, resumed)
         except OSError as e:
             raise UserError(f"--tensorboard {log_dir}: cannot make that folder ({e.strerror or e}); "
                             "choose another") from None
+        if run_dir is not None:
+            self._claim(run_dir)
         self.writer: Any = None
 
-    def _claim(self, run_dir: Path, resumed: bool) -> None:
+    def _claim(self, run_dir: Path) -> None:
         owner_file = self.log_dir / OWNER_FILE
-        owner = owner_file.read_text(encoding="utf-8") if owner_file.exists() else str(run_dir)
-        if owner != str(run_dir) and not resumed:
-            raise UserError(f"--tensorboard: {self.log_dir} holds the events of another run ({owner}); a run of the "
-                            "same folder name elsewhere? Give this one another --tensorboard DIR or --out name")
-        write_text(owner_file, str(run_dir))
+        try:
+            owner = owner_file.read_text(encoding="utf-8", errors="replace") if owner_file.exists() else None
+            if owner is None and any(self.log_dir.glob("events.out.tfevents.*")):
+                raise UserError(f"--tensorboard: {self.log_dir} holds TensorBoard events of no cifarkit run (no "
+                                f"{OWNER_FILE}); move them away, or give another --tensorboard DIR")
+            if owner not in (None, str(run_dir)) and (Path(owner) / CONFIG).exists():
+                raise UserError(f"--tensorboard: {self.log_dir} holds the events of another run ({owner}); a run "
+                                f"of the same folder name elsewhere? Give this one another --tensorboard DIR or "
+                                f"--out name")
+            write_text(owner_file, str(run_dir))
+        except OSError as e:
+            raise UserError(f"--tensorboard: cannot record the run in {owner_file} ({e.strerror or e}); "
+                            "choose another folder") from None
 
     def _open(self, trainer: Any) -> None:
         from torch.utils.tensorboard import SummaryWriter
