@@ -69,7 +69,8 @@ def test_resume_appends_without_duplicating_steps(tiny_py, tmp_path, crash_at_st
     capsys.readouterr()
     assert main(["train", *flags, "--out", str(tmp_path / "elsewhere" / "run"), "--tensorboard",
                  str(tmp_path / "tb")]) == 2
-    assert f"{tmp_path / 'tb' / 'run'} holds the events of another run ({(tmp_path / 'run').resolve()})" in capsys.readouterr().err
+    owner = (tmp_path / "run").resolve()
+    assert f"{tmp_path / 'tb' / 'run'} holds the events of another run ({owner})" in capsys.readouterr().err
     assert steps(events(tmp_path / "tb" / "run"), "train/step_loss") == list(range(1, 9))
     # ... and refused before --overwrite clears anything: the run it would have replaced stays whole
     shutil.copytree(tmp_path / "run", tmp_path / "other" / "run", ignore=shutil.ignore_patterns(".cifarkit.lock"))

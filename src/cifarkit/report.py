@@ -27,6 +27,8 @@ from .files import write_bytes
 from .metrics import confusion_matrix, mistakes, per_class_accuracy
 from .rundir import CONFIG, METRICS, MODEL_SUMMARY, PLOTS, REPORT, RESULTS, RunDir
 
+FEW_CLASSES = 20  # up to this many classes, the confusion matrix and per-class plots write every number
+
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
@@ -164,9 +166,9 @@ def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.
     rows = counts.sum(1, keepdims=True)
     normalised = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
     n = len(classes)
-    # up to 20 classes every cell has its number and every class its name; beyond, the numbers would overlap (and
-    # CIFAR-100's 20,000 texts took a minute to draw): a colour bar, and every few classes named
-    annotate, ticks = n <= 20, range(0, n, math.ceil(n / 25))
+    # beyond FEW_CLASSES the cells' numbers would overlap (and CIFAR-100's 20,000 took a minute to draw): a colour
+    # bar instead, and every few classes named
+    annotate, ticks = n <= FEW_CLASSES, range(0, n, math.ceil(n / 25))
     fig, axes = figure(1, 2, figsize=(15, 6.5))
     for ax, values, title, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f")):
         image = ax.imshow(values, cmap="Blues")
@@ -187,7 +189,7 @@ def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.
 
 
 def plot_per_class(accuracy: np.ndarray, classes: tuple[str, ...], path: str | os.PathLike) -> None:
-    few = len(classes) <= 20  # more: a wider figure, every name upright and small, no number over each bar
+    few = len(classes) <= FEW_CLASSES  # more: a wider figure, every name upright and small, no number over a bar
     fig, ax = figure(figsize=(8, 4) if few else (max(8.0, 0.13 * len(classes)), 4.5))
     bars = ax.bar(classes, accuracy * 100, color="tab:blue")
     if few:

@@ -131,9 +131,10 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
     if not resume:  # what the trainer would refuse, before a range test is spent on it
         check_schedule(config, per_epoch)
     elif tuple(data.classes) != composed(checkpoint["classes"]):
-        raise UserError(f"{run.checkpoint}: the run trained on the classes {', '.join(checkpoint['classes'][:5])}, ...; "
-                        f"the data in {config.data_dir or 'the default data folder'} has {', '.join(data.classes[:5])}"
-                        ", ...: resume with the --data-dir it started on")
+        raise UserError(f"{run.checkpoint}: the run trained on the classes "
+                        f"{', '.join(checkpoint['classes'][:5])}, ...; the data in "
+                        f"{config.data_dir or 'the default data folder'} has {', '.join(data.classes[:5])}, ...: "
+                        "resume with the --data-dir it started on")
     elif checkpoint["scheduler"]["total_steps"] != steps:  # other data: the schedule would stop short or overrun
         raise UserError(f"{run.checkpoint}: the run started with a schedule of "
                         f"{checkpoint['scheduler']['total_steps']} steps; the data in "
