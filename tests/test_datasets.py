@@ -215,6 +215,11 @@ def test_a_folder_too_large_for_memory_is_refused_before_decoding(tmp_path, monk
     monkeypatch.setattr(folder, "memory_budget", lambda: 1000)
     with pytest.raises(UserError, match=r"12 images at 32x32 take .* GiB, over the .* budget .*--image-size"):
         load_dataset("folder", root, progress=False)
+    # what needs only the test set (evaluate, GradCAM, the app) counts only test/: 4 images fit in 20,000 bytes
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(folder, "memory_budget", lambda: 20_000)
+    data = load_dataset("folder", root, progress=False, test_only=True)
+    assert len(data.test_labels) == 4 and len(data.train_labels) == 0
 
 
 def test_images_below_a_class_folder_are_read_at_any_depth_and_symlink_loops_skipped(tmp_path, monkeypatch):
