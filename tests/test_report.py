@@ -44,6 +44,19 @@ def test_cli_report_rebuilds_the_page_from_the_files(finished_run, capsys):
     assert main(["report", str(run / "nope")]) == 2
 
 
+def test_a_gradcam_drawn_after_the_run_joins_the_rebuilt_report(finished_run, tmp_path):
+    """A run that ended without Captum has no plots/gradcam.png; `cifarkit gradcam RUN` (its default out is
+    RUN_DIR/gradcam.png) and then `cifarkit report RUN` show it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run[0], run, ignore=shutil.ignore_patterns(".cifarkit.lock"))
+    (run / "gradcam.png").write_bytes((run / "plots" / "samples.png").read_bytes())
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "GradCAM drawn after the run" in page and "data-file='gradcam.png'" in page
+
+
 def test_many_classes_get_a_colour_bar_not_a_number_in_every_cell(tmp_path, monkeypatch):
     """CIFAR-100's confusion matrix: 20,000 cell numbers took a minute to draw and could not be read."""
     from matplotlib.axes import Axes

@@ -25,7 +25,7 @@ from .data import MEAN, STD, Dataset
 from .errors import UserError
 from .files import write_bytes
 from .metrics import confusion_matrix, mistakes, per_class_accuracy
-from .rundir import CONFIG, METRICS, MODEL_SUMMARY, PLOTS, REPORT, RESULTS, RunDir
+from .rundir import COMMAND_PLOTS, CONFIG, METRICS, MODEL_SUMMARY, PLOTS, REPORT, RESULTS, RunDir
 
 FEW_CLASSES = 20  # up to this many classes, the confusion matrix and per-class plots write every number
 
@@ -284,7 +284,7 @@ def write_report(run_dir: str | os.PathLike | RunDir) -> Path:
         head = list(history[0]) if history else []
         parts.append("<h2>Per epoch</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(
             "<tr>" + "".join(f"<td>{_fmt(r[h])}</td>" for h in head) + "</tr>" for r in history) + "</table>")
-    for file, heading in PLOTS:  # only regular files inside the folder: a symlink out of it is never embedded
+    for file, heading in (*PLOTS, *COMMAND_PLOTS):  # only regular files inside the folder: never a symlink out
         if (path := run.regular_file(file)) is not None:
             data = base64.b64encode(path.read_bytes()).decode()
             parts.append(f"<h2>{heading}</h2><img alt='{heading}' data-file='{file}' src='data:image/png;base64,{data}'>")

@@ -46,6 +46,8 @@ RUN_FILES = (CONFIG, METRICS, RESULTS, ENDED, CHECKPOINT, LR_FIND_JSON, MODEL_SU
 RUN_FOLDERS = ("checkpoints", "plots", "tb")  # made by a run (tb: --tensorboard's default)
 JUNK = (".DS_Store", "Thumbs.db", ".ipynb_checkpoints")  # what desktops and notebooks leave in any folder
 RUN_PATTERNS = ("evaluate-*.json", "gradcam.png")  # what `cifarkit evaluate` / `gradcam` write into a run by default
+# (file, heading): what report.html shows after PLOTS of those commands' outputs (gradcam: e.g. once Captum is there)
+COMMAND_PLOTS = (("gradcam.png", "GradCAM drawn after the run (cifarkit gradcam RUN_DIR)"),)
 LOCK = ".cifarkit.lock"
 # What `cifarkit sweep --out DIR` writes beside its trial-N run folders: outputs of other commands never land on them.
 STUDY_DB = "study.db"
