@@ -242,11 +242,12 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
         test_files = [(path, classes.index(test_classes[label])) for path, label in test_files]
     if len(classes) < 2:
         raise UserError(f"{root / 'train'}: one class only ({classes[0]}); a classifier needs at least two")
+    budget, image_bytes = memory_budget(), 3 * image_size * image_size
+    fits_whole = (len(train_files) + len(test_files)) * image_bytes <= budget
     count = len(test_files) if test_only else len(train_files) + len(test_files)
-    needed, whole = (n * 3 * image_size * image_size for n in (count, len(train_files) + len(test_files)))
-    if needed > memory_budget():
+    if count * image_bytes > budget:
         raise UserError(f"{root}: {count:,} images at {image_size}x{image_size} take "
-                        f"{needed / 2**30:.1f} GiB, over the {memory_budget() / 2**30:.1f} GiB budget (half the "
+                        f"{count * image_bytes / 2**30:.1f} GiB, over the {budget / 2**30:.1f} GiB budget (half the "
                         "RAM); use a smaller --image-size or a subset of the images")
     splits = {"train": train_files, "test": test_files}
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -254,7 +255,7 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
     prefix = f"{hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:12]}-{image_size}px-"
     cache_file = cache / f"{prefix}{_cache_key(root, image_size, splits)}.pt"
     tensors = (_read_cache(cache_file, {name: len(files) for name, files in splits.items()}, image_size)
-               if whole <= memory_budget() else None)  # test_only on a machine where train/ does not fit
+               if fits_whole else None)  # test_only on a machine where train/ does not fit
     if tensors is None and test_only:  # no cache written: it would lack the training images
         splits["train"] = []
         tensors = {"train": torch.empty((0, 3, image_size, image_size), dtype=torch.uint8),
