@@ -70,17 +70,21 @@ def test_invalid_values_are_refused_with_the_flag_named(overrides, message):
 def test_a_presets_small_windows_that_do_not_fit_the_users_epochs_or_size_say_where_they_come_from():
     off = "give your own, or --small-crop 0 --small-crop-epochs 0 for full size throughout"
     for overrides, message in (
-            ({"epochs": 4}, "--small-crop-epochs 6: must be a whole number of epochs below --epochs (4): the last ones "
-                            f"train at full size; the fast-cpu preset sets --small-crop-epochs 6: {off}"),
+            # the user's own --small-crop asks for windows that one epoch has no room for: the preset's epochs stay
+            ({"epochs": 1, "small_crop": 24}, "--small-crop-epochs 6: must be a whole number of epochs below --epochs "
+                                              "(1): the last ones train at full size (one epoch: --small-crop 0 "
+                                              f"--small-crop-epochs 0); the fast-cpu preset sets --small-crop-epochs 6: "
+                                              f"{off}"),
             ({"dataset": "folder", "image_size": 24}, "--small-crop 24: must be 0 (off) or a whole number of pixels in "
                                                       f"[8, 24) (--image-size); the fast-cpu preset sets --small-crop 24: {off}"),
             ({"small_crop_epochs": 0}, "--small-crop-epochs 0: goes with --small-crop PX: both 0 (off) or both set; the "
                                        f"fast-cpu preset sets --small-crop 24: {off}")):
         with pytest.raises(UserError, match=re.escape(message)):
             preset_config("fast-cpu", **overrides)
-    with pytest.raises(UserError) as raised:  # the user's own value: nothing about the preset
+    with pytest.raises(UserError) as raised:  # the user's own value: nothing about the preset, the value that fits
         preset_config("fast-cpu", epochs=4, small_crop_epochs=5)
-    assert "preset" not in str(raised.value)
+    assert "preset" not in str(raised.value) and "below --epochs (4): the last ones train at full size (at most 3)" \
+        in str(raised.value)
     preset_config("fast-cpu", epochs=4, small_crop_epochs=2)
     preset_config("fast-cpu", epochs=4, small_crop=0, small_crop_epochs=0)
 
@@ -359,3 +363,82 @@ def test_the_api_takes_a_path_for_data_dir_and_names_a_numpy_number():
     assert TrainConfig(data_dir=Path("/data")).validate().to_dict()["data_dir"] == "/data"
     with pytest.raises(UserError, match=r"setting 'epochs' must be a whole number, not .*3.* \(int64\)"):
         preset_config("s10", epochs=np.int64(3))
+
+
+# A shorter (or longer) run of a preset: what the preset ties to its length follows --epochs / --limit-train ------------
+
+def test_a_quick_trial_of_fast_moves_the_warm_up_to_the_smallest_share_that_peaks_after_the_first_step(capsys):
+    from cifarkit.cli import build_parser, config_from_args
+    from cifarkit.schedule import check_schedule, planned_schedule
+
+    # 10,000 images at batch 1000, 2 epochs: 20 steps, of which the preset's 5% would peak on the first
+    cfg = config_from_args(build_parser().parse_args(["train", "--preset", "fast", "--epochs", "2",
+                                                      "--limit-train", "10000"])).validate()
+    assert capsys.readouterr().err == ("fast: --pct-start 0.05 -> 0.1 for --epochs 2 --limit-train 10000 (20 steps: "
+                                       "the smallest share that puts the lr peak after the first step)\n")
+    assert cfg.pct_start == 0.1
+    check_schedule(cfg, steps_per_epoch=10)
+    lrs = planned_schedule(cfg, max_lr=1.0, steps_per_epoch=10)
+    assert lrs.index(max(lrs)) == 1  # one step of warm-up, as a share cannot be shorter
+    assert cfg == preset_config("fast", epochs=2, limit_train=10_000)  # the Python API follows the same rule
+
+
+def test_the_smallest_warm_up_share_peaks_after_the_first_step_and_reads_back_as_typed():
+    from cifarkit.presets import lowest_pct_start
+
+    for steps in range(3, 3000):
+        pct = lowest_pct_start(steps)
+        assert float(pct * steps) - 1 >= 1 and float(f"{pct:g}") == pct  # OneCycleLR's end of the rise
+        digits = 2 - __import__("math").floor(__import__("math").log10(pct))
+        assert float((pct - 10.0**-digits) * steps) - 1 < 1  # one unit less in its 3rd significant digit: too early
+    assert (lowest_pct_start(2), lowest_pct_start(3, three_phase=True), lowest_pct_start(4, three_phase=True)) == (
+        None, None, 0.5)
+
+
+def test_a_quick_trial_of_fast_cpu_keeps_the_presets_share_of_small_windows_and_stem_training(capsys):
+    cfg = preset_config("fast-cpu", epochs=2)
+    assert (cfg.small_crop, cfg.small_crop_epochs, cfg.stem_bias_epochs, cfg.pct_start) == (24, 1, 1, 0.05)
+    assert capsys.readouterr().err.splitlines() == [
+        "fast-cpu: --small-crop-epochs 6 -> 1 for --epochs 2 (the preset's share of the run)",
+        "fast-cpu: --stem-bias-epochs 3 -> 1 for --epochs 2 (the preset's share of the run)"]
+    longer = preset_config("fast-cpu", epochs=22)  # 6/11 and 3/11 of 22 epochs
+    assert (longer.small_crop_epochs, longer.stem_bias_epochs) == (12, 6)
+    one = preset_config("fast-cpu", epochs=1)  # no room for small windows: the last epoch trains at full size
+    assert (one.small_crop, one.small_crop_epochs, one.stem_bias_epochs) == (0, 0, 1)
+    assert "--small-crop 24 -> 0 and --small-crop-epochs 6 -> 0 for --epochs 1" in capsys.readouterr().err
+    assert preset_config("fast", epochs=2).stem_bias_epochs == 1  # never 0, which would mean every epoch
+
+
+def test_a_value_the_user_gave_is_never_changed_and_a_refusal_names_the_value_that_works(capsys):
+    from cifarkit.schedule import check_schedule
+
+    cfg = preset_config("fast-cpu", epochs=2, stem_bias_epochs=3, small_crop_epochs=1)
+    assert (cfg.stem_bias_epochs, cfg.small_crop_epochs) == (3, 1) and capsys.readouterr().err == ""
+    with pytest.raises(UserError, match=re.escape("--small-crop-epochs 6: must be a whole number of epochs below "
+                                                  "--epochs (2): the last ones train at full size (at most 1)")):
+        preset_config("fast-cpu", epochs=2, small_crop_epochs=6)
+    assert "--small-crop-epochs" not in capsys.readouterr().err  # (its --stem-bias-epochs followed)
+    cfg = preset_config("fast", epochs=2, limit_train=10_000, pct_start=0.05)
+    assert cfg.pct_start == 0.05 and capsys.readouterr().err == ""
+    with pytest.raises(UserError, match=re.escape("--pct-start 0.05 of 20 steps (2 epoch(s) x 10 steps) puts the lr "
+                                                  "peak on the first step, which OneCycleLR cannot schedule: use "
+                                                  "--pct-start 0.1 (the smallest share that peaks after it)")):
+        check_schedule(cfg, steps_per_epoch=10)
+
+
+def test_a_preset_at_its_own_length_is_exactly_the_preset(capsys):
+    from cifarkit.config import PRESETS
+
+    for name, recipe in PRESETS.items():
+        exact = TrainConfig.from_dict({"preset": name, **recipe})
+        assert preset_config(name) == exact
+        assert preset_config(name, epochs=exact.epochs) == exact
+        assert preset_config(name, limit_train=50_000) == TrainConfig.from_dict({**exact.to_dict(), "limit_train": 50_000})
+    assert capsys.readouterr().err == ""
+    # a saved config.json is the user's own: nothing in it follows --epochs
+    from cifarkit.config import build_config
+
+    saved = preset_config("fast-cpu").to_dict()
+    with pytest.raises(UserError, match="--small-crop-epochs 6: must be a whole number of epochs below --epochs"):
+        TrainConfig.from_dict({**saved, "epochs": 2}).validate()
+    assert build_config(None, None, {"epochs": 30}).pct_start == 5 / 24  # a share already: s10 peaks at 5/24 of any run

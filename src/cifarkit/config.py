@@ -12,13 +12,14 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .presets import PRESETS
+from .presets import PRESETS, follow_length
 from .settings import Setting, number_or_find, setting
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -179,16 +180,10 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "TrainConfig":
+        from .reader import read_json  # checked: a regular file (not a FIFO or a folder), of bounded size and depth
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such config file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{path}: not a JSON config file ({e})") from None
-        except OSError as e:  # a folder, no permission, ...
-            raise UserError(f"{path}: cannot be read as a config file ({e.strerror or e})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, "config file"), source=str(path))
 
     def validate(self) -> "TrainConfig":
         """Refuse impossible values before any work starts, naming the flag; returns self for chaining."""
@@ -259,7 +254,8 @@ class TrainConfig:
              + by_preset("small_crop"))
         need(_whole(self.small_crop_epochs, 0) and self.small_crop_epochs < self.epochs, "small_crop_epochs",
              f"must be a whole number of epochs below --epochs ({self.epochs}): the last ones train at full size"
-             + by_preset("small_crop_epochs"))
+             + (f" (at most {self.epochs - 1})" if _whole(self.epochs, 2) else " (one epoch: --small-crop 0 "
+                "--small-crop-epochs 0)") + by_preset("small_crop_epochs"))
         need((self.small_crop == 0) == (self.small_crop_epochs == 0), "small_crop_epochs",
              "goes with --small-crop PX: both 0 (off) or both set" + by_preset("small_crop"))
         need(_finite(self.brightness) and 0 <= self.brightness <= 2, "brightness", "must be in [0, 2] (standard units)")
@@ -342,7 +338,11 @@ def build_config(preset: str | None = None, config_file: str | Path | None = Non
     name = "s10" if preset is None else preset
     if name not in PRESETS:
         raise UserError(f"--preset {name!r}: unknown preset; choose one of {', '.join(PRESETS)}")
-    return TrainConfig.from_dict({"preset": name, **PRESETS[name], **values})
+    recipe = TrainConfig.from_dict({"preset": name, **PRESETS[name]})
+    following, notes = follow_length(name, recipe.to_dict(), values)  # a shorter run keeps the preset's shares
+    for note in notes:
+        print(note, file=sys.stderr)
+    return TrainConfig.from_dict({"preset": name, **PRESETS[name], **following, **values})
 
 
 def preset_config(name: str, **overrides: Any) -> TrainConfig:

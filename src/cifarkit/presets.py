@@ -2,6 +2,8 @@
 
 Plain data (setting name -> value), checked like any config when a run starts (config.preset_config).
 """
+import math
+from fractions import Fraction
 from typing import Any
 
 # Each preset lists only what differs from the TrainConfig defaults (which are the S10 recipe).
@@ -55,3 +57,78 @@ PRESETS["fast-cpu-v1"] = {**PRESETS["fast-v1"], "model": "fast-small", "epochs":
 # 92.06 +- 0.15 % (3 seeds) in about fast-cpu-v1's time (0.87-0.99x); README: fast-cpu in 11 epochs.
 PRESETS["fast-cpu"] = {**PRESETS["fast"], "model": "fast-small", "epochs": 11, "small_crop": 24, "small_crop_epochs": 6,
                        "muon_lr": 0.20, "stem_bias_epochs": 3}
+
+# What a preset ties to its run's length, beyond the length itself (--epochs, and --limit-train's steps per epoch):
+# these settings count epochs of the preset's run, so a run of other length keeps the preset's share of it.
+# (The One Cycle warm-up is already a share, --pct-start; Lookahead's ramp spans the run by itself; a period such as
+# --eval-every or --lookahead-every says how often, not how much of the run, and stays.)
+EPOCH_COUNTS = ("small_crop_epochs", "stem_bias_epochs")
+# Training images of the official archives, before --limit-train and --val-split: a run's steps are known before
+# its data is read (a folder's are not)
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000}
+
+
+def lowest_pct_start(total_steps: int, three_phase: bool = False) -> float | None:
+    """The smallest --pct-start (rounded up to 3 significant digits, so that it can be typed back) whose lr peak
+    comes after the first step: OneCycleLR's rise ends at step pct_start * total_steps - 1, which must be >= 1.
+    None when no share of `total_steps` does (the peak must fall strictly inside: < 1, <= 0.5 with three phases)."""
+    exact = Fraction(2, total_steps)
+    decimals = 2 - math.floor(math.log10(exact))  # 3 significant digits
+    pct = math.ceil(exact * 10**decimals) / 10**decimals
+    while float(pct * total_steps) - 1 < 1:  # OneCycleLR's own arithmetic, in floats
+        pct += 10.0**-decimals
+    return pct if pct < 1 and (not three_phase or pct <= 0.5) else None
+
+
+def follow_length(preset: str, recipe: dict[str, Any], given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """When the user changes only the run's length (`given` --epochs or --limit-train differs from the preset's
+    `recipe`, its full settings), the settings the preset ties to that length, made to follow it; a setting in
+    `given` is never changed. Returns (the changed settings, one note per change for the user).
+
+    An epoch count (EPOCH_COUNTS) keeps its share of the run, rounded, at least 1 epoch where the preset's is
+    (0 means "off" or "every epoch"); --small-crop-epochs stays below --epochs (the last epochs train at full
+    size: with one epoch, no small windows). The warm-up's share --pct-start is kept unless the run's steps
+    (known for CIFAR) make it peak before the second step: then the smallest share that peaks after the first.
+    """
+    length = {name: given[name] for name in ("epochs", "limit_train")
+              if given.get(name) is not None and given[name] != recipe[name]}
+    if not length or not all(_whole(v, 1) for v in length.values()):
+        return {}, []  # the same length, or a slip that validate() names
+    said = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in length.items())
+    epochs, changed, notes = given.get("epochs", recipe["epochs"]), {}, []
+    for name in EPOCH_COUNTS if "epochs" in length else ():
+        if name in given or not recipe[name]:
+            continue
+        value = max(1, math.floor(recipe[name] * epochs / recipe["epochs"] + 0.5))
+        if name == "small_crop_epochs":
+            value = min(value, epochs - 1)
+            if value == 0 and "small_crop" in given:
+                continue  # the user's --small-crop wants windows that one epoch cannot have: validate() says so
+        if value == 0:  # the windows go with their epochs: both off
+            changed.update(small_crop=0, small_crop_epochs=0)
+            notes.append(f"{preset}: --small-crop {recipe['small_crop']} -> 0 and {_flag(name)} {recipe[name]} -> 0 "
+                         f"for {said} (the preset trains its last epochs at full size: one epoch has no room for "
+                         "smaller windows)")
+        elif value != recipe[name]:
+            changed[name] = value
+            notes.append(f"{preset}: {_flag(name)} {recipe[name]} -> {value} for {said} (the preset's share of the run)")
+    run = {**recipe, **given}
+    images = TRAIN_IMAGES.get(run["dataset"])
+    if "pct_start" not in given and images is not None and all(
+            _whole(run[name], least) for name, least in (("batch_size", 1), ("val_split", 0))):
+        images = min(images, run["limit_train"] or images) - run["val_split"]
+        steps = math.ceil(images / run["batch_size"]) * epochs if images > 0 else 0
+        lowest = lowest_pct_start(steps, bool(run["three_phase"])) if steps else None
+        if lowest is not None and float(recipe["pct_start"] * steps) - 1 < 1:
+            changed["pct_start"] = lowest
+            notes.append(f"{preset}: --pct-start {recipe['pct_start']:.4g} -> {lowest:g} for {said} ({steps} steps: "
+                         "the smallest share that puts the lr peak after the first step)")
+    return changed, notes
+
+
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")

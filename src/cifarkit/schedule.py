@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import OneCycleLR
 
 from .config import TrainConfig
 from .errors import Unschedulable
+from .presets import lowest_pct_start
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
@@ -26,10 +27,12 @@ def check_schedule(config: TrainConfig, steps_per_epoch: int) -> None:
     over it: when that is step 0, the rise has no length and it divides by zero on the first step."""
     total_steps = config.epochs * steps_per_epoch
     if float(config.pct_start * total_steps) - 1 == 0:
+        lowest = lowest_pct_start(total_steps, config.three_phase)
         raise Unschedulable(f"--pct-start {config.pct_start:g} of {total_steps} steps ({config.epochs} epoch(s) x "
                             f"{steps_per_epoch} steps) puts the lr peak on the first step, which OneCycleLR cannot "
-                            "schedule: change --pct-start, --epochs or --batch-size (or the number of training "
-                            "images: --limit-train, --val-split)")
+                            "schedule: " + (f"use --pct-start {lowest:g} (the smallest share that peaks after "
+                                            "it), or change --epochs" if lowest else "change --pct-start, --epochs")
+                            + " or --batch-size (or the number of training images: --limit-train, --val-split)")
 
 
 def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, max_lr: float,
