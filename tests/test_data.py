@@ -3,6 +3,8 @@ import io
 import os
 import pickle
 import tarfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from cifarkit.cli import main
 from cifarkit.cifar import download_and_extract, load_cifar10, safe_extract
 from cifarkit.config import TrainConfig
 from cifarkit.data import describe
+from cifarkit.datasets import load_for
 from cifarkit.errors import UserError
 
 
@@ -119,8 +122,108 @@ def test_load_downloads_when_absent(tiny_py, tmp_path, monkeypatch):
 
 
 def test_unreachable_download_is_a_clear_error(tmp_path):
-    with pytest.raises(UserError, match="download failed"):
+    with pytest.raises(UserError, match="downloading it from .*absent.tar.gz failed"):
         download_and_extract(tmp_path / "d", url=(tmp_path / "absent.tar.gz").as_uri(), md5="0" * 32)
+    assert not (tmp_path / "d").exists()
+
+
+def no_network(monkeypatch):
+    """The downloader as on a machine without a network: the name of the host cannot be resolved."""
+    def unreachable(url, timeout=None):
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+
+
+def test_without_a_network_the_error_says_once_what_to_copy_and_where_and_leaves_no_folder(tmp_path, monkeypatch,
+                                                                                             capsys):
+    no_network(monkeypatch)
+    typo = tmp_path / "dats" / "cifar"
+    assert main(["data", "--data-dir", str(typo)]) == 2
+    err = capsys.readouterr().err
+    for said in ("no CIFAR-10 in", str(typo), "Temporary failure in name resolution", "cifar-10-python.tar.gz",
+                 "cifar-10-binary.tar.gz", "cifar-10-batches-py", "cifar-10-batches-bin", "--data-dir DIR",
+                 "CIFARKIT_DATA", "docs/getting-started.md#offline"):
+        assert said in err, said
+    assert err.count("--data-dir") == 1 and "~/.cache" not in err and "Traceback" not in err
+    assert not (tmp_path / "dats").exists()  # the mistyped folder and its missing parent were not left behind
+    monkeypatch.setenv("CIFARKIT_DATA", str(tmp_path / "env-typo"))
+    with pytest.raises(UserError, match="no CIFAR-10 in .*env-typo"):
+        load_cifar10()
+    config = TrainConfig(data_dir=str(tmp_path / "someone" / "elses" / "data"))  # as read from their config.json
+    with pytest.raises(UserError, match="CIFARKIT_DATA"):
+        load_for(config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_download_cut_off_midway_leaves_no_partial_archive_and_no_folder(tmp_path, monkeypatch):
+    class CutOff(io.BytesIO):
+        headers = {"Content-Length": str(10 << 20)}
+
+        def read(self, size=-1):
+            if self.tell() >= 1 << 20:
+                raise TimeoutError("The read operation timed out")
+            return super().read(size)
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: CutOff(b"x" * (2 << 20)))
+    with pytest.raises(UserError, match="The read operation timed out.*without a network"):
+        load_cifar10(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()  # a folder that was there before stays, empty as it was
+    with pytest.raises(UserError, match="timed out"):
+        load_cifar10(tmp_path / "mine")
+    assert list((tmp_path / "mine").iterdir()) == []
+
+
+@pytest.mark.parametrize("layout", ["py", "bin"])
+def test_an_official_archive_copied_into_the_data_folder_is_unpacked_without_a_network(layout, tiny_py, tiny_bin,
+                                                                                       tmp_path, monkeypatch):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("went to the network"))
+    source, name = {"py": (tiny_py / "cifar-10-batches-py", "cifar-10-python.tar.gz"),
+                    "bin": (tiny_bin / "cifar-10-batches-bin", "cifar-10-binary.tar.gz")}[layout]
+    (tmp_path / "copied").mkdir()
+    _archive_of(source, tmp_path / "copied" / name)
+    for download in (True, False):
+        data = load_cifar10(tmp_path / "copied", download=download)
+        assert data.layout == layout and len(data.train_labels) == 200
+
+
+@pytest.mark.parametrize("link, problem", [
+    ("broken", r"a symlink to .*gone/cifar-10-batches-py, which does not exist"),
+    ("loop", r"a symlink loop \(it leads back to itself through .*data/other\)"),
+])
+def test_a_batches_folder_link_leading_nowhere_is_named_not_downloaded_beside(tmp_path, monkeypatch, capsys, link,
+                                                                             problem):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("went to the network"))
+    root = tmp_path / "data"
+    root.mkdir()
+    if link == "broken":
+        (root / "cifar-10-batches-py").symlink_to(tmp_path / "gone" / "cifar-10-batches-py")
+    else:
+        (root / "cifar-10-batches-py").symlink_to(root / "other")
+        (root / "other").symlink_to(root / "cifar-10-batches-py")
+    for download in (True, False):
+        with pytest.raises(UserError, match=f"data/cifar-10-batches-py: {problem}; point the link at the folder"):
+            load_cifar10(root, download=download)
+    assert main(["data", "--data-dir", str(root)]) == 2
+    assert "cifar-10-batches-py: " + ("a symlink loop" if link == "loop" else "a symlink to") in capsys.readouterr().err
+    assert sorted(p.name for p in root.iterdir()) == sorted(["cifar-10-batches-py"] + ["other"] * (link == "loop"))
+
+
+@pytest.mark.parametrize("layout", ["py", "bin"])
+def test_a_meta_file_naming_a_class_twice_is_refused_by_the_names(layout, tiny_py, tiny_bin):
+    if layout == "py":
+        root, meta = tiny_py, tiny_py / "cifar-10-batches-py" / "batches.meta"
+        meta.write_bytes(pickle.dumps({"label_names": ["cat"] * 10, "num_cases_per_batch": 10000}))
+        message = "batches.meta: the class names repeat: 'cat' \\(10 times\\)"
+    else:
+        root, meta = tiny_bin, tiny_bin / "cifar-10-batches-bin" / "batches.meta.txt"
+        # one name twice, and one name in Unicode's composed and decomposed forms (a Mac's): the same class
+        names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "dog", "Caf\u00e9", "Cafe\u0301"]
+        meta.write_text("\n".join(names) + "\n", encoding="utf-8")
+        message = "the class names repeat: 'dog' \\(2 times\\), 'Caf\u00e9' \\(2 times\\)"
+    with pytest.raises(UserError, match=message):
+        load_cifar10(root, download=False)
 
 
 def test_archive_member_escaping_the_target_is_refused(tmp_path):

@@ -1,30 +1,28 @@
-"""The official CIFAR-10 and CIFAR-100 archives -> Dataset: download (MD5-checked), safe extraction, and
-readers for both CIFAR-10 layouts (`cifar-10-batches-py` pickles, `cifar-10-batches-bin` records) and
-CIFAR-100's python layout (fine or coarse labels).
+"""The official CIFAR-10 and CIFAR-100 archives -> Dataset: readers for both CIFAR-10 layouts (`cifar-10-batches-py`
+pickles, `cifar-10-batches-bin` records) and CIFAR-100's python layout (fine or coarse labels). Where the data folder
+holds neither layout, an official archive copied there is unpacked, else the archive is downloaded (download.py).
 
 Every file is checked for structure (a broken file is an error whatever its MD5) and, where the official
 MD5 is known, for its MD5 (a re-encoded copy with other MD5s is used, and the user is told).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
-import tarfile
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .data import CLASSES, Dataset, default_data_dir
+from .data import CLASSES, Dataset, composed, default_data_dir, link_problem
+from .download import fetch_archive, md5_of, safe_extract
 from .errors import UserError
-from .files import atomic_open
 
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+BIN_ARCHIVE = "cifar-10-binary.tar.gz"  # the same images as binary records; never downloaded, unpacked if given
 PY_DIR, BIN_DIR = "cifar-10-batches-py", "cifar-10-batches-bin"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
@@ -50,6 +48,14 @@ IMAGE_BYTES = 3 * 32 * 32
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 CIFAR100_DIR = "cifar-100-python"
+OFFLINE_DOCS = "docs/getting-started.md#offline"  # the docs' section on getting the data without a network
+# What a user may copy onto a machine without a network, by the name of the archive that would be downloaded
+WHERE_FROM = {
+    "cifar-10-python.tar.gz": ("CIFAR-10", f"the official archive cifar-10-python.tar.gz or {BIN_ARCHIVE}, or the "
+                               f"folder it unpacks to ({PY_DIR} or {BIN_DIR})"),
+    "cifar-100-python.tar.gz": ("CIFAR-100", "the official archive cifar-100-python.tar.gz, or the folder it unpacks "
+                                "to (cifar-100-python)"),
+}
 CIFAR100_FILE_MD5 = {  # of the files in the official archive
     "train": "16019d7e3df5f24257cddd939b257f8d",
     "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
@@ -140,23 +146,32 @@ def _check_labels(path: Path, labels: np.ndarray, n: int, num_classes: int = 10)
 
 
 def read_classes(layout: str, folder: Path) -> tuple[str, ...]:
+    """The class names of the meta file (CIFAR-10's own where it is absent or unreadable); names that repeat are
+    refused: two classes of one name could not be told apart in any result."""
+    meta_file = folder / ("batches.meta" if layout == "py" else "batches.meta.txt")
     try:
         if layout == "py":
-            meta = _ArrayUnpickler(io.BytesIO((folder / "batches.meta").read_bytes()), encoding="latin1").load()
+            meta = _ArrayUnpickler(io.BytesIO(meta_file.read_bytes()), encoding="latin1").load()
             names = tuple(_key(meta, "label_names"))
         else:
-            names = tuple(line.strip() for line in (folder / "batches.meta.txt").read_text().splitlines() if line.strip())
+            names = tuple(line.strip() for line in meta_file.read_text().splitlines() if line.strip())
     except Exception:  # the meta file is optional: the class names are fixed by the dataset anyway
         return CLASSES
-    return names if len(names) == 10 else CLASSES
+    if len(names) != 10:
+        return CLASSES
+    _refuse_repeated_names(meta_file, names, "delete it to use CIFAR-10's own names, or restore the official file")
+    return names
 
 
-def md5_of(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _refuse_repeated_names(meta_file: Path, names, remedy: str) -> None:
+    """A meta file naming one class twice (compared as class names are: NFC) is refused, naming the repeats."""
+    seen: dict[str, int] = {}
+    for name in composed(str(n) for n in names):
+        seen[name] = seen.get(name, 0) + 1
+    repeated = [f"{name!r} ({count} times)" for name, count in seen.items() if count > 1]
+    if repeated:
+        raise UserError(f"{meta_file}: the class names repeat: {', '.join(repeated)}; every class needs a name of "
+                        f"its own; {remedy}")
 
 
 def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True,
@@ -165,12 +180,18 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
     root = default_data_dir(data_dir)
     found = find_layout(root) if root.exists() else None
     if found is None:
-        if not download:
-            raise UserError(f"{root}: no CIFAR-10 here (expected {PY_DIR}/ or {BIN_DIR}/); "
-                            "run `cifarkit data --data-dir DIR` to download it, or point --data-dir at a copy")
-        download_and_extract(root)
+        _refuse_broken_links(root, (PY_DIR, BIN_DIR))
+        given = next((root / name for name in (Path(ARCHIVE_URL).name, BIN_ARCHIVE) if (root / name).is_file()), None)
+        if given is not None:  # a copy of an official archive: unpacked here, its files checked one by one below
+            safe_extract(given, root)
+        elif not download:
+            raise UserError(f"{root}: no CIFAR-10 here (expected {PY_DIR}/ or {BIN_DIR}/); download it with "
+                            f"`cifarkit data --data-dir DIR`, or {offline_advice(Path(ARCHIVE_URL).name)}")
+        else:
+            download_and_extract(root)
         found = find_layout(root)
-        assert found is not None, "the official archive always holds cifar-10-batches-py"
+        if found is None:
+            raise UserError(f"{given or root}: holds neither {PY_DIR}/ nor {BIN_DIR}/; is it the official archive?")
     layout, folder = found
     reader, suffix, known = (read_py_batch, "", PY_MD5) if layout == "py" else (read_bin_batch, ".bin", BIN_MD5)
     checks: dict[str, str] = {}
@@ -248,10 +269,17 @@ def load_cifar100(data_dir: str | os.PathLike | None = None, labels: str = "fine
     root = default_data_dir(data_dir)
     folder = root if (root / "meta").exists() and root.name == CIFAR100_DIR else root / CIFAR100_DIR
     if not folder.exists():
-        if not download:
-            raise UserError(f"{root}: no CIFAR-100 here (expected {CIFAR100_DIR}/); run `cifarkit data --dataset "
-                            "cifar100 --data-dir DIR` to download it, or point --data-dir at a copy")
-        download_and_extract(root, CIFAR100_URL, CIFAR100_MD5)
+        _refuse_broken_links(root, (CIFAR100_DIR,))
+        given = root / Path(CIFAR100_URL).name
+        if given.is_file():  # a copy of the official archive: unpacked here, its files checked one by one below
+            safe_extract(given, root)
+        elif not download:
+            raise UserError(f"{root}: no CIFAR-100 here (expected {CIFAR100_DIR}/); download it with `cifarkit data "
+                            f"--dataset cifar100 --data-dir DIR`, or {offline_advice(given.name)}")
+        else:
+            download_and_extract(root, CIFAR100_URL, CIFAR100_MD5)
+        if not folder.is_dir():
+            raise UserError(f"{given}: holds no {CIFAR100_DIR}/; is it the official archive?")
     checks: dict[str, str] = {}
     splits = []
     for name in ("train", "test"):
@@ -263,59 +291,31 @@ def load_cifar100(data_dir: str | os.PathLike | None = None, labels: str = "fine
     expected = 100 if labels == "fine" else 20
     if not isinstance(names, list) or len(names) != expected or not all(isinstance(n, str) for n in names):
         raise UserError(f"{folder / 'meta'}: expected {expected} {labels} class names")
+    _refuse_repeated_names(folder / "meta", names, "restore the official file")
     checks["meta"] = _check(folder / "meta", CIFAR100_FILE_MD5, verify_md5)
     (train_x, train_y), (test_x, test_y) = splits
     return Dataset(train_x, train_y, test_x, test_y, classes=tuple(names), name="cifar100", root=folder,
                    layout="py", checks=checks)
 
 
+def offline_advice(archive_name: str) -> str:
+    """How to give the data without a network: what to copy, how to point at it, where the docs say more."""
+    _, files = WHERE_FROM.get(archive_name, (archive_name, f"the archive {archive_name}"))
+    return (f"without a network, copy {files} into a folder on this machine and point --data-dir DIR (or the "
+            f"CIFARKIT_DATA environment variable) at that folder; see the docs' offline section ({OFFLINE_DOCS})")
+
+
+def _refuse_broken_links(root: Path, names: tuple[str, ...]) -> None:
+    """A dataset folder that is a symlink leading nowhere is named, not taken for absent (and downloaded beside)."""
+    for name in names:
+        problem = link_problem(root / name)
+        if problem:
+            raise UserError(f"{root / name}: {problem}; point the link at the folder that holds the files, "
+                            "or remove it")
+
+
 def download_and_extract(root: Path, url: str = ARCHIVE_URL, md5: str = ARCHIVE_MD5) -> Path:
-    """Download the official archive (progress bar), check its MD5, and unpack it safely into `root`."""
-    from tqdm import tqdm
-
-    if (root / "train").is_dir():  # `--dataset folder` forgotten: never download 160 MB among the user's images
-        raise UserError(f"--data-dir {root}: holds train/ (an image folder dataset), not {Path(url).name}'s "
-                        "CIFAR; pass --dataset folder to use its images")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--data-dir {root}: cannot create it to download into ({e.strerror or e})") from None
-    archive = root / Path(url).name
-    if not (archive.exists() and md5_of(archive) == md5):
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, atomic_open(archive) as out:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {archive.name}") as bar:
-                    for chunk in iter(lambda: response.read(1 << 20), b""):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-        except OSError as e:  # URLError, timeouts and refused connections are all OSErrors
-            raise UserError(f"{url}: download failed ({e}); check the network, or unpack a copy of "
-                            f"CIFAR-10 into {root} and pass --data-dir {root}") from None
-        got = md5_of(archive)
-        if got != md5:
-            archive.unlink()
-            raise UserError(f"{archive}: MD5 {got} does not match the official {md5}; the download is "
-                            "corrupt and was deleted; run the command again")
-    safe_extract(archive, root)
-    return root
-
-
-def safe_extract(archive: Path, target: Path) -> None:
-    """Unpack a tar archive, refusing any member that would land outside `target` or is a link/device."""
-    target = target.resolve()
-    try:
-        with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
-                dest = (target / member.name).resolve()
-                if dest != target and target not in dest.parents:
-                    raise UserError(f"{archive}: member {member.name!r} would be written outside {target}; "
-                                    "refusing to extract this archive")
-                if not (member.isfile() or member.isdir()):
-                    raise UserError(f"{archive}: member {member.name!r} is a link or special file; "
-                                    "refusing to extract this archive")
-            tar.extractall(target, filter="data")
-    except tarfile.TarError as e:
-        raise UserError(f"{archive}: not a readable tar.gz archive ({e}); delete it and download again") from None
-
-
+    """Download the official archive `url` (CIFAR-10's python archive by default), check its MD5 and unpack it safely
+    into `root`; a failed download names what to copy in instead and leaves no folder it made behind."""
+    what, _ = WHERE_FROM.get(Path(url).name, (Path(url).name, ""))
+    return fetch_archive(root, url, md5, what, offline_advice(Path(url).name))

@@ -8,6 +8,7 @@ one by name.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import unicodedata
 from dataclasses import dataclass, field
@@ -153,11 +154,30 @@ def default_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
         root = Path(os.environ["CIFARKIT_DATA"]).expanduser()
     else:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cifarkit"
-    if root.is_symlink() and not root.exists():
-        raise UserError(f"--data-dir {root}: a broken symlink or a symlink loop; point it at a folder")
+    problem = link_problem(root)
+    if problem:
+        raise UserError(f"--data-dir {root}: {problem}; point it at a folder")
     if root.exists() and not root.is_dir():
-        raise UserError(f"--data-dir {root}: a file, not a folder; point it at the folder that holds the data")
+        hint = (" (an archive is unpacked from the folder that holds it)"
+                if root.name.endswith((".tar.gz", ".tgz")) else "")
+        raise UserError(f"--data-dir {root}: a file, not a folder; point it at the folder that holds the data{hint}")
     return root
+
+
+def link_problem(path: Path) -> str | None:
+    """What is wrong with `path` if it is a symlink that leads nowhere: its target missing, a loop, or a target
+    that cannot be reached; None for a working link or anything that is not a link."""
+    if not path.is_symlink():
+        return None
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"a symlink loop (it leads back to itself through {os.readlink(path)})"
+        if e.errno == errno.ENOENT:
+            return f"a symlink to {os.path.realpath(path)}, which does not exist"
+        return f"a symlink to {os.readlink(path)}, which cannot be reached ({e.strerror or e})"
+    return None
 
 
 def describe(ds: Dataset) -> str:
