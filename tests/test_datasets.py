@@ -72,6 +72,20 @@ def test_cifar100_damage_and_absence_are_named(tmp_path):
         load_dataset("cifar100", tmp_path, download=False)
 
 
+def test_cifar100_with_a_class_named_twice_or_a_link_leading_nowhere_is_refused_by_name(tmp_path, monkeypatch):
+    folder = write_cifar100(tmp_path / "data")
+    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": FINE[:99] + ["fine00"],
+                                                "coarse_label_names": COARSE}))
+    with pytest.raises(UserError, match=r"meta: the class names repeat: 'fine00' \(2 times\)"):
+        load_dataset("cifar100", tmp_path / "data", download=False)
+    assert len(load_dataset("cifar100", tmp_path / "data", labels="coarse", download=False).classes) == 20
+    monkeypatch.setattr(cifar, "fetch_archive", lambda *a, **k: pytest.fail("went to download"))
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "cifar-100-python").symlink_to(tmp_path / "moved")
+    with pytest.raises(UserError, match=r"linked/cifar-100-python: a symlink to .*moved, which does not exist"):
+        load_dataset("cifar100", tmp_path / "linked")
+
+
 def save_image(path, kind, size):
     """An image of one colour (its class) under noise, in the given mode."""
     rng = np.random.default_rng(abs(hash((str(path), kind))) % 2**32)
@@ -134,7 +148,7 @@ def test_the_decode_cache_is_hit_and_a_damaged_or_stale_one_rebuilt(tmp_path, mo
     monkeypatch.setattr(folder, "_decode", lambda *a, **k: pytest.fail("decoded again despite the cache"))
     second = load_dataset("folder", root, progress=False)
     assert torch.equal(first.train_images, second.train_images)
-    cache_file = next((tmp_path / "cache").glob("*.pt"))
+    cache_file = next((tmp_path / "cache" / "cifarkit-folders").glob("*.pt"))
     cache_file.write_bytes(cache_file.read_bytes()[:100])  # truncated
     monkeypatch.undo()
     monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
@@ -144,15 +158,15 @@ def test_the_decode_cache_is_hit_and_a_damaged_or_stale_one_rebuilt(tmp_path, mo
     time.sleep(0.01)
     save_image(root / "train" / "red" / "img000.png", "RGB", (99, 99))  # changed file: another key
     os.utime(root / "train" / "red" / "img000.png", ns=(time.time_ns(), time.time_ns() + 10**9))
-    before = list((tmp_path / "cache").glob("*.pt"))
+    before = list((tmp_path / "cache" / "cifarkit-folders").glob("*.pt"))
     assert len(before) == 1
     load_dataset("folder", root, progress=False)
-    after = list((tmp_path / "cache").glob("*.pt"))
+    after = list((tmp_path / "cache" / "cifarkit-folders").glob("*.pt"))
     assert len(after) == 1 and after != before  # decoded again, and the stale decode removed, not piled up
     load_dataset("folder", root, image_size=16, progress=False)  # another size: a cache of its own, beside
     shutil.copytree(root, tmp_path / "copy")
     load_dataset("folder", tmp_path / "copy", progress=False)  # another folder: one of its own too
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 3 and after[0].exists()
+    assert len(list((tmp_path / "cache" / "cifarkit-folders").glob("*.pt"))) == 3 and after[0].exists()
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -258,30 +272,64 @@ def test_a_symlink_above_its_class_or_into_another_class_is_not_read_as_this_cla
     assert torch.equal(linked.train_labels, plain.train_labels)
 
 
-def test_one_decode_cache_per_folder_whatever_the_path_to_it_and_first_format_caches_removed(tmp_path, monkeypatch):
+def test_one_decode_cache_per_folder_whatever_the_path_to_it(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("CIFARKIT_CACHE", str(cache))
-    cache.mkdir()
-    (cache / ("0123456789abcdef" * 2 + ".pt")).write_bytes(b"format 1")  # an older cifarkit's cache file
-    (cache / "mine.pt").write_bytes(b"not a cache of ours")
     root = write_folders(tmp_path / "imgs", per_class=4)
-    real_unlink = Path.unlink
-
-    def busy(path, *args, **kwargs):  # a stale file that cannot be removed (another user's) does not fail the run
-        if path.name == "mine.pt":
-            raise AssertionError("removed a file that is not a cache")
-        raise PermissionError(13, "Permission denied", str(path))
-
-    monkeypatch.setattr(Path, "unlink", busy)
     load_dataset("folder", root, progress=False)
-    monkeypatch.setattr(Path, "unlink", real_unlink)
-    load_dataset("folder", root, image_size=16, progress=False)  # decodes, and removes the first-format file
-    assert sorted(p.name for p in cache.glob("*.pt") if "px-" not in p.name) == ["mine.pt"]
     (tmp_path / "link").symlink_to(root)
     monkeypatch.setattr(folder, "_decode", lambda *a, **k: pytest.fail("decoded again for another path"))
     for same in (tmp_path / "link", Path(os.path.relpath(root))):
         load_dataset("folder", same, progress=False)
-    assert len(list(cache.glob("*-32px-*.pt"))) == 1
+    assert len(list((cache / "cifarkit-folders").glob("*-32px-*.pt"))) == 1
+
+
+def test_the_decode_cache_removes_only_its_own_stale_files_in_a_shared_cache_folder(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("CIFARKIT_CACHE", str(shared))
+    root = write_folders(tmp_path / "imgs", per_class=4)
+    load_dataset("folder", root, progress=False)
+    (ours,) = (shared / "cifarkit-folders").glob("*.pt")
+    prefix = ours.name[:ours.name.index("px-") + 3]
+    # others' files in the shared folder, named as the cache names its files (a hash, this folder's prefix)
+    theirs = [shared / ("0123456789abcdef" * 2 + ".pt"), shared / f"{prefix}{'f' * 32}.pt",
+              shared / "cifarkit-folders" / "notes.pt", shared / "cifarkit-folders" / f"{prefix}draft.pt"]
+    for path in theirs:
+        path.write_bytes(b"someone else's file")
+    real_unlink = Path.unlink
+
+    def busy(path, *args, **kwargs):  # a stale file that cannot be removed (another user's) does not fail the run
+        if path in theirs:
+            raise AssertionError(f"removed {path}, a file the cache did not write")
+        raise PermissionError(13, "Permission denied", str(path))
+
+    save_image(root / "train" / "red" / "img000.png", "RGB", (99, 99))  # the folder changed: another key
+    os.utime(root / "train" / "red" / "img000.png", ns=(time.time_ns(), time.time_ns() + 10**9))
+    monkeypatch.setattr(Path, "unlink", busy)
+    load_dataset("folder", root, progress=False)
+    assert ours.exists()  # could not be removed: left there
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    os.utime(root / "train" / "red" / "img000.png", ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
+    load_dataset("folder", root, progress=False)
+    assert not ours.exists() and all(path.read_bytes() == b"someone else's file" for path in theirs)
+    assert len(list((shared / "cifarkit-folders").glob(f"{prefix}*.pt"))) == 2  # the new decode, and their draft
+
+
+def test_a_class_folder_that_is_a_link_to_another_class_is_refused_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    root = write_folders(tmp_path / "imgs", per_class=4)
+    for split in ("train", "test"):
+        (root / split / "crimson").symlink_to(root / split / "red")
+    with pytest.raises(UserError, match=r"train: the class folders 'crimson' and 'red' are one folder, .*train/red "
+                                        r"\('crimson' is a symlink to it\): two classes would train on the same"):
+        load_dataset("folder", root, progress=False)
+    for split in ("train", "test"):  # two links to one folder outside: the same refusal, both named
+        (root / split / "crimson").unlink()
+        (root / split / "red").rename(root / f"{split}-red")
+        for name in ("a", "red"):
+            (root / split / name).symlink_to(root / f"{split}-red")
+    with pytest.raises(UserError, match=r"'a' and 'red' are one folder, .*train-red \('a' and 'red' are symlinks"):
+        load_dataset("folder", root, progress=False)
 
 
 def test_a_val_folder_beside_a_test_folder_is_named_as_unread(tmp_path, monkeypatch):
@@ -326,7 +374,7 @@ def test_what_needs_only_the_test_set_does_not_decode_train(tmp_path, monkeypatc
     real_decode = folder._decode
     monkeypatch.setattr(folder, "_decode", lambda files, *a: decoded.append(len(files)) or real_decode(files, *a))
     data = folder.load_folder(root, image_size=16, progress=False, cache_dir=cache, test_only=True)
-    assert decoded == [12] and not list(cache.glob("*.pt"))  # no cache without the training images
+    assert decoded == [12] and not list(cache.rglob("*.pt"))  # no cache without the training images
     assert data.classes == ("blue", "red") and data.train_images.shape == (0, 3, 16, 16) and data.image_size == 16
     whole = folder.load_folder(root, image_size=16, progress=False, cache_dir=cache)
     assert torch.equal(whole.test_images, data.test_images) and torch.equal(whole.test_labels, data.test_labels)

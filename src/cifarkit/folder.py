@@ -8,9 +8,9 @@ Every image, of any size and mode, becomes RGB uint8 at `image_size` x `image_si
 applied, 16-bit scaled to 8 (over 65535), transparency dropped, the shorter side resized to `image_size`
 (Lanczos, antialiased), then the centre cropped, both in one resize of the centre square (so a thin image is
 never upscaled whole). Files are decoded in parallel threads (Pillow releases the GIL); the tensors are cached
-in the cache folder under a key of the file list, sizes and mtimes, so a second run reads one file; one file per
-folder and image size, the stale one removed when the folder changes. Other files among the images are skipped
-with a warning.
+in cifarkit's own cache folder (see default_cache_dir) under a key of the file list, sizes and mtimes, so a second
+run reads one file; one file per folder and image size, the stale one removed when the folder changes. Other files
+among the images are skipped with a warning.
 """
 from __future__ import annotations
 
@@ -33,8 +33,10 @@ from .runtime import available_cpus
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_IMAGE_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
-CACHE_FORMAT = 2  # 2: one resize of the centre crop, 16-bit grey over 65535 always
-FIRST_FORMAT_NAME = re.compile(r"[0-9a-f]{32}\.pt")  # format 1's cache files, stale now
+# Which decoding the cached pixels come from (read_image's); a cache whose format differs is decoded again
+CACHE_FORMAT = 2
+CACHE_SUBFOLDER = "cifarkit-folders"  # cifarkit's own folder inside a cache folder the user names
+CACHE_NAME = re.compile(r"[0-9a-f]{12}-[0-9]+px-[0-9a-f]{32}\.pt")  # FOLDER-SIZE-KEY.pt, as load_folder names them
 
 
 def read_image(path: str | os.PathLike, size: int = 32) -> torch.Tensor:
@@ -148,6 +150,7 @@ def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     classes = tuple(folders)
     files, skipped, revisits, empty = [], [], [], []
     class_dirs = {name: folders[name].resolve() for name in classes}
+    _refuse_shared_class_folders(folder, folders, class_dirs)
     for index, name in enumerate(classes):
         images, others, links = _class_files(folders[name], set(class_dirs.values()) - {class_dirs[name]})
         skipped += others
@@ -169,6 +172,23 @@ def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
                       "above their class or into another class (a loop, a second link, other classes' images), "
                       f"e.g. {', '.join(str(p) for p in revisits[:3])}", stacklevel=3)
     return classes, files
+
+
+def _refuse_shared_class_folders(folder: Path, folders: dict[str, Path], class_dirs: dict[str, Path]) -> None:
+    """Two class folders that are one folder (a symlink to another class, or two links to one place) would train two
+    classes on the same images: refused, naming them and where they lead."""
+    by_target: dict[Path, list[str]] = {}
+    for name, target in class_dirs.items():
+        by_target.setdefault(target, []).append(name)
+    shared = [(target, names) for target, names in by_target.items() if len(names) > 1]
+    if shared:
+        target, names = shared[0]
+        links = [repr(folders[name].name) for name in names if folders[name].is_symlink()]
+        how = f"{' and '.join(links)} {'is a symlink' if len(links) == 1 else 'are symlinks'} to it" if links else (
+            "mounted twice")
+        raise UserError(f"{folder}: the class folders {' and '.join(repr(folders[n].name) for n in names)} are one "
+                        f"folder, {target} ({how}): two classes would train on the same images; remove the link, "
+                        "or give each class its own images")
 
 
 def _cache_key(root: Path, image_size: int, splits: dict[str, list[tuple[Path, int]]]) -> str:
@@ -203,9 +223,11 @@ def _decode(files: list[tuple[Path, int]], image_size: int, desc: str, progress:
 
 
 def default_cache_dir() -> Path:
-    """$CIFARKIT_CACHE, else the user's cache folder (never the data folder, which may be read-only)."""
+    """Where the decode cache files are: cifarkit-folders/ in $CIFARKIT_CACHE (a folder the user names may be
+    shared: cifarkit writes and removes files only in its own sub-folder there), else cifarkit/folder-cache/ in the
+    user's cache folder (never the data folder, which may be read-only)."""
     if os.environ.get("CIFARKIT_CACHE"):
-        return Path(os.environ["CIFARKIT_CACHE"]).expanduser()
+        return Path(os.environ["CIFARKIT_CACHE"]).expanduser() / CACHE_SUBFOLDER
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cifarkit" / "folder-cache"
 
 
@@ -250,7 +272,7 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
                         f"{count * image_bytes / 2**30:.1f} GiB, over the {budget / 2**30:.1f} GiB budget (half the "
                         "RAM); use a smaller --image-size or a subset of the images")
     splits = {"train": train_files, "test": test_files}
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache = Path(cache_dir) / CACHE_SUBFOLDER if cache_dir else default_cache_dir()
     # one cache file per folder and image size: FOLDER-SIZE-KEY.pt, the key changing with any file
     prefix = f"{hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:12]}-{image_size}px-"
     cache_file = cache / f"{prefix}{_cache_key(root, image_size, splits)}.pt"
@@ -266,10 +288,10 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
             save_torch(cache_file, {"format": CACHE_FORMAT, **tensors})
         except WriteError as e:  # a read-only cache folder costs the next run a decode, nothing more
             warnings.warn(f"{cache_file}: could not write the decode cache ({e.reason})", stacklevel=2)
-        else:  # the folder's earlier decodes at this size are stale now (each is the size of the dataset), and so
-            # is every cache of the first format (named KEY.pt, before files were named by folder and size)
-            for stale in cache.glob("*.pt"):
-                if stale != cache_file and (stale.name.startswith(prefix) or FIRST_FORMAT_NAME.fullmatch(stale.name)):
+        else:  # the folder's earlier decodes at this size are stale now (each is the size of the dataset): only
+            # files of cifarkit's own folder and naming are removed
+            for stale in cache.glob(f"{prefix}*.pt"):
+                if stale != cache_file and CACHE_NAME.fullmatch(stale.name) and stale.is_file():
                     with contextlib.suppress(OSError):  # another user's file, or one open elsewhere: left there
                         stale.unlink()
     labels = {name: torch.tensor([label for _, label in files], dtype=torch.int64) for name, files in splits.items()}
