@@ -1,4 +1,6 @@
 """The run folder: names, atomic writes, rank-0-only writing, listing and clearing."""
+import os
+
 import pytest
 
 from cifarkit.errors import UserError
@@ -95,3 +97,59 @@ def test_a_lock_whose_file_was_removed_under_it_is_taken_afresh(tmp_path, monkey
     run.lock()
     assert removed and os.stat(tmp_path / "run" / LOCK).st_ino == os.fstat(run._lock).st_ino
     run.unlock()
+
+
+# what a command may read and write: files inside the run, in a folder that is the run's own ---------------------------
+
+def test_a_symlink_out_of_the_run_is_never_read_nor_written_through(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_json(CONFIG, {"epochs": 1})
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "confusion.png").write_bytes(b"the user's")
+    (user / "secret.json").write_text('{"secret": 1}')
+    (tmp_path / "run" / "plots").symlink_to(user)  # plots/ leads out: report must not write through it
+    with pytest.raises(UserError, match=r"plots/curves.png: a symlink out of the run folder \(to .*user"):
+        run.plot("curves")
+    with pytest.raises(UserError, match="a symlink out of the run folder"):
+        run.write_bytes("plots/confusion.png", b"png")
+    (tmp_path / "run" / "results.json").symlink_to(user / "secret.json")  # read as the run's own: refused
+    with pytest.raises(UserError, match=r"results.json: a symlink out of the run folder"):
+        run.read_json("results.json")
+    (tmp_path / "run" / "metrics.csv").symlink_to(user / "secret.json")
+    with pytest.raises(UserError, match=r"metrics.csv: a symlink out of the run folder"):
+        run.read_metrics()
+    assert run.regular_file("plots/confusion.png") is None
+    run.clear()  # the links go, never what they lead to
+    assert (user / "confusion.png").read_bytes() == b"the user's" and (user / "secret.json").exists()
+    assert not os.path.lexists(tmp_path / "run" / "results.json")
+    (tmp_path / "run" / "inner").mkdir()  # a link that stays inside the folder is fine
+    (tmp_path / "run" / "inner" / "metrics.csv").write_text("epoch,lr,train_loss,train_acc,test_loss,test_acc\n")
+    (tmp_path / "run" / "metrics.csv").symlink_to(tmp_path / "run" / "inner" / "metrics.csv")
+    assert run.read_metrics() == []
+
+
+def test_a_folder_is_a_run_only_when_its_files_say_so(tmp_path):
+    from cifarkit.rundir import CHECKPOINT, MARKER
+
+    mine = tmp_path / "mine"  # a user's folder with files named as a run's, a valid cifarkit config among them
+    (mine / "plots").mkdir(parents=True)
+    for name in ("results.json", "report.html", "model.txt", "plots/confusion.png"):
+        (mine / name).write_text("the user's")
+    (mine / CONFIG).write_text('{"epochs": 3}')
+    run = RunDir(mine)
+    assert not run.owned() and run.existing() == [] and run.others() == sorted(
+        ["config.json", "model.txt", "plots", "report.html", "results.json"])
+    run.clear()
+    with pytest.raises(UserError, match=r"mine: a folder of other files \(config.json, model.txt, plots, \.\.\.\), not"):
+        run.write_text("report.html", "<html>")
+    assert all((mine / name).read_text() == "the user's" for name in ("results.json", "report.html", "model.txt"))
+    (mine / CHECKPOINT).parent.mkdir()
+    (mine / CHECKPOINT).write_bytes(b"")  # a run from before markers: a cifarkit config beside a checkpoint
+    assert RunDir(mine).owned()
+    (mine / CONFIG).write_text('{"not_a_setting": 1}')
+    assert not RunDir(mine).owned()
+    fresh = RunDir(tmp_path / "fresh")  # the first write into a new folder marks it as the run's
+    fresh.write_json(CONFIG, {"epochs": 1})
+    assert (tmp_path / "fresh" / MARKER).is_file() and RunDir(tmp_path / "fresh").owned()
+    assert MARKER not in RunDir(tmp_path / "fresh").existing()

@@ -15,11 +15,17 @@ from typing import Any
 
 import torch
 
+from .config import TrainConfig
 from .errors import UserError
 from .models import MODELS, build_model
+from .reader import open_regular
 from .rundir import RunDir
 
 CHECKPOINT_FORMAT = 1
+CHECKPOINT_LIMIT = 8 << 30  # bytes: the largest network's weights, EMA and optimiser state fit many times over
+# The normalisation a dataset can have: per-channel mean and std of pixels scaled to [0, 1] (a std of 1e-6 still
+# keeps standardised pixels below 1e6, which a network's float32 sums carry without overflowing to NaN)
+MEAN_RANGE, STD_RANGE = (0.0, 1.0), (1e-6, 0.5 + 1e-6)
 
 
 @dataclass
@@ -41,21 +47,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = RunDir(path).checkpoint
-    kind = _other_kind_of_file(path)
-    if kind:
-        raise UserError(f"{path}: not a checkpoint ({kind}); give a run folder or its checkpoints/last.pt")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such checkpoint") from None
-    except Exception as e:  # pickle's UnpicklingError and friends (torch's own text advises the unsafe load: not shown)
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        if "weights_only" in str(e):  # torch's advice to load it unsafely (or to allow-list) left out; its reason kept
-            lines = [line.removeprefix("WeightsUnpickler error:").split(". Please use")[0].strip()
-                     for line in lines if "GLOBAL" in line]
-        reason = f": {lines[0]}" if lines else ""
-        raise UserError(f"{path}: refused or unreadable as a checkpoint ({type(e).__name__}{reason}). Only cifarkit "
-                        "checkpoints of plain tensors load; a file that carries code is never executed") from None
+    # a regular file (a FIFO or a device would hang torch.load or never end), then what torch.load can read
+    with open_regular(path, "checkpoint", CHECKPOINT_LIMIT) as f:
+        kind = _other_kind_of_file(f)
+        if kind:
+            raise UserError(f"{path}: not a checkpoint ({kind}); give a run folder or its checkpoints/last.pt")
+        ckpt = _load(f, path)
     if not isinstance(ckpt, dict) or "format" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path}: not a cifarkit checkpoint (no format version or model weights)")
     if ckpt["format"] != CHECKPOINT_FORMAT:
@@ -66,7 +63,36 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     problem = _structure_problem(ckpt)
     if problem:
         raise UserError(f"{path}: not a cifarkit checkpoint: {problem}")
+    _check_config(ckpt, path)
     return ckpt
+
+
+def _check_config(ckpt: dict[str, Any], path: Path) -> None:
+    """The checkpoint's settings, checked exactly as a config file's are (types, then ranges and choices), and its
+    image size against them: every command that loads it may then use them (precision, TTA, batch sizes)."""
+    source = f"{path}: its config"
+    try:
+        config = TrainConfig.from_dict(ckpt["config"], source=source).validate()
+    except UserError as e:  # validate() names the flag only
+        raise UserError(str(e) if str(e).startswith(source) else f"{source}: {e}") from None
+    size = ckpt.get("image_size", 32)
+    if size != config.image_size:
+        raise UserError(f"{path}: its image size {size} is not its config's --image-size {config.image_size}; "
+                        "a checkpoint cifarkit wrote has the same in both")
+
+
+def _load(f: Any, path: Path) -> Any:
+    """torch.load with weights_only=True: a file that carries code is refused, never run."""
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle's UnpicklingError and friends (torch's own text advises the unsafe load: not shown)
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        if "weights_only" in str(e):  # torch's advice to load it unsafely (or to allow-list) left out; its reason kept
+            lines = [line.removeprefix("WeightsUnpickler error:").split(". Please use")[0].strip()
+                     for line in lines if "GLOBAL" in line]
+        reason = f": {lines[0]}" if lines else ""
+        raise UserError(f"{path}: refused or unreadable as a checkpoint ({type(e).__name__}{reason}). Only cifarkit "
+                        "checkpoints of plain tensors load; a file that carries code is never executed") from None
 
 
 # The first bytes of files that get passed where a checkpoint belongs (arguments swapped, a run's other files)
@@ -74,12 +100,12 @@ _OTHER_FILES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), 
                 (b"RIFF", "a WebP image"), (b"BM", "a BMP image"), (b"{", "JSON or text"), (b"[", "JSON or text"))
 
 
-def _other_kind_of_file(path: Path) -> str:
-    """What a file is when it cannot be one of torch.save's formats (a zip, or a pickle before torch 1.6); "" if it
-    may be one, or cannot be read (torch.load then says why)."""
+def _other_kind_of_file(f: Any) -> str:
+    """What an open file is when it cannot be one of torch.save's formats (a zip, or a pickle before torch 1.6); ""
+    if it may be one, or cannot be read (torch.load then says why). The file is left at its start."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(10)
+        head = f.read(10)
+        f.seek(0)
     except OSError:
         return ""
     # safetensors first: 8 bytes of header length (whose first byte may be 0x80, a pickle's), then its JSON
@@ -116,8 +142,12 @@ def _structure_problem(ckpt: dict[str, Any]) -> str:
     classes = ckpt.get("classes")
     if not isinstance(classes, (list, tuple)) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         return "its class names are missing or fewer than two"
-    if not (floats(ckpt.get("mean"), 3) and floats(ckpt.get("std"), 3) and all(v > 0 for v in ckpt["std"])):
+    if not (floats(ckpt.get("mean"), 3) and floats(ckpt.get("std"), 3)):
         return "its normalisation (mean, std: three numbers each) is missing or invalid"
+    for name, (low, high) in (("mean", MEAN_RANGE), ("std", STD_RANGE)):  # NaN fails both comparisons
+        if not all(low <= v <= high for v in ckpt[name]):
+            return (f"its normalisation {name} {list(ckpt[name])} is not that of pixels in [0, 1] (each in "
+                    f"[{low:g}, {high:.3g}]), so its predictions would be NaN or meaningless")
     size = ckpt.get("image_size", 32)  # absent in checkpoints from before datasets: CIFAR's 32
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         return f"its image size {size!r} is not a whole number of pixels"

@@ -17,11 +17,16 @@ def _add_run_data_flags(p: argparse.ArgumentParser) -> None:
                                                    "folder the run trained on if it is here, else ~/.cache/cifarkit)")
 
 
+def _add_quiet_flag(p: argparse.ArgumentParser) -> None:
+    """--quiet of the commands whose work can take minutes (the test set with test-time views), as train's."""
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def cmd_gradcam(args: argparse.Namespace) -> int:
     from .explain import gradcam_command
 
     info = gradcam_command(args.checkpoint, args.images, args.misclassified, args.layer, args.target, args.out,
-                           args.data_dir, args.device)
+                           args.data_dir, args.device, progress=not args.quiet)
     if info["warning"]:
         print(f"cifarkit gradcam: warning: {info['warning']}", file=sys.stderr)
     print(f"GradCAM of {info['images']} images at layer {info['layer']} "
@@ -34,7 +39,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:  # before the model loads; gradio's own check is a traceback
         raise UserError(f"--port {args.port}: a TCP port is a whole number in 1..65535 (default 7860)")
-    serve(args.checkpoint, args.host, args.port, args.data_dir)
+    serve(args.checkpoint, args.host, args.port, args.data_dir, progress=not args.quiet)
     return 0
 
 
@@ -71,17 +76,28 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import os
+
     from .checkpoint import load_checkpoint
     from .files import write_json
     from .inference import evaluate_checkpoint
-    from .rundir import check_output, default_output
+    from .rundir import check_output, data_areas, default_output, refuse_inside_data
 
     if args.limit_test is not None and args.limit_test < 1:
         raise UserError(f"--limit-test {args.limit_test}: must be a whole number of images >= 1")
-    tta = args.tta or load_checkpoint(args.checkpoint)["config"].get("tta", "none")
-    # before the work: never onto the checkpoint it reads, nor into a folder that cannot be written
+    config = load_checkpoint(args.checkpoint)["config"]
+    tta = args.tta or config.get("tta", "none")
+    # before the work: never onto the checkpoint it reads, nor into a folder that cannot be written, nor among the
+    # data it may read (the flag's, $CIFARKIT_DATA, the run's own folder, the default one)
     out = check_output(args.out or default_output(args.checkpoint, f"evaluate-{tta}.json"), args.checkpoint)
-    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.tta, args.limit_test, args.device)
+    for data_dir in dict.fromkeys((args.data_dir, os.environ.get("CIFARKIT_DATA"), config.get("data_dir"), None)):
+        try:
+            areas = data_areas(config.get("dataset", "cifar10"), data_dir)
+        except UserError:  # no folder there (a file, a loop): no data to land on; loading the data says so
+            continue
+        refuse_inside_data(out, "--out", *areas)
+    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.tta, args.limit_test, args.device,
+                                 progress=not args.quiet)
     write_json(out, result)
     print(f"test accuracy {result['test_accuracy']:.2%}  loss {result['test_loss']:.4f}  "
           f"({result['n_test']} images, tta {tta})")
@@ -121,6 +137,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, help="JSON file (default: RUN_DIR/evaluate-TTA.json, or CKPT.evaluate-TTA.json "
                                             "beside a checkpoint file outside a run folder)")
+    _add_quiet_flag(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="top-k classes of image files (any size, resized to the run's image size)")
@@ -148,6 +165,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(images_anywhere=True)  # `gradcam RUN --misclassified 2 a.png` as well as `gradcam RUN a.png ...`
     _add_run_data_flags(p)
     p.add_argument("--device", default="auto")
+    _add_quiet_flag(p)
     p.set_defaults(func=cmd_gradcam)
 
     p = sub.add_parser("app", help="a Gradio page: upload an image, top-k classes, GradCAM, mistakes gallery")
@@ -155,6 +173,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     _add_run_data_flags(p)
+    _add_quiet_flag(p)
     p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (checked with onnxruntime) and/or an app bundle")

@@ -26,7 +26,8 @@ from .data import Dataset
 from .datasets import shape_for
 from .errors import UserError
 from .report import plot_lr_find
-from .rundir import CONFIG, LR_FIND_JSON, LR_FIND_PLOT, RunDir
+from .invoked import program
+from .rundir import CONFIG, LR_FIND_JSON, LR_FIND_PLOT, RunDir, data_areas, refuse_inside_data
 from .runtime import kept_for_the_caller, setup_runtime
 
 SKIP_START, SKIP_END = 10, 5  # the first steps are noise around the initial loss, the last ones diverge
@@ -157,15 +158,23 @@ def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: floa
                            start_lr=start_lr, end_lr=end_lr, num_iter=num_iter)
 
 
-def range_test_folder(out: str | os.PathLike) -> RunDir:
+def range_test_folder(out: str | os.PathLike, config: TrainConfig | None = None) -> RunDir:
     """The folder for a range test's lr_find.{json,png}, refused before the sweep where it cannot take them: a file,
-    or a training run's folder (its range test files are what that run used: never replaced by another test)."""
+    a training run's folder (its range test files are what that run used: never replaced by another test), a folder
+    that is not an earlier range test's (a user's lr_find.json is theirs), or one inside the data `config` reads."""
     run = RunDir(out)
     if run.path.exists() and not run.path.is_dir():
         raise UserError(f"--out {out}: a file, not a folder; choose another --out")
-    if (run / CONFIG).is_file():
+    if config is not None:
+        refuse_inside_data(out, "--out", *data_areas(config.dataset, config.data_dir))
+    if run.owned() and os.path.lexists(run / CONFIG):
         raise UserError(f"--out {out}: holds a training run, whose range test files this would replace; "
                         "choose another --out")
+    others = run.others()
+    if others:
+        raise UserError(f"--out {out}: a folder of other files ({', '.join(others[:3])}"
+                        f"{', ...' if len(others) > 3 else ''}), not an earlier range test's; choose a new or empty "
+                        "folder")
     return run
 
 
@@ -178,14 +187,14 @@ def find_lr(config: TrainConfig, data: Dataset, run_dir: str | os.PathLike | Run
         raise UserError(f"config: a cifarkit.TrainConfig (e.g. preset_config('s10')), not {type(config).__name__}")
     if config.optimizer == "muon":
         raise UserError("lr-find with --optimizer muon: the range test sweeps one lr, and Muon's filters have their "
-                        "own (--muon-lr); give both (or search them with `cifarkit sweep`)")
+                        f"own (--muon-lr); give both (or search them with `{program()} sweep`)")
     # a RunDir was checked already: a training run's own range test, or the CLI's --out
-    run = run_dir if isinstance(run_dir, RunDir) else range_test_folder(run_dir)
+    run = run_dir if isinstance(run_dir, RunDir) else range_test_folder(run_dir, config)
     with kept_for_the_caller():
         result = _sweep(config, shape_for(data, config), progress)
     run.write_json(LR_FIND_JSON, result.to_dict())
     if run.writes:
-        plot_lr_find(result, run / LR_FIND_PLOT)
+        plot_lr_find(result, run.output(LR_FIND_PLOT))
     return result
 
 

@@ -1,7 +1,9 @@
 """One run's folder: the name of every file in it, atomic writes, listing and clearing.
 
 The folder is the contract between train, resume, the range test, report and evaluate (DESIGN.md):
-each of them finds a file through `RunDir`, so a path is spelled once, here.
+each of them finds a file through `RunDir`, so a path is spelled once, here, and checked once, here: every file a
+command reads from or writes into a run folder lies inside it (no symlink leads out), is read through the checked
+reader (reader.py), and is written only into a folder that is the run's own (its marker says so).
 """
 from __future__ import annotations
 
@@ -14,8 +16,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .config import TrainConfig
 from .errors import UserError
 from .files import WriteError, save_torch, write_bytes, write_json, write_text
+from .invoked import program
+from .reader import read_json, read_text
+from .version import __version__
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -49,6 +55,11 @@ RUN_PATTERNS = ("evaluate-*.json", "gradcam.png")  # what `cifarkit evaluate` / 
 # (file, heading): what report.html shows after PLOTS of those commands' outputs (gradcam: e.g. once Captum is there)
 COMMAND_PLOTS = (("gradcam.png", "GradCAM drawn after the run (cifarkit gradcam RUN_DIR)"),)
 LOCK = ".cifarkit.lock"
+# Written with a folder's first run file: what makes a folder a run's own (the folder's files say so, not its name
+# or a config.json that anyone may have). Runs from before markers are recognised by a config.json that parses as a
+# cifarkit config beside a checkpoint.
+MARKER = ".cifarkit-run.json"
+MARKER_FORMAT = "cifarkit run folder"
 # What `cifarkit sweep --out DIR` writes beside its trial-N run folders: outputs of other commands never land on them.
 STUDY_DB = "study.db"
 BEST_CONFIG = "best_config.json"
@@ -70,6 +81,7 @@ class RunDir:
         self.path = Path(path)
         self.writes = writes
         self._lock: int | None = None
+        self._owned = False  # known once the folder's marker is found or written
 
     def lock(self) -> "RunDir":
         """Hold the folder's lock while this process writes it: a second process gets a clear error. An OS lock
@@ -116,38 +128,87 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
+    # -- names: every path of the run's files comes from here ---------------------------------------------
+
+    def inside(self, name: str) -> Path:
+        """`name` in the folder; refused where a symlink (the file itself, or a folder on its way such as plots/)
+        leads out of the run folder, so that no command reads a user's file elsewhere as the run's, or writes over
+        one."""
+        path = self.path / name
+        real, root = Path(os.path.realpath(path)), Path(os.path.realpath(self.path))
+        if not real.is_relative_to(root):
+            raise UserError(f"{path}: a symlink out of the run folder (to {real}); cifarkit reads and writes only "
+                            "files inside a run folder: replace the link by the file itself, or remove it")
+        return path
+
     def __truediv__(self, name: str) -> Path:
-        return self.path / name
+        return self.inside(name)
 
     @property
     def checkpoint(self) -> Path:
-        return self.path / CHECKPOINT
+        return self.inside(CHECKPOINT)
 
     def plot(self, name: str) -> Path:
-        return self.path / "plots" / f"{name}.png"
+        """Where plots/NAME.png is written (see output)."""
+        return self.output(f"plots/{name}.png") if self.writes else self.inside(f"plots/{name}.png")
 
-    # -- listing and clearing -------------------------------------------------------------------------
+    def output(self, name: str) -> Path:
+        """`name` in the folder, to be written: inside it, into a folder that is the run's own. The first write into
+        a folder that holds nothing (or only what a failed start leaves) marks it as the run's; a folder of other
+        files (a user's project, a dataset) is refused, so no command mixes its files into one."""
+        path = self.inside(name)
+        if self.writes and not self.owned():
+            others = self.others()
+            if others:
+                raise UserError(f"{self.path}: a folder of other files ({_some(others)}), not a cifarkit run; "
+                                "cifarkit writes only into a new or empty folder, or a run's own")
+            write_json(self.inside(MARKER), {"format": MARKER_FORMAT, "cifarkit": __version__})
+            self._owned = True
+        return path
+
+    # -- whose folder: listing and clearing ----------------------------------------------------------------
+
+    def owned(self) -> bool:
+        """Whether the folder's files say it is a run's (or a range test's): its marker, or, for a run from before
+        markers, a config.json that parses as a cifarkit config beside a checkpoint."""
+        if not self._owned and self.path.is_dir():
+            self._owned = self._holds(MARKER, lambda v: isinstance(v, dict) and v.get("format") == MARKER_FORMAT) or (
+                self.regular_file(CHECKPOINT) is not None and self._holds(CONFIG, _is_config))
+        return self._owned
+
+    def _holds(self, name: str, check: Any) -> bool:
+        path = self.regular_file(name)
+        try:
+            return path is not None and bool(check(read_json(path, name)))
+        except UserError:
+            return False
 
     def existing(self) -> list[str]:
-        """The run files present, in RUN_FILES order, then those matching RUN_PATTERNS."""
-        if not self.path.is_dir():
+        """The run files present in a folder that is a run's (owned), in RUN_FILES order, then those matching
+        RUN_PATTERNS; none in any other folder (a user's config.json or plots/confusion.png is theirs, not a run's).
+        Only names whose folder lies inside the run: a file reached through a symlinked folder is not the run's."""
+        if not self.owned():
             return []
-        if not any((self.path / name).is_file() for name in (CONFIG, LR_FIND_JSON)):  # what every run writes first
-            return []  # a user's plots/confusion.png or gradcam.png is theirs, not a run's
-        listed = [name for name in RUN_FILES if (self.path / name).exists()]
-        return listed + sorted(p.name for pattern in RUN_PATTERNS for p in self.path.glob(pattern))
+        root = Path(os.path.realpath(self.path))
+
+        def present(name: str) -> bool:
+            path = self.path / name
+            return os.path.lexists(path) and Path(os.path.realpath(path.parent)).is_relative_to(root)
+
+        listed = [name for name in RUN_FILES if present(name)]
+        return listed + sorted(p.name for pattern in RUN_PATTERNS for p in self.path.glob(pattern) if present(p.name))
 
     def others(self) -> list[str]:
         """What a folder that holds no run has in it: a user's files, which a new run never joins. The lock, a
         desktop's or notebook's JUNK and what a start that failed leaves (an --overwrite's emptied checkpoints/ and
         plots/, the tb/ of event files that --tensorboard makes before the data loads) do not count."""
-        if not self.path.is_dir() or self.existing():
+        if not self.path.is_dir() or self.owned():
             return []
 
         def left_by_a_run(p: Path) -> bool:
             if p.name in (LOCK, *JUNK):
                 return True
-            if p.name not in RUN_FOLDERS or not p.is_dir():
+            if p.name not in RUN_FOLDERS or p.is_symlink() or not p.is_dir():
                 return False
             return all(p.name == "tb" and f.name.startswith("events.out.tfevents.") for f in p.iterdir())
 
@@ -162,42 +223,52 @@ class RunDir:
                 self.path.rmdir()
 
     def clear(self) -> None:
-        """Remove the run files (and nothing else a user may keep in the folder)."""
+        """Remove the run files of a run's folder (and nothing else a user may keep in it; nothing at all in a folder
+        that is not a run's)."""
         if self.writes:
             for name in self.existing():
-                (self.path / name).unlink()
+                (self.path / name).unlink()  # a symlink named as a run file: the link goes, never its target
 
-    # -- reading ----------------------------------------------------------------------------------------
+    # -- reading (through reader.py: regular files of bounded size, checked JSON) ---------------------------
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         """A JSON file of the run (an object of name: value), or None when absent."""
-        path = self.path / name
-        if not path.exists():
+        path = self.inside(name)
+        if not os.path.lexists(path):
             return None
-        try:
-            value = json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise UserError(f"{path}: not valid JSON ({e}); restore it or start the run again") from None
+        value = read_json(path, f"cifarkit {name}", advice="; restore it or start the run again")
         if not isinstance(value, dict):  # `null`, a list: not what any run writes
             raise UserError(f"{path}: not a cifarkit {name} (expected an object of name: value, found "
                             f"{type(value).__name__}); restore it or start the run again")
         return value
 
+    def read_results(self) -> dict[str, Any] | None:
+        """results.json, each field a run writes checked for its type (so no command formats or compares a list
+        where a number belongs), or None when absent. Fields it does not know are returned as they are."""
+        results = self.read_json(RESULTS)
+        for key, value in (results or {}).items():
+            expected = RESULT_TYPES.get(key)
+            if expected is not None and not _TYPE_CHECKS[expected](value):
+                raise UserError(f"{self.path / RESULTS}: {key} is {json.dumps(value)[:60]}, not {expected}; restore "
+                                "the file, or delete it and write the run's ending again with --resume")
+        return results
+
     def read_metrics(self) -> list[dict[str, float]]:
         """metrics.csv's rows as numbers; a damaged file is named with the line."""
-        path = self.path / METRICS
-        with open(path, newline="", encoding="utf-8", errors="replace") as f:
-            reader = csv.DictReader(f)
-            needed = {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}
+        path = self.inside(METRICS)
+        reader = csv.DictReader(io.StringIO(read_text(path, "cifarkit metrics.csv", errors="replace"), newline=""))
+        needed = {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}
+        rows = []
+        try:
             if reader.fieldnames is None or not needed <= set(reader.fieldnames):
                 raise UserError(f"{path}: line 1: not a cifarkit metrics header (expected {', '.join(METRIC_FIELDS)})")
-            rows = []
             for row in reader:
-                try:
-                    rows.append({k: float(v) for k, v in row.items()})
-                except (TypeError, ValueError):
-                    raise UserError(f"{path}: line {reader.line_num}: not a row of numbers; restore the file or "
-                                    "delete it (report.html then leaves the table out)") from None
+                rows.append({k: float(v) for k, v in row.items()})
+        except (TypeError, ValueError, csv.Error) as e:  # csv.Error: e.g. a field over csv's 128 KB limit
+            # csv counts the line it failed in only once it has read it whole
+            line, reason = (reader.line_num + 1, f" ({e})") if isinstance(e, csv.Error) else (reader.line_num, "")
+            raise UserError(f"{path}: line {line}: not a row of numbers{reason}; restore the file or delete it "
+                            "(report.html then leaves the table out)") from None
         return rows
 
     def regular_file(self, name: str) -> Path | None:
@@ -205,21 +276,24 @@ class RunDir:
         path = self.path / name
         if path.is_symlink() or not path.is_file():
             return None
-        return path if path.resolve().is_relative_to(self.path.resolve()) else None
+        try:
+            return self.inside(name)
+        except UserError:
+            return None
 
     # -- writing (atomic: a file is the old one or the new one, never torn) --------------------------------
 
     def write_json(self, name: str, obj: Any) -> None:
         if self.writes:
-            write_json(self.path / name, obj)
+            write_json(self.output(name), obj)
 
     def write_text(self, name: str, text: str) -> None:
         if self.writes:
-            write_text(self.path / name, text)
+            write_text(self.output(name), text)
 
     def write_bytes(self, name: str, data: bytes) -> None:
         if self.writes:
-            write_bytes(self.path / name, data)
+            write_bytes(self.output(name), data)
 
     def write_metrics(self, rows: list[dict[str, float]]) -> None:
         buf = io.StringIO()
@@ -232,12 +306,42 @@ class RunDir:
     def save_checkpoint(self, checkpoint: dict[str, Any]) -> Path:
         if self.writes:
             try:
-                save_torch(self.checkpoint, checkpoint)
+                save_torch(self.output(CHECKPOINT), checkpoint)
             except WriteError as e:  # a full disk, a read-only folder...: the previous checkpoint is untouched
                 raise UserError(f"{self.checkpoint}: could not write the checkpoint ({e.reason}); the previous "
-                                f"one is intact. Fix the cause, then continue with: cifarkit train --resume "
+                                f"one is intact. Fix the cause, then continue with: {program()} train --resume "
                                 f"{self.path}") from None
         return self.checkpoint
+
+
+# results.json's fields as a run writes them: what read_results checks
+RESULT_TYPES = {
+    **dict.fromkeys(("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
+                     "train_images_per_second", "train_seconds", "wall_time_s", "max_lr", "ema_decay"), "a number"),
+    **dict.fromkeys(("params", "epochs", "batch_size", "steps", "classes", "image_size", "n_val", "n_train", "n_test",
+                     "train_images_seen", "seed", "processes"), "a whole number"),
+    **dict.fromkeys(("preset", "model", "dataset", "max_lr_source", "dtype", "tta", "data", "data_layout", "run_dir"),
+                    "text"),
+    "channels_last": "true or false",
+}
+_TYPE_CHECKS = {
+    "a number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "a whole number": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "text": lambda v: isinstance(v, str),
+    "true or false": lambda v: isinstance(v, bool),
+}
+
+
+def _is_config(value: Any) -> bool:
+    try:
+        TrainConfig.from_dict(value)
+    except UserError:
+        return False
+    return True
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def run_of(checkpoint: str | os.PathLike) -> RunDir:
@@ -283,3 +387,28 @@ def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
     if target.name in SWEEP_FILES and any((sweep / name).is_file() for name in (STUDY_DB, BEST_CONFIG)):
         raise UserError(f"{output}: a file of the sweep in {sweep}; write the output elsewhere")
     return path
+
+
+def data_areas(dataset: str, data_dir: str | os.PathLike | None) -> list[Path]:
+    """What a command reading `dataset` from `data_dir` (None: $CIFARKIT_DATA, else the default folder) takes as
+    data: an image folder's whole tree; of a CIFAR folder, its unpacked folders and archives (a run beside them in
+    the same parent is fine: nothing reads it as data)."""
+    from .cifar import ARCHIVE_URL, BIN_ARCHIVE, BIN_DIR, CIFAR100_DIR, CIFAR100_URL, PY_DIR
+    from .data import default_data_dir
+
+    root = default_data_dir(data_dir)
+    if dataset == "folder" or root.name in (PY_DIR, BIN_DIR, CIFAR100_DIR):
+        return [root]
+    archives = (ARCHIVE_URL.rsplit("/", 1)[1], BIN_ARCHIVE, CIFAR100_URL.rsplit("/", 1)[1])
+    return [root / name for name in (PY_DIR, BIN_DIR, CIFAR100_DIR, *archives)]
+
+
+def refuse_inside_data(output: str | os.PathLike, flag: str, *areas: Path) -> None:
+    """Refuse an output (a file or a folder) inside the data a command reads (see data_areas): a JSON over
+    test_batch would replace the data, a run's plots in a class folder would become the next run's images."""
+    target = Path(os.path.realpath(Path(output).expanduser()))
+    for area in areas:
+        if target.is_relative_to(os.path.realpath(area)):
+            raise UserError(f"{flag} {output}: inside the data in {area}; an output never goes among the data a "
+                            "command reads (the next run would read it as data, or it would replace a data file): "
+                            "choose a place outside it")
