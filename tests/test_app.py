@@ -17,6 +17,7 @@ import torch
 
 from cifarkit import inference
 from cifarkit.cli import main
+from cifarkit.data import CLASSES
 from conftest import write_bad_image
 from test_explain import half_trained, save_test_images  # noqa: F401 (a fixture)
 
@@ -26,16 +27,20 @@ pytest.importorskip("gradio")
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-@pytest.fixture(scope="module")
-def clf(half_trained):  # noqa: F811
+def clf_of(root: Path):
+    """The Classifier `cifarkit app` builds for the run in root/run on the data in root/data."""
     from cifarkit.app import Classifier, example_images
     from cifarkit.explain import load_test_set
 
-    root, _ = half_trained
     model, ckpt = inference.load_model(root / "run", torch.device("cpu"))
     images, labels = load_test_set(ckpt, root / "data")
     return Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], examples=example_images(images, labels),
                       candidates=lambda: (images, labels))
+
+
+@pytest.fixture(scope="module")
+def clf(half_trained):  # noqa: F811
+    return clf_of(half_trained[0])
 
 
 def test_answers_agree_with_predict_and_show_the_gradcam(clf, half_trained, tmp_path):  # noqa: F811
@@ -160,6 +165,40 @@ def chromium(profile: Path, logging: bool = True):
     return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
 
 
+# Where a gallery's parts are drawn: its box, its label, each thumbnail with its caption (text, widths, box)
+GALLERY_LAYOUT = """
+const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right,
+                                                                 bottom: r.bottom}; };
+const gallery = document.getElementById(arguments[0]);
+return {box: box(gallery), label: box(gallery.querySelector('[data-testid=block-label]')),
+        thumbnails: [...gallery.querySelectorAll('.thumbnail-item')].map(t => {
+            const c = t.querySelector('.caption-label');
+            return {box: box(t), caption: c && {text: c.textContent, box: box(c), scrollWidth: c.scrollWidth,
+                                               clientWidth: c.clientWidth}}; })};
+"""
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+
+def check_gallery_layout(driver, elem_id: str, captions: list[str], snug: bool) -> None:
+    """The label above the thumbnails, each caption whole (not cut, inside its thumbnail), and where `snug`, a box
+    no taller than its thumbnails need."""
+    layout = driver.execute_script(GALLERY_LAYOUT, elem_id)
+    thumbnails = layout["thumbnails"]
+    assert [t["caption"]["text"] for t in thumbnails] == captions
+    assert not any(overlap(layout["label"], t["box"]) for t in thumbnails), (layout["label"], thumbnails[0])
+    for t in thumbnails:
+        caption = t["caption"]
+        assert caption["scrollWidth"] <= caption["clientWidth"], caption  # no ellipsis
+        assert t["box"]["left"] <= caption["box"]["left"] and caption["box"]["right"] <= t["box"]["right"] + 0.5
+        assert t["box"]["top"] <= caption["box"]["top"] and caption["box"]["bottom"] <= t["box"]["bottom"] + 0.5
+    if snug:
+        empty = layout["box"]["bottom"] - max(t["box"]["bottom"] for t in thumbnails)
+        assert empty < 30, f"{empty:.0f} empty pixels under the last row of #{elem_id}"
+
+
 def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, capsys):  # noqa: F811
     need_browser()
     from selenium.webdriver.common.by import By
@@ -177,6 +216,7 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
         driver.get(url)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
         page_seconds = time.perf_counter() - started
+        check_gallery_layout(driver, "examples", list(CLASSES), snug=True)
         accuracy = json.loads((root / "run" / "results.json").read_text())["test_accuracy"]
         assert f"from run\nrun\n; test accuracy {accuracy:.2%}." in driver.find_element(By.TAG_NAME, "body").text
 
@@ -212,6 +252,8 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
         wait.until(lambda d: d.find_element(By.ID, "show-mistakes").is_displayed())
         driver.find_element(By.ID, "show-mistakes").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#mistakes img")) == 10)
+        shown = [caption for _, caption in clf_of(root).mistakes(10, None, 0.5)]
+        check_gallery_layout(driver, "mistakes", shown, snug=False)  # up to 50 of them: that one scrolls
         driver.save_screenshot(str(tmp_path / "app.png"))
 
         hosts = set()
@@ -229,6 +271,22 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
         print(f"\n[app timing] cifarkit app start to page answering {start_to_answer:.1f}s; page load in Chromium "
               f"{page_seconds:.1f}s; upload to GradCAM shown {upload_seconds:.2f}s; predict+GradCAM per request "
               f"(browser round trip) median {sorted(latencies)[2]:.2f}s, max {max(latencies):.2f}s")
+
+
+def test_the_app_says_where_its_page_is_and_nothing_of_share(half_trained, capsys):  # noqa: F811
+    from cifarkit.app import serve
+
+    root, _ = half_trained
+    port = free_port()
+    demo = serve(root / "run", "127.0.0.1", port, str(root / "data"), block=False)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
+            assert response.status == 200
+    finally:
+        demo.close()
+    out = capsys.readouterr().out
+    assert f"The page is at http://127.0.0.1:{port}/ (Ctrl-C stops it)" in out
+    assert "share" not in out  # Gradio's advice to set share=True in launch(): nothing a command-line user can do
 
 
 def test_app_refuses_a_missing_checkpoint(tmp_path, capsys):

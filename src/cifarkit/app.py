@@ -28,6 +28,20 @@ from .runtime import inference_precision
 
 DISPLAY = 256  # pixels a side of the images the page shows (the model sees 32x32)
 MAX_UPLOAD = "25mb"  # Gradio refuses larger uploads; read_image refuses images over 50 megapixels
+# Gradio's galleries float their label over the first row of thumbnails, keep at least 450 pixels of height
+# however few the images, and cut captions to 80% of a thumbnail with an ellipsis ("automob..."): here the label
+# has a line of its own, the test images' box is as tall as its thumbnails, and a caption sits under its image,
+# whole, wrapped where it must be (a CIFAR-100 or folder class name can be long).
+PAGE_CSS = """
+#examples > label[data-testid="block-label"], #mistakes > label[data-testid="block-label"] {
+  position: static; margin: var(--block-label-margin); }
+#examples .grid-wrap { overflow-y: auto; }
+#examples .thumbnail-item, #mistakes .thumbnail-item { aspect-ratio: auto; height: auto; display: flex;
+  flex-direction: column; }
+#examples .thumbnail-item > img, #mistakes .thumbnail-item > img { aspect-ratio: 1; height: auto; }
+#examples .caption-label, #mistakes .caption-label { position: static; max-width: none; white-space: normal;
+  overflow-wrap: anywhere; text-align: center; border: none; border-radius: 0; }
+"""
 
 
 class Classifier:
@@ -147,7 +161,7 @@ def build_demo(clf: Classifier, title: str, about: str = "") -> Any:
                 file = gr.File(label="Upload an image (PNG, JPEG, ...; any size up to 50 megapixels)",
                                file_types=["image"], type="filepath", elem_id="upload")
                 shown = [(clf.picture(img, None, 0)[::2, ::2], clf.classes[label]) for img, label in clf.examples]
-                examples = gr.Gallery(shown, label="... or pick a test image", columns=5, height="auto",
+                examples = gr.Gallery(shown, label="... or pick a test image", columns=5, height="fit-content",
                                       allow_preview=False, format="png", buttons=[], visible=bool(shown),
                                       elem_id="examples")
                 top_k = gr.Slider(1, len(clf.classes), value=min(3, len(clf.classes)), step=1, label="top-k classes",
@@ -178,14 +192,20 @@ def build_demo(clf: Classifier, title: str, about: str = "") -> Any:
 
 def launch(demo: Any, host: str | None, port: int | None, block: bool = True) -> Any:
     """Serve the page (queued: one request at a time per event), never sharing it through Gradio's servers; the
-    theme's fonts are the system's (the default theme would fetch them from Google)."""
+    theme's fonts are the system's (the default theme would fetch them from Google). Says where the page is in
+    one line: Gradio's own lines advise setting `share=True` in `launch()`, which a command-line user cannot do.
+    Returns `demo` once the server stops, or at once (still serving) when not `block`."""
     import gradio as gr
 
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])
-    return demo.queue(default_concurrency_limit=1).launch(
-        server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD, ssr_mode=False,
-        prevent_thread_lock=not block, theme=theme, footer_links=["api", "settings"])
+    demo.queue(default_concurrency_limit=1).launch(
+        server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD, ssr_mode=False, quiet=True,
+        prevent_thread_lock=True, theme=theme, css=PAGE_CSS, footer_links=["api", "settings"])
+    print(f"The page is at {demo.local_url} (Ctrl-C stops it)", flush=True)
+    if block:
+        demo.block_thread()
+    return demo
 
 
 def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860,
