@@ -119,9 +119,9 @@ def test_6_evaluate_takes_cifarkit_data_and_never_creates_the_checkpoints_path(t
 
 def test_6_a_mistyped_data_dir_or_a_forgotten_dataset_flag_never_starts_a_download(tiny_py, tmp_path, monkeypatch,
                                                                                    capsys):
-    from cifarkit import cifar
+    from cifarkit import download
 
-    monkeypatch.setattr(cifar.urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloading"))
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloading"))
     run = tiny_run(tiny_py, tmp_path / "run")
     refused(capsys, ["evaluate", str(run), "--data-dir", str(tmp_path / "typo")], f"--data-dir {tmp_path / 'typo'}: "
             "no such folder")
