@@ -5,7 +5,7 @@
 The four grids a run ends with (plots/samples.png, augmented.png, misclassified.png, gradcam.png), with their
 sizes and captions, drawn from random pixels to PNG files (in a temporary folder) both ways: `report.draw_cells`
 (every image on one Axes, placed in inches) and the `subplots` grid most notebooks draw (an Axes per image, its
-title the caption), which cifarkit drew until session 17. Prints the median seconds of each and the ratio.
+title the caption), which cifarkit drew until 2026-11-26 (8ca86cb). Prints the median seconds of each and the ratio.
 """
 from __future__ import annotations
 
@@ -31,15 +31,15 @@ GRIDS = (("samples", 20, 10, 1.3, 1.5, False), ("augmented", 36, 6, 1.3, 1.5, Fa
 def axes_per_image(cells: list, cols: int, title: str, path: Path, cell_width: float, cell_height: float) -> None:
     """The notebook way: plt.subplots(rows, cols), imshow and set_title on each Axes."""
     rows = max(1, math.ceil(len(cells) / cols))
-    fig, axes = figure(rows, cols, figsize=(cols * cell_width, rows * cell_height), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(cells):
-            pixels, caption = cells[i]
-            ax.imshow(pixels, interpolation="nearest")
-            ax.set_title(caption, fontsize=7)
-    fig.suptitle(title)
-    save_figure(fig, path)
+    with figure(rows, cols, figsize=(cols * cell_width, rows * cell_height), squeeze=False) as (fig, axes):
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < len(cells):
+                pixels, caption = cells[i]
+                ax.imshow(pixels, interpolation="nearest")
+                ax.set_title(caption, fontsize=7)
+        fig.suptitle(title)
+        save_figure(fig, path)
 
 
 def median_seconds(draw, repeats: int, *args) -> float:

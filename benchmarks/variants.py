@@ -12,7 +12,8 @@ hold out the same validation images and start from the same draw: the table give
 (mean ± standard deviation over seeds) and its difference from the base paired by seed (mean ± standard error),
 which cancels much of a seed's luck. Each run still ends as `cifarkit train` does, the test set scored into its
 results.json; this script does not print it: choose here, then measure the choice on the test set with
-time_to_accuracy.py. (The example above is how session 16 chose today's fast-cpu from session 9's.)
+time_to_accuracy.py. (The example above is how today's fast-cpu was chosen, on 2026-11-26 (0467255), from the
+fast-cpu of c4efa2d.)
 
 Each run leaves OUT/NAME/seedN (its run folder and variant.json); with --reuse a run whose variant.json was made
 with the same configuration is read back, so a comparison grows by more seeds or variants. --processes N trains

@@ -91,9 +91,10 @@ def command_page(name: str, summary: str, parser: argparse.ArgumentParser) -> st
     from cifarkit.config import SETTINGS, TrainConfig
 
     defaults = TrainConfig().to_dict()
-    lines = [f"# cifarkit {name}", "", cell(summary) + ".", "", "```text", parser.format_usage().strip(), "```", "",
+    lines = [f"# cifarkit {name}", "", cell(summary[:1].upper() + summary[1:]) + ".", "",
              "Generated from `cifarkit.cli.build_parser()` and the settings declared in `cifarkit.config` when this "
-             "site was built. A setting's flag left out keeps the preset's value (or `--config FILE`'s).", ""]
+             "site was built. A setting's flag left out keeps the preset's value (or `--config FILE`'s); "
+             "[the usage line](#usage) is at the end.", ""]
     for title, actions in groups(parser):
         lines += [f"## {title[:1].upper() + title[1:]}", "", "| flag | what it does | default | presets |",
                   "| --- | --- | --- | --- |"]
@@ -110,6 +111,7 @@ def command_page(name: str, summary: str, parser: argparse.ArgumentParser) -> st
                 what += " Choices: " + ", ".join(str(c) for c in action.choices) + "."
             lines.append(f"| {names} | {cell(what)} | {cell(default)} | {cell(presets)} |")
         lines.append("")
+    lines += ["## Usage", "", "```text", parser.format_usage().strip(), "```", ""]
     return "\n".join(lines)
 
 
