@@ -191,22 +191,26 @@ def test_an_official_archive_copied_into_the_data_folder_is_unpacked_without_a_n
 @pytest.mark.parametrize("link, problem", [
     ("broken", r"a symlink to .*gone/cifar-10-batches-py, which does not exist"),
     ("loop", r"a symlink loop \(it leads back to itself through .*data/other\)"),
+    ("file", r"a file, not the folder of that name the archive unpacks to"),
 ])
-def test_a_batches_folder_link_leading_nowhere_is_named_not_downloaded_beside(tmp_path, monkeypatch, capsys, link,
-                                                                             problem):
+def test_a_batches_folder_name_taken_by_a_bad_link_or_a_file_is_named_not_downloaded_beside(tmp_path, monkeypatch,
+                                                                                            capsys, link, problem):
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("went to the network"))
     root = tmp_path / "data"
     root.mkdir()
     if link == "broken":
         (root / "cifar-10-batches-py").symlink_to(tmp_path / "gone" / "cifar-10-batches-py")
+    elif link == "file":
+        (root / "cifar-10-batches-py").write_bytes(b"not a folder")
     else:
         (root / "cifar-10-batches-py").symlink_to(root / "other")
         (root / "other").symlink_to(root / "cifar-10-batches-py")
     for download in (True, False):
-        with pytest.raises(UserError, match=f"data/cifar-10-batches-py: {problem}; point the link at the folder"):
+        with pytest.raises(UserError, match=f"data/cifar-10-batches-py: {problem}; "):
             load_cifar10(root, download=download)
     assert main(["data", "--data-dir", str(root)]) == 2
-    assert "cifar-10-batches-py: " + ("a symlink loop" if link == "loop" else "a symlink to") in capsys.readouterr().err
+    said = {"broken": "a symlink to", "loop": "a symlink loop", "file": "a file, not the folder"}[link]
+    assert f"cifar-10-batches-py: {said}" in capsys.readouterr().err
     assert sorted(p.name for p in root.iterdir()) == sorted(["cifar-10-batches-py"] + ["other"] * (link == "loop"))
 
 

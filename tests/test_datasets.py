@@ -84,6 +84,10 @@ def test_cifar100_with_a_class_named_twice_or_a_link_leading_nowhere_is_refused_
     (tmp_path / "linked" / "cifar-100-python").symlink_to(tmp_path / "moved")
     with pytest.raises(UserError, match=r"linked/cifar-100-python: a symlink to .*moved, which does not exist"):
         load_dataset("cifar100", tmp_path / "linked")
+    (tmp_path / "linked" / "cifar-100-python").unlink()
+    (tmp_path / "linked" / "cifar-100-python").write_bytes(b"not a folder")
+    with pytest.raises(UserError, match=r"linked/cifar-100-python: a file, not the folder of that name"):
+        load_dataset("cifar100", tmp_path / "linked")
 
 
 def save_image(path, kind, size):

@@ -180,7 +180,7 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
     root = default_data_dir(data_dir)
     found = find_layout(root) if root.exists() else None
     if found is None:
-        _refuse_broken_links(root, (PY_DIR, BIN_DIR))
+        _refuse_unusable(root, (PY_DIR, BIN_DIR))
         given = next((root / name for name in (Path(ARCHIVE_URL).name, BIN_ARCHIVE) if (root / name).is_file()), None)
         if given is not None:  # a copy of an official archive: unpacked here, its files checked one by one below
             safe_extract(given, root)
@@ -268,8 +268,8 @@ def load_cifar100(data_dir: str | os.PathLike | None = None, labels: str = "fine
         raise UserError(f"--labels {labels!r}: choose fine or coarse")
     root = default_data_dir(data_dir)
     folder = root if (root / "meta").exists() and root.name == CIFAR100_DIR else root / CIFAR100_DIR
+    _refuse_unusable(folder.parent, (CIFAR100_DIR,))
     if not folder.exists():
-        _refuse_broken_links(root, (CIFAR100_DIR,))
         given = root / Path(CIFAR100_URL).name
         if given.is_file():  # a copy of the official archive: unpacked here, its files checked one by one below
             safe_extract(given, root)
@@ -305,13 +305,17 @@ def offline_advice(archive_name: str) -> str:
             f"CIFARKIT_DATA environment variable) at that folder; see the docs' offline section ({OFFLINE_DOCS})")
 
 
-def _refuse_broken_links(root: Path, names: tuple[str, ...]) -> None:
-    """A dataset folder that is a symlink leading nowhere is named, not taken for absent (and downloaded beside)."""
+def _refuse_unusable(root: Path, names: tuple[str, ...]) -> None:
+    """A dataset folder's name taken by a symlink leading nowhere or by a file is named, not taken for absent (and
+    downloaded beside)."""
     for name in names:
         problem = link_problem(root / name)
         if problem:
             raise UserError(f"{root / name}: {problem}; point the link at the folder that holds the files, "
                             "or remove it")
+        if (root / name).exists() and not (root / name).is_dir():
+            raise UserError(f"{root / name}: a file, not the folder of that name the archive unpacks to; move it "
+                            "away, or point --data-dir at the folder that holds the data")
 
 
 def download_and_extract(root: Path, url: str = ARCHIVE_URL, md5: str = ARCHIVE_MD5) -> Path:
