@@ -47,6 +47,54 @@ def load(folder: Path = RESULTS) -> list[dict[str, Any]]:
     return sorted(found, key=lambda r: (r["date"], r["file"]))
 
 
+def seed_runs(rows: list[dict]) -> list[dict]:
+    """time_to_accuracy.py's per-seed rows as a record's runs (accuracy in percent)."""
+    return [{"seed": r["seed"], "test_accuracy": round(r["test_accuracy"] * 100, 2), "final_s": round(r["final_s"], 1),
+             "train_images_per_s": round(r["results"]["train_images_per_second"], 1)} for r in rows]
+
+
+def settings_given(config: dict, preset_config: dict) -> dict:
+    """The preset and the settings that differ from it, the machine's own (data folder, threads) left out."""
+    machine = {"data_dir", "threads", "seed", "preset"}
+    return {"preset": config["preset"],
+            **{k: v for k, v in config.items() if k not in machine and preset_config.get(k) != v}}
+
+
+def hardware_of(info: dict) -> str:
+    """A short label for the tables: the GPU's name, else the CPU's kind and count."""
+    if info.get("gpu"):
+        return info["gpu"]
+    limited = " (kernels limited)" if info.get("kernel_limits") else ""
+    return f"{info.get('cpu_count')}-CPU {info.get('cpu_kind')}{limited}"
+
+
+def git_commit(folder: Path) -> str:
+    """The checkout's short commit, with "+changes" when files differ from it; "unknown" outside a git checkout."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def make_record(*, title: str, command: str, machine_line: str, info: dict, precision: str, config: dict,
+                runs: list[dict], baseline: dict | None, date: str, commit: str) -> dict:
+    """A record of one sitting, as load() reads it."""
+    record = {"title": title, "questions": ["accuracy"] + (["time_to_94"] if baseline else []), "date": date,
+              "commit": commit, "machine": machine_line, "hardware": hardware_of(info), "precision": precision,
+              "command": command, "config": config, "runs": runs}
+    if info.get("gpu"):
+        record["questions"].append("gpu")
+    if baseline:
+        record["baseline"] = baseline
+    return record
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for one value)."""
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -71,6 +119,12 @@ def duration_spread(values: list[float]) -> str:
     return text + (f" ({mean / 60:.1f} min)" if mean >= 100 else "")
 
 
+def _range(values: list[float]) -> str:
+    if not values:
+        return ""
+    return f"{min(values):,.0f}" if min(values) == max(values) else f"{min(values):,.0f}-{max(values):,.0f}"
+
+
 def _runs(runs: list[dict], key: str) -> list[float]:
     return [r[key] for r in runs if r.get(key) is not None]
 
@@ -84,7 +138,7 @@ def what(record: dict) -> str:
 
 
 def _link(record: dict) -> str:
-    return f"[{record['date']}, {record['commit']}](experiments.md#{record['file'][:-5]})"
+    return f"[{record['date']}, {record['commit']}](#{record['file'][:-5]})"
 
 
 def accuracy_table(records: list[dict]) -> str:
@@ -96,7 +150,7 @@ def accuracy_table(records: list[dict]) -> str:
         seconds = duration_spread(final) if final else r.get("time_note", "")
         lines.append(f"| {what(r)} | {r['hardware']} | {r.get('precision', '')} | {len(acc)} | "
                      f"**{spread(acc)}**" + (f" ({min(acc):.2f})" if len(acc) > 1 else "") +
-                     f" | {seconds} | {f'{min(ips):,.0f}-{max(ips):,.0f}' if ips else ''} | {_link(r)} |")
+                     f" | {seconds} | {_range(ips)} | {_link(r)} |")
     return "\n".join(lines)
 
 

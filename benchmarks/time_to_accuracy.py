@@ -17,16 +17,22 @@ OUT/baseline/seedN, each just before the same seed of the recipe, so both see th
 minutes: absolute times differ between machines, even of one kind, and only the ratio travels. Each
 finished seed leaves OUT/.../seedN/benchmark.json; with --reuse a seed whose benchmark.json was made with
 the same configuration is read back instead of trained again, so a long benchmark can be extended or
-continued. The README's results come from here.
+continued. With --record FILE the sitting is also written as a benchmark record (records.py: date, commit,
+machine line, command, configuration, per-seed numbers), the form the docs' results pages are generated from.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
+
+import records
 
 from cifarkit import train
 from cifarkit.cli import add_train_flags, config_defaults, config_from_args
@@ -84,6 +90,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--reuse", action="store_true", help="read back seeds already run with the same configuration")
     parser.add_argument("--baseline", choices=sorted(PRESETS), help="a preset to time beside, seed by seed")
     parser.add_argument("--baseline-seeds", type=int, default=1, help="seeds of the baseline (default 1)")
+    parser.add_argument("--record", type=Path, metavar="FILE",
+                        help="also write the sitting as a benchmark record (e.g. benchmarks/results/DATE-NAME.json)")
+    parser.add_argument("--title", help="the record's title (default: the preset and the number of seeds)")
     add_train_flags(parser)  # --seed: the first seed
     args = parser.parse_args(argv)
     if args.seeds < 1 or not 1 <= args.baseline_seeds <= args.seeds:
@@ -117,8 +126,30 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"time to final number: {final / baseline_final:.2f}x the baseline's ({baseline_final / final:.2f}x "
               "as fast)")
     info = machine_info(resolve_device(rows[0]["results"]["device"]))
-    print(f"machine: {describe_machine(info)}, dtype {rows[0]['results']['dtype']}")
+    dtype = rows[0]["results"]["dtype"]
+    print(f"machine: {describe_machine(info)}, dtype {dtype}")
+    if args.record is not None:
+        write_record(args, argv, first, baseline, rows, baseline_rows, info, dtype)
     return rows
+
+
+def write_record(args: argparse.Namespace, argv: list[str] | None, first: TrainConfig, baseline: TrainConfig | None,
+                 rows: list[dict], baseline_rows: list[dict], info: dict, dtype: str) -> None:
+    """The sitting as a benchmark record (records.py), written atomically to --record."""
+    def given(config: TrainConfig) -> dict:
+        return records.settings_given(config.to_dict(), build_config(config.preset).to_dict())
+
+    words = sys.argv[1:] if argv is None else argv
+    record = records.make_record(
+        title=args.title or f"{first.preset} over {len(rows)} seed(s)",
+        command=shlex.join(["python", "benchmarks/time_to_accuracy.py", *words]),
+        machine_line=f"{describe_machine(info)}, dtype {dtype}", info=info, precision=dtype, config=given(first),
+        runs=records.seed_runs(rows),
+        baseline={"config": given(baseline), "runs": records.seed_runs(baseline_rows)} if baseline_rows else None,
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        commit=records.git_commit(Path(__file__).resolve().parent))
+    write_json(args.record, record)
+    print(f"record: {args.record}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,39 @@ from torch import nn
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def load_records():
+    """benchmarks/records.py as a module."""
+    spec = importlib.util.spec_from_file_location("records", BENCH / "records.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_results_records_hold_per_seed_numbers_and_the_tables_compute_their_spread():
+    records = load_records()
+    every = records.load()
+    assert len(every) >= 20 and all(r["date"] and r["commit"] and r["machine"] and r["command"] for r in every)
+    fast = next(r for r in every if r["file"] == "2026-11-26-fast-cpu.json")
+    assert [r["test_accuracy"] for r in fast["runs"]] == [93.91, 94.16, 94.11, 93.87, 94.06]
+    assert records.spread([r["test_accuracy"] for r in fast["runs"]]) == "94.02 ± 0.13"  # as measured
+    for question in records.QUESTIONS:
+        assert records.markdown_table(every, question)  # each question has its table
+    assert "94.02 ± 0.13" in records.markdown_table(every, "accuracy")
+    assert "**0.70×**" in records.markdown_table(every, "time_to_94")  # fast against fast-v1 in one sitting
+
+
+def test_a_record_without_its_date_commit_or_machine_is_refused_by_name(tmp_path):
+    records = load_records()
+    (tmp_path / "r.json").write_text(json.dumps({"title": "t", "questions": ["accuracy"], "command": "c",
+                                                 "runs": [{"seed": 0, "test_accuracy": 90.0}]}))
+    try:
+        records.load(tmp_path)
+    except ValueError as e:
+        assert "r.json" in str(e) and "date" in str(e) and "machine" in str(e)
+    else:
+        raise AssertionError("a record without date, commit and machine was accepted")
+
+
 def time_to_accuracy(*args: str) -> str:
     done = subprocess.run([sys.executable, str(BENCH / "time_to_accuracy.py"), *args],
                           capture_output=True, text=True, timeout=300)
@@ -56,7 +89,8 @@ def test_time_to_accuracy_takes_train_flags_on_top_of_the_preset(tiny_py, tmp_pa
 def test_time_to_accuracy_runs_a_baseline_seed_by_seed_and_prints_the_ratio(tiny_py, tmp_path):
     out = time_to_accuracy("--seeds", "2", "--baseline", "fast-v1", "--data-dir", str(tiny_py), "--model", "s10-small",
                            "--epochs", "1", "--batch-size", "50", "--threads", "1", "--limit-train", "200",
-                           "--precision", "fp32", "--out", str(tmp_path / "bench"))
+                           "--precision", "fp32", "--out", str(tmp_path / "bench"),
+                           "--record", str(tmp_path / "results" / "2026-01-01-tiny.json"))
     lines = out.splitlines()
     # the baseline's seed 0 runs just before the recipe's seed 0; one baseline seed by default
     assert [line.split(":")[0] for line in lines if ": test accuracy" in line and "seed(s)" not in line] == [
@@ -66,6 +100,22 @@ def test_time_to_accuracy_runs_a_baseline_seed_by_seed_and_prints_the_ratio(tiny
     record = json.loads((tmp_path / "bench" / "baseline" / "seed0" / "benchmark.json").read_text())
     assert record["config"]["preset"] == "fast-v1" and record["config"]["limit_train"] == 200
     assert record["config"]["threads"] == 1 and record["config"]["epochs"] == 12  # the preset's, not the flags'
+
+    # --record: the sitting as a benchmark record, which the docs' tables read back
+    records = load_records()
+    (sitting,) = records.load(tmp_path / "results")
+    assert sitting["questions"] == ["accuracy", "time_to_94"] and sitting["precision"] == "float32"
+    assert sitting["command"].startswith("python benchmarks/time_to_accuracy.py --seeds 2 --baseline fast-v1")
+    assert "torch" in sitting["machine"] and sitting["date"] and sitting["commit"]
+    given = {"preset": "s10", "model": "s10-small", "epochs": 1, "batch_size": 50, "limit_train": 200,
+             "precision": "fp32"}
+    assert given.items() <= sitting["config"].items()  # what differs from the preset (and what follows it)
+    assert "threads" not in sitting["config"] and "data_dir" not in sitting["config"]  # the machine's, not the run's
+    assert [r["seed"] for r in sitting["runs"]] == [0, 1] and len(sitting["baseline"]["runs"]) == 1
+    accuracy = [r["test_accuracy"] for r in sitting["runs"]]
+    assert all(0 <= a <= 100 for a in accuracy)
+    table = records.markdown_table([sitting], "time_to_94")
+    assert f"{sum(accuracy) / 2:.2f} ± " in table and "`fast-v1`" in table and "×" in table
 
 
 def test_time_to_accuracy_rejects_bad_input_by_name(tiny_py, tmp_path):
