@@ -166,3 +166,34 @@ def test_the_home_and_train_pages_show_their_key_text_in_chromium(site, tmp_path
         assert "cifarkit sweep" in nav  # every command's page is in the navigation
     finally:
         browser.quit()
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(file, command line) for every `cifarkit ...` line in the README's and the docs' code blocks."""
+    import re
+
+    found = []
+    for path in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        for block in re.findall(r"```(?:bash)?\n(.*?)```", text, flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split(" #")[0].strip()
+                at = line.find("cifarkit ")
+                if line.startswith("cifarkit ") or line.startswith("torchrun ") and "-m cifarkit " in line:
+                    found.append((path.name, line[at:]))
+    return found
+
+
+def test_every_command_line_in_the_docs_parses_with_todays_flags():
+    import shlex
+
+    lines = documented_commands()
+    assert len(lines) > 30
+    for name, line in lines:
+        words = [w for w in shlex.split(line)[1:] if w != "..."]
+        if "[" in line or "|" in line or "PATH" in line:  # a usage pattern, not a command to run
+            continue
+        try:
+            build_parser().parse_args(words)
+        except SystemExit:
+            pytest.fail(f"{name}: `{line}` does not parse with today's flags")
