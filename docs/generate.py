@@ -203,6 +203,7 @@ def package_map() -> str:
     for info in sorted(pkgutil.walk_packages(cifarkit.__path__, "cifarkit."), key=lambda m: m.name):
         spec = importlib.util.find_spec(info.name)
         source = open(spec.origin, encoding="utf-8").read() if spec and spec.origin else ""
-        doc = ast.get_docstring(ast.parse(source)) or ""
+        doc = ast.get_docstring(ast.parse(source)) or (
+            "`python -m cifarkit`: the `cifarkit` command" if info.name.endswith(".__main__") else "(no docstring)")
         lines.append(f"| `{info.name}` | {cell(doc.split(chr(10) + chr(10))[0])} |")
     return "\n".join(lines)
