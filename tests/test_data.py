@@ -78,6 +78,28 @@ def test_a_pickle_with_code_is_refused_and_never_runs(tiny_py, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("layout, name, kind, message", [
+    ("py", "data_batch_2", "fifo", "it is a FIFO \\(named pipe\\), not a file"),
+    ("py", "batches.meta", "fifo", "it is a FIFO \\(named pipe\\), not a file"),
+    ("bin", "test_batch.bin", "folder", "it is a folder, not a file"),
+    ("bin", "data_batch_1.bin", "device", "it is a device, not a file"),
+    ("bin", "batches.meta.txt", "device", "it is a device, not a file"),
+])
+def test_a_batch_that_is_a_fifo_a_folder_or_a_device_is_named_never_waited_on(layout, name, kind, message, tiny_py,
+                                                                              tiny_bin):
+    root = tiny_py if layout == "py" else tiny_bin
+    path = root / f"cifar-10-batches-{layout}" / name
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)  # a plain read waits for a writer for ever
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero")  # a plain read never ends
+    with pytest.raises(UserError, match=f"{name}: cannot be read as a CIFAR-10 (batch|meta file): {message}"):
+        load_cifar10(root, download=False)
+
+
 def test_wrong_labels_are_refused(tiny_bin):
     path = tiny_bin / "cifar-10-batches-bin" / "data_batch_1.bin"
     raw = bytearray(path.read_bytes())

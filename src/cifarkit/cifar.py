@@ -19,6 +19,7 @@ import torch
 from .data import CLASSES, Dataset, composed, default_data_dir, link_problem
 from .download import fetch_archive, md5_of, safe_extract
 from .errors import UserError
+from .reader import MiB, read_bytes
 
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -44,6 +45,8 @@ BIN_MD5 = {
     "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
 }
 IMAGE_BYTES = 3 * 32 * 32
+BATCH_LIMIT = 256 * MiB  # a CIFAR-10 batch is 31 MB, CIFAR-100's train file 155 MB: a larger file is not one
+META_LIMIT = 1 * MiB  # the class names: a few hundred bytes
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
@@ -108,10 +111,9 @@ def read_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def read_bin_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One `cifar-10-batches-bin` file (records of 1 label byte + 3072 pixel bytes)."""
-    try:
-        raw = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; re-download with `cifarkit data --data-dir DIR`") from None
+    if not os.path.lexists(path):
+        raise UserError(f"{path}: missing; re-download with `cifarkit data --data-dir DIR`")
+    raw = np.frombuffer(read_bytes(path, "CIFAR-10 batch", BATCH_LIMIT), dtype=np.uint8)
     record = 1 + IMAGE_BYTES
     if raw.size == 0 or raw.size % record:
         raise UserError(f"{path}: {raw.size} bytes is not a whole number of {record}-byte records "
@@ -149,12 +151,15 @@ def read_classes(layout: str, folder: Path) -> tuple[str, ...]:
     """The class names of the meta file (CIFAR-10's own where it is absent or unreadable); names that repeat are
     refused: two classes of one name could not be told apart in any result."""
     meta_file = folder / ("batches.meta" if layout == "py" else "batches.meta.txt")
+    if not os.path.lexists(meta_file):
+        return CLASSES
+    raw = read_bytes(meta_file, "CIFAR-10 meta file", META_LIMIT)  # a FIFO, a device or a folder is named
     try:
         if layout == "py":
-            meta = _ArrayUnpickler(io.BytesIO(meta_file.read_bytes()), encoding="latin1").load()
+            meta = _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
             names = tuple(_key(meta, "label_names"))
         else:
-            names = tuple(line.strip() for line in meta_file.read_text().splitlines() if line.strip())
+            names = tuple(line.strip() for line in raw.decode().splitlines() if line.strip())
     except Exception:  # the meta file is optional: the class names are fixed by the dataset anyway
         return CLASSES
     if len(names) != 10:
@@ -223,10 +228,9 @@ def _check(path: Path, known: dict[str, str], verify_md5: bool) -> str:
 
 def _read_pickle(path: Path, what: str, fetch: str) -> Any:
     """One of the archives' python pickles (numpy arrays and plain data only); `fetch` re-downloads it."""
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; re-download with `{fetch}`") from None
+    if not os.path.lexists(path):
+        raise UserError(f"{path}: missing; re-download with `{fetch}`")
+    blob = read_bytes(path, what, BATCH_LIMIT)  # a FIFO, a device, a folder or a huge file is named, never read
     if not blob:
         raise UserError(f"{path}: empty file; delete it and re-download with `{fetch}`")
     try:
