@@ -305,7 +305,7 @@ def load_cifar100(data_dir: str | os.PathLike | None = None, labels: str = "fine
 def offline_advice(archive_name: str) -> str:
     """How to give the data without a network: what to copy, how to point at it, where the docs say more."""
     _, files = WHERE_FROM.get(archive_name, (archive_name, f"the archive {archive_name}"))
-    return (f"without a network, copy {files} into a folder on this machine and point --data-dir DIR (or the "
+    return (f"without a network, copy {files}, into a folder on this machine and point --data-dir DIR (or the "
             f"CIFARKIT_DATA environment variable) at that folder; see the docs' offline section ({OFFLINE_DOCS})")
 
 
