@@ -33,7 +33,8 @@ from .runtime import available_cpus
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_IMAGE_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
-# Which decoding the cached pixels come from (read_image's); a cache whose format differs is decoded again
+# The version of read_image's decoding the cached pixels come from, raised whenever its output changes: a cache of
+# other pixels is decoded again, never used
 CACHE_FORMAT = 2
 CACHE_SUBFOLDER = "cifarkit-folders"  # cifarkit's own folder inside a cache folder the user names
 CACHE_NAME = re.compile(r"[0-9a-f]{12}-[0-9]+px-[0-9a-f]{32}\.pt")  # FOLDER-SIZE-KEY.pt, as load_folder names them
@@ -243,7 +244,8 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
                 cache_dir: str | os.PathLike | None = None, test_only: bool = False) -> Dataset:
     """The image folders under `data_dir` (train/ and test/ or val/) as a Dataset (see the module's docstring).
     `test_only` (evaluate, GradCAM, the app): train/ is listed for its classes, but where no cache holds its
-    images they are not decoded: the Dataset has none."""
+    images they are not decoded: the Dataset has none. `cache_dir`, as $CIFARKIT_CACHE, names a cache folder whose
+    cifarkit-folders/ sub-folder holds the cache (default: default_cache_dir())."""
     root = default_data_dir(data_dir)
     if not (root / "train").is_dir():
         raise UserError(f"{root}: no train/ folder; --dataset folder reads DIR/train/CLASS/*.png and "
