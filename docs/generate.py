@@ -95,12 +95,16 @@ def command_page(name: str, summary: str, parser: argparse.ArgumentParser) -> st
              "Generated from `cifarkit.cli.build_parser()` and the settings declared in `cifarkit.config` when this "
              "site was built. A setting's flag left out keeps the preset's value (or `--config FILE`'s); "
              "[the usage line](#usage) is at the end.", ""]
-    for title, actions in groups(parser):
+    # the command's own arguments first, then the settings' groups, then argparse's catch-all "options"
+    ordered = sorted(groups(parser), key=lambda g: {"positional arguments": 0, "options": 2}.get(g[0], 1))
+    for title, actions in ordered:
+        title = "other options" if title == "options" and len(ordered) > 1 else title
         lines += [f"## {title[:1].upper() + title[1:]}", "", "| flag | what it does | default | presets |",
                   "| --- | --- | --- | --- |"]
         for action in actions:
             names = ", ".join(code(n) for n in flag_names(action))
             setting = SETTINGS.get(action.dest) if action.dest in SETTINGS and action.default is None else None
+            setting = setting if setting is not None and setting.cli else None  # --preset is not a preset's value
             if setting is not None:  # a TrainConfig field: default and presets from the declaration
                 what, default, presets = setting.help, shown(defaults[action.dest]), preset_values(action.dest)
             else:

@@ -69,6 +69,8 @@ def test_a_setting_flag_shows_its_group_default_and_every_presets_value():
     assert "fast-cpu: 1.66" in row or "fast, fast-cpu: 1.66" in row
     group_of = {line[3:].lower(): i for i, line in enumerate(page.splitlines()) if line.startswith("## ")}
     assert any(title.startswith("optimiser") for title in group_of)  # the setting's group is a section
+    preset_row = next(line for line in page.splitlines() if line.startswith("| `--preset` |"))
+    assert "fast-cpu" in preset_row and "all:" not in preset_row  # the presets to choose from, not a value of each
     # a switch shows on/off and both forms
     assert "| `--flip`, `--no-flip` |" in page
 
