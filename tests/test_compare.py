@@ -146,3 +146,39 @@ def test_a_max_lr_found_by_the_range_test_is_shown_as_the_value_used(two_runs, t
     assert main(["compare", str(found), str(b)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "max_lr" in lines[0] and "0.01234 (find)" in lines[1]
+
+
+def test_every_panel_names_every_run_in_a_colour_and_marker_of_its_own(two_runs, tmp_path, monkeypatch):
+    """Twelve runs (past tab10's ten colours), among them `_a` and `_b` (names matplotlib's legend would hide) and
+    `$\\badcmd$` (mathtext that raised inside matplotlib); the 1-epoch runs' single points are markers."""
+    from matplotlib.colors import to_hex
+
+    from cifarkit import compare as compare_module
+    from cifarkit import report
+
+    _, (a, b) = two_runs
+    many = tmp_path / "many"
+    for i, name in enumerate(["_a", "_b", "$\\badcmd$", *(f"run{i}" for i in range(9))]):
+        shutil.copytree(b if i % 2 else a, many / name, ignore=shutil.ignore_patterns("*.pt", ".cifarkit.lock"))
+    figures = []
+    real = report.png_bytes
+    monkeypatch.setattr(report, "png_bytes", lambda fig: figures.append(fig) or real(fig))
+    _, loaded = compare_module.compare([many], tmp_path / "many.html")
+    names = [run.name for run in loaded]
+    assert len(figures) == 1 and {"_a", "_b", "$\\badcmd$"} <= set(names) and len(names) == 12
+    panels = figures[0].axes
+    assert len(panels) == 3  # accuracy, loss, lr
+    for ax in panels:
+        legend = ax.get_legend()
+        labels = [t.get_text() for t in legend.get_texts()]
+        assert labels[:12] == names, ax.get_ylabel()
+        styles = [(to_hex(h.get_color()), h.get_marker()) for h in legend.legend_handles[:12]]
+        assert len(set(styles)) == 12 and len({colour for colour, _ in styles[:10]}) == 10
+        for line in ax.lines:  # every line carries markers, so a run of one epoch is drawn too
+            assert line.get_marker() not in (None, "", "None")
+    assert labels == names  # the lr panel: the runs alone
+    assert [t.get_text() for t in panels[0].get_legend().get_texts()][12:] == ["train", "test"]
+    one_epoch = [line for line in panels[0].lines if len(line.get_xdata()) == 1]
+    assert len(one_epoch) == 2 * 6  # the six 1-epoch runs: a train and a test point each
+    page = (tmp_path / "many.html").read_text()
+    assert "A split evaluated once" in page and "solid: test" not in page

@@ -33,7 +33,7 @@ def test_report_embeds_every_plot_and_references_no_file(finished_run):
     assert sorted(embedded) == sorted(present) and len(present) >= 7
     for name in present:
         assert base64.b64decode(embedded[name]) == (run / name).read_bytes()
-    assert f"{results['test_accuracy']:.6g}" in page and "Configuration" in page and "412,944" in page
+    assert f"{results['test_accuracy']:.6g}" in page and "Settings (config.json)" in page and "412,944" in page
 
 
 def test_cli_report_rebuilds_the_page_from_the_files(finished_run, capsys):
@@ -88,3 +88,127 @@ def test_an_image_grid_says_when_it_has_nothing_to_show(tmp_path):
     assert draw_cells(pixels, 3, "seven", tmp_path / "seven.png") == 3  # rows
     width, height = Image.open(tmp_path / "seven.png").size
     assert height > width  # three rows of three
+
+
+def test_the_page_opens_with_a_summary_in_words_then_the_evaluations_and_says_where_a_range_test_goes(
+        finished_run, tmp_path, capsys):
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run[0], run, ignore=shutil.ignore_patterns(".cifarkit.lock"))
+    results = json.loads((run / "results.json").read_text())
+    assert main(["evaluate", str(run), "--tta", "flip"]) == 0  # writes RUN_DIR/evaluate-flip.json
+    flip = json.loads((run / "evaluate-flip.json").read_text())
+    (run / "evaluate-none.json").write_text("{not json")
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert re.findall(r"<h2>(.*?)</h2>", page)[:2] == ["Summary", "Evaluations after the run"]
+    lead = page[page.index("<p class='lead'>"):page.index("<h2>Summary")]
+    assert f"{results['test_accuracy']:.2%} test accuracy" in lead and "s10-small on CIFAR-10" in lead
+    top = page[page.index("<h2>Summary"):page.index("<h2>Evaluations")]
+    for words in (f"Test accuracy</th><td>{results['test_accuracy']:.2%} of 100 test images", "Training time",
+                  f"{results['train_images_per_second']:,.0f} training images/s", "CIFAR-10: 10 classes",
+                  "s10-small, 412,944 parameters", "Preset</th><td>s10: 3 epochs", "Machine</th><td>device cpu"):
+        assert words in top, words
+    assert not {"test_accuracy", "wall_time_s", "train_images_per_second"} & set(re.findall(r"\w+", top))
+    evaluations = page[page.index("<h2>Evaluations"):page.index("<h2>Per epoch")]
+    assert "evaluate-flip.json" in evaluations and f"{flip['test_accuracy']:.2%}" in evaluations
+    assert "evaluate-none.json" in evaluations and "not valid JSON" in evaluations  # named, not fatal
+    assert "Accuracy per class (10 classes)" in evaluations and "automobile" in evaluations
+    assert "data-file='lr_find.png'" not in page  # the run set its max lr: where a range test would be, and how
+    hint = page[page.index("<h2>LR range test"):]
+    assert "no LR range test" in hint[:300] and "cifarkit lr-find --config" in hint[:800]
+
+
+def test_the_summary_gives_units_and_leaves_out_what_is_missing_or_mistyped():
+    from cifarkit.report_page import summary
+
+    sentence, rows = summary({"model": "s10", "preset": "s10", "epochs": 24},
+                             {"test_accuracy": 0.7165, "train_images_per_second": 73.8487, "wall_time_s": 336.614})
+    assert sentence == "s10 on CIFAR-10 reached 71.65% test accuracy after 24 epochs in 5.6 min (337 s)."
+    assert rows["Test accuracy"] == "71.65%" and rows["Training time"] == "5.6 min (337 s)"
+    assert rows["Speed"] == "74 training images/s"
+    _, rows = summary({}, {"test_accuracy": "high", "wall_time_s": [1], "classes": {"a": 1}, "params": None})
+    assert "Test accuracy" not in rows and "Training time" not in rows and rows["Dataset"] == "CIFAR-10"
+
+
+def captured_figures(monkeypatch):
+    """The Figure objects the report module saves, kept for the test to look at."""
+    from cifarkit import report
+
+    figures = []
+    real = report.png_bytes
+    monkeypatch.setattr(report, "png_bytes", lambda fig: figures.append(fig) or real(fig))
+    return figures
+
+
+def schedules():
+    import dataclasses
+
+    from cifarkit import preset_config
+    from cifarkit.schedule import planned_schedule
+
+    s10 = preset_config("s10")
+    return [([5e-5, 5e-3, 2.5e-3, 5e-7], 4),  # one epoch of four steps: the start and the peak are neighbours
+            (planned_schedule(preset_config("fast"), 0.05, 98), 98),  # a steep warm-up
+            (planned_schedule(dataclasses.replace(s10, epochs=2, pct_start=0.45, three_phase=True,
+                                                  anneal_strategy="cos"), 0.05, 10), 10)]  # a gentle one
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_each_schedule_label_sits_at_its_point_clear_of_the_line_and_the_other_labels(case, tmp_path, monkeypatch):
+    from matplotlib.path import Path as LinePath
+    from matplotlib.text import Text
+
+    from cifarkit.report import plot_schedule
+
+    lrs, per_epoch = schedules()[case]
+    figures = captured_figures(monkeypatch)
+    plot_schedule(lrs, per_epoch, tmp_path / "schedule.png")
+    figures[0].draw_without_rendering()  # the labels' places at the figure's own dpi (the PNG's was another)
+    ax = figures[0].axes[0]
+    line = ax.lines[0]
+    points = {(round(x, 9), y) for x, y in line.get_xydata()}
+    found, boxes = {}, []
+    for label in ax.texts:
+        name, lr, epoch = re.fullmatch(r"(\w+) (\S+)\n\(epoch (\S+)\)", label.get_text()).groups()
+        x, y = label.xy
+        assert (round(x, 9), y) in points and x == pytest.approx(float(epoch), abs=0.005)  # at the step it names
+        assert y == pytest.approx(float(lr), rel=1e-3)
+        found[name] = x
+        boxes.append(Text.get_window_extent(label))  # the text alone, not the line to its point
+    assert set(found) == {"start", "peak", "end"}
+    assert found["start"] == pytest.approx(1 / per_epoch) and found["end"] == pytest.approx(len(lrs) / per_epoch)
+    drawn = LinePath(line.get_transform().transform(line.get_xydata()))
+    inside = ax.get_window_extent()
+    for i, box in enumerate(boxes):
+        assert not drawn.intersects_bbox(box, filled=False), ax.texts[i].get_text()
+        assert not any(box.overlaps(other) for other in boxes[i + 1:]), ax.texts[i].get_text()
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+
+
+def test_names_holding_dollar_signs_are_drawn_as_written_and_the_callers_matplotlib_is_untouched(tmp_path,
+                                                                                              monkeypatch):
+    """Class and file names come from the data: `$\\badcmd$` is not mathtext (which raised inside matplotlib)."""
+    import matplotlib
+    import torch
+    from matplotlib.figure import Figure
+
+    from cifarkit import report
+
+    bad = "$\\badcmd$"
+    classes = (bad, *(f"c{i}" for i in range(9)))
+    images, labels = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8), torch.arange(20) % 10
+    figures = captured_figures(monkeypatch)
+    report.plot_samples(images, labels, classes, tmp_path / "samples.png")
+    report.plot_misclassified(images, labels, torch.full((20, 10), 0.1).index_fill_(1, torch.tensor([1]), 0.5),
+                              classes, tmp_path / "misclassified.png")
+    report.plot_confusion(np.eye(10, dtype=int), classes, tmp_path / "confusion.png")
+    report.plot_per_class(np.linspace(0, 1, 10), classes, tmp_path / "per_class.png")
+    report.draw_cells([(np.zeros((8, 8, 3), np.uint8), f"{bad}.png")], 1, f"GradCAM {bad}", tmp_path / "cam.png")
+    drawn = [t.get_text() for fig in figures for t in fig.findobj(matplotlib.text.Text)]
+    assert len(figures) == 5 and sum(bad in t for t in drawn) >= 6
+    assert all((tmp_path / f"{n}.png").stat().st_size for n in ("samples", "misclassified", "confusion", "cam"))
+    assert matplotlib.rcParams["text.parse_math"] is True  # the caller's own figures still read $x^2$ as maths
+    assert Figure().text(0, 0, "$x^2$").get_parse_math()

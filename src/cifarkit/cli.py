@@ -220,7 +220,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .report_page import write_report
 
     print(f"wrote {write_report(args.run_dir)}")
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 import os
 import re
@@ -168,49 +167,72 @@ def format_table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
-def plot_compare(runs: list[Run]) -> bytes:
-    """Accuracy (unless the datasets differ), loss and lr per epoch, one colour per run, as PNG bytes."""
+# One colour per run from a qualitative palette; past its ten colours the marker changes too, so no two runs of
+# up to 70 look alike. The split is the line's style and the marker's fill (a split evaluated once is one marker).
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+SPLITS = (("train", ":", "none"), ("val", "--", "bottom"), ("test", "-", "full"))  # (split, line style, fill)
+SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
+CAPTION = ("Each run's loss and accuracy per epoch, and its lr at the end of each epoch: one colour per run (past "
+           "ten runs, also a marker shape). Train: dotted line, hollow markers; validation: dashed line, half-filled "
+           "markers; test: solid line, filled markers. A split evaluated once (e.g. the test set at the end of a run "
+           "with a validation split, or a 1-epoch run) is a single marker.")
+
+
+def run_style(i: int) -> dict[str, Any]:
+    """The colour and marker of the i-th run."""
     from matplotlib import colormaps
 
-    from .report import figure
+    return {"color": colormaps["tab10"](i % 10), "marker": MARKERS[(i // 10) % len(MARKERS)]}
+
+
+def plot_compare(runs: list[Run]) -> bytes:
+    """Accuracy (unless the datasets differ), loss and lr per epoch of every run, as PNG bytes; each panel has a
+    legend naming every run (and, where splits are drawn, what each line style means)."""
+    from matplotlib.lines import Line2D
+
+    from .report import figure, png_bytes
 
     overlay_acc = mixed_datasets_note(runs) is None
     panels = (["acc"] if overlay_acc else []) + ["loss", "lr"]
-    fig, axes = figure(len(panels), 1, figsize=(9, 3.6 * len(panels)), sharex=True, squeeze=False)
-    axes = {name: ax for name, ax in zip(panels, axes[:, 0])}
-    colours = colormaps["tab10" if len(runs) <= 10 else "turbo"].resampled(max(len(runs), 1))
-    for i, run in enumerate(runs):
-        colour, h = colours(i), run.history
-        if not h:
-            continue
-        epochs = [r["epoch"] for r in h]
-        axes["lr"].plot(epochs, [r["lr"] for r in h], color=colour, marker=".", label=run.name)
-        for key in (["acc"] if overlay_acc else []) + ["loss"]:
-            ax = axes[key]
-            ax.plot(epochs, [r[f"train_{key}"] for r in h], color=colour, alpha=0.45, linestyle=":")
-            for split, style in (("val", "--"), ("test", "-")):
-                shown = [r for r in h if math.isfinite(r.get(f"{split}_{key}", math.nan))]
-                if shown:
-                    ax.plot([r["epoch"] for r in shown], [r[f"{split}_{key}"] for r in shown], color=colour,
-                            linestyle=style, marker="o")
-    titles = {"acc": "accuracy", "loss": "loss", "lr": "lr (end of epoch)"}
-    for key, ax in axes.items():
-        ax.set_ylabel(titles[key])
-        ax.grid(True, alpha=0.3)
-    axes["lr"].set_xlabel("epoch")
-    axes["lr"].legend(title="run", fontsize=8)  # every run with an epoch has an lr line
-    axes[panels[0]].set_title("solid: test, dashed: validation, dotted: train; one colour per run")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
+    with figure(len(panels), 1, figsize=(9, 3.6 * len(panels)), sharex=True, squeeze=False) as (fig, axes):
+        axes = {name: ax for name, ax in zip(panels, axes[:, 0])}
+        for i, run in enumerate(runs):
+            style, h = run_style(i), run.history
+            if not h:
+                continue
+            epochs = [r["epoch"] for r in h]
+            axes["lr"].plot(epochs, [r["lr"] for r in h], markersize=4, **style)
+            for key in (["acc"] if overlay_acc else []) + ["loss"]:
+                for split, line, fill in SPLITS:
+                    # eval_every may skip epochs; with a validation split the test set is evaluated once, at the end
+                    shown = [r for r in h if math.isfinite(r.get(f"{split}_{key}", math.nan))]
+                    if shown:
+                        axes[key].plot([r["epoch"] for r in shown], [r[f"{split}_{key}"] for r in shown],
+                                       linestyle=line, fillstyle=fill, markersize=5, **style)
+        # the legend's handles and labels given outright: matplotlib leaves out a label starting with "_" (a run
+        # folder named _a) when it collects them from the lines itself
+        named = [(Line2D([], [], markersize=5, **run_style(i)), run.name) for i, run in enumerate(runs) if run.history]
+        splits = [(Line2D([], [], color="0.35", marker="o", linestyle=line, fillstyle=fill, markersize=5),
+                   SPLIT_NAMES[split]) for split, line, fill in SPLITS
+                  if any(math.isfinite(r.get(f"{split}_loss", math.nan)) for run in runs for r in run.history)]
+        titles = {"acc": "accuracy", "loss": "loss", "lr": "lr (end of epoch)"}
+        for key, ax in axes.items():
+            ax.set_ylabel(titles[key])
+            ax.grid(True, alpha=0.3)
+            entries = named + (splits if key != "lr" else [])
+            ax.legend([e[0] for e in entries], [e[1] for e in entries], title="run" if key == "lr" else "run, split",
+                      fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+        axes["lr"].set_xlabel("epoch")
+        axes[panels[0]].set_title("Per epoch: one colour per run; line style and marker fill: the split (legend)")
+        return png_bytes(fig)
 
 
 def compare_html(runs: list[Run]) -> str:
-    from .report import _STYLE
+    from .report_page import STYLE
 
     header, rows = table(runs)
     esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cifarkit compare</title><style>{_STYLE}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cifarkit compare</title><style>{STYLE}"
              f"</style></head><body><h1>cifarkit compare: {len(runs)} runs</h1>"]
     if (note := mixed_datasets_note(runs)) is not None:
         parts.append(f"<p class='note'><b>Note</b>: {esc(note)}.</p>")
@@ -218,7 +240,7 @@ def compare_html(runs: list[Run]) -> str:
         "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
     if any(r.history for r in runs):
         png = base64.b64encode(plot_compare(runs)).decode()
-        parts.append(f"<h2>Curves</h2><img alt='curves' src='data:image/png;base64,{png}'>")
+        parts.append(f"<h2>Curves</h2><p>{esc(CAPTION)}</p><img alt='curves' src='data:image/png;base64,{png}'>")
     parts.append("</body></html>\n")
     return "".join(parts)
 

@@ -1,84 +1,141 @@
-"""What a person looks at: plots of a run (matplotlib, no display needed) and RUN_DIR/report.html.
+"""What a person looks at: the plots of a run, drawn with matplotlib's Figure API (no display needed).
 
-Plots that need the data or the model (samples, augmentations, mistakes, confusion) are drawn at the
-end of training; report.html is then built from the run folder's files alone, so `cifarkit report
-RUN_DIR` can rebuild it anywhere.
+Plots that need the data or the model (samples, augmentations, mistakes, confusion) are drawn at the end of
+training; report_page builds RUN_DIR/report.html from the run folder's files alone. Every figure is made in
+`figure`, where its text is literal.
 """
 from __future__ import annotations
 
-import base64
-import html
+import contextlib
 import io
 import math
 import os
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
+import matplotlib
 import numpy as np
 import torch
+
 # Figures without pyplot: no global figure state and no backend switch, so drawing here never changes the
 # caller's matplotlib (a notebook's inline backend keeps working); Figure.savefig renders with Agg by itself.
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.path import Path as LinePath
+from matplotlib.transforms import Bbox
 
 from .augment import Augment, denormalize, normalize
 from .data import MEAN, STD, Dataset
-from .errors import UserError
 from .files import write_bytes
 from .metrics import confusion_matrix, mistakes, per_class_accuracy
-from .rundir import COMMAND_PLOTS, CONFIG, METRICS, MODEL_SUMMARY, PLOTS, REPORT, RESULTS, RunDir
+from .rundir import RunDir
 
 FEW_CLASSES = 20  # up to this many classes, the confusion matrix and per-class plots write every number
+# Class, file and run names come from the user's data; matplotlib would parse one holding `$...$` as mathtext
+# (and raise on an unknown command such as `$\badcmd$`), so no text of a figure here is parsed.
+LITERAL_TEXT = {"text.parse_math": False}
+
+
+@contextlib.contextmanager
+def figure(*args: Any, figsize: tuple[float, float], **kwargs: Any) -> Iterator[tuple[Figure, Any]]:
+    """A pyplot-free `plt.subplots` (the same arguments) as the block in which the figure is drawn and saved:
+    every text made in it is literal (LITERAL_TEXT). Tick labels are made, and text parsed, when the figure is
+    drawn, so save it inside the block; the setting holds only there, and the caller's own figures keep theirs."""
+    with matplotlib.rc_context(LITERAL_TEXT):
+        fig = Figure(figsize=figsize)
+        yield fig, fig.subplots(*args, **kwargs)
+
+
+def png_bytes(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    write_bytes(path, buf.getvalue())
-
-
-def figure(*args: Any, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
-    """A pyplot-free `plt.subplots`: (figure, axes) with the same arguments."""
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(*args, **kwargs)
+    write_bytes(path, png_bytes(fig))
 
 
 def plot_lr_find(result: Any, path: str | os.PathLike) -> None:
     """Smoothed loss against lr on a log axis, with the suggestion and the loss minimum marked (`result`: a
     lr_finder.RangeTestResult)."""
-    fig, ax = figure(figsize=(7, 4.5))
-    ax.plot(result.lrs, result.losses, color="tab:blue", label="smoothed training loss")
-    s, m = result.suggestion_index, result.min_loss_index
-    ax.scatter([result.lrs[s]], [result.losses[s]], color="tab:red", zorder=3,
-               label=f"suggestion (steepest descent): {result.suggestion:.3g}")
-    ax.scatter([result.lrs[m]], [result.losses[m]], color="tab:green", marker="v", zorder=3,
-               label=f"loss minimum: {result.min_loss_lr:.3g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("loss")
-    title = f"LR range test: {result.start_lr:g} to {result.end_lr:g}, {len(result.lrs)} of {result.num_iter} steps"
-    if result.diverged_at is not None:
-        title += " (stopped: diverged)"
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    save_figure(fig, path)
+    with figure(figsize=(7, 4.5)) as (fig, ax):
+        ax.plot(result.lrs, result.losses, color="tab:blue", label="smoothed training loss")
+        s, m = result.suggestion_index, result.min_loss_index
+        ax.scatter([result.lrs[s]], [result.losses[s]], color="tab:red", zorder=3,
+                   label=f"suggestion (steepest descent): {result.suggestion:.3g}")
+        ax.scatter([result.lrs[m]], [result.losses[m]], color="tab:green", marker="v", zorder=3,
+                   label=f"loss minimum: {result.min_loss_lr:.3g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        title = f"LR range test: {result.start_lr:g} to {result.end_lr:g}, {len(result.lrs)} of {result.num_iter} steps"
+        if result.diverged_at is not None:
+            title += " (stopped: diverged)"
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        save_figure(fig, path)
 
 
 def plot_schedule(lrs: list[float], steps_per_epoch: int, path: str | os.PathLike) -> None:
-    """The planned lr of every optimiser step, with the start, peak and end values marked."""
-    fig, ax = figure(figsize=(7, 4))
-    epochs = [i / steps_per_epoch for i in range(len(lrs))]
-    ax.plot(epochs, lrs, color="tab:blue")
-    peak = max(range(len(lrs)), key=lrs.__getitem__)
-    for i, label, offset in ((0, "start", (6, 6)), (peak, "peak", (8, -22)), (len(lrs) - 1, "end", (-60, 10))):
-        ax.scatter([epochs[i]], [lrs[i]], color="tab:red", zorder=3)
-        ax.annotate(f"{label} {lrs[i]:.3g}\n(epoch {(i + 1) / steps_per_epoch:.2f})", (epochs[i], lrs[i]),
-                    textcoords="offset points", xytext=offset, fontsize=8)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate")
-    ax.set_title(f"One Cycle schedule: {len(lrs)} steps, {steps_per_epoch} per epoch")
-    ax.grid(True, alpha=0.3)
-    save_figure(fig, path)
+    """The planned lr of every optimiser step, drawn where the step ends (step k of n an epoch at epoch k/n), with
+    the start, peak and end marked and labelled beside their points, clear of the line and of each other."""
+    with figure(figsize=(7, 4)) as (fig, ax):
+        epochs = [(i + 1) / steps_per_epoch for i in range(len(lrs))]
+        (line,) = ax.plot(epochs, lrs, color="tab:blue")
+        peak = max(range(len(lrs)), key=lrs.__getitem__)
+        marks: dict[int, list[str]] = {}  # step -> its names: a peak on the first or last step shares one label
+        for i, name in ((0, "start"), (peak, "peak"), (len(lrs) - 1, "end")):
+            marks.setdefault(i, []).append(name)
+        ax.scatter([epochs[i] for i in marks], [lrs[i] for i in marks], color="tab:red", zorder=3)
+        ax.set_ylim(-0.1 * lrs[peak], 1.25 * lrs[peak])  # room for labels above the peak and beside the ends
+        ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= 1.25 * lrs[peak]])  # no negative lr on the scale
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate")
+        ax.set_title(f"One Cycle schedule: {len(lrs)} steps, {steps_per_epoch} per epoch")
+        ax.grid(True, alpha=0.3)
+        ax.get_xlim(), ax.get_ylim()  # the autoscaled limits, settled before anything is measured in pixels
+        taken = [Bbox.from_bounds(x - 5, y - 5, 10, 10)  # the marked points themselves, in pixels
+                 for x, y in ax.transData.transform([(epochs[i], lrs[i]) for i in marks])]
+        for i, names in marks.items():
+            label_point(ax, f"{' = '.join(names)} {lrs[i]:.3g}\n(epoch {epochs[i]:.2f})", (epochs[i], lrs[i]),
+                        line, taken)
+        save_figure(fig, path)
+
+
+# Where a label may sit, in points from its point: nearest first, upper right first; the text is aligned away
+# from the point (left of it: right-aligned, above it: bottom-aligned)
+_BESIDE = [(dx * r, dy * r) for r in (6, 18, 36, 60)
+           for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0))]
+_ALIGN = {1: ("left", "bottom"), 0: ("center", "center"), -1: ("right", "top")}
+
+
+def label_point(ax: Any, text: str, xy: tuple[float, float], line: Line2D, taken: list[Bbox]) -> Any:
+    """Annotate the data point `xy` with `text` at the nearest offset (_BESIDE) where the text lies inside the
+    axes and crosses neither `line` nor a box of `taken` (which its box then joins); a label placed further than
+    the nearest ring gets a thin line to its point. Call once the axes' limits are final and settled."""
+    inside = ax.get_window_extent()
+    drawn = LinePath(line.get_transform().transform(line.get_xydata()))
+    fallback = None
+    for offset in _BESIDE:
+        ha, va = _ALIGN[(offset[0] > 0) - (offset[0] < 0)][0], _ALIGN[(offset[1] > 0) - (offset[1] < 0)][1]
+        probe = ax.annotate(text, xy, xytext=offset, textcoords="offset points", ha=ha, va=va, fontsize=8)
+        box = probe.get_window_extent()
+        probe.remove()
+        fits = inside.containsx(box.x0) and inside.containsx(box.x1) and inside.containsy(box.y0) and \
+            inside.containsy(box.y1) and not any(box.overlaps(other) for other in taken)
+        if fits and fallback is None:
+            fallback = (offset, ha, va, box)
+        if fits and not drawn.intersects_bbox(box.padded(4), filled=False):
+            break
+    else:  # nowhere clear of the line: the nearest place inside the axes and off the other labels
+        offset, ha, va, box = fallback or (_BESIDE[0], "left", "bottom", box)
+    taken.append(box)
+    far = max(abs(offset[0]), abs(offset[1])) > _BESIDE[0][0]
+    return ax.annotate(text, xy, xytext=offset, textcoords="offset points", ha=ha, va=va, fontsize=8,
+                       arrowprops={"arrowstyle": "-", "color": "0.45", "lw": 0.7, "shrinkA": 1, "shrinkB": 4}
+                       if far else None)
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -104,24 +161,24 @@ def draw_cells(cells: list[tuple[np.ndarray, str]], cols: int, title: str, path:
     the end of every run; benchmarks/plots.py); `empty`: the text when there are no cells. Returns the rows."""
     rows = max(1, math.ceil(len(cells) / cols))
     width, height, header = cols * cell_width, rows * cell_height, 0.45  # inches; header: the title's room
-    fig = Figure(figsize=(width, height + header))
-    ax = fig.add_axes((0, 0, 1, height / (height + header)))
-    side = min(cell_width, cell_height) - 0.35  # room for a two-line caption of 7 pt
-    for i, (pixels, caption) in enumerate(cells):
-        row, col = divmod(i, cols)
-        left, top = col * cell_width + (cell_width - side) / 2, (row + 1) * cell_height - side - 0.05
-        # extent (left, right, bottom, top) with y growing downwards (ylim below): row 0 of the image on top
-        ax.imshow(pixels, interpolation="nearest", extent=(left, left + side, top + side, top))
-        ax.text(left + side / 2, top - 0.04, caption, ha="center", va="bottom", fontsize=7)
-    if not cells:
-        ax.text(0.1, cell_height / 2, empty, fontsize=9)
-    ax.set_xlim(0, width)
-    ax.set_ylim(height, 0)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    # the title 0.1 in below the top whatever the figure's height (suptitle's default y is a fraction of it)
-    fig.suptitle(title, fontsize=title_size, y=1 - 0.1 / (height + header), va="top")
-    save_figure(fig, path)
+    with figure(figsize=(width, height + header)) as (fig, ax):
+        ax.set_position((0, 0, 1, height / (height + header)))
+        side = min(cell_width, cell_height) - 0.35  # room for a two-line caption of 7 pt
+        for i, (pixels, caption) in enumerate(cells):
+            row, col = divmod(i, cols)
+            left, top = col * cell_width + (cell_width - side) / 2, (row + 1) * cell_height - side - 0.05
+            # extent (left, right, bottom, top) with y growing downwards (ylim below): row 0 of the image on top
+            ax.imshow(pixels, interpolation="nearest", extent=(left, left + side, top + side, top))
+            ax.text(left + side / 2, top - 0.04, caption, ha="center", va="bottom", fontsize=7)
+        if not cells:
+            ax.text(0.1, cell_height / 2, empty, fontsize=9)
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        # the title 0.1 in below the top whatever the figure's height (suptitle's default y is a fraction of it)
+        fig.suptitle(title, fontsize=title_size, y=1 - 0.1 / (height + header), va="top")
+        save_figure(fig, path)
     return rows
 
 
@@ -169,37 +226,37 @@ def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.
     # beyond FEW_CLASSES the cells' numbers would overlap (and CIFAR-100's 20,000 took a minute to draw): a colour
     # bar instead, and every few classes named
     annotate, ticks = n <= FEW_CLASSES, range(0, n, math.ceil(n / 25))
-    fig, axes = figure(1, 2, figsize=(15, 6.5))
-    for ax, values, title, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f")):
-        image = ax.imshow(values, cmap="Blues")
-        ax.set_xticks(ticks, [classes[i] for i in ticks], rotation=45, ha="right", fontsize=None if annotate else 7)
-        ax.set_yticks(ticks, [classes[i] for i in ticks], fontsize=None if annotate else 7)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"Confusion matrix ({title})")
-        if not annotate:
-            fig.colorbar(image, ax=ax, shrink=0.8)
-            continue
-        top = values.max() or 1
-        for (r, c), v in np.ndenumerate(values):
-            ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=7,
-                    color="white" if v > 0.6 * top else "black")
-    fig.tight_layout()
-    save_figure(fig, path)
+    with figure(1, 2, figsize=(15, 6.5)) as (fig, axes):
+        for ax, values, title, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f")):
+            image = ax.imshow(values, cmap="Blues")
+            ax.set_xticks(ticks, [classes[i] for i in ticks], rotation=45, ha="right", fontsize=None if annotate else 7)
+            ax.set_yticks(ticks, [classes[i] for i in ticks], fontsize=None if annotate else 7)
+            ax.set_xlabel("predicted")
+            ax.set_ylabel("true")
+            ax.set_title(f"Confusion matrix ({title})")
+            if not annotate:
+                fig.colorbar(image, ax=ax, shrink=0.8)
+                continue
+            top = values.max() or 1
+            for (r, c), v in np.ndenumerate(values):
+                ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=7,
+                        color="white" if v > 0.6 * top else "black")
+        fig.tight_layout()
+        save_figure(fig, path)
 
 
 def plot_per_class(accuracy: np.ndarray, classes: tuple[str, ...], path: str | os.PathLike) -> None:
     few = len(classes) <= FEW_CLASSES  # more: a wider figure, every name upright and small, no number over a bar
-    fig, ax = figure(figsize=(8, 4) if few else (max(8.0, 0.13 * len(classes)), 4.5))
-    bars = ax.bar(classes, accuracy * 100, color="tab:blue")
-    if few:
-        ax.bar_label(bars, labels=[f"{a:.1%}" for a in accuracy], fontsize=8)
-    ax.set_xlim(-0.6, len(classes) - 0.4)
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy per class")
-    ax.tick_params(axis="x", rotation=45 if few else 90, labelsize=None if few else 6)
-    save_figure(fig, path)
+    with figure(figsize=(8, 4) if few else (max(8.0, 0.13 * len(classes)), 4.5)) as (fig, ax):
+        bars = ax.bar(classes, accuracy * 100, color="tab:blue")
+        if few:
+            ax.bar_label(bars, labels=[f"{a:.1%}" for a in accuracy], fontsize=8)
+        ax.set_xlim(-0.6, len(classes) - 0.4)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title("Accuracy per class")
+        ax.tick_params(axis="x", rotation=45 if few else 90, labelsize=None if few else 6)
+        save_figure(fig, path)
 
 
 def plot_results(run: RunDir, data: Dataset, augment: Augment, probs: torch.Tensor, seed: int) -> None:
@@ -218,83 +275,21 @@ def plot_results(run: RunDir, data: Dataset, augment: Augment, probs: torch.Tens
 def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:
     """Loss and accuracy per epoch, train, validation (when the run has a split) and test, with the lr underneath."""
     epochs = [r["epoch"] for r in history]
-    fig, axes = figure(3, 1, figsize=(8, 9), sharex=True, gridspec_kw={"height_ratios": [3, 3, 1.5]})
-    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
-        ax.plot(epochs, [r[f"train_{key}"] for r in history], marker="o", label=f"train {label}")
-        for split in ("val", "test"):
-            # eval_every may skip epochs; with a validation split the test set is evaluated once, at the end
-            shown = [r for r in history if math.isfinite(r.get(f"{split}_{key}", math.nan))]
-            if shown:
-                ax.plot([r["epoch"] for r in shown], [r[f"{split}_{key}"] for r in shown], marker="o",
-                        label=f"{'validation' if split == 'val' else 'test'} {label}")
-        ax.set_ylabel(label)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-    axes[2].plot(epochs, [r["lr"] for r in history], marker=".", color="tab:gray")
-    axes[2].set_ylabel("lr (end of epoch)")
-    axes[2].set_xlabel("epoch")
-    axes[2].grid(True, alpha=0.3)
-    axes[0].set_title("Training curves")
-    save_figure(fig, path)
-
-
-# ---------------------------------------------------------------------------------------------- report.html
-
-_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
-img{max-width:100%;border:1px solid #eee}pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}
-h2{margin-top:2em;border-bottom:1px solid #ddd}"""
-
-
-def _table(rows: dict[str, Any]) -> str:
-    return "<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
-                               for k, v in rows.items()) + "</table>"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}" if math.isfinite(v) else "-"
-    return str(v)
-
-
-def write_report(run_dir: str | os.PathLike | RunDir) -> Path:
-    """RUN_DIR/report.html: one self-contained page (plots embedded) built from the run folder's files."""
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    config = run.read_json(CONFIG)
-    if config is None:
-        raise UserError(f"{run.path}: no config.json; not a cifarkit run folder")
-    results = run.read_json(RESULTS) or {}
-    for name, value in ((CONFIG, config), (RESULTS, results)):
-        if not isinstance(value, dict):
-            raise UserError(f"{run / name}: not a cifarkit {name} (expected an object of name: value)")
-    history = run.read_metrics() if (run / METRICS).exists() else None
-    if history is not None:
-        plot_curves(history, run.plot("curves"))
-    name = html.escape(run.path.name)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cifarkit run {name}</title>"
-             f"<style>{_STYLE}</style></head><body><h1>cifarkit run <code>{name}</code></h1>"]
-    if results:
-        headline = {k: results[k] for k in ("dataset", "test_accuracy", "test_loss", "val_accuracy", "val_loss",
-                                            "train_accuracy", "epochs", "max_lr", "max_lr_source",
-                                            "train_images_per_second", "wall_time_s") if k in results}
-        parts.append("<h2>Results</h2>" + _table(headline))
-    else:
-        parts.append("<p><b>This run has not finished</b>: no results.json yet.</p>")
-    if history is not None:
-        head = list(history[0]) if history else []
-        parts.append("<h2>Per epoch</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(
-            "<tr>" + "".join(f"<td>{_fmt(r[h])}</td>" for h in head) + "</tr>" for r in history) + "</table>")
-    for file, heading in (*PLOTS, *COMMAND_PLOTS):  # only regular files inside the folder: never a symlink out
-        if (path := run.regular_file(file)) is not None:
-            data = base64.b64encode(path.read_bytes()).decode()
-            parts.append(f"<h2>{heading}</h2><img alt='{heading}' data-file='{file}' src='data:image/png;base64,{data}'>")
-    if (summary := run.regular_file(MODEL_SUMMARY)) is not None:
-        parts.append("<h2>Model</h2><pre>" + html.escape(summary.read_text(errors="replace")) + "</pre>")
-    parts.append("<h2>Configuration</h2>" + _table(config))
-    if results:
-        parts.append("<h2>Machine and versions</h2>" + _table(
-            {k: results[k] for k in ("device", "gpu", "cpu", "cpu_count", "torch_threads", "dtype", "torch", "python",
-                                     "cifarkit", "data", "data_layout") if k in results}))
-    parts.append("</body></html>\n")
-    run.write_text(REPORT, "".join(parts))
-    return run / REPORT
+    with figure(3, 1, figsize=(8, 9), sharex=True, gridspec_kw={"height_ratios": [3, 3, 1.5]}) as (fig, axes):
+        for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
+            ax.plot(epochs, [r[f"train_{key}"] for r in history], marker="o", label=f"train {label}")
+            for split in ("val", "test"):
+                # eval_every may skip epochs; with a validation split the test set is evaluated once, at the end
+                shown = [r for r in history if math.isfinite(r.get(f"{split}_{key}", math.nan))]
+                if shown:
+                    ax.plot([r["epoch"] for r in shown], [r[f"{split}_{key}"] for r in shown], marker="o",
+                            label=f"{'validation' if split == 'val' else 'test'} {label}")
+            ax.set_ylabel(label)
+            ax.grid(True, alpha=0.3)
+            ax.legend()
+        axes[2].plot(epochs, [r["lr"] for r in history], marker=".", color="tab:gray")
+        axes[2].set_ylabel("lr (end of epoch)")
+        axes[2].set_xlabel("epoch")
+        axes[2].grid(True, alpha=0.3)
+        axes[0].set_title("Training curves")
+        save_figure(fig, path)

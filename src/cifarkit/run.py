@@ -19,7 +19,8 @@ from .data import Dataset, composed
 from .datasets import load_for, shape_for
 from .errors import Diverged, Stopped, UserError
 from .models import build_model, summary
-from .report import plot_results, plot_schedule, write_report
+from .report import plot_results, plot_schedule
+from .report_page import write_report
 from .rundir import CONFIG, ENDED, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
 from .runtime import kept_for_the_caller, resolve_device
 from .schedule import check_schedule, planned_schedule, steps_per_epoch
