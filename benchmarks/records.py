@@ -142,8 +142,8 @@ def _link(record: dict) -> str:
 
 
 def accuracy_table(records: list[dict]) -> str:
-    lines = ["| recipe | hardware | precision | seeds | test accuracy, % (min) | to the final number | "
-             "train img/s | measured |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [("| recipe | hardware | precision | seeds | test accuracy, % (min) | to the final number | "
+              "train img/s | measured |"), "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in records:
         acc, final = _runs(r["runs"], "test_accuracy"), _runs(r["runs"], "final_s")
         ips = _runs(r["runs"], "train_images_per_s")
@@ -155,8 +155,8 @@ def accuracy_table(records: list[dict]) -> str:
 
 
 def time_to_94_table(records: list[dict]) -> str:
-    lines = ["| recipe | baseline | hardware | test accuracy, % | baseline's, % | to the final number | baseline's | "
-             "ratio | measured |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [("| recipe | baseline | hardware | test accuracy, % | baseline's, % | to the final number | "
+              "baseline's | ratio | measured |"), "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in records:
         base = r["baseline"]
         final, base_final = _runs(r["runs"], "final_s"), _runs(base["runs"], "final_s")

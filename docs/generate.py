@@ -16,6 +16,7 @@ import html
 import importlib.util
 import inspect
 import pkgutil
+from pathlib import Path
 from typing import Any
 
 COMMANDS_DIR = "reference/commands"
@@ -92,9 +93,9 @@ def command_page(name: str, summary: str, parser: argparse.ArgumentParser) -> st
 
     defaults = TrainConfig().to_dict()
     lines = [f"# cifarkit {name}", "", cell(summary[:1].upper() + summary[1:]) + ".", "",
-             "Generated from `cifarkit.cli.build_parser()` and the settings declared in `cifarkit.config` when this "
-             "site was built. A setting's flag left out keeps the preset's value (or `--config FILE`'s); "
-             "[the usage line](#usage) is at the end.", ""]
+             ("Generated from `cifarkit.cli.build_parser()` and the settings declared in `cifarkit.config` when "
+              "this site was built. A setting's flag left out keeps the preset's value (or `--config FILE`'s); "
+              "[the usage line](#usage) is at the end."), ""]
     # the command's own arguments first, then the settings' groups, then argparse's catch-all "options"
     ordered = sorted(groups(parser), key=lambda g: {"positional arguments": 0, "options": 2}.get(g[0], 1))
     for title, actions in ordered:
@@ -187,13 +188,14 @@ def checkpoint_keys() -> list[str]:
 
 
 def checkpoint_table() -> str:
-    from cifarkit.checkpoint import CHECKPOINT_FORMAT, RunState
     import dataclasses
+
+    from cifarkit.checkpoint import CHECKPOINT_FORMAT, RunState
 
     optional = {"training_weights": "with `--ema-decay`", "ema_n_averaged": "with `--ema-decay`",
                 "lookahead": "with `--lookahead-decay`", "pruning": "with `--prune-easy`"}
-    lines = [f"Checkpoint format **{CHECKPOINT_FORMAT}** (`cifarkit.checkpoint.CHECKPOINT_FORMAT`). Keys, in the "
-             "order `Trainer.checkpoint()` writes them:", "", "| key | present |", "| --- | --- |"]
+    lines = [(f"Checkpoint format **{CHECKPOINT_FORMAT}** (`cifarkit.checkpoint.CHECKPOINT_FORMAT`). Keys, in the "
+              "order `Trainer.checkpoint()` writes them:"), "", "| key | present |", "| --- | --- |"]
     lines += [f"| `{k}` | {optional.get(k, 'always')} |" for k in checkpoint_keys()]
     lines += ["", "`state` is a `RunState`: " + ", ".join(f"`{f.name}`" for f in dataclasses.fields(RunState)) + "."]
     return "\n".join(lines)
@@ -206,7 +208,7 @@ def package_map() -> str:
     lines = ["| module | what it is for |", "| --- | --- |"]
     for info in sorted(pkgutil.walk_packages(cifarkit.__path__, "cifarkit."), key=lambda m: m.name):
         spec = importlib.util.find_spec(info.name)
-        source = open(spec.origin, encoding="utf-8").read() if spec and spec.origin else ""
+        source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
         doc = ast.get_docstring(ast.parse(source)) or (
             "`python -m cifarkit`: the `cifarkit` command" if info.name.endswith(".__main__") else "(no docstring)")
         lines.append(f"| `{info.name}` | {cell(doc.split(chr(10) + chr(10))[0])} |")

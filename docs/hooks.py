@@ -16,8 +16,9 @@ for path in (DOCS, ROOT / "benchmarks", ROOT / "src"):  # generate.py, records.p
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-import generate  # noqa: E402
-import records  # noqa: E402
+# imported after sys.path holds their folders
+import generate
+import records
 
 MARKER = re.compile(r"\{\{\s*([a-z_]+)(?::([a-z0-9_-]+))?\s*\}\}")
 COMMANDS_ENTRY = "Commands"
