@@ -199,3 +199,17 @@ def test_every_command_line_in_the_docs_parses_with_todays_flags():
             build_parser().parse_args(words)
         except SystemExit:
             pytest.fail(f"{name}: `{line}` does not parse with today's flags")
+
+
+def test_the_readme_results_are_the_records_numbers():
+    import re
+
+    records = load("records", ROOT / "benchmarks")
+    every = records.load()
+    tables = "\n".join(records.markdown_table(every, q) for q in records.QUESTIONS)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    results = readme.split("## Results", 1)[1].split("\n## ", 1)[0]
+    accuracies = re.findall(r"\| (\d\d\.\d\d(?: ± \d\.\d\d)?) % \|", results)
+    assert len(accuracies) >= 8
+    for accuracy in accuracies:
+        assert f"**{accuracy}**" in tables, f"README's {accuracy} % is in no benchmark record"
