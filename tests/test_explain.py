@@ -229,3 +229,36 @@ def test_a_run_without_captum_finishes_and_says_how_to_get_gradcam(tiny_py, tmp_
     assert (tmp_path / "run" / "report.html").exists() and not (tmp_path / "run" / "plots" / "gradcam.png").exists()
     assert main(["gradcam", str(tmp_path / "run"), "--out", str(tmp_path / "g.png")]) == 2
     assert "pip install 'cifarkit[app]'" in capsys.readouterr().err
+
+
+def test_gradcam_shows_its_progress_on_stderr_unless_quiet(half_trained, tmp_path, capsys):
+    root, _ = half_trained
+    assert main(["gradcam", str(root / "run"), "--misclassified", "3", "--out", str(tmp_path / "a.png")]) == 0
+    err = capsys.readouterr().err
+    # the test set predicted (with the run's test-time views: minutes on a CPU), then the maps
+    assert "finding the mistakes: testing: " in err and "GradCAM: " in err and "img" in err
+    assert main(["gradcam", str(root / "run"), "--misclassified", "3", "--out", str(tmp_path / "b.png"),
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    from cifarkit.explain import gradcam_command
+
+    gradcam_command(root / "run", misclassified=3, out=tmp_path / "c.png", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_apps_start_shows_its_progress_on_stderr_unless_quiet(half_trained, capsys):
+    import socket
+
+    pytest.importorskip("gradio")
+    root, _ = half_trained
+    with socket.socket() as taken:  # the start runs to its end, then serving is refused: nothing to stop after
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["app", str(root / "run"), "--port", port, "--data-dir", str(root / "data")]) == 2
+        err = capsys.readouterr().err
+        for step in ("loading gradio", "loading the model", "reading the test images",
+                     "preparing the examples and the page"):  # each drawn as it starts
+            assert f"starting the app: {step}: " in err
+        assert main(["app", str(root / "run"), "--port", port, "--data-dir", str(root / "data"), "--quiet"]) == 2
+        assert capsys.readouterr().err.startswith(f"cifarkit app: error: --port {port}: cannot serve")

@@ -184,3 +184,27 @@ def test_a_fast_net_run_evaluates_exports_and_predicts_like_it_trained(tiny_py, 
         expected = model(x).numpy()
     got = ort.InferenceSession(str(tmp_path / "fast.onnx")).run(None, {"images": x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-3
+
+
+def test_evaluate_shows_its_progress_on_stderr_unless_quiet(trained_run, tmp_path, capsys):
+    root, _ = trained_run
+    assert main(["evaluate", str(root / "run"), "--tta", "flip-translate", "--out", str(tmp_path / "a.json")]) == 0
+    assert "testing (flip-translate views): " in capsys.readouterr().err  # six views: minutes on a CPU
+    assert main(["evaluate", str(root / "run"), "--out", str(tmp_path / "b.json"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    inference.evaluate_checkpoint(root / "run", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_runs_test_evaluations_show_their_progress_unless_quiet(tiny_py, tmp_path, capsys):
+    from cifarkit import TrainConfig, train
+
+    config = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
+                         precision="fp32", tta="flip-translate", val_split=40)
+    train(config, tmp_path / "run", progress=True)
+    err = capsys.readouterr().err
+    # each epoch validates; the final test (with its six views: a minute or two on a CPU) shows a bar too
+    assert "validating (flip-translate views): " in err and "testing (flip-translate views): " in err
+    assert "epoch 1/2: " in err  # the training bar: the same bar
+    train(config, tmp_path / "quiet", progress=False)
+    assert "testing" not in capsys.readouterr().err

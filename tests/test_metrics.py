@@ -53,3 +53,16 @@ def test_selective_tta_adds_the_views_only_where_the_plain_prediction_is_unsure(
     assert sum(seen) == 64 + 5 * int(unsure.sum())  # the plain pass, then 5 extra views of the unsure images
     assert torch.equal(selective[~unsure], plain[~unsure])
     torch.testing.assert_close(selective[unsure], full[unsure], rtol=1e-4, atol=1e-5)
+
+
+def test_predict_logits_reports_each_batch_done_and_its_result_does_not_change():
+    from torch import nn
+
+    from cifarkit.metrics import predict_logits
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    images = torch.randint(0, 256, (25, 3, 32, 32), dtype=torch.uint8)
+    done = []
+    logits = predict_logits(model, images, batch_size=10, tta="flip", on_batch=done.append)
+    assert done == [10, 10, 5]  # a progress bar's updates, in images
+    assert torch.equal(logits, predict_logits(model, images, batch_size=10, tta="flip"))

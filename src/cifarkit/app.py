@@ -209,30 +209,40 @@ def launch(demo: Any, host: str | None, port: int | None, block: bool = True) ->
 
 
 def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860,
-          data_dir: str | None = None, block: bool = True) -> Any:
-    """`cifarkit app`: load the checkpoint once, offer 10 test images, and serve the page."""
+          data_dir: str | None = None, block: bool = True, progress: bool = True) -> Any:
+    """`cifarkit app`: load the checkpoint once, offer 10 test images, and serve the page; `progress`: a bar on
+    stderr over the start's steps (importing gradio alone takes seconds)."""
     from .explain import test_set_or_none
     from .inference import image_size, load_model
+    from .progress import progress_bar
     from .rundir import RESULTS, run_of
     from .runtime import resolve_device
 
-    try:
-        import captum.attr  # noqa: F401
-        import gradio  # noqa: F401
-    except ImportError as e:
-        raise UserError(f"the app needs gradio and captum ({e.name} is missing): pip install 'cifarkit[app]'"
-                        ) from None
-    model, ckpt = load_model(checkpoint, resolve_device("auto"))
-    images, labels = test_set_or_none(ckpt, data_dir, "app", "; upload only") or (None, None)
-    clf = Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], image_size(ckpt),
-                     examples=example_images(images, labels) if images is not None else [],
-                     candidates=(lambda: (images, labels)) if images is not None else None,
-                     precision=ckpt["config"].get("precision", "fp32"))
-    run = run_of(checkpoint)
-    results = run.read_json(RESULTS) or {}
-    accuracy = f"; test accuracy {results['test_accuracy']:.2%}" if "test_accuracy" in results else ""
-    about = f"Model `{ckpt['model_name']}` from run `{run.path.name}`{accuracy}. {len(ckpt['classes'])} classes."
-    demo = build_demo(clf, "cifarkit: what does the model see?", about)
+    with progress_bar(4, "starting the app: loading gradio", progress, unit="step") as bar:
+        try:
+            import captum.attr  # noqa: F401
+            import gradio  # noqa: F401
+        except ImportError as e:
+            raise UserError(f"the app needs gradio and captum ({e.name} is missing): pip install 'cifarkit[app]'"
+                            ) from None
+        bar.update()
+        bar.set_description("starting the app: loading the model")  # drawn at once: each step said as it starts
+        model, ckpt = load_model(checkpoint, resolve_device("auto"))
+        bar.update()
+        bar.set_description("starting the app: reading the test images")
+        images, labels = test_set_or_none(ckpt, data_dir, "app", "; upload only") or (None, None)
+        bar.update()
+        bar.set_description("starting the app: preparing the examples and the page")
+        clf = Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], image_size(ckpt),
+                         examples=example_images(images, labels) if images is not None else [],
+                         candidates=(lambda: (images, labels)) if images is not None else None,
+                         precision=ckpt["config"].get("precision", "fp32"))
+        run = run_of(checkpoint)
+        results = run.read_json(RESULTS) or {}
+        accuracy = f"; test accuracy {results['test_accuracy']:.2%}" if "test_accuracy" in results else ""
+        about = f"Model `{ckpt['model_name']}` from run `{run.path.name}`{accuracy}. {len(ckpt['classes'])} classes."
+        demo = build_demo(clf, "cifarkit: what does the model see?", about)
+        bar.update()
     try:
         return launch(demo, host, port, block)
     except OSError as e:  # gradio's own words name launch()'s server_port and an environment variable

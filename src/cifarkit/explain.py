@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from torch import nn
 from .augment import normalize
 from .errors import UserError
 from .layers import default_layer, feature_layers, layer_problem
+from .progress import predicting, progress_bar, say
 from .rundir import RunDir, check_output, default_output
 
 CAPTUM_HINT = "pip install 'cifarkit[app]'"
@@ -35,10 +37,12 @@ def cam_model(model: nn.Module) -> nn.Module:
     return net
 
 
-def gradcam_maps(net: nn.Module, x: torch.Tensor, layer: str, targets: torch.Tensor) -> torch.Tensor:
+def gradcam_maps(net: nn.Module, x: torch.Tensor, layer: str, targets: torch.Tensor,
+                 on_batch: Callable[[int], object] | None = None) -> torch.Tensor:
     """GradCAM heat maps (N, H, W) in [0, 1] for normalised images `x` (N, 3, H, W) and class indices `targets`
     (N,): Captum's LayerGradCam at `layer` (a dotted name), ReLU'd, upsampled bilinearly to the input size and
-    scaled so each map's maximum is 1 (a map with no positive evidence stays 0). `net`: a `cam_model`."""
+    scaled so each map's maximum is 1 (a map with no positive evidence stays 0). `net`: a `cam_model`.
+    `on_batch(n)` is told each batch's n images once they are explained (a progress bar's update)."""
     from captum.attr import LayerAttribution, LayerGradCam
 
     module = net.get_submodule(layer)
@@ -50,6 +54,8 @@ def gradcam_maps(net: nn.Module, x: torch.Tensor, layer: str, targets: torch.Ten
                                                        relu_attributions=True)
         maps = LayerAttribution.interpolate(maps.detach(), tuple(x.shape[-2:]), interpolate_mode="bilinear")
         out.append(maps[:, 0].clamp_min(0))
+        if on_batch is not None:
+            on_batch(len(batch))
     maps = torch.cat(out) if out else x.new_zeros(0, *x.shape[-2:])
     peak = maps.flatten(1).amax(1).clamp_min(1e-12) if len(maps) else maps.new_ones(0)
     return (maps / peak[:, None, None]).clamp(0, 1)
@@ -101,10 +107,10 @@ def plot_gradcam(images: torch.Tensor, maps: torch.Tensor, captions: list[tuple[
 def explain_images(model: nn.Module, images: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor,
                    classes: list[str], mean, std, path: str | os.PathLike, layer: str | None = None,
                    target: str = "pred", names: list[str] | None = None, image_size: int = 32,
-                   what: str = "") -> dict[str, Any]:
+                   what: str = "", progress: bool = False) -> dict[str, Any]:
     """GradCAM of `images` (uint8, on the model's device) drawn to `path`; `probs` are the model's class
     probabilities for them, `labels` their true classes (-1: unknown, captioned with `names`). `model` is
-    copied, never changed."""
+    copied, never changed. `progress`: a bar on stderr while the maps are computed."""
     layer, shape, warning = checked_layer(model, layer, image_size)
     labels = labels.cpu()
     if target == "true" and bool((labels < 0).any()):
@@ -113,7 +119,8 @@ def explain_images(model: nn.Module, images: torch.Tensor, probs: torch.Tensor, 
     confidence, predicted = probs.cpu().max(1)
     targets = predicted if target == "pred" else labels
     net = cam_model(model)
-    maps = gradcam_maps(net, normalize(images, mean, std), layer, targets.to(images.device))
+    with progress_bar(len(images), "GradCAM", progress, unit="img") as bar:
+        maps = gradcam_maps(net, normalize(images, mean, std), layer, targets.to(images.device), bar.update)
     captions = [((f"true {classes[int(labels[i])]}" if labels[i] >= 0 else Path(names[i]).name[:18]),
                  f"pred {classes[int(predicted[i])]} {confidence[i]:.0%}") for i in range(len(images))]
     title = (f"GradCAM{what} at {layer} ({shape[1]}x{shape[2]} map) for the "
@@ -140,15 +147,16 @@ def test_set_or_none(ckpt: dict[str, Any], data_dir: str | os.PathLike | None, c
     except UserError as e:
         if data_dir is not None:
             raise
-        print(f"cifarkit {command}: no test images ({e}){without}", file=sys.stderr)
+        say(f"cifarkit {command}: no test images ({e}){without}")  # the app says it while its start's bar runs
         return None
 
 
 def gradcam_command(checkpoint: str | os.PathLike, images: list[str] = (), misclassified: int | None = None,
                     layer: str | None = None, target: str = "pred", out: str | os.PathLike | None = None,
-                    data_dir: str | None = None, device: str = "auto") -> dict[str, Any]:
+                    data_dir: str | None = None, device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """`cifarkit gradcam`: image files and/or the `misclassified` most confident test mistakes (10 when no
-    file is given), predicted as `cifarkit predict` / `evaluate` do, explained at `layer`, drawn to `out`."""
+    file is given), predicted as `cifarkit predict` / `evaluate` do, explained at `layer`, drawn to `out`;
+    `progress`: bars on stderr while the test images are predicted (minutes with test-time views) and explained."""
     from .config import TrainConfig
     from .folder import read_image
     from .inference import image_size, load_model
@@ -177,16 +185,18 @@ def gradcam_command(checkpoint: str | os.PathLike, images: list[str] = (), miscl
     if misclassified or not images:
         test_images, test_labels = load_test_set(ckpt, data_dir)
         test_images, test_labels = test_images.to(dev), test_labels.to(dev)
-        test_probs = predict_logits(model, test_images, config.eval_batch_size, dtype, config.channels_last,
-                                    config.tta, ckpt["mean"], ckpt["std"], config.tta_below
-                                    ).softmax(1)  # as evaluate and the plots
+        with progress_bar(len(test_labels), predicting("finding the mistakes: testing", config.tta,
+                                                       config.tta_below), progress, unit="img") as bar:
+            test_probs = predict_logits(model, test_images, config.eval_batch_size, dtype, config.channels_last,
+                                        config.tta, ckpt["mean"], ckpt["std"], config.tta_below, bar.update
+                                        ).softmax(1)  # as evaluate and the plots
         order = mistakes(test_labels.cpu(), test_probs.cpu())[:misclassified or 10].to(dev)
         pixels.append(test_images[order])
         probs.append(test_probs[order])
         labels.append(test_labels[order])
         names += [f"test image {int(i)}" for i in order]
     return explain_images(model, torch.cat(pixels), torch.cat(probs), torch.cat(labels), ckpt["classes"],
-                          ckpt["mean"], ckpt["std"], out, layer, target, names, size)
+                          ckpt["mean"], ckpt["std"], out, layer, target, names, size, progress=progress)
 
 
 def plot_mistakes_gradcam(run: RunDir, images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor,

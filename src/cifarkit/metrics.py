@@ -2,6 +2,8 @@
 and loss, the confusion matrix, per-class accuracy, and the mistakes."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -15,12 +17,14 @@ from .runtime import autocast
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, dtype: torch.dtype = torch.float32,
                    channels_last: bool = True, tta: str = "none", mean: tuple[float, ...] = MEAN,
-                   std: tuple[float, ...] = STD, tta_below: float = 1.0) -> torch.Tensor:
+                   std: tuple[float, ...] = STD, tta_below: float = 1.0,
+                   on_batch: Callable[[int], object] | None = None) -> torch.Tensor:
     """float32 logits (N, classes) for uint8 images: normalised with the dataset's `mean`/`std`, never randomly
     augmented; with `tta`, the mean logits over deterministic test-time views (see augment.tta_views).
 
     `tta_below` < 1: the extra views only for the images whose plain top-class probability is below it (the
     others keep their plain logits). Each image's result depends on that image alone (BatchNorm in eval mode).
+    `on_batch(n)` is told each batch's n images once they are predicted (a progress bar's update).
     """
     model.eval()
     device = images.device
@@ -40,6 +44,8 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 102
                     views = tta_views(chosen, tta)[1:]
                     logits[unsure] = torch.stack([logits[unsure]] + [model(v).float() for v in views]).mean(0)
         out.append(logits)
+        if on_batch is not None:
+            on_batch(len(x))
     return torch.cat(out) if out else torch.empty(0, 10, device=device)
 
 

@@ -16,13 +16,12 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
 
 from . import distributed
 from .batches import BatchStream, Pruning
@@ -35,6 +34,7 @@ from .errors import Diverged, UserError
 from .lookahead import Lookahead
 from .metrics import loss_and_correct, predict_logits
 from .models import count_parameters
+from .progress import predicting, progress_bar
 from .rundir import RunDir
 from .runtime import autocast, machine_info, setup_runtime
 from .schedule import one_cycle
@@ -214,8 +214,8 @@ class Trainer:
         # float64: sums of float32 losses stay exact, so a resumed run adds up to the same numbers (MPS lacks it)
         local = torch.zeros(2, device=self.device, dtype=torch.float32 if self.device.type == "mps" else torch.float64)
         base_loss, base_correct = s.loss_sum, s.correct
-        bar = tqdm(total=self.steps_per_epoch, initial=s.step_in_epoch, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
-                   disable=not self.progress, leave=False, dynamic_ncols=True, file=sys.stderr)
+        bar = progress_bar(self.steps_per_epoch, f"epoch {s.epoch + 1}/{cfg.epochs}", self.progress,
+                           initial=s.step_in_epoch)
         started = time.perf_counter()
         base_seconds, base_seen = s.train_seconds, s.seen
         sync_every = SYNC_EVERY.get(self.device.type, 10)
@@ -307,22 +307,32 @@ class Trainer:
         started = time.perf_counter()
         all_images, all_labels = getattr(self.data, f"{split}_images"), getattr(self.data, f"{split}_labels")
         images, labels = self.dist.shard(all_images), self.dist.shard(all_labels)
-        logits = self.predict(images)
+        # the last test with six views takes minutes on a CPU: a bar says how far it is
+        cfg = self.config
+        with progress_bar(len(images), predicting("testing" if split == "test" else "validating", cfg.tta,
+                                                  cfg.tta_below), self.progress, unit="img") as bar:
+            logits = self.predict(images, bar.update)
         if split == "test":  # the plots at the end use these rather than predicting again (TTA makes that costly)
             self.test_logits = logits if self.dist.world_size == 1 else None
         sums = self.dist.sum(loss_and_correct(logits, labels))
         self.eval_seconds += time.perf_counter() - started
         return sums[0].item() / len(all_labels), sums[1].item() / len(all_labels)
 
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """The evaluated model's logits for uint8 images, normalised as in training, with the run's TTA."""
+    def predict(self, images: torch.Tensor, on_batch: Callable[[int], object] | None = None) -> torch.Tensor:
+        """The evaluated model's logits for uint8 images, normalised as in training, with the run's TTA
+        (`on_batch`: see metrics.predict_logits)."""
         cfg = self.config
         return predict_logits(self.eval_model, images, cfg.eval_batch_size, self.dtype, cfg.channels_last, cfg.tta,
-                              self.mean, self.std, cfg.tta_below)
+                              self.mean, self.std, cfg.tta_below, on_batch)
 
     def final_test_logits(self) -> torch.Tensor:
         """The final model's test-set logits: those of the last evaluation (TTA makes predicting again costly)."""
-        return self.test_logits if self.test_logits is not None else self.predict(self.data.test_images)
+        if self.test_logits is not None:
+            return self.test_logits
+        cfg = self.config
+        with progress_bar(len(self.data.test_labels), predicting("testing", cfg.tta, cfg.tta_below), self.progress,
+                          unit="img") as bar:
+            return self.predict(self.data.test_images, bar.update)
 
     def results(self) -> dict[str, Any]:
         """The final numbers of the run (results.json): those of the last epoch, never a best one."""
