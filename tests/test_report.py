@@ -116,6 +116,8 @@ def test_the_page_opens_with_a_summary_in_words_then_the_evaluations_and_says_wh
     assert "evaluate-flip.json" in evaluations and f"{flip['test_accuracy']:.2%}" in evaluations
     assert "evaluate-none.json" in evaluations and "not valid JSON" in evaluations  # named, not fatal
     assert "Accuracy per class (10 classes)" in evaluations and "automobile" in evaluations
+    epochs = page[page.index("<h2>Per epoch"):page.index("<h2>Training curves")]
+    assert "<th>test accuracy</th>" in epochs and f"{results['test_accuracy']:.2%}" in epochs and "test_acc" not in epochs
     assert "data-file='lr_find.png'" not in page  # the run set its max lr: where a range test would be, and how
     hint = page[page.index("<h2>LR range test"):]
     assert "no LR range test" in hint[:300] and "cifarkit lr-find --config" in hint[:800]

@@ -158,6 +158,27 @@ def evaluations(run: RunDir) -> str:
     return "".join(parts)
 
 
+# metrics.csv's columns as the per-epoch table heads them and writes their values (a column not named here: as is)
+COLUMNS = {"epoch": ("epoch", "{:.0f}"), "lr": ("lr (end of epoch)", "{:.3g}"), "train_loss": ("train loss", "{:.4f}"),
+           "train_acc": ("train accuracy", "{:.2%}"), "val_loss": ("validation loss", "{:.4f}"),
+           "val_acc": ("validation accuracy", "{:.2%}"), "test_loss": ("test loss", "{:.4f}"),
+           "test_acc": ("test accuracy", "{:.2%}"), "images_per_s": ("training images/s", "{:,.0f}"),
+           "seconds": ("time in training steps", "{:,.1f} s")}
+
+
+def per_epoch(history: list[dict[str, float]]) -> str:
+    """metrics.csv as a table in words and units; an epoch not evaluated (eval_every) shows "-"."""
+    head = list(history[0]) if history else []
+
+    def cell(key: str, value: float) -> str:
+        number = _number(value)
+        return "-" if number is None else COLUMNS[key][1].format(number) if key in COLUMNS else _fmt(value)
+
+    return ("<h2>Per epoch</h2><table><tr>" + "".join(f"<th>{html.escape(COLUMNS.get(h, (h,))[0])}</th>" for h in head)
+            + "</tr>" + "".join("<tr>" + "".join(f"<td class='num'>{html.escape(cell(h, r[h]))}</td>" for h in head)
+                                + "</tr>" for r in history) + "</table>")
+
+
 def _no_range_test(config: dict[str, Any], results: dict[str, Any]) -> str:
     """What stands where the LR range test's plot would be, in a run that had none."""
     lr = _number(results.get("max_lr"))
@@ -167,7 +188,7 @@ def _no_range_test(config: dict[str, Any], results: dict[str, Any]) -> str:
         had = f"This run had no LR range test: its max lr{f' {lr:.3g}' if lr is not None else ''} was set in its settings. "
     return ("<h2>LR range test</h2><p>" + had +
             "A range test's plot stands here (<code>lr_find.png</code>) when a run starts with one: "
-            "<code>cifarkit train --max-lr find ...</code>. To test this run's settings alone: "
+            "<code>cifarkit train --max-lr find</code>. To test this run's settings alone: "
             f"<code>cifarkit lr-find --config {html.escape(str(Path('RUN_DIR') / CONFIG))} --out DIR</code> "
             "writes <code>DIR/lr_find.png</code>, and suggests a <code>--max-lr</code>.</p>")
 
@@ -195,10 +216,7 @@ def write_report(run_dir: str | os.PathLike | RunDir) -> Path:
         parts.append("<p><b>This run has not finished</b>: no results.json yet.</p>")
     parts.append(evaluations(run))
     if history is not None:
-        head = list(history[0]) if history else []
-        parts.append("<h2>Per epoch</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
-                     + "".join("<tr>" + "".join(f"<td>{_fmt(r[h])}</td>" for h in head) + "</tr>" for r in history)
-                     + "</table>")
+        parts.append(per_epoch(history))
     for file, heading in (*PLOTS, *COMMAND_PLOTS):  # only regular files inside the folder: never a symlink out
         if (path := run.regular_file(file)) is not None:
             data = base64.b64encode(path.read_bytes()).decode()
