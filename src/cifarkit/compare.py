@@ -221,7 +221,7 @@ def plot_compare(runs: list[Run]) -> bytes:
             ax.grid(True, alpha=0.3)
             entries = named + (splits if key != "lr" else [])
             ax.legend([e[0] for e in entries], [e[1] for e in entries], title="run" if key == "lr" else "run, split",
-                      fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+                      fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), ncols=1 + len(entries) // 18)
         axes["lr"].set_xlabel("epoch")
         axes[panels[0]].set_title("Per epoch: one colour per run; line style and marker fill: the split (legend)")
         return png_bytes(fig)
