@@ -181,7 +181,7 @@ def test_8_write_errors_are_named(tiny_py, tmp_path, capsys, monkeypatch):
     ("[1, 2]", "expected an object of settings"),
     ("null", "expected an object of settings"),
     ("42", "expected an object of settings"),
-    (b"\xff\xfe{", "not a JSON config file"),
+    (b"\xff\xfe{", "not a config file: not UTF-8 text"),
     ('{"data_dir": 5}', "setting 'data_dir' must be a string, not 5"),
     ('{"nesterov": "false"}', "setting 'nesterov' must be true or false"),
     ('{"epochs": true}', "setting 'epochs' must be a whole number, not true"),
@@ -449,3 +449,124 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
     finally:
         os.close(write_end)
     assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr
+
+
+# what a command may read, write and delete ----------------------------------------------------------------------
+
+def test_report_and_compare_never_read_nor_write_through_a_symlink_out_of_the_run(trained_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0] / "run", run)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "config.json").write_text('{"epochs": 99, "secret": "SECRET-OUTSIDE"}')
+    (outside / "confusion.png").write_bytes(b"the user's picture")
+    (run / "config.json").unlink()
+    (run / "config.json").symlink_to(outside / "config.json")
+    for argv in (["report", str(run)], ["compare", str(run), str(trained_run[0] / "run")]):
+        refused(capsys, argv, f"{run / 'config.json'}: a symlink out of the run folder")
+    shutil.copy(trained_run[0] / "run" / "config.json", run / "config.json.real")
+    (run / "config.json").unlink()
+    (run / "config.json.real").rename(run / "config.json")
+    (run / "metrics.csv").unlink()
+    (run / "metrics.csv").symlink_to(outside / "config.json")
+    refused(capsys, ["compare", str(run), str(trained_run[0] / "run")], "metrics.csv: a symlink out of the run folder")
+    (run / "metrics.csv").unlink()
+    shutil.copy(trained_run[0] / "run" / "metrics.csv", run / "metrics.csv")
+    shutil.rmtree(run / "plots")
+    (run / "plots").symlink_to(outside)  # report would draw its curves, and the page, over the user's files
+    refused(capsys, ["report", str(run)], "plots/", "a symlink out of the run folder")
+    assert sorted(p.name for p in outside.iterdir()) == ["config.json", "confusion.png"]
+    assert (outside / "confusion.png").read_bytes() == b"the user's picture"
+
+
+def test_overwrite_never_wipes_a_users_folder_that_merely_holds_a_config_json(tiny_py, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    (mine / "plots").mkdir(parents=True)
+    (mine / "config.json").write_text('{"epochs": 5}')  # even one that parses as a cifarkit config
+    (mine / "results.json").write_text('{"accuracy": "the user\'s"}')
+    for name in ("report.html", "model.txt", "plots/confusion.png"):
+        (mine / name).write_text(f"the user's {name}")
+    before = {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(mine), "--overwrite"],
+            f"--out {mine}: a folder of other files")
+    refused(capsys, ["report", str(mine)], f"{mine}: a folder of other files", "not a cifarkit run")
+    assert {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()} == before
+    run = tiny_run(tiny_py, tmp_path / "run")  # a real run's own files are what --overwrite replaces
+    (run / "notes.txt").write_text("kept")
+    tiny_run(tiny_py, run, "--overwrite")
+    assert (run / "notes.txt").read_text() == "kept" and (run / "results.json").exists()
+
+
+def test_no_output_lands_among_the_data_a_command_reads(tiny_py, tmp_path, capsys, monkeypatch):
+    run = tiny_run(tiny_py, tmp_path / "run")
+    test_batch = tiny_py / "cifar-10-batches-py" / "test_batch"
+    before = test_batch.read_bytes()
+    refused(capsys, ["evaluate", str(run), "--data-dir", str(tiny_py), "--out", str(test_batch)],
+            f"--out {test_batch}: inside the data in {tiny_py / 'cifar-10-batches-py'}")
+    monkeypatch.setenv("CIFARKIT_DATA", str(tiny_py))  # the data found without --data-dir: the same rule
+    refused(capsys, ["evaluate", str(run), "--out", str(test_batch)], "inside the data")
+    assert test_batch.read_bytes() == before
+    images = tmp_path / "images"  # a folder dataset: a run inside it would feed its plots to the next run
+    (images / "train" / "cat").mkdir(parents=True)
+    (images / "test").mkdir()
+    for out in (images / "train" / "cat" / "run", images / "runs"):
+        refused(capsys, ["train", "--dataset", "folder", "--data-dir", str(images), *TINY, "--out", str(out)],
+                f"--out {out}: inside the data in {images}")
+        refused(capsys, ["lr-find", "--dataset", "folder", "--data-dir", str(images), "--out", str(out)],
+                "inside the data")
+    monkeypatch.chdir(images)  # the default runs/ folder inside the data too
+    refused(capsys, ["train", "--dataset", "folder", "--data-dir", str(images), *TINY], "--out runs: inside the data")
+    assert sorted(p.name for p in images.rglob("*")) == ["cat", "test", "train"]
+
+
+def test_lr_find_never_replaces_a_users_range_test_files(tiny_py, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "lr_find.json").write_text('{"mine": true}')
+    refused(capsys, ["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--out", str(mine)],
+            f"--out {mine}: a folder of other files (lr_find.json), not an earlier range test's")
+    assert (mine / "lr_find.json").read_text() == '{"mine": true}'
+
+
+def test_a_suggested_command_names_the_program_as_it_was_started(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    import cifarkit
+    from cifarkit.invoked import program
+
+    venv = tmp_path / "venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "cifarkit").write_text("#!/bin/sh\n")
+    (venv / "cifarkit").chmod(0o755)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(sys, "argv", [str(venv / "cifarkit"), "train"])  # started by a path PATH does not lead to
+    assert program() == str(venv / "cifarkit")
+    monkeypatch.setenv("PATH", str(venv))  # the same program found on PATH: its name is enough
+    assert program() == "cifarkit"
+    monkeypatch.setattr(sys, "argv", [os.path.join(os.path.dirname(cifarkit.__file__), "__main__.py")])
+    assert program().endswith(" -m cifarkit")  # python -m cifarkit (the interpreter's path: `python` is not on PATH)
+    monkeypatch.setattr(sys, "argv", ["/usr/lib/python3/ipykernel_launcher.py"])  # the Python API
+    assert program() == "cifarkit"
+
+
+def test_the_resume_hint_runs_as_printed(tiny_py, tmp_path, capsys, monkeypatch):
+    import sys
+
+    from cifarkit.trainer import Interrupted, Trainer
+
+    def interrupted(self):
+        raise Interrupted("SIGINT")
+
+    def torch_full(obj, f, *args, **kwargs):
+        raise RuntimeError("PytorchStreamWriter failed writing file")
+
+    monkeypatch.setenv("PATH", "/nonexistent")  # .venv/bin/cifarkit run by its path: cifarkit is not on PATH
+    monkeypatch.setattr(sys, "argv", [".venv/bin/cifarkit"])
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "fit", interrupted)
+        assert main(["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "run")]) == 130
+    assert f"Continue with: .venv/bin/cifarkit train --resume {tmp_path / 'run'}" in capsys.readouterr().err
+    monkeypatch.setattr(files.torch, "save", torch_full)
+    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "full")],
+            "continue with: .venv/bin/cifarkit train --resume")

@@ -208,7 +208,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     config = config_from_args(args).validate()
     resolve_device(config.device)
     out = args.out or Path("runs") / f"lr-find-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = range_test_folder(out)  # checked before the data is read
+    folder = range_test_folder(out, config)  # checked before the data is read
     started = time.perf_counter()
     result = find_lr(config, load_for(config, progress=not args.quiet), folder, progress=not args.quiet)
     print(f"suggested max lr {result.suggestion:.3g} (steepest descent of the smoothed loss); "
@@ -228,8 +228,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .invoked import program
 
-    parser = argparse.ArgumentParser(prog="cifarkit", description="Train image classifiers on CIFAR-10.")
+    # usage lines name the program as it was started (.venv/bin/cifarkit, python -m cifarkit), so they run as shown
+    parser = argparse.ArgumentParser(prog=program(), description="Train image classifiers on CIFAR-10.")
     parser.add_argument("--version", action="version", version=f"cifarkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

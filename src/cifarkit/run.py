@@ -18,10 +18,11 @@ from .config import SETTINGS, TrainConfig
 from .data import Dataset, composed
 from .datasets import load_for, shape_for
 from .errors import Diverged, Stopped, UserError
+from .invoked import program
 from .models import build_model, summary
 from .report import plot_results, plot_schedule
 from .report_page import write_report
-from .rundir import CONFIG, ENDED, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
+from .rundir import CONFIG, ENDED, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir, data_areas, refuse_inside_data
 from .runtime import kept_for_the_caller, resolve_device
 from .schedule import check_schedule, planned_schedule, steps_per_epoch
 from .trainer import Interrupted, Trainer
@@ -93,6 +94,8 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         held.callback(run.lock().unlock)
     else:
         resolve_device(config.device)  # ... and before any folder is made
+        # never among the data it reads: its plots in a class folder would be the next run's training images
+        refuse_inside_data(run_dir or "runs", "--out", *data_areas(config.dataset, config.data_dir))
         made = run_dir is None or not Path(run_dir).exists()
         if run_dir is None:
             run_dir = ranks.broadcast(str(new_run_dir(config)) if ranks.is_main else "")
@@ -119,7 +122,7 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         ranks.barrier()  # every rank has looked before rank 0 clears the folder
         run.clear()
     if config.max_lr == "find" and ranks.enabled and not resume:
-        raise UserError("--max-lr find under torchrun: run `cifarkit lr-find` in one process first, then pass "
+        raise UserError(f"--max-lr find under torchrun: run `{program()} lr-find` in one process first, then pass "
                         "its suggestion as --max-lr")
     if data is None:
         with ranks.main_first():  # one download (or decode), not one per process
@@ -186,7 +189,7 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         run.write_json(ENDED, {"reason": "diverged", "message": str(e)})
         raise
     except Interrupted as e:
-        raise Stopped(f"stopped by {e}; checkpoint saved. Continue with: cifarkit train --resume {run.path} "
+        raise Stopped(f"stopped by {e}; checkpoint saved. Continue with: {program()} train --resume {run.path} "
                       f"(in Python: train(None, {str(run.path)!r}, resume=True))") from None
     if run.writes:
         write_ending(run, trainer, results)
@@ -204,14 +207,14 @@ def reopen(run_dir: str | os.PathLike | None, given: TrainConfig, writes: bool =
     if run_dir is None:
         raise UserError("--resume needs the run folder to continue")
     run = RunDir(run_dir, writes=writes)
-    if not (run / CONFIG).exists():
+    if not os.path.lexists(run / CONFIG):
         raise UserError(f"--resume {run.path}: no config.json there; is this a cifarkit run folder?")
-    if not run.checkpoint.exists():
+    if not os.path.lexists(run.checkpoint):
         run.lock().unlock()  # a run still before its first checkpoint is named as running, not as one to restart
         raise UserError(f"--resume {run.path}: no checkpoint yet (checkpoints/last.pt); start the run again "
                         "with --overwrite")
-    checkpoint = load_checkpoint(run.checkpoint)  # refuses a hostile file before any work
-    saved = TrainConfig.from_dict(checkpoint["config"], source=f"{run.checkpoint} config")
+    checkpoint = load_checkpoint(run.checkpoint)  # refuses a hostile file (or its config) before any work
+    saved = TrainConfig.from_dict(checkpoint["config"], source=f"{run.checkpoint}: its config")
     written = TrainConfig.from_json(run / CONFIG)
     differ = [f"{name} {getattr(written, name)!r} (checkpoint: {getattr(saved, name)!r})"
               for name in saved.to_dict() if name not in MACHINE_SETTINGS
