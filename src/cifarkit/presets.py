@@ -73,15 +73,16 @@ def lowest_pct_start(total_steps: int, three_phase: bool = False) -> float | Non
     comes after the first step: OneCycleLR's rise ends at step pct_start * total_steps - 1, which must be >= 1.
     None when no share of `total_steps` does (the peak must fall strictly inside: < 1, <= 0.5 with three phases)."""
     exact = Fraction(2, total_steps)
-    decimals = 2 - math.floor(math.log10(exact))  # 3 significant digits
-    pct = math.ceil(exact * 10**decimals) / 10**decimals
-    while float(pct * total_steps) - 1 < 1:  # OneCycleLR's own arithmetic, in floats
-        pct += 10.0**-decimals
+    scale = 10 ** (2 - math.floor(math.log10(exact)))  # 3 significant digits: pct = units / scale
+    units = math.ceil(exact * scale)
+    while float(units / scale * total_steps) - 1 < 1:  # OneCycleLR's own arithmetic, in floats
+        units += 1
+    pct = units / scale
     return pct if pct < 1 and (not three_phase or pct <= 0.5) else None
 
 
 def follow_length(preset: str, recipe: dict[str, Any], given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """When the user changes only the run's length (`given` --epochs or --limit-train differs from the preset's
+    """When the user changes the run's length (`given` --epochs or --limit-train differs from the preset's
     `recipe`, its full settings), the settings the preset ties to that length, made to follow it; a setting in
     `given` is never changed. Returns (the changed settings, one note per change for the user).
 
@@ -101,6 +102,8 @@ def follow_length(preset: str, recipe: dict[str, Any], given: dict[str, Any]) ->
             continue
         value = max(1, math.floor(recipe[name] * epochs / recipe["epochs"] + 0.5))
         if name == "small_crop_epochs":
+            if given.get("small_crop") == 0:
+                continue  # the user turned the windows off: theirs to turn off both (validate() says so)
             value = min(value, epochs - 1)
             if value == 0 and "small_crop" in given:
                 continue  # the user's --small-crop wants windows that one epoch cannot have: validate() says so
