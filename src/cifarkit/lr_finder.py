@@ -167,7 +167,7 @@ def range_test_folder(out: str | os.PathLike, config: TrainConfig | None = None)
         raise UserError(f"--out {out}: a file, not a folder; choose another --out")
     if config is not None:
         refuse_inside_data(out, "--out", *data_areas(config.dataset, config.data_dir))
-    if run.owned() and os.path.lexists(run / CONFIG):
+    if os.path.lexists(run / CONFIG):  # a training run's, or a user's folder: either way, not a range test's
         raise UserError(f"--out {out}: holds a training run, whose range test files this would replace; "
                         "choose another --out")
     others = run.others()
