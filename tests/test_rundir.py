@@ -146,9 +146,15 @@ def test_a_folder_is_a_run_only_when_its_files_say_so(tmp_path):
     assert all((mine / name).read_text() == "the user's" for name in ("results.json", "report.html", "model.txt"))
     (mine / CHECKPOINT).parent.mkdir()
     (mine / CHECKPOINT).write_bytes(b"")  # a run from before markers: a cifarkit config beside a checkpoint
-    assert RunDir(mine).owned()
     (mine / CONFIG).write_text('{"not_a_setting": 1}')
     assert not RunDir(mine).owned()
+    (mine / CONFIG).write_text('{"epochs": 3}')
+    legacy = RunDir(mine)
+    assert legacy.owned()
+    legacy.clear()  # --overwrite: the run's files go (a user's notes would stay); the new run's first write marks it
+    assert not (mine / CHECKPOINT).exists() and not (mine / MARKER).exists()
+    legacy.write_json(CONFIG, {"epochs": 1})
+    assert (mine / MARKER).is_file() and RunDir(mine).owned()
     fresh = RunDir(tmp_path / "fresh")  # the first write into a new folder marks it as the run's
     fresh.write_json(CONFIG, {"epochs": 1})
     assert (tmp_path / "fresh" / MARKER).is_file() and RunDir(tmp_path / "fresh").owned()

@@ -81,7 +81,7 @@ class RunDir:
         self.path = Path(path)
         self.writes = writes
         self._lock: int | None = None
-        self._owned = False  # known once the folder's marker is found or written
+        self._owned = self._marked = False  # known once the folder's marker is found or written
 
     def lock(self) -> "RunDir":
         """Hold the folder's lock while this process writes it: a second process gets a clear error. An OS lock
@@ -157,13 +157,14 @@ class RunDir:
         a folder that holds nothing (or only what a failed start leaves) marks it as the run's; a folder of other
         files (a user's project, a dataset) is refused, so no command mixes its files into one."""
         path = self.inside(name)
-        if self.writes and not self.owned():
-            others = self.others()
+        if self.writes and not self._marked:
+            others = self.others()  # none in a folder that is the run's own
             if others:
                 raise UserError(f"{self.path}: a folder of other files ({_some(others)}), not a cifarkit run; "
                                 "cifarkit writes only into a new or empty folder, or a run's own")
-            write_json(self.inside(MARKER), {"format": MARKER_FORMAT, "cifarkit": __version__})
-            self._owned = True
+            if self.regular_file(MARKER) is None:  # also a run from before markers: marked from now on
+                write_json(self.inside(MARKER), {"format": MARKER_FORMAT, "cifarkit": __version__})
+            self._owned = self._marked = True
         return path
 
     # -- whose folder: listing and clearing ----------------------------------------------------------------
