@@ -6,11 +6,13 @@ import ast
 import inspect
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -102,16 +104,16 @@ def test_app_py_is_inference_only_and_carries_the_current_model_source(bundle):
 
 
 def test_app_py_refuses_what_it_cannot_copy(tmp_path, monkeypatch):
-    from cifarkit import bundle as bundle_module
+    from cifarkit import bundle_source
     from cifarkit.errors import UserError
 
-    (tmp_path / "bundle.py").write_text("from .helpers import helper\n\ndef main():\n    return helper()\n")
+    (tmp_path / "bundle_app.py").write_text("from .helpers import helper\n\ndef main():\n    return helper()\n")
     (tmp_path / "helpers.py").write_text("def helper():\n    from .models import build_model\n    return 1\n")
-    monkeypatch.setattr(bundle_module, "PACKAGE", tmp_path)
+    monkeypatch.setattr(bundle_source, "PACKAGE", tmp_path)
     with pytest.raises(UserError, match="helpers.helper imports .models in its body"):
-        bundle_module.inline()
+        bundle_source.inline()
     (tmp_path / "helpers.py").write_text("import math\n\nSCALE = 2\n\ndef helper():\n    return math.pi * SCALE\n")
-    source = bundle_module.inline()
+    source = bundle_source.inline()
     namespace = {}
     exec(compile(source.replace('if __name__ == "__main__"', "if False"), "app.py", "exec"), namespace)
     assert namespace["main"]() == pytest.approx(2 * 3.14159, rel=1e-5)
@@ -159,7 +161,7 @@ def test_a_damaged_bundle_or_a_busy_port_is_an_error_message_not_a_traceback(bun
     (copy / "model.safetensors").unlink()
     done = run_isolated(copy, "--predict", image)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "meta.json or model.safetensors is missing or damaged" in done.stderr
+    assert "model.safetensors: missing; export the bundle again" in done.stderr
 
 
 def test_a_fast_net_bundle_predicts_as_cifarkit_does(tiny_py, tmp_path, capsys):
@@ -253,11 +255,11 @@ def test_an_export_cut_off_half_way_leaves_nothing_and_the_next_one_works(half_t
     for target in (".", str(tmp_path / "link")):
         moves.clear()
         assert main(["export", str(root / "run"), "--app", target]) == 0
-    # the second export moved each entry from a staging folder inside the target (one disk), meta.json last
-    staging = str(tmp_path / "here" / ".cifarkit-partial")
-    staged = [dst for src, dst in moves if os.path.dirname(str(src)) == staging]  # not the files' own atomic writes
-    assert {os.path.basename(d) for d in staged} >= {"app.py", "meta.json", "examples"}
-    assert os.path.basename(staged[-1]) == "meta.json"
+    # the second export moved each file from a staging folder inside the target (one disk), meta.json last
+    staging = tmp_path / "here" / ".cifarkit-partial"
+    staged = [os.path.relpath(os.path.realpath(dst), tmp_path / "here") for src, dst in moves
+              if staging in Path(src).parents]  # not the files' own atomic writes
+    assert {"app.py", "meta.json", "examples/00-airplane.png"} <= set(staged) and staged[-1] == "meta.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app", "here", "link"]
     assert ".cifarkit-partial" not in {p.name for p in (tmp_path / "here").iterdir()}
 
@@ -288,3 +290,149 @@ def test_the_bundle_agrees_with_predict_on_real_test_images(real_data_dir, tmp_p
     paths = save_test_images(real_data_dir, tmp_path / "images", 120)
     assert agreement(tmp_path / "app", tmp_path / "run", paths, capsys) == 120
     assert results["test_accuracy"] > 0.2
+
+
+# ------------------------------------------------------------------------ names from the data, folders of others
+
+# class names from a batches.meta: paths out of the folder, separators, dots, a CJK name
+PATH_NAMES = ["../../../../escaped", "cat/dog", ".hidden", "..", "a b;c", "猫", "-rf", "x\\y", "/abs", "truck"]
+
+
+@pytest.fixture(scope="module")
+def run_named(tmp_path_factory, tiny_arrays):
+    """run_named(names) -> root: a one-epoch run in root/run on the tiny data in root/data, whose batches.meta
+    names the classes `names`."""
+    import pickle
+
+    from cifarkit import TrainConfig, train
+    from conftest import write_py_layout
+
+    def make(names: list[str]):
+        root = tmp_path_factory.mktemp("named") / "inside"
+        batches = write_py_layout(root / "data", *tiny_arrays)
+        (batches / "batches.meta").write_bytes(pickle.dumps({"label_names": names, "num_cases_per_batch": 10000}))
+        train(TrainConfig(model="s10-small", epochs=1, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"),
+                          threads=1, precision="fp32"), root / "run", progress=False)
+        return root
+
+    return make
+
+
+def test_class_names_never_become_paths_out_of_the_bundle(run_named):
+    root = run_named(PATH_NAMES)
+    before = set(root.parent.rglob("*"))
+    assert main(["export", str(root / "run"), "--app", str(root / "app")]) == 0
+    assert set(root.parent.rglob("*")) - before <= {root / "app", *(root / "app").rglob("*")}
+    meta = json.loads((root / "app" / "meta.json").read_text())
+    files = [e["file"] for key in ("examples", "mistakes") for e in meta[key]]
+    assert len(meta["examples"]) == 10 and all((root / "app" / f).is_file() for f in files)
+    assert {p.relative_to(root / "app").as_posix() for p in (root / "app").glob("*/*")} == set(files)
+    assert [e["file"] for e in meta["examples"]] == [
+        "examples/00-escaped.png", "examples/01-cat_dog.png", "examples/02-hidden.png", "examples/03-class.png",
+        "examples/04-a_b_c.png", "examples/05-猫.png", "examples/06--rf.png", "examples/07-x_y.png",
+        "examples/08-abs.png", "examples/09-truck.png"]
+    assert meta["classes"] == PATH_NAMES  # the names themselves are kept, whole, for the page
+
+
+def test_a_250_character_class_name_exports_with_a_short_file_name(run_named, tmp_path):
+    from cifarkit.bundle_app import load_bundle
+    from cifarkit.data import CLASSES
+
+    names = ["b" * 250, *CLASSES[1:]]
+    root = run_named(names)
+    assert main(["export", str(root / "run"), "--app", str(tmp_path / "app")]) == 0
+    meta = json.loads((tmp_path / "app" / "meta.json").read_text())
+    assert meta["classes"] == names and meta["examples"][0]["file"] == f"examples/00-{'b' * 40}.png"
+    clf, _ = load_bundle(tmp_path / "app")
+    assert [clf.classes[label] for _, label in clf.examples] == names
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else b"/"
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_export_refuses_a_project_holding_app_py_and_meta_json(half_trained, tmp_path, capsys):  # noqa: F811
+    root, _ = half_trained
+    project = tmp_path / "project"
+    (project / "examples").mkdir(parents=True)
+    for name, text in (("app.py", "print('my app')\n"), ("meta.json", '{"name": "my project"}\n'),
+                       ("README.md", "# mine\n"), ("requirements.txt", "flask\n"), ("notes.txt", "keep\n"),
+                       ("examples/photo.png", "my photo")):
+        (project / name).write_text(text)
+    mine = snapshot(project)
+    assert main(["export", str(root / "run"), "--app", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert f"--app {project}: a folder with other files in it (not an earlier bundle)" in err
+    assert '"format": "cifarkit-app-bundle"' in err and snapshot(project) == mine
+
+
+def test_export_over_an_earlier_bundle_replaces_only_the_bundles_files(half_trained, tmp_path, capsys):  # noqa
+    root, _ = half_trained
+    app = tmp_path / "app"
+    assert main(["export", str(root / "run"), "--app", str(app), "--data-dir", str(root / "data")]) == 0
+    (app / "examples" / "my-photo.png").write_text("mine")  # a user's files beside the bundle's
+    (app / "mistakes" / "notes.txt").write_text("mine")
+    (app / ".git").mkdir()
+    (app / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    meta = json.loads((app / "meta.json").read_text())
+    meta["examples"].append({"file": "examples/10-old.png", "label": 0})  # an image the new export will not have
+    (app / "examples" / "10-old.png").write_bytes((app / meta["examples"][0]["file"]).read_bytes())
+    (app / "meta.json").write_text(json.dumps(meta))
+    (app / "app.py").write_text("stale")
+    assert main(["export", str(root / "run"), "--app", str(app), "--data-dir", str(root / "data")]) == 0
+    assert (app / "examples" / "my-photo.png").read_text() == "mine" and (app / "mistakes" / "notes.txt").exists()
+    assert (app / ".git" / "HEAD").exists() and not (app / "examples" / "10-old.png").exists()
+    assert (app / "app.py").read_text() != "stale" and len(json.loads((app / "meta.json").read_text())["examples"]) == 10
+    (app / "examples" / "00-airplane.png").unlink()  # a user's file where the next export puts its image
+    shutil.copy(app / "examples" / "01-automobile.png", app / "examples" / "00-airplane.png")
+    meta = json.loads((app / "meta.json").read_text())
+    (app / "meta.json").write_text(json.dumps({**meta, "examples": meta["examples"][1:]}))
+    kept = snapshot(app)
+    assert main(["export", str(root / "run"), "--app", str(app), "--data-dir", str(root / "data")]) == 2
+    assert "examples/00-airplane.png there is not an image of the earlier bundle" in capsys.readouterr().err
+    assert snapshot(app) == kept
+    shutil.rmtree(app / "examples")
+    (app / "examples").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert main(["export", str(root / "run"), "--app", str(app), "--data-dir", str(root / "data")]) == 2
+    assert "examples there is a link" in capsys.readouterr().err and not (tmp_path / "elsewhere").exists()
+
+
+# ------------------------------------------------------------------------ the bundle's own checks
+
+def damage(bundle, what: str) -> None:
+    meta = json.loads((bundle / "meta.json").read_text())
+    broken = {"meta-list": "[]", "meta-null": "null", "meta-types": json.dumps({**meta, "classes": "cat dog"}),
+              "meta-size": json.dumps({**meta, "image_size": 200000}), "meta-deep": "[" * 100000 + "]" * 100000,
+              "meta-file": json.dumps({**meta, "examples": [{"file": "../../etc/passwd", "label": 0}]})}
+    if what in broken:
+        (bundle / "meta.json").write_text(broken[what])
+    elif what == "weights-empty":
+        (bundle / "model.safetensors").write_bytes(b"")
+    elif what == "weights-garbage":
+        (bundle / "model.safetensors").write_bytes(bytes(range(256)) * 40)
+
+
+@pytest.mark.parametrize("what, args, message", [
+    ("meta-list", ["--predict"], "meta.json: not a bundle's meta.json this app.py can use: the file holds list"),
+    ("meta-null", ["--predict"], "the file holds NoneType, not an object"),
+    ("meta-types", ["--predict"], "classes must be a list of at least 2 class names"),
+    ("meta-size", ["--predict"], "image_size must be a whole number of pixels in 16..512"),
+    ("meta-deep", ["--predict"], "meta.json: not readable as JSON (RecursionError"),
+    ("meta-file", [], 'examples must list images as {"file": "examples/NAME.png"'),
+    ("weights-empty", ["--predict"], "model.safetensors: not this bundle's model weights"),
+    ("weights-garbage", ["--predict"], "model.safetensors: not this bundle's model weights"),
+    (None, ["--port", "70000"], "--port 70000: a TCP port is a whole number in 1..65535"),
+    (None, ["--port", "0"], "--port 0: a TCP port is a whole number in 1..65535"),
+])
+def test_the_bundle_refuses_damaged_files_and_bad_ports_in_one_line(bundle, half_trained, tmp_path,  # noqa: F811
+                                                                     what, args, message):
+    root, _ = half_trained
+    copy = tmp_path / "app"
+    shutil.copytree(bundle, copy)
+    damage(copy, what)
+    if args == ["--predict"]:
+        args = ["--predict", save_test_images(root / "data", tmp_path, 1)[0]]
+    done = run_isolated(copy, *args)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert message in done.stderr and (what is None or "export the bundle again" in done.stderr)

@@ -2,142 +2,66 @@
 Space as it is):
 
     model.safetensors   the weights inference uses (the EMA when the run had one); no pickle
-    meta.json           model name, class names, mean/std, image size, test accuracy, the example files
+    meta.json           its format marker, model name, class names, mean/std, image size, test accuracy, the images
     app.py              the model definition, inference, GradCAM and the Gradio page; imports no cifarkit
     requirements.txt    torch, gradio, safetensors, captum, numpy, pillow
     README.md           what it is and the run's test accuracy, under HuggingFace Spaces front matter
     examples/*.png      10 test images; mistakes/*.png: the most confident mistakes, for the gallery
 
-app.py is generated from cifarkit's own source at export time (`inline`): the functions below from
-`load_bundle` on, and everything they use in cifarkit (the model classes, read_image, normalize, GradCAM,
-the page) copied definition by definition, so the bundle runs the same code as `cifarkit app` and cannot
-drift from it. `python app.py` serves the page; `python app.py --predict IMAGE...` prints JSON as
-`cifarkit predict --json` does.
+app.py is bundle_app.py's `main` with everything it uses, copied from cifarkit's source (bundle_source.py).
+A class name never becomes a path as it is: the images' file names keep its letters and digits only, shortened.
+An export goes into a new or empty folder, or over an earlier bundle (known by its meta.json's format marker),
+replacing the bundle's own files only: whatever else is there (a Space's .git, a user's files) stays.
 """
 from __future__ import annotations
 
-import ast
 import io
 import json
 import os
-import sys
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .app import Classifier, build_demo, example_images, launch
+from .app import Classifier, example_images
+from .bundle_app import (
+    BUNDLE_FORMAT,
+    BUNDLE_FORMAT_VERSION,
+    IMAGE_FILE,
+    IMAGE_FOLDERS,
+    MAX_META_BYTES,
+)
+from .bundle_source import inline
 from .errors import UserError
-from .folder import read_image
-from .models import build_model
 
-PACKAGE = Path(__file__).resolve().parent
-ROOTS = ("main",)  # what app.py must define; the rest follows from what these use
 MISTAKES = 50  # test images kept for the bundle's gallery (the app's slider goes to 50)
 REQUIREMENTS = ("torch>=2.4", "gradio>=6.31,<7", "safetensors>=0.4", "captum>=0.9", "numpy>=1.24", "pillow>=10.0")
+NAME_CHARS = 40  # of a class name in an image's file name: far below the 255 bytes a file name may have
 
-
-# ---------------------------------------------------------------------------------- what app.py runs
-
-def load_bundle(folder: str | os.PathLike | None = None, with_images: bool = True) -> tuple[Any, dict[str, Any]]:
-    """(Classifier, meta) of a bundle folder (default: the folder of this file); `with_images=False`: without the
-    example and mistake images (to predict, which needs none of them)."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder or Path(__file__).resolve().parent)
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        model = build_model(meta["model_name"], num_classes=len(meta["classes"]))
-        model.load_state_dict(load_file(folder / "model.safetensors"))
-    except (OSError, ValueError, KeyError, RuntimeError) as e:  # a file missing, damaged or from another export
-        raise UserError(f"{folder}: this bundle's meta.json or model.safetensors is missing or damaged "
-                        f"({type(e).__name__}: {e}); export it again with `cifarkit export RUN --app DIR`") from None
-    stored = {key: [(read_image(folder / e["file"], meta["image_size"]), e["label"]) for e in meta[key]]
-              if with_images else [] for key in ("examples", "mistakes")}
-    candidates = None
-    if stored["mistakes"]:
-        def candidates():
-            return (torch.stack([image for image, _ in stored["mistakes"]]),
-                    torch.tensor([label for _, label in stored["mistakes"]]))
-    return Classifier(model.eval(), meta["classes"], meta["mean"], meta["std"], meta["image_size"],
-                      examples=stored["examples"], candidates=candidates, precision=meta["precision"]), meta
-
-
-def predict(paths: list[str], top_k: int | None = None, folder: str | os.PathLike | None = None
-            ) -> list[dict[str, Any]]:
-    """Top-k classes (default 3, or every class of a model with fewer) with probabilities of image files, as
-    `cifarkit predict --json` prints them."""
-    clf, _ = load_bundle(folder, with_images=False)
-    top_k = min(3, len(clf.classes)) if top_k is None else top_k
-    if not 1 <= top_k <= len(clf.classes):
-        raise UserError(f"--top-k {top_k}: must lie in 1..{len(clf.classes)}")
-    probs = clf.probabilities(torch.stack([read_image(p, clf.image_size) for p in paths]))
-    top = probs.topk(top_k, dim=1)
-    return [{"image": str(p), "top": [{"class": clf.classes[int(i)], "probability": float(v)}
-                                      for v, i in zip(values, indices)]}
-            for p, values, indices in zip(paths, top.values, top.indices)]
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="A CIFAR classifier with GradCAM (exported by cifarkit).")
-    parser.add_argument("--predict", nargs="+", metavar="IMAGE", help="print the top-k classes as JSON and exit")
-    parser.add_argument("--top-k", type=int, help="how many classes (default 3, or every class when fewer)")
-    parser.add_argument("--host", help="address to bind (default $GRADIO_SERVER_NAME, else 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default $GRADIO_SERVER_PORT, else 7860)")
-    args = parser.parse_args(argv)
-    try:
-        if args.predict:
-            print(json.dumps(predict(args.predict, args.top_k), indent=2))
-            return 0
-        clf, meta = load_bundle()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    accuracy = meta.get("test_accuracy")
-    about = (f"Model `{meta['model_name']}`, {len(meta['classes'])} classes"
-             + (f", test accuracy {accuracy:.2%}" if accuracy is not None else "") + ". Exported by cifarkit.")
-    demo = build_demo(clf, meta.get("title", "What does the model see?"), about)
-    try:
-        launch(demo, args.host, args.port)
-    except OSError as e:  # as `cifarkit app` says it; gradio's defaults come from its environment variables
-        where = (f"{args.host or os.environ.get('GRADIO_SERVER_NAME', '127.0.0.1')}:"
-                 f"{args.port or os.environ.get('GRADIO_SERVER_PORT', 7860)}")
-        print(f"error: cannot serve the page on {where}: the port is in use or the address is not this machine's "
-              f"({str(e).split('.')[0]}); choose another --port or --host", file=sys.stderr)
-        return 2
-    return 0
-
-
-# ---------------------------------------------------------------------------------- writing the folder
 
 def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_dir: str | None = None
                ) -> dict[str, Any]:
     """Write the bundle for a run (or checkpoint) into `folder`: a new or empty folder, or an earlier bundle's
-    (whose files are replaced)."""
+    (whose own files are replaced; anything else there stays)."""
     try:
         import safetensors.torch  # noqa: F401 (written in _write_bundle)
     except ImportError:
         raise UserError("the app bundle needs safetensors: pip install 'cifarkit[app]'") from None
     from .explain import test_set_or_none
-    from .files import STAGING, staged_folder
+    from .files import staged_folder
     from .inference import image_size, load_model
     from .rundir import RESULTS, run_of
 
     checkpoint, folder = Path(checkpoint), Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--app {folder}: exists and is not a folder")
-    earlier_bundle = (folder / "meta.json").is_file() and (folder / "app.py").is_file()
-    # a folder of other files would have its app.py, README.md replaced (STAGING: what an export cut off left)
-    if folder.is_dir() and any(p.name != STAGING for p in folder.iterdir()) and not earlier_bundle:
-        raise UserError(f"--app {folder}: a folder with other files in it (not an earlier bundle); export into a new "
-                        "or empty folder")
+    earlier = earlier_bundle_images(folder)  # before any work: a folder of other files is refused
+    existing = folder.is_dir()
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
     run = run_of(checkpoint)
     results = run.read_json(RESULTS) or {}
-    source = inline(ROOTS)  # before writing anything: a bug here leaves no half bundle
-    meta = {"model_name": ckpt["model_name"], "classes": list(ckpt["classes"]), "mean": list(ckpt["mean"]),
+    source = inline()  # before writing anything: a bug here leaves no half bundle
+    meta = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION,
+            "model_name": ckpt["model_name"], "classes": list(ckpt["classes"]), "mean": list(ckpt["mean"]),
             "std": list(ckpt["std"]), "image_size": image_size(ckpt),
             "precision": ckpt["config"].get("precision", "fp32"),  # predictions as `cifarkit predict` makes them
             "test_accuracy": results.get("test_accuracy"), "run": run.path.name, "cifarkit": ckpt.get("cifarkit"),
@@ -145,12 +69,90 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
             "examples": [], "mistakes": []}
     without = ": the bundle has no examples or gallery"
     images, labels = test_set_or_none(ckpt, data_dir, "export", without) or (None, None)
-    # a full disk or a Ctrl-C leaves no half bundle; a bundle exported again keeps no stale images
-    with staged_folder(folder, replaced=("examples", "mistakes"), last="meta.json") as staging:
+    # a full disk or a Ctrl-C leaves no half bundle (a new folder appears whole; into an existing one, meta.json,
+    # which names the images, moves last)
+    with staged_folder(folder, last="meta.json") as staging:
         _write_bundle(staging, model, ckpt, meta, source, images, labels)
+        if existing:
+            _move_images(staging, folder, earlier or set())
+    _remove_stale_images(folder, (earlier or set()) - {e["file"] for key in IMAGE_FOLDERS for e in meta[key]})
     files = ["app.py", "model.safetensors", "meta.json", "requirements.txt", "README.md"]
     return {"folder": str(folder), "files": files + [f"{len(meta['examples'])} examples",
                                                      f"{len(meta['mistakes'])} mistakes"], "meta": meta}
+
+
+def image_name(key: str, index: int, class_name: str) -> str:
+    """Where an image of class `class_name` goes in the bundle: `key/NN-NAME.png`, NAME the class name's letters,
+    digits, `_` and `-` (any run of other characters, `../` or `/` included, one `_`), at most NAME_CHARS of them."""
+    name = re.sub(r"[^\w-]+", "_", class_name).strip("_")[:NAME_CHARS] or "class"
+    return f"{key}/{index:02d}-{name}.png"
+
+
+def earlier_bundle_images(folder: Path) -> set[str] | None:
+    """The images (as meta.json lists them) of the bundle exported earlier into `folder`; None for a new or empty
+    folder. A folder holding anything else is refused: only a bundle's meta.json carries BUNDLE_FORMAT (an
+    app.py and a meta.json of one's own project do not make a bundle)."""
+    from .files import STAGING
+
+    if not folder.exists() and not folder.is_symlink():
+        return None
+    if not folder.is_dir():
+        raise UserError(f"--app {folder}: exists and is not a folder")
+    if not any(p.name != STAGING for p in folder.iterdir()):  # STAGING: what an export cut off left
+        return None
+    meta = _bundle_meta(folder / "meta.json")
+    if meta is None:
+        raise UserError(f"--app {folder}: a folder with other files in it (not an earlier bundle); export into a new "
+                        f'or empty folder (a bundle is known by its meta.json\'s "format": "{BUNDLE_FORMAT}")')
+    for key in IMAGE_FOLDERS:  # the new images go in there: never through a link to elsewhere
+        place = folder / key
+        if place.is_symlink() or place.exists() and not place.is_dir():
+            raise UserError(f"--app {folder}: {key} there is {'a link' if place.is_symlink() else 'a file'}, not "
+                            "the earlier bundle's folder of images; move it away or export into a new folder")
+    return {e["file"] for key in IMAGE_FOLDERS for e in (meta.get(key) if isinstance(meta.get(key), list) else [])
+            if isinstance(e, dict) and isinstance(e.get("file"), str) and IMAGE_FILE.fullmatch(e["file"])}
+
+
+def _bundle_meta(path: Path) -> dict[str, Any] | None:
+    """meta.json as a dict if it is a bundle's (a regular file holding BUNDLE_FORMAT), else None."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_META_BYTES:
+            return None
+        meta = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == BUNDLE_FORMAT else None
+
+
+def _move_images(staging: Path, folder: Path, earlier: set[str]) -> None:
+    """Move the staged images into the existing `folder` one by one, over the earlier bundle's images of the same
+    name and never over another file (a user's own picture in examples/ stays); the staged image folders, then
+    empty, go (staged_folder moves the rest)."""
+    staged = [f"{key}/{p.name}" for key in IMAGE_FOLDERS if (staging / key).is_dir()
+              for p in sorted((staging / key).iterdir())]
+    for name in staged:
+        target = folder / name
+        if (target.exists() or target.is_symlink()) and name not in earlier:
+            raise UserError(f"--app {folder}: {name} there is not an image of the earlier bundle (its meta.json does "
+                            "not list it); move it away, or export into a new folder")
+    for name in staged:
+        (folder / name).parent.mkdir(exist_ok=True)
+        os.replace(staging / name, folder / name)
+    for key in IMAGE_FOLDERS:
+        if (staging / key).is_dir():
+            (staging / key).rmdir()
+
+
+def _remove_stale_images(folder: Path, stale: set[str]) -> None:
+    """Remove the earlier bundle's images that the new one does not list, then image folders left empty."""
+    for name in sorted(stale):
+        path = folder / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    for key in IMAGE_FOLDERS:
+        place = folder / key
+        if place.is_dir() and not place.is_symlink() and not any(place.iterdir()):
+            place.rmdir()
 
 
 def _write_bundle(folder: Path, model: torch.nn.Module, ckpt: dict[str, Any], meta: dict[str, Any], source: str,
@@ -170,7 +172,7 @@ def _write_bundle(folder: Path, model: torch.nn.Module, ckpt: dict[str, Any], me
             for n, (image, label) in enumerate(picks):
                 buf = io.BytesIO()
                 Image.fromarray(image.permute(1, 2, 0).numpy()).save(buf, format="png")
-                name = f"{key}/{n:02d}-{meta['classes'][label]}.png"
+                name = image_name(key, n, meta["classes"][label])
                 write_bytes(folder / name, buf.getvalue())
                 meta[key].append({"file": name, "label": label})
     weights = {k: v.detach().contiguous() for k, v in ckpt["model"].items()}
@@ -221,118 +223,3 @@ the model definition, inference and the page; it imports nothing of cifarkit.
 """
 
 
-# ---------------------------------------------------------------------------------- generating app.py
-
-class _Names(ast.NodeVisitor):
-    """The global names a definition uses, annotations left out (app.py never evaluates them)."""
-
-    def __init__(self):
-        self.names: set[str] = set()
-        self.relative: list[str] = []
-
-    def visit_Name(self, node: ast.Name) -> None:
-        self.names.add(node.id)
-
-    def visit_arg(self, node: ast.arg) -> None:
-        pass  # its annotation
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        for child in (*node.decorator_list, node.args, *node.body):
-            self.visit(child)
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
-        for child in (node.target, node.value):
-            if child is not None:
-                self.visit(child)
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level:
-            self.relative.append(node.module or "")
-
-
-def _module(name: str) -> tuple[str, dict[str, ast.stmt], dict[str, tuple[str, str]], dict[str, ast.stmt]]:
-    """(source, top-level definitions by name, relative imports: name -> (module, name), absolute imports)."""
-    source = (PACKAGE / f"{name}.py").read_text()
-    defs, relative, imports = {}, {}, {}
-    for node in ast.parse(source).body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            defs[node.name] = node
-        elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
-            defs.update({t.id: node for t in node.targets})
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            defs[node.target.id] = node
-        elif isinstance(node, ast.ImportFrom) and node.level:
-            for alias in node.names:
-                if alias.asname and alias.asname != alias.name:
-                    raise UserError(f"bundle: {name}.py imports {alias.name} as {alias.asname}; app.py cannot")
-                relative[alias.name] = (node.module, alias.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, "module", "") != "__future__":
-            imports.update({(a.asname or a.name).split(".")[0]: node for a in node.names})
-    return source, defs, relative, imports
-
-
-def inline(roots: tuple[str, ...] = ROOTS, module: str = "bundle") -> str:
-    """app.py: `roots` of `module` and, transitively, every cifarkit definition they use, each copied from its
-    module's source, modules in dependency order; a definition that imports cifarkit in its body is refused."""
-    modules: dict[str, tuple] = {}
-    wanted: dict[str, set[str]] = {}
-    imports: dict[str, set[int]] = {}
-    after: dict[str, set[str]] = {}  # module -> the modules whose definitions it uses
-    todo = [(module, name) for name in roots]
-    while todo:
-        mod, name = todo.pop()
-        if name in wanted.setdefault(mod, set()):
-            continue
-        source, defs, relative, absolute = modules.setdefault(mod, _module(mod))
-        if name in relative:
-            target, original = relative[name]
-            after.setdefault(mod, set()).add(target)
-            todo.append((target, original))
-            continue
-        if name not in defs:
-            raise UserError(f"bundle: {mod}.py has no top-level {name}")
-        wanted[mod].add(name)
-        visitor = _Names()
-        visitor.visit(defs[name])
-        if visitor.relative:
-            raise UserError(f"bundle: {mod}.{name} imports .{visitor.relative[0]} in its body; app.py cannot")
-        for used in visitor.names:
-            if used in defs or used in relative:
-                todo.append((mod, used))
-            elif used in absolute:
-                imports.setdefault(mod, set()).add(id(absolute[used]))
-    order: list[str] = []
-
-    def place(mod: str) -> None:
-        if mod not in order:
-            for dep in sorted(after.get(mod, ())):
-                place(dep)
-            order.append(mod)
-
-    for mod in sorted(modules):
-        place(mod)
-    head, body, seen = [], [], {}
-    for mod in order:
-        source, defs, relative, absolute = modules[mod]
-        lines = source.splitlines()
-        nodes = {id(n): n for n in (*[defs[name] for name in wanted.get(mod, ())],
-                                    *[n for n in absolute.values() if id(n) in imports.get(mod, ())])}
-        for node in sorted(nodes.values(), key=lambda n: n.lineno):
-            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            text = "\n".join(lines[start - 1:node.end_lineno])
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                if text not in head:
-                    head.append(text)
-                continue
-            for name in [n for n, d in defs.items() if d is node]:
-                if seen.setdefault(name, text) != text:
-                    raise UserError(f"bundle: two different definitions of {name} ({mod}.py and another)")
-            body.append(f"# from cifarkit/{mod}.py\n{text}")
-    return ('"""A CIFAR classifier with GradCAM and a Gradio page, exported by cifarkit: the model definition,\n'
-            'inference and the page only. Generated from cifarkit\'s source; imports no cifarkit.\n\n'
-            '    python app.py                      serve the page (127.0.0.1:7860 unless told otherwise)\n'
-            '    python app.py --predict IMAGE...   top-k classes as JSON\n"""\n'
-            "from __future__ import annotations\n\n" + "\n".join(sorted(set(head))) + "\n\n\n"
-            + "\n\n\n".join(body) + '\n\n\nif __name__ == "__main__":\n    sys.exit(main())\n')
