@@ -2,6 +2,7 @@
 workers sharing one study on a real PostgreSQL server started here on 127.0.0.1."""
 import glob
 import json
+import math
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cifarkit.cli import main
+from cifarkit.errors import UserError
 
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
@@ -103,13 +105,62 @@ def test_an_interrupted_sweep_continues_with_the_same_command(tiny_py, tmp_path,
     assert not (out / "trial-1" / "results.json").exists() and (out / "trial-2" / "results.json").exists()
 
 
-def test_a_diverged_trial_fails_and_counts(tiny_py, tmp_path, capsys):
+def test_a_sweep_whose_every_trial_diverges_says_so_and_fails(tiny_py, tmp_path, capsys):
     out = tmp_path / "sweep"
-    cmd = flags(tiny_py, out, 1, "--optimizer", "sgd", "--param", "max_lr=log:1e6:1e7")  # SGD at 1e6: NaN loss
+    # SGD at 1e6 over 1 epoch: the loss turns NaN or infinite within the epoch, or (on some CPUs) the last step's
+    # update leaves NaN weights behind a finite loss, which once ended as a "complete" trial at 10% accuracy
+    cmd = flags(tiny_py, out, 2, "--optimizer", "sgd", "--param", "max_lr=log:1e6:1e7", "--epochs", "1")
     assert main(cmd) == 2
-    assert "no trial of the study has finished" in capsys.readouterr().err
-    (trial,) = study(out).trials
-    assert trial.state == TrialState.FAIL and "the loss became" in trial.user_attrs["diverged"]
+    err = capsys.readouterr().err
+    assert re.search(r"no trial of the study has finished: all 2 trials diverged \(trial 1: the (validation )?loss "
+                     r"became (nan|inf)", err), err
+    assert "no best_config.json was written" in err and "Traceback" not in err
+    assert not (out / "best_config.json").exists()
+    trials = study(out).trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2 and all("diverged" in t.user_attrs for t in trials)
+    assert json.loads((out / "trial-0" / "ended.json").read_text())["reason"] == "diverged"
+
+
+def test_nan_weights_behind_a_finite_training_loss_are_a_divergence():
+    from types import SimpleNamespace
+
+    from cifarkit.errors import Diverged
+    from cifarkit.sweep import ReportValidation
+
+    reported = []
+    trial = SimpleNamespace(report=lambda value, step: reported.append(value), should_prune=lambda: False)
+    trainer = SimpleNamespace(config=SimpleNamespace(epochs=1))
+    # NaN predictions: argmax picks class 0, a finite accuracy that must not count as the trial's result
+    with pytest.raises(Diverged, match="the validation loss became nan after epoch 1"):
+        ReportValidation(trial).after_epoch(trainer, {"epoch": 1, "lr": 1e6, "train_loss": 3.0, "val_loss": math.nan,
+                                                      "val_acc": 0.1})
+    assert reported == []
+
+
+def test_a_study_without_a_finished_trial_names_each_cause(tmp_path):
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from cifarkit import TrainConfig
+    from cifarkit.sweep import finish, parse_param
+
+    s = optuna.create_study(direction="maximize")
+    made = {"params": {"max_lr": 0.5}, "distributions": {"max_lr": FloatDistribution(0.1, 1)}}
+    s.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"diverged": "the loss became nan at epoch 1, step 2 "
+                                                                             "(lr 0.9); training stopped"}, **made))
+    s.add_trial(create_trial(state=TrialState.PRUNED, **made))
+    s.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"refused": "--pct-start 0.5 of 3 steps ...; pass "
+                                                                            "--pct-start 0.2"}, **made))
+    s.add_trial(create_trial(state=TrialState.FAIL, **made))  # stopped by Ctrl-C
+    with pytest.raises(UserError) as refused:
+        finish(s, TrainConfig(val_split=50), [parse_param("max_lr=0.1:1")], tmp_path)
+    assert str(refused.value) == (
+        f"{tmp_path}: no trial of the study has finished: 1 pruned, 1 diverged (trial 0: the loss became nan at "
+        "epoch 1, step 2 (lr 0.9)), 1 refused (trial 2: --pct-start 0.5 of 3 steps ...), 1 stopped or crashed; "
+        "pass --no-prune or more --startup-trials; lower the --param ranges that made the loss diverge (e.g. "
+        "max_lr's high end); change the settings the refusal names; run the same command again to run them anew; "
+        "no best_config.json was written")
+    assert not (tmp_path / "best_config.json").exists()
 
 
 def test_a_trial_whose_schedule_cannot_be_laid_is_refused_and_counts(tiny_py, tmp_path, capsys):
@@ -118,7 +169,8 @@ def test_a_trial_whose_schedule_cannot_be_laid_is_refused_and_counts(tiny_py, tm
     cmd = flags(tiny_py, out, 2, "--param", "max_lr=1e-3:1e-2", "--epochs", "1", "--pct-start", repr(1 / 3))
     assert main(cmd) == 2
     err = capsys.readouterr().err
-    assert "no trial of the study has finished (all pruned, diverged or refused)" in err and "Traceback" not in err
+    assert "no trial of the study has finished: all 2 trials refused (trial 1: --pct-start 0.333333 of 3 steps" in err
+    assert "Traceback" not in err
     trials = study(out).trials
     assert [t.state for t in trials] == [TrialState.FAIL] * 2
     assert all(t.user_attrs["refused"].startswith("--pct-start 0.333333 of 3 steps") for t in trials)
@@ -178,6 +230,14 @@ def test_a_trial_is_not_pruned_after_its_last_epoch():
     (["--param", "max_lr=0.1:1", "--sampler-seed", "-3"], "--sampler-seed -3: must be a whole number in [0, 2**32)"),
     (["--param", "max_lr=0.1:1", "--storage", "postgresql://me:secret@127.0.0.1:1/sweeps"],
      "--storage postgresql://me:***@127.0.0.1:1/sweeps: cannot open the study database"),
+    # a URL sqlalchemy cannot parse (its port is not a number) is masked too
+    (["--param", "max_lr=0.1:1", "--storage", "postgresql://me:secret@127.0.0.1:abc/sweeps"],
+     "--storage postgresql://me:***@127.0.0.1:abc/sweeps: cannot open the study database (ValueError"),
+    # an '@' typed in the password: the driver takes its tail for the host, and names that host
+    (["--param", "max_lr=0.1:1", "--storage", "postgresql://me:top@secret@127.0.0.1:1/sweeps"],
+     "--storage postgresql://me:***@127.0.0.1:1/sweeps: cannot open the study database"),
+    (["--param", "max_lr=0.1:1", "--storage", "postgresql://me@127.0.0.1:1/sweeps?password=secret&sslmode=disable"],
+     "--storage postgresql://me@127.0.0.1:1/sweeps?password=***&sslmode=disable: cannot open the study database"),
 ])
 def test_bad_input_is_refused_by_name(tiny_py, tmp_path, capsys, extra, message):
     cmd = flags(tiny_py, tmp_path / "sweep", 2)
@@ -187,6 +247,35 @@ def test_bad_input_is_refused_by_name(tiny_py, tmp_path, capsys, extra, message)
     assert message in err, err
     assert "secret" not in err
     assert not (tmp_path / "sweep" / "trial-0").exists()
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://me:pa:ss%40word@db.example:5432/sweeps", "postgresql://me:***@db.example:5432/sweeps"),
+    ("postgresql+psycopg://me:secret@[::1]:x/sweeps", "postgresql+psycopg://me:***@[::1]:x/sweeps"),
+    ("postgresql://:secret@host/db", "postgresql://:***@host/db"),
+    ("mysql://me:PASSWORD=1@host/db?PassWord=secret2", "mysql://me:***@host/db?PassWord=***"),
+    ("postgresql://me@host:5432/db", "postgresql://me@host:5432/db"),  # nothing to hide: shown as given
+    ("sqlite:////tmp/a:b@c/study.db", "sqlite:////tmp/a:b@c/study.db"),  # a path, not a password
+])
+def test_a_storage_url_is_shown_without_its_password(url, shown):
+    from cifarkit.sweep import without_password
+
+    assert without_password(url, url) == shown
+    assert without_password(f"--storage {url}: cannot open", url) == f"--storage {shown}: cannot open"
+
+
+def test_a_drivers_message_is_shown_without_the_password():
+    from cifarkit.sweep import without_password
+
+    # the password quoted as typed or decoded, its tail after an '@' that the driver took for the host, or a
+    # ?password= value; a password of under 4 characters is hidden only in the URL (else it would hide words)
+    assert without_password("no 'pa:ss@word' nor 'pa:ss%40word'", "postgresql://me:pa:ss%40word@db/x") == \
+        "no '***' nor '***'"
+    assert without_password("cannot resolve 'secret@host'", "postgresql://me:top@secret@host/db") == \
+        "cannot resolve '***@host'"
+    assert without_password("rejected hunter22", "postgresql://me@host/db?pwd=hunter22") == "rejected ***"
+    assert without_password("the server at host said no", "postgresql://me:the@host/db") == \
+        "the server at host said no"
 
 
 def test_without_optuna_the_sweep_says_what_to_install(tiny_py, tmp_path, capsys, monkeypatch):
@@ -233,6 +322,18 @@ def postgres():
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True, timeout=120)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_password_in_the_postgresql_url_is_nowhere_in_the_sweeps_output(postgres, tiny_py, tmp_path, capsys):
+    password = "hunter2-pg-password"
+    storage = postgres.replace("cifarkit@", f"cifarkit:{password}@")  # the server trusts 127.0.0.1: any password
+    out = tmp_path / "sweep"
+    assert main(flags(tiny_py, out, 1, "--param", "max_lr=log:1e-3:1e-2", "--storage", storage)) == 0
+    printed = capsys.readouterr()
+    assert "cifarkit train --config" in printed.out
+    for text in (printed.out, printed.err, *(f.read_bytes().decode("latin-1") for f in out.rglob("*") if f.is_file())):
+        assert password not in text
+    assert (out / "best_config.json").is_file()
 
 
 def test_two_workers_share_one_study_on_postgresql(postgres, tiny_py, tmp_path):

@@ -14,9 +14,11 @@ import io
 import json
 import math
 import os
+import re
 import socket
 import sys
 import time
+import urllib.parse
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,16 +74,48 @@ def parse_param(text: str) -> Param:
     return Param(name, low, high, log, integer)
 
 
-def _shown_url(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
+_PASSWORD_PARAMETER = re.compile(r"([?&](?:password|passwd|pwd)=)([^&#]*)", re.IGNORECASE)
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 (a URL sqlalchemy cannot parse is shown as given)
-        return url
+
+def without_password(text: str, url: str) -> str:
+    """`text` (an error message, a warning, the URL itself) with the password of the storage URL `url` shown as ***,
+    wherever it occurs: in the URL's USER:PASSWORD@ part, in a ?password= parameter, and in a driver's message.
+
+    The URL is read by hand, not by a URL parser: a URL that cannot be parsed (a port that is not a number) must
+    be masked too. The password ends at the URL's last '@' (one typed unencoded with an '@' in it is hidden whole,
+    though the driver took its tail for the host)."""
+    scheme, sep, rest = url.partition("://")
+    user, colon, after_user = rest.partition(":")
+    shown, secrets = url, []
+    if sep and colon and "@" in after_user and not {"/", "@"} & set(user):
+        password, host = after_user.rsplit("@", 1)
+        shown = f"{scheme}://{user}:***@{host}"
+        # a driver may quote it decoded, or the part after an '@' in it, which it took for the host
+        secrets = [password, urllib.parse.unquote(password)]
+        secrets += [password[i + 1:] + "@" for i, char in enumerate(password) if char == "@"]
+    secrets += [m.group(2) for m in _PASSWORD_PARAMETER.finditer(url)]
+    text = text.replace(url, _PASSWORD_PARAMETER.sub(r"\1***", shown))
+    # elsewhere in the text, a secret of under 4 characters would also hide ordinary words (one followed by the
+    # '@' it was split at is specific enough)
+    for secret in sorted({s for s in secrets if len(s) >= 4 or len(s) > 1 and s.endswith("@")}, key=len,
+                         reverse=True):
+        text = text.replace(secret, "***@" if secret.endswith("@") else "***")
+    return text
 
 
 def open_study(storage: str, name: str, prune: bool, startup_trials: int, sampler_seed: int | None) -> Any:
+    """The study `name` in `storage`, made if absent; a warning said while opening it is said again without the
+    URL's password (an error says none either)."""
+    said: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            return _open_study(storage, name, prune, startup_trials, sampler_seed)
+    finally:
+        for warning in said:
+            warnings.warn(without_password(str(warning.message), storage), warning.category, stacklevel=2)
+
+
+def _open_study(storage: str, name: str, prune: bool, startup_trials: int, sampler_seed: int | None) -> Any:
     import optuna
 
     pruner = optuna.pruners.MedianPruner(n_startup_trials=startup_trials) if prune else optuna.pruners.NopPruner()
@@ -96,9 +130,10 @@ def open_study(storage: str, name: str, prune: bool, startup_trials: int, sample
                 time.sleep(0.5 * (attempt + 1))
                 continue
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"--storage {_shown_url(storage)}: cannot open the study database ({type(e).__name__}: "
-                            f"{reason}); check that the server runs and is reachable at that host and port, the user, "
-                            "password and database name, and that its driver is installed (cifarkit[sweep])") from None
+            raise UserError(without_password(
+                f"--storage {storage}: cannot open the study database ({type(e).__name__}: {reason}); check that the "
+                "server runs and is reachable at that host and port, the user, password and database name, and that "
+                "its driver is installed (cifarkit[sweep])", storage)) from None
         try:
             return optuna.create_study(storage=rdb, study_name=name, direction="maximize", load_if_exists=True,
                                        pruner=pruner, sampler=optuna.samplers.TPESampler(seed=sampler_seed))
@@ -139,11 +174,8 @@ def _param_text(p: dict[str, Any]) -> str:
 def ended(study: Any) -> int:
     """Trials that count towards --trials: complete, pruned, or failed by their own settings (an interrupted one
     does not)."""
-    from optuna.trial import TrialState
-
-    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-               or (t.state == TrialState.FAIL and bool({"diverged", "refused"} & set(t.user_attrs)))
-               for t in study.get_trials(deepcopy=False))
+    counts = trial_counts(study)
+    return counts["complete"] + counts["pruned"] + counts["diverged"] + counts["refused"]
 
 
 class ReportValidation:
@@ -158,6 +190,11 @@ class ReportValidation:
     def after_epoch(self, trainer: Any, row: dict[str, float]) -> None:
         import optuna
 
+        if math.isfinite(row.get("val_acc", math.nan)) and not math.isfinite(row.get("val_loss", 0.0)):
+            # the last step's update made the weights NaN after its loss was taken: every prediction is NaN, and
+            # the validation accuracy (argmax of NaN: class 0) is no result
+            raise Diverged(f"the validation loss became {row['val_loss']} after epoch {int(row['epoch'])} (lr "
+                           f"{row['lr']:.3g}): the weights are no longer finite; try a lower --max-lr")
         if math.isfinite(row.get("val_acc", math.nan)):
             self.trial.report(row["val_acc"], int(row["epoch"]))
             # after the last epoch there is nothing left to save: the trial finishes and counts as complete
@@ -253,23 +290,54 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
 
 def finish(study: Any, base: TrainConfig, params: list[Param], out: Path) -> dict[str, Any]:
     """best_config.json, the history and importance plots, and the summary of the best trial."""
-    from optuna.trial import TrialState
-
     from .files import write_json
 
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not done:
-        raise UserError(f"{out}: no trial of the study has finished (all pruned, diverged or refused); widen the "
-                        "ranges or raise --trials")
+    counts = trial_counts(study)
+    if not counts["complete"]:
+        raise UserError(f"{out}: no trial of the study has finished: {why_none_finished(study, counts)}; no "
+                        f"{BEST_CONFIG} was written")
     best = study.best_trial
     config = dataclasses.replace(base, **{p.name: best.params[p.name] for p in params if p.name in best.params})
     write_json(out / BEST_CONFIG, config.to_dict())
-    counts = {state.name.lower(): sum(t.state == state for t in study.get_trials(deepcopy=False))
-              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
     plots = write_plots(study, out)
     return {"best_value": best.value, "best_params": best.params, "best_trial": best.number,
             "best_run_dir": best.user_attrs.get("run_dir"), "best_config": str(out / BEST_CONFIG),
             "trials": counts, "plots": plots}
+
+
+def trial_counts(study: Any) -> dict[str, int]:
+    """The study's trials by how they ended, a failed one by its cause (its own settings, or an interruption)."""
+    from optuna.trial import TrialState
+
+    counts = dict.fromkeys(("complete", "pruned", "diverged", "refused", "failed", "running"), 0)
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.FAIL:
+            counts[next((why for why in ("diverged", "refused") if why in t.user_attrs), "failed")] += 1
+        elif t.state.name.lower() in counts:
+            counts[t.state.name.lower()] += 1
+    return counts
+
+
+def why_none_finished(study: Any, counts: dict[str, int]) -> str:
+    """How the trials ended, e.g. 'all 3 trials diverged (trial 2: the loss became nan at epoch 2, step 1 (lr
+    1.49e+06)); lower ...': each cause with its latest trial's reason, and what to change."""
+    trials = study.get_trials(deepcopy=False)
+    reasons = {why: next((f" (trial {t.number}: {t.user_attrs[why].split(';')[0]})" for t in reversed(trials)
+                          if why in t.user_attrs), "") for why in ("diverged", "refused")}
+    named = {"failed": "stopped or crashed", "running": "still running in another worker"}
+    advice = {"diverged": "lower the --param ranges that made the loss diverge (e.g. max_lr's high end)",
+              "refused": "change the settings the refusal names", "pruned": "pass --no-prune or more --startup-trials",
+              "failed": "run the same command again to run them anew", "running": "wait for the other workers"}
+    causes = [why for why, n in counts.items() if n]
+    if not causes:
+        return "the study holds no trial; run the sweep again"
+    said = [f"{named.get(why, why)}{reasons.get(why, '')}" for why in causes]
+    if len(causes) == 1:
+        n = counts[causes[0]]
+        text = f"{'all ' + str(n) + ' trials' if n > 1 else 'its only trial'} {said[0]}"
+    else:
+        text = ", ".join(f"{counts[why]} {what}" for why, what in zip(causes, said))
+    return text + "; " + "; ".join(advice[why] for why in causes)
 
 
 def write_plots(study: Any, out: Path) -> list[str]:
