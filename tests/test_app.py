@@ -27,20 +27,16 @@ pytest.importorskip("gradio")
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-def clf_of(root: Path):
-    """The Classifier `cifarkit app` builds for the run in root/run on the data in root/data."""
+@pytest.fixture(scope="module")
+def clf(half_trained):  # noqa: F811
     from cifarkit.app import Classifier, example_images
     from cifarkit.explain import load_test_set
 
+    root, _ = half_trained
     model, ckpt = inference.load_model(root / "run", torch.device("cpu"))
     images, labels = load_test_set(ckpt, root / "data")
     return Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], examples=example_images(images, labels),
                       candidates=lambda: (images, labels))
-
-
-@pytest.fixture(scope="module")
-def clf(half_trained):  # noqa: F811
-    return clf_of(half_trained[0])
 
 
 def test_answers_agree_with_predict_and_show_the_gradcam(clf, half_trained, tmp_path):  # noqa: F811
@@ -182,12 +178,17 @@ def overlap(a: dict, b: dict) -> bool:
     return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
 
 
-def check_gallery_layout(driver, elem_id: str, captions: list[str], snug: bool) -> None:
-    """The label above the thumbnails, each caption whole (not cut, inside its thumbnail), and where `snug`, a box
-    no taller than its thumbnails need."""
+def check_gallery_layout(driver, elem_id: str, count: int, snug: bool) -> list[str]:
+    """The label above the `count` thumbnails, each caption whole (not cut, inside its thumbnail), and where `snug`,
+    a box no taller than its thumbnails need; returns the captions."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script(  # drawn: every thumbnail's image loaded
+        "const imgs = document.querySelectorAll(`#${arguments[0]} .thumbnail-item img`);"
+        "return imgs.length == arguments[1] && [...imgs].every(i => i.complete && i.naturalWidth)",
+        elem_id, count))
     layout = driver.execute_script(GALLERY_LAYOUT, elem_id)
     thumbnails = layout["thumbnails"]
-    assert [t["caption"]["text"] for t in thumbnails] == captions
     assert not any(overlap(layout["label"], t["box"]) for t in thumbnails), (layout["label"], thumbnails[0])
     for t in thumbnails:
         caption = t["caption"]
@@ -197,6 +198,7 @@ def check_gallery_layout(driver, elem_id: str, captions: list[str], snug: bool) 
     if snug:
         empty = layout["box"]["bottom"] - max(t["box"]["bottom"] for t in thumbnails)
         assert empty < 30, f"{empty:.0f} empty pixels under the last row of #{elem_id}"
+    return [t["caption"]["text"] for t in thumbnails]
 
 
 def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, capsys):  # noqa: F811
@@ -216,7 +218,7 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
         driver.get(url)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
         page_seconds = time.perf_counter() - started
-        check_gallery_layout(driver, "examples", list(CLASSES), snug=True)
+        assert check_gallery_layout(driver, "examples", 10, snug=True) == list(CLASSES)
         accuracy = json.loads((root / "run" / "results.json").read_text())["test_accuracy"]
         assert f"from run\nrun\n; test accuracy {accuracy:.2%}." in driver.find_element(By.TAG_NAME, "body").text
 
@@ -252,8 +254,10 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
         wait.until(lambda d: d.find_element(By.ID, "show-mistakes").is_displayed())
         driver.find_element(By.ID, "show-mistakes").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#mistakes img")) == 10)
-        shown = [caption for _, caption in clf_of(root).mistakes(10, None, 0.5)]
-        check_gallery_layout(driver, "mistakes", shown, snug=False)  # up to 50 of them: that one scrolls
+        captions = check_gallery_layout(driver, "mistakes", 10, snug=False)  # up to 50 of them: that one scrolls
+        for caption in captions:  # "true → predicted 87%"
+            true, predicted = caption.rsplit(" ", 1)[0].split(" → ")
+            assert true in CLASSES and predicted in CLASSES and true != predicted, caption
         driver.save_screenshot(str(tmp_path / "app.png"))
 
         hosts = set()
@@ -274,16 +278,18 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
 
 
 def test_the_app_says_where_its_page_is_and_nothing_of_share(half_trained, capsys):  # noqa: F811
+    import gradio
+
     from cifarkit.app import serve
 
     root, _ = half_trained
     port = free_port()
-    demo = serve(root / "run", "127.0.0.1", port, str(root / "data"), block=False)
     try:
+        serve(root / "run", "127.0.0.1", port, str(root / "data"), block=False)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
             assert response.status == 200
     finally:
-        demo.close()
+        gradio.close_all()
     out = capsys.readouterr().out
     assert f"The page is at http://127.0.0.1:{port}/ (Ctrl-C stops it)" in out
     assert "share" not in out  # Gradio's advice to set share=True in launch(): nothing a command-line user can do
