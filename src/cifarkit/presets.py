@@ -20,7 +20,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_lr": 0.4, "weight_decay": 5e-4, "div_factor": 20.0, "final_div_factor": 500.0,
         "label_smoothing": 0.2, "ema_decay": 0.995, "tta": "flip",
     },
-    # The quickest path to 94% before Muon (session 5): the small whitened net (models.FastNet, ideas of
+    # The quickest path to 94% before Muon (2026-11-24, 4974e10): the small whitened net (models.FastNet, ideas of
     # airbench), batch 1024, Nesterov SGD with a 64x lr for BatchNorm biases, a triangle schedule 0.2 -> 1 ->
     # 0.07 of the peak, label smoothing 0.2, 2 px translations and alternating flips, no cutout, Lookahead
     # (airbench's 0.95**5 every 5 steps); tested once, at the end, with 6 views. Kept so that benchmarks time
@@ -40,8 +40,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # a second: a CPU gains nothing from batch 2000), the lr rising from half the peak over 5% of the steps then
 # linearly down to 1% of it, no Lookahead, the extra test-time views only for the images the plain view is
 # unsure of (below 60%), the whitening stem's bias trained in the first epoch only (then the backward skips the
-# first conv's input gradient, ~6% of a step). 94.02 +- 0.13 % over 5 seeds in 0.70x fast-v1's time (session 14;
-# with the stem's bias trained throughout, session 7: 94.07 +- 0.18 % in 0.76x; README: Faster to 94%).
+# first conv's input gradient, ~6% of a step). 94.02 +- 0.13 % over 5 seeds in 0.70x fast-v1's time (2026-11-26,
+# 2998f34; with the stem's bias trained throughout, 2026-11-25, c0e8895: 94.07 +- 0.18 % in 0.76x; docs/experiments.md).
 PRESETS["fast"] = {
     **PRESETS["fast-v1"], "epochs": 9, "batch_size": 1000, "optimizer": "muon", "muon_lr": 0.24, "muon_momentum": 0.6,
     "max_lr": 1.66, "weight_decay": 2.4e-3, "pct_start": 0.05, "div_factor": 2.0, "final_div_factor": 50.0,
@@ -51,10 +51,10 @@ PRESETS["fast"] = {
 # on 2 AVX2 cores in fp32 for 91.2%. Kept as the baseline of fast-cpu (time_to_accuracy.py --baseline fast-cpu-v1).
 PRESETS["fast-cpu-v1"] = {**PRESETS["fast-v1"], "model": "fast-small", "epochs": 8}
 # For CPUs without native bf16: fast's Muon recipe on the net half as wide, the stem's bias frozen after 3 epochs
-# (session 9), 11 epochs of which the first 6 train on random 24x24 windows (progressive resizing: such an epoch
-# costs ~0.53 of a full one in fp32), Muon lr 0.20. Chosen on the validation split, paired by seed (session 16:
-# +0.43 +- 0.09 points over session 9's 8 full-size epochs at lr 0.24, 21 seeds). On the test set, 2 AVX2 cores:
-# 92.06 +- 0.15 % (3 seeds) in about fast-cpu-v1's time (0.87-0.99x); README: fast-cpu in 11 epochs.
+# (c4efa2d), 11 epochs of which the first 6 train on random 24x24 windows (progressive resizing: such an epoch
+# costs ~0.53 of a full one in fp32), Muon lr 0.20. Chosen on the validation split, paired by seed (2026-11-26, 0467255:
+# +0.43 +- 0.09 points over c4efa2d's 8 full-size epochs at lr 0.24, 21 seeds). On the test set, 2 AVX2 cores:
+# 92.06 +- 0.15 % (3 seeds) in about fast-cpu-v1's time (0.87-0.99x); docs/experiments.md.
 PRESETS["fast-cpu"] = {**PRESETS["fast"], "model": "fast-small", "epochs": 11, "small_crop": 24, "small_crop_epochs": 6,
                        "muon_lr": 0.20, "stem_bias_epochs": 3}
 
