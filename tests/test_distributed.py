@@ -1,18 +1,24 @@
-"""Data-parallel training with torch.distributed (gloo, CPU): 2 processes against 1."""
+"""Data-parallel training with torch.distributed (gloo, CPU): 2 processes against 1; the job the environment
+describes checked before any work."""
 import csv
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from cifarkit import TrainConfig
 from cifarkit.distributed import shutdown
+from cifarkit.errors import UserError
 from cifarkit.trainer import Trainer
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -131,3 +137,111 @@ def test_a_rank_other_than_0_writes_no_file(tiny_py, tmp_path):
     trainer.run.writes = True
     trainer.run.write_metrics(trainer.state.history)
     assert (run / "metrics.csv").exists()
+
+
+# ------------------------------------------------------- the job the environment describes, checked before any work
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No torchrun variable from the shell that runs the tests; set the ones a test needs."""
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_USE_AGENT_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("timeout", [0, -1, math.nan, math.inf, 1e15, 1e9 + 1, True, "300"])
+def test_a_timeout_torch_cannot_take_is_refused(timeout):
+    from cifarkit.distributed import check_timeout
+
+    # 1e15 s passed the old check, then every rank failed with an overflow; torch's limit is ~7.4e9 s (2026)
+    with pytest.raises(UserError, match=r"--dist-timeout .*: must be a number of seconds above 0 and at most 1e\+09"):
+        check_timeout(timeout)
+
+
+def test_the_longest_timeout_is_accepted_by_torch(tmp_path):
+    from cifarkit.distributed import MAX_TIMEOUT_S, check_timeout
+
+    # a one-process group joined with it: timedelta, the store and gloo take the bound itself
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1,
+                                         timeout=timedelta(seconds=check_timeout(MAX_TIMEOUT_S)))
+    try:
+        t = torch.ones(1)
+        torch.distributed.all_reduce(t)
+        assert t.item() == 1
+    finally:
+        shutdown()
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "2"}, "the environment sets WORLD_SIZE=2 but not RANK or MASTER_ADDR or MASTER_PORT: only part "
+                          "of a torchrun job"),
+    ({"WORLD_SIZE": "two"}, "the environment's WORLD_SIZE='two' is not a whole number >= 1"),
+    ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+     "the environment's RANK='2' is not a whole number in [0, 1]"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "70000"},
+     "the environment's MASTER_PORT='70000' is not a whole number in [1, 65535]"),
+    ({"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "nosuchhost.invalid", "MASTER_PORT": "29500"},
+     "the environment's MASTER_ADDR='nosuchhost.invalid': cannot find that host"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+     "--max-lr find under torchrun"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+     "--prune-easy under torchrun: not supported"),
+])
+def test_a_job_the_run_cannot_be_is_refused_before_any_work(tiny_py, tmp_path, clean_env, env, message):
+    from cifarkit.run import train
+
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    joined = []
+    clean_env.setattr(torch.distributed, "init_process_group", lambda *a, **k: joined.append(1))
+    config = tiny(tiny_py)
+    if "max-lr" in message:
+        config.max_lr = "find"
+    elif "prune-easy" in message:
+        config.prune_easy = 0.3
+    with pytest.raises(UserError) as refused:
+        train(config, tmp_path / "run", progress=False)
+    assert message in str(refused.value)
+    assert not joined and not (tmp_path / "run").exists()  # no process group, no folder, no data read
+
+
+def test_a_timeout_out_of_bounds_is_refused_in_one_process_too(tiny_py, tmp_path, clean_env):
+    from cifarkit.run import train
+
+    with pytest.raises(UserError, match="--dist-timeout 1e\\+15: must be"):
+        train(tiny(tiny_py), tmp_path / "run", progress=False, dist_timeout_s=1e15)
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_rank_0_at_master_addr_is_one_line_within_the_timeout(tiny_py, tmp_path, clean_env):
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    argv = [sys.executable, "-m", "cifarkit", "train", "--data-dir", str(tiny_py), "--model", "s10-small", "--device",
+            "cpu", "--quiet", "--dist-timeout", "1", "--out", str(tmp_path / "run")]
+    job = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert job.returncode == 2, job.stderr
+    assert job.stderr.startswith(f"cifarkit train: error: rank 1 of 2 could not join the job at MASTER_ADDR=127.0.0.1 "
+                                 f"MASTER_PORT={env['MASTER_PORT']} within --dist-timeout 1 s ("), job.stderr
+    assert len(job.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_under_torchrun_a_refusal_is_one_line_from_each_rank_before_any_work(tiny_py, tmp_path):
+    # 1e15 s once passed the check and every rank ended in an OverflowError traceback; torchrun's own banner (its
+    # ChildFailedError) still follows, from the launcher, not from cifarkit
+    argv = ["-m", "cifarkit", "train", "--data-dir", str(tiny_py), "--model", "s10-small", "--device", "cpu",
+            "--quiet", "--dist-timeout", "1e15", "--out", str(tmp_path / "run")]
+    job = subprocess.run(TORCHRUN + argv, capture_output=True, text=True, timeout=300)
+    assert job.returncode != 0
+    said = [line for line in job.stderr.splitlines() if line.startswith("cifarkit train: error:")]
+    assert said == ["cifarkit train: error: --dist-timeout 1e+15: must be a number of seconds above 0 and at most "
+                    "1e+09 (about 31 years; torch's deadlines overflow a little beyond 7e9 s)"] * 2, job.stderr
+    assert "OverflowError" not in job.stderr and not re.search(r'File ".*cifarkit[/\\]', job.stderr), job.stderr
+    assert not (tmp_path / "run").exists()

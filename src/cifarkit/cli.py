@@ -185,8 +185,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = args.out
     if args.checkpoint_every is not None and args.checkpoint_every < 1:  # 0 is the API's "each epoch"
         raise UserError(f"--checkpoint-every {args.checkpoint_every}: must be a whole number of steps >= 1")
-    if not (args.dist_timeout > 0 and args.dist_timeout < float("inf")):  # also refuses nan
-        raise UserError(f"--dist-timeout {args.dist_timeout}: must be a positive number of seconds")
     results = train(config, out, resume=args.resume is not None, overwrite=args.overwrite,
                     progress=not args.quiet, checkpoint_every=args.checkpoint_every or 0,
                     dist_timeout_s=args.dist_timeout, tensorboard=args.tensorboard)

@@ -87,7 +87,9 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
     started = time.perf_counter()
     if not resume:
         config.validate()  # once, before any work (on resume: the checkpoint's settings, in reopen)
-    ranks = distributed.init_from_env(config.device, dist_timeout_s)
+    # the timeout, torchrun's variables and what several processes cannot do (a resumed run's settings: the
+    # Trainer's), all checked before the job is joined
+    ranks = distributed.init_from_env(config.device, dist_timeout_s, None if resume else config)
     if resume:
         run, config, checkpoint = reopen(run_dir, config, writes=ranks.is_main)
         resolve_device(config.device)  # a missing GPU is reported before any data is read
@@ -121,9 +123,6 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
     if not resume:
         ranks.barrier()  # every rank has looked before rank 0 clears the folder
         run.clear()
-    if config.max_lr == "find" and ranks.enabled and not resume:
-        raise UserError(f"--max-lr find under torchrun: run `{program()} lr-find` in one process first, then pass "
-                        "its suggestion as --max-lr")
     if data is None:
         with ranks.main_first():  # one download (or decode), not one per process
             data = load_for(config, progress=progress and ranks.is_main)
