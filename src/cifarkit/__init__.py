@@ -12,7 +12,7 @@ from .config import PRESETS, TrainConfig, preset_config
 from .errors import UserError
 from .version import __version__
 
-__all__ = ["PRESETS", "TrainConfig", "UserError", "preset_config", "train", "__version__"]
+__all__ = ["PRESETS", "TrainConfig", "UserError", "audit", "preset_config", "train", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from .run import train
 
         return train
+    if name == "audit":  # the data audit (a callable package: cifarkit.audit(run_dir, ...)); torch loads on use
+        from . import audit
+
+        return audit
     raise AttributeError(f"module 'cifarkit' has no attribute {name!r}")

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 from . import distributed
 from .cli_app import add_commands
+from .cli_audit import add_commands as add_audit_commands
 from .cli_track import add_commands as add_track_commands
 from .config import PRESETS, SETTINGS, TrainConfig, build_config
 from .settings import GROUPS, Setting
@@ -272,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub)  # evaluate, predict, gradcam, app, export (cli_app.py)
     add_track_commands(sub, add_train_flags, config_from_args)  # compare, sweep (cli_track.py)
+    add_audit_commands(sub)  # audit (cli_audit.py)
     return parser
 
 

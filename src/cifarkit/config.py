@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .audit.exclude import parse_exclude_flag
 from .errors import UserError
 from .presets import PRESETS, follow_length
 from .settings import Setting, number_or_find, setting
@@ -151,6 +152,12 @@ class TrainConfig:
                                    "data", machine=True, metavar="DIR")
     limit_train: int | None = setting(None, "train on the first N images only", "data", metavar="N")
     limit_test: int | None = setting(None, "test on the first N images only", "data", metavar="N")
+    # The entries themselves are kept (not the file's name), so a resume or a rerun from config.json leaves out
+    # the same images; datasets.shape_for applies them (audit/exclude.py).
+    exclude: list[str] | None = setting(None, "leave out the training images listed in FILE, one a line: an index "
+                                        "for CIFAR, a path relative to the dataset folder (train/CLASS/FILE) for "
+                                        "image folders; # comments (e.g. `cifarkit audit`'s exclude.txt)", "data",
+                                        metavar="FILE", parse=parse_exclude_flag)
 
     def __post_init__(self) -> None:
         for s in SETTINGS.values():  # a pathlib.Path from the Python API (data_dir=Path(...)), kept as its string
@@ -269,6 +276,7 @@ class TrainConfig:
         need(self.dataset == "cifar100" or self.labels == "fine", "labels",
              f"coarse labels exist for CIFAR-100 only (this run: --dataset {self.dataset})")
         need(_whole(self.val_split, 0), "val_split", "must be a whole number of images >= 0")
+        need(self.exclude is None or len(self.exclude) > 0, "exclude", "names no image; leave the setting out")
         return self
 
 
@@ -278,12 +286,13 @@ def _type_problem(s: Setting, value: Any) -> str:
         return "" if TrainConfig.__dataclass_fields__[s.name].default is None else _TYPE_NAMES[s.type]
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     ok = {bool: isinstance(value, bool), int: isinstance(value, int) and not isinstance(value, bool),
-          float: number, str: isinstance(value, (str, os.PathLike)), object: number or isinstance(value, str)}[s.type]
+          float: number, str: isinstance(value, (str, os.PathLike)), object: number or isinstance(value, str),
+          list: isinstance(value, list) and all(isinstance(v, str) for v in value)}[s.type]
     return "" if ok else _TYPE_NAMES[s.type]
 
 
 _TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
-               object: "a number or a string"}
+               object: "a number or a string", list: "a list of strings"}
 
 
 def _finite(x: Any) -> bool:
@@ -316,7 +325,7 @@ def _settings() -> dict[str, Setting]:
             raise TypeError(f"TrainConfig.{f.name}: a field of several types needs parse= for its flag")
         settings[f.name] = dataclasses.replace(
             info, name=f.name, flag=info.flag or "--" + f.name.replace("_", "-"),
-            type=scalars[0] if len(scalars) == 1 else object)
+            type=(typing.get_origin(scalars[0]) or scalars[0]) if len(scalars) == 1 else object)  # list[str]: list
     return settings
 
 

@@ -42,6 +42,9 @@ class Dataset:
     checks: dict[str, str] = field(default_factory=dict)  # file name -> what its check found
     val_images: torch.Tensor | None = None
     val_labels: torch.Tensor | None = None
+    # the positions in the whole training set that --exclude left out, once applied (shape_for runs more than once
+    # on a run's data; the exclusion must happen once); None: not applied
+    excluded: tuple[int, ...] | None = None
 
     @property
     def image_size(self) -> int:

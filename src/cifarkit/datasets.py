@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .audit.exclude import exclude_images
 from .cifar import load_cifar10, load_cifar100
 from .config import TrainConfig
 from .data import Dataset, composed
@@ -58,8 +59,8 @@ def load_for_checkpoint(ckpt: dict[str, Any], data_dir: str | os.PathLike | None
 
 
 def shape_for(data: Dataset, config: TrainConfig) -> Dataset:
-    """The run's view of `data`: its first limit_train / limit_test images, then val_split of the training
-    images held out (stratified, by the seed). Applied once: a dataset already split is returned as it is.
+    """The run's view of `data`: its first limit_train / limit_test images, less the training images --exclude
+    lists, then val_split of the training images held out (stratified, by the seed). Applied once: a dataset already split is returned as it is.
     A dataset given through the Python API is checked here first (Dataset.check)."""
     if not isinstance(data, Dataset):
         raise UserError(f"data: a cifarkit.data.Dataset (e.g. from cifarkit.datasets.load_for), not "
@@ -71,4 +72,6 @@ def shape_for(data: Dataset, config: TrainConfig) -> Dataset:
                               ("--limit-test", config.limit_test, len(data.test_labels))):
         if limit is not None and limit > have:  # the run is smaller than asked for: say so, not silently
             warnings.warn(f"{flag} {limit}: the data has only {have} images; using all {have}", stacklevel=2)
-    return data.limit(config.limit_train, config.limit_test).split_validation(config.val_split, config.seed)
+    # --exclude: the listed training images left out of the first limit_train (entries checked against the data)
+    kept = exclude_images(data, config.exclude, config.limit_train)
+    return kept.limit(test=config.limit_test).split_validation(config.val_split, config.seed)

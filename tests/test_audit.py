@@ -1,0 +1,278 @@
+"""`cifarkit audit`: planted label flips and duplicates found (within and between the splits), the K fold runs
+resumed after an interruption, `train --exclude` honoured and checked, and every bad input refused with nothing
+written."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cifarkit.cli import main
+from cifarkit.errors import UserError
+
+from conftest import synthetic_cifar, write_py_layout
+
+TEST_FLIPS = (3, 17, 40, 61)  # test images whose label is planted wrong
+TRAIN_FLIPS = (11, 50, 120)  # training images whose label is planted wrong
+EXACT = (5, 7)  # test image 5 is training image 7, pixel for pixel
+NEAR = (6, 9)  # test image 6 is training image 9 with a pixel changed
+# A recipe that learns the synthetic colours to 100% in seconds (80 steps: BatchNorm's statistics settle)
+RECIPE = dict(model="s10-small", epochs=4, batch_size=10, max_lr=3e-3, threads=1, precision="fp32")
+
+
+def planted() -> tuple[tuple, tuple]:
+    (x, y), (tx, ty) = synthetic_cifar(20, 1), synthetic_cifar(10, 2)
+    y, ty, tx = y.copy(), ty.copy(), tx.copy()
+    for i in TRAIN_FLIPS:
+        y[i] = (y[i] + 3) % 10
+    for i in TEST_FLIPS:
+        ty[i] = (ty[i] + 3) % 10
+    tx[EXACT[0]], ty[EXACT[0]] = x[EXACT[1]], y[EXACT[1]]
+    tx[NEAR[0]], ty[NEAR[0]] = x[NEAR[1]], y[NEAR[1]]
+    tx[NEAR[0], 0, 0, 0] ^= 1
+    return (x, y), (tx, ty)
+
+
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory):
+    """(root, run folder): a finished run on data with planted label flips and train/test duplicates."""
+    from cifarkit import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("audit")
+    write_py_layout(root / "data", *planted())
+    train(TrainConfig(**RECIPE, data_dir=str(root / "data")), root / "run", progress=False)
+    return root, root / "run"
+
+
+@pytest.fixture(scope="module")
+def audited(planted_run):
+    """The summary and rows of an audit of both splits with 2 folds."""
+    from cifarkit import audit
+
+    _, run = planted_run
+    # each fold trains on half the images: twice the epochs give it the run's 80 steps
+    summary = audit(run, split="all", folds=2, progress=False, fold_overrides={"epochs": 8})
+    with open(run / "audit" / "audit.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return summary, rows
+
+
+def flagged(rows, split, issue):
+    return {int(r["image"]) for r in rows if r["split"] == split and r["issue"] == issue}
+
+
+def test_planted_label_flips_are_found_in_both_splits(audited):
+    summary, rows = audited
+    assert set(TEST_FLIPS) <= flagged(rows, "test", "label")
+    # the fold models learn from half the images, and less surely: most of the planted flips, not every one
+    assert len(set(TRAIN_FLIPS) & flagged(rows, "train", "label")) >= 2
+    # a well-separated set: what is flagged is mostly what was planted
+    assert len(flagged(rows, "test", "label") - set(TEST_FLIPS)) <= 2
+    assert len(flagged(rows, "train", "label") - set(TRAIN_FLIPS)) <= 2
+    row = next(r for r in rows if r["split"] == "test" and r["image"] == str(TEST_FLIPS[0]))
+    assert row["given_label"] != row["suggested_label"] and float(row["confidence"]) > 0.5
+    assert summary["counts"]["per_issue"]["test"]["label"] == len(flagged(rows, "test", "label"))
+
+
+def test_planted_duplicates_between_the_splits_are_found_exact_and_near(audited, planted_run):
+    summary, rows = audited
+    pairs = {(r["image"], r["duplicate_image"]): float(r["score"]) for r in rows
+             if r["issue"] == "train_test_duplicate" and r["split"] == "test"}
+    assert pairs[str(EXACT[0]), str(EXACT[1])] == 0.0
+    assert pairs[str(NEAR[0]), str(NEAR[1])] < summary["train_test_duplicates"]["threshold_distance"]
+    assert summary["train_test_duplicates"]["exact"] == 1  # the near pair is found by its embedding
+    _, run = planted_run
+    excluded = (run / "audit" / "exclude.txt").read_text()
+    entries = [line.split("#")[0].strip() for line in excluded.splitlines() if not line.startswith("#")]
+    assert {str(EXACT[1]), str(NEAR[1])} | {str(i) for i in flagged(rows, "train", "label")} == set(entries)
+
+
+def test_the_page_is_self_contained_and_the_json_holds_counts_settings_and_timing(audited, planted_run):
+    summary, _ = audited
+    _, run = planted_run
+    page = (run / "audit" / "audit.html").read_text()
+    assert "<script" not in page and not re.search(r"src='(?!data:image/png;base64,)", page)
+    assert page.count("data:image/png;base64,") >= 2 * len(TEST_FLIPS)
+    saved = json.loads((run / "audit" / "audit.json").read_text())
+    assert saved["settings"]["folds"] == 2 and saved["settings"]["fold_recipe"]["epochs"] == 8
+    assert set(saved["timing"]) >= {"embeddings_s", "folds_s", "cleanlab_s", "page_s", "total_s"}
+    assert saved["images"] == {"train": 200, "test": 100}
+    assert sum(saved["counts"]["per_class"]["test"]["label"].values()) == saved["counts"]["per_issue"]["test"]["label"]
+    folds = [json.loads((run / "audit" / fold / "results.json").read_text()) for fold in ("fold-1", "fold-2")]
+    assert sum(r["n_train"] for r in folds) == sum(r["n_test"] for r in folds) == 200  # run folders compare reads
+
+
+def test_names_from_the_data_are_escaped_on_the_page():
+    from cifarkit.audit.page import write_page
+
+    summary = {"run": "<b>run</b>", "settings_line": "x", "images": {"test": 1},
+               "counts": {"per_issue": {"test": {"label": 1}}, "per_class": {"test": {"label": {"<i>c&": 1}}}},
+               "images_per_class": {"test": {"<i>c&": 1}}}
+    row = {"split": "test", "image": "train/<i>c&/a'b.png", "issue": "label", "score": 0.1, "given_label": "<i>c&",
+           "suggested_label": "d", "confidence": 0.9, "duplicate_split": "", "duplicate_image": ""}
+    page = write_page([row], summary, lambda s, n: torch.zeros(3, 4, 4, dtype=torch.uint8), ("<i>c&", "d"))
+    assert "<i>" not in page and "<b>" not in page and "&lt;i&gt;c&amp;" in page and "a&#x27;b.png" in page
+
+
+def test_an_interrupted_audit_reuses_the_finished_fold_and_resumes_the_other(planted_run, tmp_path, crash_at_step,
+                                                                             capsys):
+    from cifarkit import audit
+
+    _, run = planted_run
+    out = tmp_path / "audit"
+    crash_at_step(40 + 15)  # fold 1: 40 steps; fold 2 checkpointed after its first epoch (10 steps), then cut
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        audit(run, split="train", folds=2, out=out)
+    assert (out / "fold-1" / "results.json").exists() and not (out / "fold-2" / "results.json").exists()
+    assert (out / "fold-2" / "checkpoints" / "last.pt").exists() and not (out / "audit.json").exists()
+    crash_at_step(None)
+    capsys.readouterr()
+    summary = audit(run, split="train", folds=2, out=out)
+    err = capsys.readouterr().err
+    assert re.search(r"fold 1/2: reused", err) and re.search(r"fold 2/2: resumed", err)
+    assert len((out / "fold-2" / "metrics.csv").read_text().splitlines()) == 1 + RECIPE["epochs"]
+    with open(out / "audit.csv", newline="") as f:
+        assert len(set(TRAIN_FLIPS) & flagged(list(csv.DictReader(f)), "train", "label")) >= 1
+    with pytest.raises(UserError, match="folds 2 .now 3"):  # other folds into the same folder: refused
+        audit(run, split="train", folds=3, out=out, progress=False)
+
+
+def test_the_cli_audits_the_test_split_into_the_run_folder(planted_run, tmp_path, capsys):
+    root, run = planted_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("audit"))
+    assert main(["audit", str(copy), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"test \(100 images\): \d+ label", out) and "exclude.txt" in out
+    assert {p.name for p in (copy / "audit").iterdir()} >= {"audit.csv", "audit.json", "audit.html", "exclude.txt"}
+    assert main(["audit", str(copy), "--quiet"]) == 0  # an earlier audit's folder is written again
+
+
+# -- --exclude ------------------------------------------------------------------------------------------------------
+
+def test_exclude_leaves_the_listed_images_out_and_is_recorded_in_the_config(planted_run, tmp_path, capsys):
+    root, _ = planted_run
+    listed = tmp_path / "exclude.txt"
+    listed.write_text("# planted flips\n11  # label issue\n50\n\n120 # another\n11\n")
+    out = tmp_path / "cleaned"
+    assert main(["train", "--model", "s10-small", "--epochs", "1", "--batch-size", "50", "--max-lr", "0.003",
+                 "--threads", "1", "--precision", "fp32", "--data-dir", str(root / "data"), "--exclude", str(listed),
+                 "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["exclude"] == ["11", "50", "120"]
+    assert json.loads((out / "results.json").read_text())["n_train"] == 197
+
+
+def test_exclude_applies_within_limit_train_and_names_unknown_entries(tiny_py):
+    from cifarkit import TrainConfig
+    from cifarkit.datasets import load_dataset, shape_for
+
+    data = load_dataset("cifar10", tiny_py)
+    shaped = shape_for(data, TrainConfig(exclude=["0", "3", "150"], limit_train=100))
+    assert len(shaped.train_labels) == 98  # 150 lies beyond the first 100: nothing to leave out there
+    assert torch.equal(shaped.train_images[0], data.train_images[1])
+    with pytest.raises(UserError, match=r"2 entries name no training image .*'200', 'x'.*indices 0 to 199"):
+        shape_for(data, TrainConfig(exclude=["1", "200", "x"]))
+    with pytest.raises(UserError, match="every one of the 2 training images"):
+        shape_for(data, TrainConfig(exclude=["0", "1"], limit_train=2))
+
+
+def test_an_exclude_file_that_names_nothing_or_is_missing_is_refused(tiny_py, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing here\n\n   # still nothing\n")
+    for path, message in ((empty, "names no image"), (tmp_path / "absent.txt", "no such exclude list")):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--data-dir", str(tiny_py), "--exclude", str(path), "--out", str(tmp_path / "r")])
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_exclude_names_folder_images_by_their_path(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from cifarkit import TrainConfig
+    from cifarkit.datasets import load_dataset, shape_for
+
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    for split, n in (("train", 3), ("test", 1)):
+        for c, colour in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+            (tmp_path / "d" / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32), colour).save(tmp_path / "d" / split / c / f"{i}.png")
+    data = load_dataset("folder", tmp_path / "d", progress=False)
+    shaped = shape_for(data, TrainConfig(dataset="folder", exclude=["train/dog/1.png", "train/cat/0.png"]))
+    assert shaped.train_labels.tolist() == [0, 0, 1, 1]
+    with pytest.raises(UserError, match=r"'dog/1.png'.*e.g. 'train/cat/0.png'"):
+        shape_for(data, TrainConfig(dataset="folder", exclude=["dog/1.png"]))
+
+
+# -- bad input: a clear error, nothing written -------------------------------------------------------------------
+
+def test_a_run_without_a_checkpoint_is_refused(planted_run, tmp_path):
+    from cifarkit import audit
+
+    _, run = planted_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("audit", "checkpoints"))
+    with pytest.raises(UserError, match="no checkpoint"):
+        audit(copy)
+    assert not (copy / "audit").exists()
+
+
+@pytest.mark.parametrize("folds, message", [(1, "must be a whole number >= 2"),
+                                            (21, "more than the 19 training images of class"),
+                                            (True, "must be a whole number >= 2")])
+def test_folds_below_two_or_above_the_smallest_class_are_refused(planted_run, tmp_path, folds, message):
+    from cifarkit import audit
+
+    _, run = planted_run
+    with pytest.raises(UserError, match=message):
+        audit(run, split="train", folds=folds, out=tmp_path / "a", progress=False)
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_moved_image_folder_is_refused(planted_run, tmp_path):
+    from cifarkit import audit
+    from cifarkit.checkpoint import load_checkpoint
+    from cifarkit.files import save_torch
+
+    _, run = planted_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("audit"))
+    ckpt = load_checkpoint(copy / "checkpoints" / "last.pt")
+    ckpt["config"] = {**ckpt["config"], "dataset": "folder", "data_dir": str(tmp_path / "moved-away")}
+    save_torch(copy / "checkpoints" / "last.pt", ckpt)
+    with pytest.raises(UserError, match="moved-away is not here"):
+        audit(copy, out=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+
+
+def test_data_of_one_class_and_a_folder_of_other_files_are_refused(planted_run, tmp_path, monkeypatch):
+    from cifarkit import audit
+
+    _, run = planted_run
+    (x, y), (tx, ty) = synthetic_cifar(20, 1), synthetic_cifar(10, 2)
+    write_py_layout(tmp_path / "one", (x, y), (tx, np.zeros_like(ty)))
+    with pytest.raises(UserError, match="all of one class .airplane."):
+        audit(run, data_dir=tmp_path / "one", out=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="a folder of other files .notes.txt."):
+        audit(run, out=tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    with pytest.raises(UserError, match="--split 'val'"):
+        audit(run, split="val")
+
+
+def test_import_cifarkit_stays_light():
+    import subprocess
+
+    code = "import sys, cifarkit, cifarkit.audit; print('torch' in sys.modules, 'cleanlab' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == \
+        ["False", "False"]
