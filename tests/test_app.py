@@ -166,7 +166,9 @@ GALLERY_LAYOUT = """
 const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right,
                                                                  bottom: r.bottom}; };
 const gallery = document.getElementById(arguments[0]);
+const wrap = gallery.querySelector('.grid-wrap');
 return {box: box(gallery), label: box(gallery.querySelector('[data-testid=block-label]')),
+        sideways: wrap.scrollWidth - wrap.clientWidth,
         thumbnails: [...gallery.querySelectorAll('.thumbnail-item')].map(t => {
             const c = t.querySelector('.caption-label');
             return {box: box(t), caption: c && {text: c.textContent, box: box(c), scrollWidth: c.scrollWidth,
@@ -179,8 +181,8 @@ def overlap(a: dict, b: dict) -> bool:
 
 
 def check_gallery_layout(driver, elem_id: str, count: int, snug: bool) -> list[str]:
-    """The label above the `count` thumbnails, each caption whole (not cut, inside its thumbnail), and where `snug`,
-    a box no taller than its thumbnails need; returns the captions."""
+    """The label above the `count` thumbnails, the columns within the box's width, each caption whole (not cut,
+    inside its thumbnail), and where `snug`, a box no taller than its thumbnails need; returns the captions."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, 60).until(lambda d: d.execute_script(  # drawn: every thumbnail's image loaded
@@ -190,6 +192,7 @@ def check_gallery_layout(driver, elem_id: str, count: int, snug: bool) -> list[s
     layout = driver.execute_script(GALLERY_LAYOUT, elem_id)
     thumbnails = layout["thumbnails"]
     assert not any(overlap(layout["label"], t["box"]) for t in thumbnails), (layout["label"], thumbnails[0])
+    assert layout["sideways"] <= 0  # the columns fit the box: no sideways scrolling
     for t in thumbnails:
         caption = t["caption"]
         assert caption["scrollWidth"] <= caption["clientWidth"], caption  # no ellipsis

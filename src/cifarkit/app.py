@@ -29,18 +29,24 @@ from .runtime import inference_precision
 DISPLAY = 256  # pixels a side of the images the page shows (the model sees 32x32)
 MAX_UPLOAD = "25mb"  # Gradio refuses larger uploads; read_image refuses images over 50 megapixels
 # Gradio's galleries float their label over the first row of thumbnails, keep at least 450 pixels of height
-# however few the images, and cut captions to 80% of a thumbnail with an ellipsis ("automob..."): here the label
-# has a line of its own, the test images' box is as tall as its thumbnails, and a caption sits under its image,
-# whole, wrapped where it must be (a CIFAR-100 or folder class name can be long).
+# however few the images, hold 5 columns of at least 100 pixels however narrow the page (it then scrolls sideways),
+# and cut captions to 80% of a thumbnail with an ellipsis ("automob..."). Here the label has a line of its own, the
+# test images' box is as tall as its thumbnails, as many columns as fit, each row as tall as its own captions, and
+# each caption sits under its image, wrapped where it must be (CIFAR-100 or folder class names can be long); only
+# a caption over 3 lines is cut (the page's top-k names the class whole).
 PAGE_CSS = """
 #examples > label[data-testid="block-label"], #mistakes > label[data-testid="block-label"] {
   position: static; margin: var(--block-label-margin); }
 #examples .grid-wrap { overflow-y: auto; }
+#examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)); grid-auto-rows: auto; }
+#mistakes .grid-container { grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); grid-auto-rows: auto; }
 #examples .thumbnail-item, #mistakes .thumbnail-item { aspect-ratio: auto; height: auto; display: flex;
   flex-direction: column; }
 #examples .thumbnail-item > img, #mistakes .thumbnail-item > img { aspect-ratio: 1; height: auto; }
 #examples .caption-label, #mistakes .caption-label { position: static; max-width: none; white-space: normal;
-  overflow-wrap: anywhere; text-align: center; border: none; border-radius: 0; }
+  overflow-wrap: anywhere; text-align: center; border: none; border-radius: 0; display: -webkit-box;
+  -webkit-box-orient: vertical; -webkit-line-clamp: 3; overflow: hidden; padding: 0 var(--spacing-sm);
+  margin: var(--spacing-xs) 0; }
 """
 
 
