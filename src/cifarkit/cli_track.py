@@ -19,6 +19,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .invoked import program
     from .sweep import parse_param, sweep
 
     params = [parse_param(text) for text in args.param or ()]  # refused by name before anything else
@@ -30,7 +31,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"best: trial {summary['best_trial']} ({summary['best_run_dir']}), validation accuracy "
           f"{summary['best_value']:.2%} with " + ", ".join(f"{name} {value:.4g}"
                                                            for name, value in summary["best_params"].items()))
-    print(f"train it: cifarkit train --config {summary['best_config']}")
+    print(f"train it: {program()} train --config {summary['best_config']}")  # runnable as printed
     if summary["plots"]:
         print(f"plots: {', '.join(summary['plots'])}")
     return 0
