@@ -81,7 +81,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .files import write_json
     from .inference import evaluate_checkpoint
-    from .rundir import check_output, data_areas, default_output, refuse_inside_data
+    from .outputs import data_areas, refuse_inside_data
+    from .rundir import check_output, default_output
 
     if args.limit_test is not None and args.limit_test < 1:
         raise UserError(f"--limit-test {args.limit_test}: must be a whole number of images >= 1")

@@ -27,7 +27,8 @@ from .datasets import shape_for
 from .errors import UserError
 from .report import plot_lr_find
 from .invoked import program
-from .rundir import CONFIG, LR_FIND_JSON, LR_FIND_PLOT, RunDir, data_areas, refuse_inside_data
+from .outputs import data_areas, refuse_inside_data
+from .rundir import CONFIG, LR_FIND_JSON, LR_FIND_PLOT, RunDir
 from .runtime import kept_for_the_caller, setup_runtime
 
 SKIP_START, SKIP_END = 10, 5  # the first steps are noise around the initial loss, the last ones diverge

@@ -22,7 +22,8 @@ from .invoked import program
 from .models import build_model, summary
 from .report import plot_results, plot_schedule
 from .report_page import write_report
-from .rundir import CONFIG, ENDED, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir, data_areas, refuse_inside_data
+from .outputs import data_areas, refuse_inside_data
+from .rundir import CONFIG, ENDED, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
 from .runtime import kept_for_the_caller, resolve_device
 from .schedule import check_schedule, planned_schedule, steps_per_epoch
 from .trainer import Interrupted, Trainer

@@ -1,4 +1,4 @@
-"""One run's folder: the name of every file in it, atomic writes, listing and clearing.
+"""One run's folder: its lock, every path checked, atomic writes, listing and clearing (the names: runfiles.py).
 
 The folder is the contract between train, resume, the range test, report and evaluate (DESIGN.md):
 each of them finds a file through `RunDir`, so a path is spelled once, here, and checked once, here: every file a
@@ -21,56 +21,12 @@ from .errors import UserError
 from .files import WriteError, save_torch, write_bytes, write_json, write_text
 from .invoked import program
 from .reader import read_json, read_text
-from .version import __version__
-
-CONFIG = "config.json"
-METRICS = "metrics.csv"
-RESULTS = "results.json"
-CHECKPOINT = "checkpoints/last.pt"
-LR_FIND_JSON = "lr_find.json"
-LR_FIND_PLOT = "lr_find.png"
-MODEL_SUMMARY = "model.txt"
-REPORT = "report.html"
-# Why a run stopped before its last epoch, where nothing will continue it ({"reason": "diverged" | "pruned",
-# "message": ...}): written by train on a NaN loss and by a sweep's pruner; `compare` shows it as the run's status.
-ENDED = "ended.json"
-# (file, heading) in the order report.html shows them; absent files are left out
-PLOTS = (
-    ("plots/curves.png", "Training curves"),
-    ("plots/lr_schedule.png", "One Cycle schedule"),
-    (LR_FIND_PLOT, "LR range test"),
-    ("plots/samples.png", "Training images"),
-    ("plots/augmented.png", "Augmented images"),
-    ("plots/misclassified.png", "Misclassified test images"),
-    ("plots/confusion.png", "Confusion matrix"),
-    ("plots/per_class.png", "Accuracy per class"),
-    ("plots/gradcam.png", "GradCAM of the most confident mistakes"),
+from .runfiles import (  # the names every command imports from here
+    CONFIG, METRICS, RESULTS, CHECKPOINT, LR_FIND_JSON, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, ENDED, PLOTS,
+    RUN_FILES, RUN_FOLDERS, JUNK, RUN_PATTERNS, COMMAND_PLOTS, LOCK, MARKER, MARKER_FORMAT, STUDY_DB,
+    BEST_CONFIG, SWEEP_PLOTS, SWEEP_FILES, WEIGHT_SUFFIXES, METRIC_FIELDS, RESULT_TYPES, TYPE_CHECKS,
 )
-# What a run folder holds; --overwrite removes exactly these (and RUN_PATTERNS) before starting again.
-RUN_FILES = (CONFIG, METRICS, RESULTS, ENDED, CHECKPOINT, LR_FIND_JSON, MODEL_SUMMARY, REPORT,
-             *(name for name, _ in PLOTS))
-RUN_FOLDERS = ("checkpoints", "plots", "tb")  # made by a run (tb: --tensorboard's default)
-JUNK = (".DS_Store", "Thumbs.db", ".ipynb_checkpoints")  # what desktops and notebooks leave in any folder
-RUN_PATTERNS = ("evaluate-*.json", "gradcam.png")  # what `cifarkit evaluate` / `gradcam` write into a run by default
-# (file, heading): what report.html shows after PLOTS of those commands' outputs (gradcam: e.g. once Captum is there)
-COMMAND_PLOTS = (("gradcam.png", "GradCAM drawn after the run (cifarkit gradcam RUN_DIR)"),)
-LOCK = ".cifarkit.lock"
-# Written with a folder's first run file: what makes a folder a run's own (the folder's files say so, not its name
-# or a config.json that anyone may have). Runs from before markers are recognised by a config.json that parses as a
-# cifarkit config beside a checkpoint.
-MARKER = ".cifarkit-run.json"
-MARKER_FORMAT = "cifarkit run folder"
-# What `cifarkit sweep --out DIR` writes beside its trial-N run folders: outputs of other commands never land on them.
-STUDY_DB = "study.db"
-BEST_CONFIG = "best_config.json"
-SWEEP_PLOTS = ("history.png", "importances.png")  # optuna's optimisation history and parameter importances
-SWEEP_FILES = (STUDY_DB, BEST_CONFIG, *SWEEP_PLOTS)
-# Weights, wherever they lie (a run's checkpoints/last.pt, a copy of it, a bundle's model): no command writes these
-# suffixes, so an output onto one is a slip that would destroy a trained model.
-WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
-# metrics.csv's columns in order; val_loss/val_acc only in runs with a validation split
-METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-                 "images_per_s", "seconds")
+from .version import __version__
 
 
 class RunDir:
@@ -249,7 +205,7 @@ class RunDir:
         results = self.read_json(RESULTS)
         for key, value in (results or {}).items():
             expected = RESULT_TYPES.get(key)
-            if expected is not None and not _TYPE_CHECKS[expected](value):
+            if expected is not None and not TYPE_CHECKS[expected](value):
                 raise UserError(f"{self.path / RESULTS}: {key} is {json.dumps(value)[:60]}, not {expected}; restore "
                                 "the file, or delete it and write the run's ending again with --resume")
         return results
@@ -315,24 +271,6 @@ class RunDir:
         return self.checkpoint
 
 
-# results.json's fields as a run writes them: what read_results checks
-RESULT_TYPES = {
-    **dict.fromkeys(("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
-                     "train_images_per_second", "train_seconds", "wall_time_s", "max_lr", "ema_decay"), "a number"),
-    **dict.fromkeys(("params", "epochs", "batch_size", "steps", "classes", "image_size", "n_val", "n_train", "n_test",
-                     "train_images_seen", "seed", "processes"), "a whole number"),
-    **dict.fromkeys(("preset", "model", "dataset", "max_lr_source", "dtype", "tta", "data", "data_layout", "run_dir"),
-                    "text"),
-    "channels_last": "true or false",
-}
-_TYPE_CHECKS = {
-    "a number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "a whole number": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "text": lambda v: isinstance(v, str),
-    "true or false": lambda v: isinstance(v, bool),
-}
-
-
 def _is_config(value: Any) -> bool:
     try:
         TrainConfig.from_dict(value)
@@ -389,27 +327,3 @@ def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
         raise UserError(f"{output}: a file of the sweep in {sweep}; write the output elsewhere")
     return path
 
-
-def data_areas(dataset: str, data_dir: str | os.PathLike | None) -> list[Path]:
-    """What a command reading `dataset` from `data_dir` (None: $CIFARKIT_DATA, else the default folder) takes as
-    data: an image folder's whole tree; of a CIFAR folder, its unpacked folders and archives (a run beside them in
-    the same parent is fine: nothing reads it as data)."""
-    from .cifar import ARCHIVE_URL, BIN_ARCHIVE, BIN_DIR, CIFAR100_DIR, CIFAR100_URL, PY_DIR
-    from .data import default_data_dir
-
-    root = default_data_dir(data_dir)
-    if dataset == "folder" or root.name in (PY_DIR, BIN_DIR, CIFAR100_DIR):
-        return [root]
-    archives = (ARCHIVE_URL.rsplit("/", 1)[1], BIN_ARCHIVE, CIFAR100_URL.rsplit("/", 1)[1])
-    return [root / name for name in (PY_DIR, BIN_DIR, CIFAR100_DIR, *archives)]
-
-
-def refuse_inside_data(output: str | os.PathLike, flag: str, *areas: Path) -> None:
-    """Refuse an output (a file or a folder) inside the data a command reads (see data_areas): a JSON over
-    test_batch would replace the data, a run's plots in a class folder would become the next run's images."""
-    target = Path(os.path.realpath(Path(output).expanduser()))
-    for area in areas:
-        if target.is_relative_to(os.path.realpath(area)):
-            raise UserError(f"{flag} {output}: inside the data in {area}; an output never goes among the data a "
-                            "command reads (the next run would read it as data, or it would replace a data file): "
-                            "choose a place outside it")
