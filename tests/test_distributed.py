@@ -245,3 +245,29 @@ def test_under_torchrun_a_refusal_is_one_line_from_each_rank_before_any_work(tin
                     "1e+09 (about 31 years; torch's deadlines overflow a little beyond 7e9 s)"] * 2, job.stderr
     assert "OverflowError" not in job.stderr and not re.search(r'File ".*cifarkit[/\\]', job.stderr), job.stderr
     assert not (tmp_path / "run").exists()
+
+
+def _joined_by_the_caller_worker(rank, world, store, data_dir, out):
+    from cifarkit.run import train
+
+    # a process group made by the caller (no torchrun variables in the environment) is the job train joins
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(name, None)
+    os.environ["WORLD_SIZE"] = str(world)  # as a launcher of the caller's own may leave it, without MASTER_ADDR
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        config = tiny(data_dir)
+        config.max_lr = "find"
+        try:
+            train(config, out / "run", progress=False)
+        except UserError as e:
+            (out / f"said{rank}.txt").write_text(str(e))
+    finally:
+        shutdown()
+
+
+def test_a_process_group_the_caller_made_is_used_and_checked_the_same(tiny_py, tmp_path):
+    mp.spawn(_joined_by_the_caller_worker, args=(2, tmp_path / "store", tiny_py, tmp_path), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert (tmp_path / f"said{rank}.txt").read_text().startswith("--max-lr find under torchrun")
+    assert not (tmp_path / "run").exists()

@@ -141,15 +141,16 @@ def init_from_env(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S, co
     MASTER_ADDR's name, LOCAL_RANK against the GPUs. Joining that fails (no rank 0 at MASTER_ADDR:MASTER_PORT
     within the timeout) is one line too."""
     check_timeout(timeout_s)
-    job = job_from_env()
-    if not job.enabled or (dist.is_available() and dist.is_initialized()):
-        return current()
-    if config is not None and config.max_lr == "find":
+    joined = dist.is_available() and dist.is_initialized()  # by the caller, in its own way
+    job = current() if joined else job_from_env()
+    if job.enabled and config is not None and config.max_lr == "find":
         raise UserError(f"--max-lr find under torchrun: run `{program()} lr-find` in one process first, then pass "
                         "its suggestion as --max-lr")
-    if config is not None and config.prune_easy:
+    if job.enabled and config is not None and config.prune_easy:
         raise UserError("--prune-easy under torchrun: not supported (a process sees only its share's losses); "
                         "drop it, or train in one process")
+    if joined or not job.enabled:
+        return current()
     address, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
     try:
         socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
