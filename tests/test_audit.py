@@ -276,3 +276,30 @@ def test_import_cifarkit_stays_light():
     code = "import sys, cifarkit, cifarkit.audit; print('torch' in sys.modules, 'cleanlab' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == \
         ["False", "False"]
+
+
+def test_a_folder_dataset_is_audited_by_file_path(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from cifarkit import TrainConfig, audit, train
+
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    (x, y), (tx, ty) = synthetic_cifar(6, 1), synthetic_cifar(3, 2)
+    for split, images, labels in (("train", x, y), ("test", tx, ty)):
+        for i, (image, label) in enumerate(zip(images, labels)):
+            folder = tmp_path / "d" / split / f"<{label}>"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{i:03d}.png")
+    shutil.copy(tmp_path / "d" / "train" / f"<{y[4]}>" / "004.png", tmp_path / "d" / "test" / f"<{y[4]}>" / "x.png")
+    train(TrainConfig(**{**RECIPE, "epochs": 1}, dataset="folder", data_dir=str(tmp_path / "d")), tmp_path / "run",
+          progress=False)
+    summary = audit(tmp_path / "run", progress=False)
+    with open(tmp_path / "run" / "audit" / "audit.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    pair = next(r for r in rows if r["issue"] == "train_test_duplicate" and r["score"] == "0.0" and r["split"] == "test")
+    assert (pair["image"], pair["duplicate_image"]) == (f"test/<{y[4]}>/x.png", f"train/<{y[4]}>/004.png")
+    assert all("/" in r["image"] for r in rows)
+    assert f"train/&lt;{y[4]}&gt;/004.png" in (tmp_path / "run" / "audit" / "audit.html").read_text()
+    entries = (tmp_path / "run" / "audit" / "exclude.txt").read_text()
+    assert f"train/<{y[4]}>/004.png  # duplicates test image test/<{y[4]}>/x.png" in entries
+    assert summary["images"] == {"train": 60, "test": 31}

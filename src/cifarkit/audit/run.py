@@ -16,7 +16,8 @@ from ..errors import UserError
 from ..files import write_json
 from ..progress import say
 from ..reader import read_json
-from ..rundir import RunDir, data_areas, refuse_inside_data
+from ..outputs import data_areas, refuse_inside_data
+from ..rundir import RunDir
 from ..version import __version__
 from .exclude import image_names, kept_positions
 from .folds import assign_folds, check_folds, fold_config, fold_view, record_folds, train_folds
@@ -47,6 +48,10 @@ def audit(run_dir: str | os.PathLike, split: str = "test", folds: int = 5, prese
     started = time.perf_counter()
     if split not in SPLITS:
         raise UserError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
+    try:  # before any work: the fold runs would be wasted
+        import cleanlab  # noqa: F401
+    except ImportError:
+        raise UserError("the audit needs cleanlab: pip install 'cifarkit[audit]'") from None
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise UserError(f"{run.path}: no such run folder")
