@@ -263,6 +263,13 @@ def _other_value(s, current):
     """A valid value of setting `s` other than `current`, as argv and as the config's value."""
     if s.type is bool:
         return [f"--no-{s.flag[2:]}" if current else s.flag], not current
+    if s.type is list:  # --exclude FILE: the file's entries
+        import tempfile
+        from pathlib import Path
+
+        path = Path(tempfile.mkdtemp()) / "exclude.txt"
+        path.write_text("3\n1  # why\n")
+        return [s.flag, str(path)], ["3", "1"]
     if s.parse is not None:  # --max-lr
         return [s.flag, "find"], "find"
     if s.choices:
