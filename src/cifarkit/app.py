@@ -2,8 +2,8 @@
 with probabilities; the GradCAM heat map of the top class over the image, at a chosen layer and opacity; a
 gallery of the most confidently misclassified test images with theirs.
 
-`Classifier` and `build_demo` use nothing of cifarkit beyond what the exported bundle carries (bundle.py copies
-them into its app.py): the page is the same here and in a HuggingFace Space. Everything runs locally: no
+`Classifier` and `build_demo` use nothing of cifarkit beyond what the exported bundle carries (bundle_source.py
+copies them into its app.py): the page is the same here and in a HuggingFace Space. Everything runs locally: no
 analytics, no fonts or scripts from the internet; the server binds to 127.0.0.1 unless told otherwise.
 """
 from __future__ import annotations
