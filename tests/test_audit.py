@@ -303,3 +303,40 @@ def test_a_folder_dataset_is_audited_by_file_path(tmp_path, monkeypatch):
     entries = (tmp_path / "run" / "audit" / "exclude.txt").read_text()
     assert f"train/<{y[4]}>/004.png  # duplicates test image test/<{y[4]}>/x.png" in entries
     assert summary["images"] == {"train": 60, "test": 31}
+
+
+def test_the_page_shows_its_images_in_chromium_without_sideways_scrolling(audited, planted_run, tmp_path):
+    import os
+    from pathlib import Path
+
+    chromium, driver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+    missing = [str(p) for p in (chromium, driver) if not p.exists()]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+    except ImportError:
+        missing.append("selenium (pip install 'cifarkit[test]')")
+    if missing:
+        reason = f"no browser to open the page in: {', '.join(missing)} absent (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--window-size=1000,800", f"--user-data-dir={tmp_path / 'p'}"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(executable_path=str(driver)), options=options)
+    try:
+        _, run = planted_run
+        browser.get((run / "audit" / "audit.html").as_uri())
+        headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
+        assert [h.split(" (")[0] for h in headings] == ["Probable label errors", "Duplicates", "Outliers", "Per class"]
+        images = browser.find_elements(By.TAG_NAME, "img")
+        assert images and all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0",
+                                                     img) for img in images)
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        assert "given: " in browser.find_element(By.CSS_SELECTOR, ".cell").text
+    finally:
+        browser.quit()

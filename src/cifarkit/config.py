@@ -152,12 +152,8 @@ class TrainConfig:
                                    "data", machine=True, metavar="DIR")
     limit_train: int | None = setting(None, "train on the first N images only", "data", metavar="N")
     limit_test: int | None = setting(None, "test on the first N images only", "data", metavar="N")
-    # The entries themselves are kept (not the file's name), so a resume or a rerun from config.json leaves out
-    # the same images; datasets.shape_for applies them (audit/exclude.py).
-    exclude: list[str] | None = setting(None, "leave out the training images listed in FILE, one a line: an index "
-                                        "for CIFAR, a path relative to the dataset folder (train/CLASS/FILE) for "
-                                        "image folders; # comments (e.g. `cifarkit audit`'s exclude.txt)", "data",
-                                        metavar="FILE", parse=parse_exclude_flag)
+    exclude: list[str] | None = setting(None, "leave out the training images FILE lists, one a line (an index, or "
+                                        "train/CLASS/F.png)", "data", metavar="FILE", parse=parse_exclude_flag)
 
     def __post_init__(self) -> None:
         for s in SETTINGS.values():  # a pathlib.Path from the Python API (data_dir=Path(...)), kept as its string
@@ -276,7 +272,6 @@ class TrainConfig:
         need(self.dataset == "cifar100" or self.labels == "fine", "labels",
              f"coarse labels exist for CIFAR-100 only (this run: --dataset {self.dataset})")
         need(_whole(self.val_split, 0), "val_split", "must be a whole number of images >= 0")
-        need(self.exclude is None or len(self.exclude) > 0, "exclude", "names no image; leave the setting out")
         return self
 
 
