@@ -159,3 +159,11 @@ def test_a_folder_is_a_run_only_when_its_files_say_so(tmp_path):
     fresh.write_json(CONFIG, {"epochs": 1})
     assert (tmp_path / "fresh" / MARKER).is_file() and RunDir(tmp_path / "fresh").owned()
     assert MARKER not in RunDir(tmp_path / "fresh").existing()
+
+
+def test_a_runs_plot_is_read_through_the_checked_reader(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_bytes("plots/curves.png", b"png")
+    assert run.read_bytes("plots/curves.png") == b"png" and run.read_bytes("plots/absent.png") is None
+    with pytest.raises(UserError, match=r"curves.png: 3 bytes, more than any cifarkit plots/curves.png"):
+        run.read_bytes("plots/curves.png", limit=2)

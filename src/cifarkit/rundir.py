@@ -20,7 +20,7 @@ from .config import TrainConfig
 from .errors import UserError
 from .files import WriteError, save_torch, write_bytes, write_json, write_text
 from .invoked import program
-from .reader import read_json, read_text
+from .reader import MiB, read_bytes, read_json, read_text
 from .runfiles import (  # the names every command imports from here
     CONFIG, METRICS, RESULTS, CHECKPOINT, LR_FIND_JSON, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, ENDED, PLOTS,
     RUN_FILES, RUN_FOLDERS, JUNK, RUN_PATTERNS, COMMAND_PLOTS, LOCK, MARKER, MARKER_FORMAT, STUDY_DB,
@@ -237,6 +237,11 @@ class RunDir:
             return self.inside(name)
         except UserError:
             return None
+
+    def read_bytes(self, name: str, limit: int = 64 * MiB) -> bytes | None:
+        """A regular file of the run (a plot, model.txt) through the checked reader; None where there is none."""
+        path = self.regular_file(name)
+        return None if path is None else read_bytes(path, f"cifarkit {name}", limit)
 
     # -- writing (atomic: a file is the old one or the new one, never torn) --------------------------------
 
