@@ -166,6 +166,10 @@ def test_exclude_leaves_the_listed_images_out_and_is_recorded_in_the_config(plan
                  "--out", str(out), "--quiet"]) == 0
     assert json.loads((out / "config.json").read_text())["exclude"] == ["11", "50", "120"]
     assert json.loads((out / "results.json").read_text())["n_train"] == 197
+    capsys.readouterr()
+    assert main(["compare", str(planted_run[1]), str(out)]) == 0  # the cleaned run beside the first: how many left out
+    table = capsys.readouterr().out.splitlines()
+    assert "exclude" in table[0].split() and "images" not in table[1] and "3 images" in table[2]
 
 
 def test_exclude_applies_within_limit_train_and_names_unknown_entries(tiny_py):

@@ -131,6 +131,8 @@ def _pct(v: Any) -> str:
 def _value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, list):  # --exclude's entries: how many, not thousands of them in one cell
+        return f"{len(v)} images"
     return "-" if v is None else str(v)
 
 
