@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 import records
+
 from cifarkit import audit, preset_config, train
 from cifarkit.config import PRESETS
 from cifarkit.data import CLASSES

@@ -12,18 +12,17 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import synthetic_cifar, write_py_layout
 
 from cifarkit.cli import main
 from cifarkit.errors import UserError
-
-from conftest import synthetic_cifar, write_py_layout
 
 TEST_FLIPS = (3, 17, 40, 61)  # test images whose label is planted wrong
 TRAIN_FLIPS = (11, 50, 120)  # training images whose label is planted wrong
 EXACT = (5, 7)  # test image 5 is training image 7, pixel for pixel
 NEAR = (6, 9)  # test image 6 is training image 9 with a pixel changed
 # A recipe that learns the synthetic colours to 100% in seconds (80 steps: BatchNorm's statistics settle)
-RECIPE = dict(model="s10-small", epochs=4, batch_size=10, max_lr=3e-3, threads=1, precision="fp32")
+RECIPE = {"model": "s10-small", "epochs": 4, "batch_size": 10, "max_lr": 3e-3, "threads": 1, "precision": "fp32"}
 
 
 def planted() -> tuple[tuple, tuple]:
@@ -94,7 +93,6 @@ def test_planted_duplicates_between_the_splits_are_found_exact_and_near(audited,
 
 
 def test_the_page_is_self_contained_and_the_json_holds_counts_settings_and_timing(audited, planted_run):
-    summary, _ = audited
     _, run = planted_run
     page = (run / "audit" / "audit.html").read_text()
     assert "<script" not in page and not re.search(r"src='(?!data:image/png;base64,)", page)
@@ -133,7 +131,7 @@ def test_an_interrupted_audit_reuses_the_finished_fold_and_resumes_the_other(pla
     assert (out / "fold-2" / "checkpoints" / "last.pt").exists() and not (out / "audit.json").exists()
     crash_at_step(None)
     capsys.readouterr()
-    summary = audit(run, split="train", folds=2, out=out)
+    audit(run, split="train", folds=2, out=out)
     err = capsys.readouterr().err
     assert re.search(r"fold 1/2: reused", err) and re.search(r"fold 2/2: resumed", err)
     assert len((out / "fold-2" / "metrics.csv").read_text().splitlines()) == 1 + RECIPE["epochs"]
@@ -144,7 +142,7 @@ def test_an_interrupted_audit_reuses_the_finished_fold_and_resumes_the_other(pla
 
 
 def test_the_cli_audits_the_test_split_into_the_run_folder(planted_run, tmp_path, capsys):
-    root, run = planted_run
+    _, run = planted_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("audit"))
     assert main(["audit", str(copy), "--quiet"]) == 0
@@ -170,6 +168,21 @@ def test_exclude_leaves_the_listed_images_out_and_is_recorded_in_the_config(plan
     assert main(["compare", str(planted_run[1]), str(out)]) == 0  # the cleaned run beside the first: how many left out
     table = capsys.readouterr().out.splitlines()
     assert "exclude" in table[0].split() and "images" not in table[1] and "3 images" in table[2]
+
+
+def test_a_resumed_run_leaves_out_the_same_images(planted_run, tmp_path, crash_at_step):
+    from cifarkit import TrainConfig, train
+
+    root, _ = planted_run
+    config = TrainConfig(**{**RECIPE, "epochs": 2, "batch_size": 50}, data_dir=str(root / "data"),
+                         exclude=["11", "50", "120", "0"])
+    crash_at_step(6)  # in the second epoch, after the first one's checkpoint
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(config, tmp_path / "r", progress=False)
+    crash_at_step(None)
+    assert main(["train", "--resume", str(tmp_path / "r"), "--quiet"]) == 0
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["n_train"] == 196 and results["steps"] == 8
 
 
 def test_exclude_applies_within_limit_train_and_names_unknown_entries(tiny_py):
@@ -278,7 +291,7 @@ def test_import_cifarkit_stays_light():
     import subprocess
 
     code = "import sys, cifarkit, cifarkit.audit; print('torch' in sys.modules, 'cleanlab' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == \
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == \
         ["False", "False"]
 
 

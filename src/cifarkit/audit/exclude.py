@@ -57,13 +57,13 @@ def parse_exclude_flag(text: str) -> list[str]:
         raise ValueError(str(e)) from None
 
 
-def training_names(data: "Dataset") -> list[str]:
+def training_names(data: Dataset) -> list[str]:
     """How exclude lists and audits name each training image of `data`: its path relative to the dataset folder
     for image folders (train/CLASS/FILE, in the order the images were read), else its index."""
     return image_names(data, "train")
 
 
-def image_names(data: "Dataset", split: str) -> list[str]:
+def image_names(data: Dataset, split: str) -> list[str]:
     """The names of `data`'s images of `split` (train | test): relative paths for image folders, else indices."""
     count = len(getattr(data, f"{split}_labels"))
     if data.layout != "folder" or data.root is None:
@@ -78,7 +78,7 @@ def image_names(data: "Dataset", split: str) -> list[str]:
     return names
 
 
-def excluded_positions(data: "Dataset", entries: list[str]) -> "torch.Tensor":
+def excluded_positions(data: Dataset, entries: list[str]) -> torch.Tensor:
     """The positions in `data`'s training set of the images `entries` name; an entry that names no training image
     is refused, with the first few such entries named."""
     import torch
@@ -95,7 +95,7 @@ def excluded_positions(data: "Dataset", entries: list[str]) -> "torch.Tensor":
     return torch.tensor(sorted(position[e] for e in entries), dtype=torch.int64)
 
 
-def exclude_images(data: "Dataset", entries: list[str] | None, within: int | None = None) -> "Dataset":
+def exclude_images(data: Dataset, entries: list[str] | None, within: int | None = None) -> Dataset:
     """`data` without the training images `entries` names (checked against the whole training set), then, when
     `within` is given, only those among its first `within` images left (--limit-train: the first N, less the
     excluded). A list that leaves no training image is refused."""
@@ -118,7 +118,7 @@ def exclude_images(data: "Dataset", entries: list[str] | None, within: int | Non
                                train_labels=limited.train_labels[keep], excluded=tuple(positions.tolist()))
 
 
-def kept_positions(data: "Dataset", entries: list[str] | None, within: int | None = None) -> "torch.Tensor":
+def kept_positions(data: Dataset, entries: list[str] | None, within: int | None = None) -> torch.Tensor:
     """The positions in `data`'s whole training set of the images a run with these `entries` and --limit-train
     `within` trains on (what exclude_images keeps), in order."""
     import torch

@@ -117,7 +117,7 @@ def _same_recipe(run_dir: Path, config: TrainConfig) -> None:
     from ..run import MACHINE_SETTINGS
 
     saved = TrainConfig.from_json(run_dir / CONFIG)
-    differ = [name for name in config.to_dict() if name not in MACHINE_SETTINGS
+    differ = [name for name in config.to_dict() if name not in (*MACHINE_SETTINGS, "device")
               and getattr(saved, name) != getattr(config, name)]
     if differ:
         raise UserError(f"{run_dir}: a fold run of an earlier audit with another recipe ({', '.join(differ[:5])} "

@@ -28,7 +28,6 @@ def datalab_rows(split: str, names: list[str], labels: np.ndarray, probs: np.nda
     summary holds the overall score of each issue type (Datalab's get_issue_summary; label: the mean label
     quality)."""
     from cleanlab import Datalab
-
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 

@@ -38,8 +38,8 @@ def _name(split: str, image: str) -> str:
 def write_page(rows: list[dict], summary: dict, pixels, classes: tuple[str, ...]) -> str:
     """The page's HTML. `pixels(split, image)` gives the uint8 tensor of an image named as in the rows."""
     esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Data audit of {esc(summary['run'])}</title>"
-             f"<style>{STYLE}</style></head><body>",
+    parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>Data audit of {esc(summary['run'])}</title>"
+              f"<style>{STYLE}</style></head><body>"),
              f"<h1>Data audit of {esc(summary['run'])}</h1>",
              f"<p>{esc(_summary_line(summary))}</p>"]
 

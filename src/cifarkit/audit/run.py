@@ -14,13 +14,19 @@ import torch
 from ..config import TrainConfig, build_config
 from ..errors import UserError
 from ..files import write_json
-from ..progress import say
-from ..reader import read_json
 from ..outputs import data_areas, refuse_inside_data
+from ..reader import read_json
 from ..rundir import RunDir
 from ..version import __version__
 from .exclude import image_names, kept_positions
-from .folds import assign_folds, check_folds, fold_config, fold_view, record_folds, train_folds
+from .folds import (
+    assign_folds,
+    check_folds,
+    fold_config,
+    fold_view,
+    record_folds,
+    train_folds,
+)
 from .issues import NEAR_DUPLICATE_THRESHOLD, datalab_rows, train_test_rows
 from .outputs import AUDIT_JSON, counts, write_outputs
 from .page import write_page
@@ -85,7 +91,9 @@ def audit(run_dir: str | os.PathLike, split: str = "test", folds: int = 5, prese
             "seed": config.seed, **(fold_overrides or {})})
         if preset is None and fold_overrides:
             base = TrainConfig.from_dict({**config.to_dict(), **fold_overrides})
-        recipe = fold_config(base, ckpt.get("max_lr"))
+        if device != "auto":  # the folds train where the audit was asked to run
+            base = TrainConfig.from_dict({**base.to_dict(), "device": device})
+        recipe = fold_config(base, ckpt.get("max_lr") if preset is None else None)
     loaded = time.perf_counter()
 
     folder.mkdir(parents=True, exist_ok=True)
