@@ -141,7 +141,7 @@ def test_a_folder_is_a_run_only_when_its_files_say_so(tmp_path):
     assert not run.owned() and run.existing() == [] and run.others() == sorted(
         ["config.json", "model.txt", "plots", "report.html", "results.json"])
     run.clear()
-    with pytest.raises(UserError, match=r"mine: a folder of other files \(config.json, model.txt, plots, \.\.\.\), not"):
+    with pytest.raises(UserError, match=r"mine: a folder of other files \(config.json, model.txt, plots, \.\.\.\)"):
         run.write_text("report.html", "<html>")
     assert all((mine / name).read_text() == "the user's" for name in ("results.json", "report.html", "model.txt"))
     (mine / CHECKPOINT).parent.mkdir()

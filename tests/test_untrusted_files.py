@@ -89,7 +89,8 @@ def test_a_fifo_or_a_device_as_config_file_is_refused_at_once(tmp_path, capsys, 
 def test_a_fifo_as_checkpoint_is_refused_at_once(tmp_path, capsys, fifo):
     refused(capsys, ["evaluate", str(fifo)], f"{fifo}: cannot be read as a checkpoint: it is a FIFO")
     (tmp_path / "run" / "checkpoints" / "last.pt").mkdir(parents=True)
-    refused(capsys, ["predict", str(tmp_path / "run"), str(fifo)], "last.pt: cannot be read as a checkpoint: it is a folder")
+    refused(capsys, ["predict", str(tmp_path / "run"), str(fifo)],
+            "last.pt: cannot be read as a checkpoint: it is a folder")
 
 
 @pytest.mark.parametrize("name, content, needle", [
@@ -161,8 +162,10 @@ def test_results_fields_are_read_with_their_types(trained_run, tmp_path, field, 
     ({"config": {"image_size": 200_000}}, "its config: --image-size 200000: must be a whole number of pixels"),
     ({"config": {"epochs": "3"}}, "its config: setting 'epochs' must be a whole number"),
     ({"image_size": 1}, "its image size 1 is not its config's --image-size 32"),
-    ({"mean": [float("nan")] * 3}, "not a cifarkit checkpoint: its normalisation mean [nan, nan, nan] is not that of pixels in [0, 1]"),
-    ({"std": [1e-30] * 3}, "not a cifarkit checkpoint: its normalisation std [1e-30, 1e-30, 1e-30] is not that of pixels in [0, 1]"),
+    ({"mean": [float("nan")] * 3}, "not a cifarkit checkpoint: its normalisation mean [nan, nan, nan] is not that of "
+                                   "pixels in [0, 1]"),
+    ({"std": [1e-30] * 3}, "not a cifarkit checkpoint: its normalisation std [1e-30, 1e-30, 1e-30] is not that of "
+                           "pixels in [0, 1]"),
 ])
 def test_a_checkpoints_config_is_validated_and_its_path_named(trained_run, tmp_path, capsys, change, needle):
     root, _ = trained_run

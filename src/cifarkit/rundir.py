@@ -21,7 +21,7 @@ from .errors import UserError
 from .files import WriteError, save_torch, write_bytes, write_json, write_text
 from .invoked import program
 from .reader import MiB, read_bytes, read_json, read_text
-from .runfiles import (  # the names every command imports from here
+from .runfiles import (  # noqa: F401 (re-exported: the names every command imports from here)
     CONFIG, METRICS, RESULTS, CHECKPOINT, LR_FIND_JSON, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, ENDED, PLOTS,
     RUN_FILES, RUN_FOLDERS, JUNK, RUN_PATTERNS, COMMAND_PLOTS, LOCK, MARKER, MARKER_FORMAT, STUDY_DB,
     BEST_CONFIG, SWEEP_PLOTS, SWEEP_FILES, WEIGHT_SUFFIXES, METRIC_FIELDS, RESULT_TYPES, TYPE_CHECKS,
