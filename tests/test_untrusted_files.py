@@ -153,6 +153,18 @@ def test_results_fields_are_read_with_their_types(trained_run, tmp_path, field, 
         RunDir(run).read_results()
 
 
+@pytest.mark.parametrize("command", [["compare", "{run}"], ["export", "{run}", "--app", "{out}"], ["report", "{run}"]])
+def test_commands_that_show_results_name_a_field_of_the_wrong_type(trained_run, tmp_path, capsys, command):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0] / "run", run)
+    results = json.loads((run / "results.json").read_text())
+    (run / "results.json").write_text(json.dumps({**results, "classes": ["cat", "dog"], "test_accuracy": "high"}))
+    argv = [part.format(run=run, out=tmp_path / "bundle") for part in command]
+    refused(capsys, argv, "results.json: ", "not a ")
+
+
 # a checkpoint's settings, checked as a config file's are -------------------------------------------------------------
 
 @pytest.mark.parametrize("change, needle", [

@@ -221,7 +221,7 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
     from .explain import test_set_or_none
     from .inference import image_size, load_model
     from .progress import progress_bar
-    from .rundir import RESULTS, run_of
+    from .rundir import run_of
     from .runtime import resolve_device
 
     with progress_bar(4, "starting the app: loading gradio", progress, unit="step") as bar:
@@ -244,7 +244,7 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
                          candidates=(lambda: (images, labels)) if images is not None else None,
                          precision=ckpt["config"].get("precision", "fp32"))
         run = run_of(checkpoint)
-        results = run.read_json(RESULTS) or {}
+        results = run.read_results() or {}
         accuracy = f"; test accuracy {results['test_accuracy']:.2%}" if "test_accuracy" in results else ""
         about = f"Model `{ckpt['model_name']}` from run `{run.path.name}`{accuracy}. {len(ckpt['classes'])} classes."
         demo = build_demo(clf, "cifarkit: what does the model see?", about)

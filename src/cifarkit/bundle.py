@@ -51,14 +51,14 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     from .explain import test_set_or_none
     from .files import staged_folder
     from .inference import image_size, load_model
-    from .rundir import RESULTS, run_of
+    from .rundir import run_of
 
     checkpoint, folder = Path(checkpoint), Path(folder)
     earlier = earlier_bundle_images(folder)  # before any work: a folder of other files is refused
     existing = folder.is_dir()
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
     run = run_of(checkpoint)
-    results = run.read_json(RESULTS) or {}
+    results = run.read_results() or {}
     source = inline()  # before writing anything: a bug here leaves no half bundle
     meta = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION,
             "model_name": ckpt["model_name"], "classes": list(ckpt["classes"]), "mean": list(ckpt["mean"]),

@@ -19,7 +19,7 @@ from typing import Any
 
 from .config import SETTINGS
 from .errors import UserError
-from .rundir import CONFIG, ENDED, METRICS, RESULTS, RunDir, check_output
+from .rundir import CONFIG, ENDED, METRICS, RunDir, check_output
 
 # Shown in columns of their own, or where a run is computed rather than what it is: never a "differing setting".
 _NOT_COMPARED = {"preset", "dataset"} | {name for name, s in SETTINGS.items() if s.machine}
@@ -99,7 +99,7 @@ def load_runs(paths: list[str | os.PathLike]) -> list[Run]:
     runs = []
     for path, parts in zip(folders, resolved):
         run = RunDir(path)
-        config, results, ended = run.read_json(CONFIG), run.read_json(RESULTS), run.read_json(ENDED)
+        config, results, ended = run.read_json(CONFIG), run.read_results(), run.read_json(ENDED)
         history = run.read_metrics() if (run / METRICS).exists() else []
         runs.append(Run(_label(parts, resolved), config or {}, results, history, ended))
     return runs

@@ -199,7 +199,7 @@ def write_report(run_dir: str | os.PathLike | RunDir) -> Path:
     config = run.read_json(CONFIG)
     if config is None:
         raise UserError(f"{run.path}: no config.json; not a cifarkit run folder")
-    results = run.read_json(RESULTS) or {}
+    results = run.read_results() or {}
     for name, value in ((CONFIG, config), (RESULTS, results)):
         if not isinstance(value, dict):
             raise UserError(f"{run / name}: not a cifarkit {name} (expected an object of name: value)")
@@ -218,13 +218,13 @@ def write_report(run_dir: str | os.PathLike | RunDir) -> Path:
     if history is not None:
         parts.append(per_epoch(history))
     for file, heading in (*PLOTS, *COMMAND_PLOTS):  # only regular files inside the folder: never a symlink out
-        if (path := run.regular_file(file)) is not None:
-            data = base64.b64encode(path.read_bytes()).decode()
+        if (image := run.read_bytes(file)) is not None:
+            data = base64.b64encode(image).decode()
             parts.append(f"<h2>{heading}</h2><img alt='{heading}' data-file='{file}' src='data:image/png;base64,{data}'>")
         elif file == LR_FIND_PLOT:
             parts.append(_no_range_test(config, results))
-    if (model := run.regular_file(MODEL_SUMMARY)) is not None:
-        parts.append("<h2>Model</h2><pre>" + html.escape(model.read_text(errors="replace")) + "</pre>")
+    if (model := run.read_bytes(MODEL_SUMMARY)) is not None:
+        parts.append("<h2>Model</h2><pre>" + html.escape(model.decode(errors="replace")) + "</pre>")
     parts.append("<h2>Settings (config.json)</h2>" + _table(config))
     if results:
         parts.append("<h2>Every result (results.json)</h2>" + _table(results))
