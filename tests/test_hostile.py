@@ -553,7 +553,8 @@ def test_a_suggested_command_names_the_program_as_it_was_started(tmp_path, monke
 def test_the_resume_hint_runs_as_printed(tiny_py, tmp_path, capsys, monkeypatch):
     import sys
 
-    from cifarkit.trainer import Interrupted, Trainer
+    from cifarkit.stopping import Interrupted
+    from cifarkit.trainer import Trainer
 
     def interrupted(self):
         raise Interrupted("SIGINT")

@@ -114,3 +114,20 @@ def test_a_tensorboard_folder_that_cannot_be_made_is_refused_before_training(tin
     err = capsys.readouterr().err
     assert f"--tensorboard {taken}: cannot make that folder" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "config.json").exists()  # so the same command, corrected, needs no --overwrite
+
+
+def test_an_observer_writes_only_the_hooks_it_needs(tiny_py, tmp_path):
+    from cifarkit import TrainConfig, train
+    from cifarkit.observer import Observer
+
+    class Epochs(Observer):  # after_sync and at_end come from the base class
+        def __init__(self):
+            self.rows = []
+
+        def after_epoch(self, trainer, row):
+            self.rows.append(row["epoch"])
+
+    epochs = Epochs()
+    train(TrainConfig(model="s10-small", epochs=2, batch_size=50, data_dir=str(tiny_py), threads=1, precision="fp32"),
+          tmp_path / "run", progress=False, observers=[epochs])
+    assert epochs.rows == [1, 2]

@@ -281,6 +281,23 @@ def test_the_api_refuses_a_config_that_is_not_one_and_a_bad_checkpoint_interval(
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before any folder
 
 
+def test_the_command_line_and_the_api_refuse_a_bad_checkpoint_interval_in_the_same_words(tiny_py, tmp_path, capsys):
+    with pytest.raises(UserError) as api:
+        train(tiny_config(tiny_py), tmp_path / "a", checkpoint_every=-2)
+    assert main(["train", "--data-dir", str(tiny_py), "--out", str(tmp_path / "b"), "--checkpoint-every", "-2"]) == 2
+    assert f"error: {api.value}" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_settings_a_resume_may_change_are_declared_once():
+    from cifarkit import cli, run, sweep
+    from cifarkit.config import MACHINE_SETTINGS, SETTINGS
+
+    assert set(MACHINE_SETTINGS) == {name for name, s in SETTINGS.items() if s.machine} >= {"data_dir", "threads"}
+    assert not any(hasattr(module, "RESUME_FLAGS") or "MACHINE_SETTINGS =" in open(module.__file__).read()
+                   for module in (cli, run, sweep))
+
+
 def test_resume_with_no_config_keeps_the_runs_settings(tiny_py, tmp_path, crash_at_step):
     run = tmp_path / "run"
     crash_at_step(6)  # in epoch 2 (4 steps an epoch), after epoch 1's checkpoint

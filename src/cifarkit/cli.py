@@ -19,13 +19,10 @@ from . import distributed
 from .cli_app import add_commands
 from .cli_audit import add_commands as add_audit_commands
 from .cli_track import add_commands as add_track_commands
-from .config import PRESETS, SETTINGS, TrainConfig, build_config
+from .config import MACHINE_SETTINGS, PRESETS, SETTINGS, TrainConfig, build_config
 from .settings import GROUPS, Setting
 from .errors import Stopped, UserError
 
-# What may differ when a run continues on another machine or in another session (declared `machine=True`);
-# everything else that shapes the result comes from the run's checkpoint.
-RESUME_FLAGS = tuple(name for name, s in SETTINGS.items() if s.machine)
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -148,7 +145,7 @@ def refuse_run_changing_flags(args: argparse.Namespace) -> None:
               if s.cli and not s.machine and getattr(args, s.name, None) is not None]
     given += [flag for flag, on in (("--out", args.out is not None), ("--overwrite", args.overwrite)) if on]
     if given:
-        machine = ", ".join(SETTINGS[name].flag for name in RESUME_FLAGS)
+        machine = ", ".join(SETTINGS[name].flag for name in MACHINE_SETTINGS)
         raise UserError(f"--resume {args.resume} with {' '.join(given)}: a resumed run keeps the settings it was "
                         f"started with (from its checkpoint); only {machine}, --quiet, --tensorboard, "
                         "--checkpoint-every and --dist-timeout may change. Drop those flags, or start a new run "
@@ -179,13 +176,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         refuse_run_changing_flags(args)
         # everything else comes from the run's checkpoint
-        config = TrainConfig(**{name: getattr(args, name) for name in RESUME_FLAGS})
+        config = TrainConfig(**{name: getattr(args, name) for name in MACHINE_SETTINGS})
         out = args.resume
     else:
         config = config_from_args(args)
         out = args.out
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:  # 0 is the API's "each epoch"
-        raise UserError(f"--checkpoint-every {args.checkpoint_every}: must be a whole number of steps >= 1")
     results = train(config, out, resume=args.resume is not None, overwrite=args.overwrite,
                     progress=not args.quiet, checkpoint_every=args.checkpoint_every or 0,
                     dist_timeout_s=args.dist_timeout, tensorboard=args.tensorboard)
@@ -202,11 +197,12 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
     from .datasets import load_for
     from .lr_finder import find_lr, range_test_folder
+    from .run import timestamped_run_path
     from .runtime import resolve_device
 
     config = config_from_args(args).validate()
     resolve_device(config.device)
-    out = args.out or Path("runs") / f"lr-find-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or timestamped_run_path(f"lr-find-{config.preset}")
     folder = range_test_folder(out, config)  # checked before the data is read
     started = time.perf_counter()
     result = find_lr(config, load_for(config, progress=not args.quiet), folder, progress=not args.quiet)

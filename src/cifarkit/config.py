@@ -326,6 +326,9 @@ def _settings() -> dict[str, Setting]:
 
 # name -> declaration, in declaration order: what cli generates the flags from and validate() names
 SETTINGS: dict[str, Setting] = _settings()
+# Where a run computes, not what (declared `machine=True`: the data folder, the thread count, --compile): these
+# may differ between the processes that continue one run (a resume, another machine); nothing else may.
+MACHINE_SETTINGS = tuple(name for name, s in SETTINGS.items() if s.machine)
 
 
 def build_config(preset: str | None = None, config_file: str | Path | None = None,

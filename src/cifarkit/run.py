@@ -14,30 +14,41 @@ from typing import Any, Sequence
 
 from . import distributed
 from .checkpoint import load_checkpoint
-from .config import SETTINGS, TrainConfig
+from .config import MACHINE_SETTINGS, TrainConfig
 from .data import Dataset, composed
 from .datasets import load_for, shape_for
 from .errors import Diverged, Stopped, UserError
 from .invoked import program
 from .models import build_model, summary
+from .observer import Observer
 from .report import plot_results, plot_schedule
 from .report_page import write_report
 from .outputs import data_areas, refuse_inside_data
 from .rundir import CONFIG, ENDED, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
 from .runtime import kept_for_the_caller, resolve_device
 from .schedule import check_schedule, planned_schedule, steps_per_epoch
-from .trainer import Interrupted, Trainer
+from .stopping import Interrupted
+from .trainer import Trainer
 
 # What a finished run adds to its folder after the last epoch (write_ending); a resume completes what is missing.
 ENDING = (RESULTS, MODEL_SUMMARY, REPORT)
-# Where a run computes, not what (declared `machine=True`: the data folder, the thread count, --compile):
-# these may differ between the sessions of one run; nothing else may.
-MACHINE_SETTINGS = tuple(name for name, s in SETTINGS.items() if s.machine)
+
+
+def timestamped_run_path(name: str) -> Path:
+    """runs/NAME-YYYYMMDD-HHMMSS: where a command's output folder goes unless told."""
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_checkpoint_every(steps: Any) -> None:
+    """--checkpoint-every N: a whole number of steps; 0 (the default) checkpoints at the end of each epoch only."""
+    if isinstance(steps, bool) or not (isinstance(steps, int) and steps >= 0):
+        raise UserError(f"--checkpoint-every {steps!r}: must be a whole number of steps >= 1 (0 or absent: at the "
+                        "end of each epoch)")
 
 
 def new_run_dir(config: TrainConfig) -> Path:
     """runs/PRESET-TIMESTAMP, made now (with -2, -3, ... when that name is taken), so no two runs share it."""
-    base = Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = timestamped_run_path(config.preset)
     for attempt in range(1, 1000):
         path = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
         try:
@@ -53,12 +64,12 @@ def new_run_dir(config: TrainConfig) -> Path:
 def train(config: TrainConfig | None, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
           overwrite: bool = False, progress: bool = True, checkpoint_every: int = 0,
           data: Dataset | None = None, dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
-          tensorboard: str | os.PathLike | bool | None = None, observers: Sequence[Any] = ()) -> dict[str, Any]:
+          tensorboard: str | os.PathLike | bool | None = None, observers: Sequence[Observer] = ()) -> dict[str, Any]:
     """Train `config` into `run_dir` and return the results (also written to RUN_DIR/results.json).
 
     tensorboard: True for TensorBoard event files in RUN_DIR/tb, or a folder DIR of many runs (this one in
     DIR/RUN_NAME), written by rank 0; observers:
-    more of what track.py describes (called by the Trainer at its sync points, after each epoch, at the end).
+    more Observers (observer.py; called by the Trainer at its sync points, after each epoch, at the end).
 
     resume=True continues the run in `run_dir` from its last checkpoint, with the settings saved in it
     (`config` then supplies only the machine settings: data_dir, threads, compile; a None keeps the run's, and
@@ -70,9 +81,7 @@ def train(config: TrainConfig | None, run_dir: str | os.PathLike | None = None, 
     if not isinstance(config, TrainConfig):
         raise UserError(f"config: a cifarkit.TrainConfig (e.g. preset_config('s10', epochs=2)), not "
                         f"{type(config).__name__}")
-    if isinstance(checkpoint_every, bool) or not (isinstance(checkpoint_every, int) and checkpoint_every >= 0):
-        raise UserError(f"--checkpoint-every {checkpoint_every!r}: must be a whole number of steps >= 1 (0 or "
-                        "absent: at the end of each epoch)")
+    check_checkpoint_every(checkpoint_every)
     # the caller's threads and random state, the folder's lock and a TensorBoard writer, given back however the
     # run ends (the writer first: last in)
     with kept_for_the_caller() as held:

@@ -11,6 +11,11 @@ class Interrupted(Exception):
     """SIGINT/SIGTERM arrived; a checkpoint has been written."""
 
 
+def interrupted_by(stop: dict[str, int]) -> Interrupted:
+    """The exception that ends a run stopped by the signal in `stop` (another rank's, SIGTERM, where none here)."""
+    return Interrupted(signal.Signals(stop["signal"] or signal.SIGTERM).name)
+
+
 @contextlib.contextmanager
 def stop_requests() -> Iterator[dict[str, int]]:
     """Turn SIGINT/SIGTERM into a flag the loop checks between steps (so it can checkpoint first)."""

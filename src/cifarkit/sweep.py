@@ -26,6 +26,7 @@ from typing import Any
 
 from .config import SETTINGS, TrainConfig
 from .errors import Diverged, RecipeFailed, Stopped, UserError
+from .observer import Observer
 from .rundir import BEST_CONFIG, CONFIG, ENDED, STUDY_DB, SWEEP_PLOTS, RunDir
 
 # TrainConfig's numbers a sweep may tune (the validation split defines the objective, so it is not one of them)
@@ -148,7 +149,7 @@ def keep_to_the_studys_setup(study: Any, base: TrainConfig, params: list[Param])
     """Record the settings and ranges a study sweeps the first time it runs, and refuse a later run that differs:
     its trials would mix two setups, and best_config.json would hold a setting no trial ran. Where each worker
     computes (the data folder, threads, --compile) may differ."""
-    from .run import MACHINE_SETTINGS
+    from .config import MACHINE_SETTINGS
 
     setup = {"settings": {k: v for k, v in base.to_dict().items() if k not in MACHINE_SETTINGS},
              "params": [dataclasses.asdict(p) for p in params]}
@@ -178,8 +179,8 @@ def ended(study: Any) -> int:
     return counts["complete"] + counts["pruned"] + counts["diverged"] + counts["refused"]
 
 
-class ReportValidation:
-    """A Trainer observer (track.py's calls) that reports each epoch's validation accuracy to the trial."""
+class ReportValidation(Observer):
+    """An Observer that reports each epoch's validation accuracy to the trial."""
 
     def __init__(self, trial: Any):
         self.trial = trial

@@ -1,9 +1,4 @@
-"""Observers of a training run (Trainer(observers=...)): TensorBoard logging here; sweep.py's pruning
-observer follows the same three calls.
-
-    after_sync(trainer, step_loss, lrs)  at the loop's sync points (every step on CPU, every SYNC_EVERY on GPU)
-    after_epoch(trainer, row)            after an epoch's metrics.csv row and checkpoint
-    at_end(trainer, results)             after the last epoch, with the results
+"""TensorBoard logging of a training run: an Observer (observer.py) of the Trainer.
 
 Steps are counted from 1 over the whole run (epoch * steps_per_epoch + step in the epoch), so a resumed
 run continues the same axis; its writer purges what an interrupted session logged after the checkpoint.
@@ -18,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .observer import Observer
 from .files import write_text
 from .rundir import CONFIG
 
@@ -29,7 +25,7 @@ def global_step(trainer: Any) -> int:
     return trainer.state.epoch * trainer.steps_per_epoch + trainer.state.step_in_epoch
 
 
-class TensorBoard:
+class TensorBoard(Observer):
     """Writes a run's scalars, augmented images, model graph and hparams to `log_dir` with torch's SummaryWriter.
 
     Only the process that writes the run folder should make one (run.train: rank 0)."""

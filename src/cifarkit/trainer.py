@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -34,11 +33,12 @@ from .errors import Diverged, UserError
 from .lookahead import Lookahead
 from .metrics import loss_and_correct, predict_logits
 from .models import count_parameters
+from .observer import Observer
 from .progress import predicting, progress_bar
 from .rundir import RunDir
 from .runtime import autocast, machine_info, setup_runtime
 from .schedule import one_cycle
-from .stopping import Interrupted, stop_requests
+from .stopping import interrupted_by, stop_requests
 from .version import __version__
 
 # Steps between host syncs (progress bar, NaN check): a sync stalls a GPU's queue, but costs a CPU nothing.
@@ -50,7 +50,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: str | os.PathLike, data: Dataset | None = None,
                  max_lr: float | None = None, max_lr_source: str = "config", progress: bool = True,
-                 checkpoint_every: int = 0, observers: Sequence[Any] = ()):
+                 checkpoint_every: int = 0, observers: Sequence[Observer] = ()):
         self.config = config  # validated by run.train (or the caller)
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.device, self.dtype = setup_runtime(config)
@@ -236,8 +236,7 @@ class Trainer:
                 local += torch.stack([batch_loss.to(local.dtype), batch_correct.to(local.dtype)])
                 bar.update(1)
                 at_end = s.step_in_epoch == self.steps_per_epoch
-                if at_end or s.step_in_epoch % sync_every == 0 or \
-                        (self.checkpoint_every and s.step_in_epoch % self.checkpoint_every == 0):
+                if at_end or s.step_in_epoch % sync_every == 0 or self.checkpoint_due():
                     # sync point: the host reads the device's numbers (and the ranks each other's) only here
                     totals = self.dist.sum(local.clone())
                     if not math.isfinite(totals[0].item()):  # a NaN/inf loss since the last sync (on CPU: this step)
@@ -254,12 +253,16 @@ class Trainer:
                     stopping = self.dist.any(bool(stop["signal"]), self.device)
                     if stopping and not at_end:  # at the end, fit() first finishes the epoch
                         self.save_checkpoint()
-                        raise Interrupted(signal.Signals(stop["signal"] or signal.SIGTERM).name)
-                    if self.checkpoint_every and s.step_in_epoch % self.checkpoint_every == 0 and not at_end:
+                        raise interrupted_by(stop)
+                    if self.checkpoint_due() and not at_end:
                         self.save_checkpoint()
         finally:
             bar.close()
         return lr
+
+    def checkpoint_due(self) -> bool:
+        """--checkpoint-every N: a checkpoint is due after every N-th step of an epoch."""
+        return bool(self.checkpoint_every) and self.state.step_in_epoch % self.checkpoint_every == 0
 
     def fit(self) -> dict[str, Any]:
         """Train for the configured epochs (from the current state), writing metrics.csv and the checkpoint
@@ -296,7 +299,7 @@ class Trainer:
                 for observer in self.observers:
                     observer.after_epoch(self, row)
                 if self.dist.any(bool(stop["signal"]), self.device):
-                    raise Interrupted(signal.Signals(stop["signal"] or signal.SIGTERM).name)
+                    raise interrupted_by(stop)
         results = self.results()
         for observer in self.observers:
             observer.at_end(self, results)
