@@ -17,8 +17,8 @@ import time
 import torch
 from torch import nn
 
-from cifarkit.models import build_model
-from cifarkit.runtime import autocast, describe_machine, machine_info, resolve_precision
+from cifarkit.models.nets import build_model
+from cifarkit.runtime.device import autocast, describe_machine, machine_info, resolve_precision
 
 
 def conv_shapes(model: nn.Module, image_size: int = 32) -> list[tuple[str, nn.Conv2d, torch.Size, torch.Size]]:

@@ -25,11 +25,11 @@ import numpy as np
 import records
 
 from cifarkit import audit, preset_config, train
-from cifarkit.config import PRESETS
-from cifarkit.data import CLASSES
-from cifarkit.datasets import load_dataset
-from cifarkit.files import write_bytes, write_json, write_text
-from cifarkit.runtime import describe_machine, machine_info, resolve_device
+from cifarkit.config.train_config import PRESETS
+from cifarkit.data.dataset import CLASSES
+from cifarkit.data.loading import load_dataset
+from cifarkit.files.atomic import write_bytes, write_json, write_text
+from cifarkit.runtime.device import describe_machine, machine_info, resolve_device
 
 
 def flip_labels(labels: np.ndarray, share: float, seed: int, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:

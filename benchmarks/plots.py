@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cifarkit.explain import overlay
-from cifarkit.report import draw_cells, figure, save_figure
-from cifarkit.runtime import describe_machine, machine_info
+from cifarkit.evaluate.explain import overlay
+from cifarkit.report.figures import draw_cells, figure, save_figure
+from cifarkit.runtime.device import describe_machine, machine_info
 
 # (plot, images, columns, cell width and height in inches, every other image a GradCAM overlay)
 GRIDS = (("samples", 20, 10, 1.3, 1.5, False), ("augmented", 36, 6, 1.3, 1.5, False),

@@ -17,10 +17,10 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from cifarkit.config import preset_config
-from cifarkit.data import Dataset
-from cifarkit.runtime import describe_machine, machine_info
-from cifarkit.trainer import Trainer
+from cifarkit.config.train_config import preset_config
+from cifarkit.data.dataset import Dataset
+from cifarkit.runtime.device import describe_machine, machine_info
+from cifarkit.training.trainer import Trainer
 
 # Operator name fragments -> kind, first match wins (aten names as the CPU profiler shows them).
 KINDS = [

@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cifarkit.config import TrainConfig
-from cifarkit.data import Dataset, MEAN, STD
-from cifarkit.runtime import describe_machine, machine_info, resolve_device, resolve_precision
-from cifarkit.trainer import Trainer
-from cifarkit.models import build_model
+from cifarkit.config.train_config import TrainConfig
+from cifarkit.data.dataset import Dataset, MEAN, STD
+from cifarkit.runtime.device import describe_machine, machine_info, resolve_device, resolve_precision
+from cifarkit.training.trainer import Trainer
+from cifarkit.models.nets import build_model
 
 
 class PerImageDataset(torch.utils.data.Dataset):

@@ -35,11 +35,11 @@ from pathlib import Path
 import records
 
 from cifarkit import train
-from cifarkit.cli import add_train_flags, config_defaults, config_from_args
-from cifarkit.config import PRESETS, SETTINGS, TrainConfig, build_config
+from cifarkit.cli.main import add_train_flags, config_defaults, config_from_args
+from cifarkit.config.train_config import PRESETS, SETTINGS, TrainConfig, build_config
 from cifarkit.errors import UserError
-from cifarkit.files import write_json
-from cifarkit.runtime import describe_machine, machine_info, resolve_device
+from cifarkit.files.atomic import write_json
+from cifarkit.runtime.device import describe_machine, machine_info, resolve_device
 
 
 def recorded(run_dir: Path, config: dict) -> dict | None:

@@ -34,11 +34,11 @@ import time
 from pathlib import Path
 
 from cifarkit import train
-from cifarkit.cli import add_train_flags, config_defaults, config_from_args
-from cifarkit.config import SETTINGS, TrainConfig
+from cifarkit.cli.main import add_train_flags, config_defaults, config_from_args
+from cifarkit.config.train_config import SETTINGS, TrainConfig
 from cifarkit.errors import UserError
-from cifarkit.files import write_json
-from cifarkit.runtime import describe_machine, machine_info, resolve_device
+from cifarkit.files.atomic import write_json
+from cifarkit.runtime.device import describe_machine, machine_info, resolve_device
 
 BASE = "base"
 # What a variant may not change: the pairing needs the same held-out images and seeds

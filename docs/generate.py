@@ -1,8 +1,8 @@
 """The documentation pages written from the code when the site is built (hooks.py), so they cannot drift from it.
 
-- one page per command: every flag of `cifarkit.cli.build_parser()`, its group, default and each preset's value
-  (the settings' declarations in cifarkit.config);
-- the run folder's files (cifarkit.rundir's names), the checkpoint's keys (read from Trainer.checkpoint's source);
+- one page per command: every flag of `cifarkit.cli.main.build_parser()`, its group, default and each preset's value
+  (the settings' declarations in cifarkit.config.train_config);
+- the run folder's files (cifarkit.rundir.run_dir's names), the checkpoint's keys (read from checkpoint_of's source);
 - the package map (each module's docstring);
 - the results tables (benchmarks/results/*.json, see results.py beside this file).
 
@@ -42,7 +42,7 @@ def shown(value: Any) -> str:
 
 def commands() -> dict[str, tuple[str, argparse.ArgumentParser]]:
     """Every sub-command of `cifarkit`: name -> (its one-line help, its parser), in the order of `cifarkit --help`."""
-    from cifarkit.cli import build_parser
+    from cifarkit.cli.main import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -77,7 +77,7 @@ def _help(action: argparse.Action, prog: str) -> str:
 
 def preset_values(name: str) -> str:
     """Each preset's value of setting `name`, presets with the same value together: "s10, s10-best: 24; fast: 9"."""
-    from cifarkit.config import PRESETS, TrainConfig
+    from cifarkit.config.train_config import PRESETS, TrainConfig
 
     defaults = TrainConfig().to_dict()
     by_value: dict[str, list[str]] = {}
@@ -89,11 +89,11 @@ def preset_values(name: str) -> str:
 
 
 def command_page(name: str, summary: str, parser: argparse.ArgumentParser) -> str:
-    from cifarkit.config import SETTINGS, TrainConfig
+    from cifarkit.config.train_config import SETTINGS, TrainConfig
 
     defaults = TrainConfig().to_dict()
     lines = [f"# cifarkit {name}", "", cell(summary[:1].upper() + summary[1:]) + ".", "",
-             ("Generated from `cifarkit.cli.build_parser()` and the settings declared in `cifarkit.config` when "
+             ("Generated from `cifarkit.cli.main.build_parser()` and the settings declared in `cifarkit.config.train_config` when "
               "this site was built. A setting's flag left out keeps the preset's value (or `--config FILE`'s); "
               "[the usage line](#usage) is at the end."), ""]
     # the command's own arguments first, then the settings' groups, then argparse's catch-all "options"
@@ -122,7 +122,7 @@ def command_page(name: str, summary: str, parser: argparse.ArgumentParser) -> st
 
 def presets_table() -> str:
     """Settings × presets: every setting some preset changes, with each preset's value."""
-    from cifarkit.config import PRESETS, SETTINGS, TrainConfig
+    from cifarkit.config.train_config import PRESETS, SETTINGS, TrainConfig
 
     defaults = TrainConfig().to_dict()
     changed = [n for n in SETTINGS if n != "preset" and any(n in changes for changes in PRESETS.values())]
@@ -142,8 +142,8 @@ def commands_index() -> str:
 
 
 def run_folder_files() -> str:
-    """The files a run folder may hold, by cifarkit.rundir's names."""
-    from cifarkit import rundir
+    """The files a run folder may hold, by cifarkit.rundir.run_dir's names."""
+    from cifarkit.rundir import run_dir as rundir
 
     described = {
         rundir.CONFIG: "every setting of the run; `cifarkit train --config RUN_DIR/config.json` repeats it",
@@ -175,10 +175,10 @@ def run_folder_files() -> str:
 
 
 def checkpoint_keys() -> list[str]:
-    """The keys of the dict that Trainer.checkpoint() returns, read from its source."""
-    from cifarkit.trainer import Trainer
+    """The keys of the dict that training.resume.checkpoint_of() returns, read from its source."""
+    from cifarkit.training.resume import checkpoint_of
 
-    tree = ast.parse(inspect.cleandoc("\n" + inspect.getsource(Trainer.checkpoint)))
+    tree = ast.parse(inspect.getsource(checkpoint_of))
     keys: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Dict):
@@ -190,12 +190,12 @@ def checkpoint_keys() -> list[str]:
 def checkpoint_table() -> str:
     import dataclasses
 
-    from cifarkit.checkpoint import CHECKPOINT_FORMAT, RunState
+    from cifarkit.rundir.checkpoint import CHECKPOINT_FORMAT, RunState
 
     optional = {"training_weights": "with `--ema-decay`", "ema_n_averaged": "with `--ema-decay`",
                 "lookahead": "with `--lookahead-decay`", "pruning": "with `--prune-easy`"}
-    lines = [(f"Checkpoint format **{CHECKPOINT_FORMAT}** (`cifarkit.checkpoint.CHECKPOINT_FORMAT`). Keys, in the "
-              "order `Trainer.checkpoint()` writes them:"), "", "| key | present |", "| --- | --- |"]
+    lines = [(f"Checkpoint format **{CHECKPOINT_FORMAT}** (`cifarkit.rundir.checkpoint.CHECKPOINT_FORMAT`). Keys, in the "
+              "order `cifarkit.training.resume.checkpoint_of` writes them:"), "", "| key | present |", "| --- | --- |"]
     lines += [f"| `{k}` | {optional.get(k, 'always')} |" for k in checkpoint_keys()]
     lines += ["", "`state` is a `RunState`: " + ", ".join(f"`{f.name}`" for f in dataclasses.fields(RunState)) + "."]
     return "\n".join(lines)

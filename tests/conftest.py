@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifarkit.data import CLASSES
+from cifarkit.data.dataset import CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_GETTER = REPO.parent / "shared" / "data" / "get_cifar10.py"
@@ -105,7 +105,7 @@ def write_bad_image(path: Path, content, monkeypatch) -> None:
     (None: a missing file)."""
     from PIL import Image
 
-    from cifarkit import folder
+    from cifarkit.data import folder
 
     if content == "truncated":
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
@@ -121,7 +121,7 @@ def write_bad_image(path: Path, content, monkeypatch) -> None:
 def crash_at_step(monkeypatch):
     """crash_at_step(n): the n-th call of Trainer.train_step from now raises RuntimeError("simulated crash");
     crash_at_step(None): steps run normally again."""
-    from cifarkit.trainer import Trainer
+    from cifarkit.training.trainer import Trainer
 
     original = Trainer.train_step
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from cifarkit import inference
-from cifarkit.cli import main
-from cifarkit.data import CLASSES
+from cifarkit.evaluate import inference
+from cifarkit.cli.main import main
+from cifarkit.data.dataset import CLASSES
 from conftest import write_bad_image
 from test_explain import half_trained, save_test_images  # noqa: F401 (a fixture)
 
@@ -29,8 +29,8 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 
 @pytest.fixture(scope="module")
 def clf(half_trained):  # noqa: F811
-    from cifarkit.app import Classifier, example_images
-    from cifarkit.explain import load_test_set
+    from cifarkit.app.page import Classifier, example_images
+    from cifarkit.evaluate.explain import load_test_set
 
     root, _ = half_trained
     model, ckpt = inference.load_model(root / "run", torch.device("cpu"))
@@ -283,7 +283,7 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
 def test_the_app_says_where_its_page_is_and_nothing_of_share(half_trained, capsys):  # noqa: F811
     import gradio
 
-    from cifarkit.app import serve
+    from cifarkit.app.page import serve
 
     root, _ = half_trained
     port = free_port()

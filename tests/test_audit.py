@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import synthetic_cifar, write_py_layout
 
-from cifarkit.cli import main
+from cifarkit.cli.main import main
 from cifarkit.errors import UserError
 
 TEST_FLIPS = (3, 17, 40, 61)  # test images whose label is planted wrong
@@ -187,7 +187,7 @@ def test_a_resumed_run_leaves_out_the_same_images(planted_run, tmp_path, crash_a
 
 def test_exclude_applies_within_limit_train_and_names_unknown_entries(tiny_py):
     from cifarkit import TrainConfig
-    from cifarkit.datasets import load_dataset, shape_for
+    from cifarkit.data.loading import load_dataset, shape_for
 
     data = load_dataset("cifar10", tiny_py)
     shaped = shape_for(data, TrainConfig(exclude=["0", "3", "150"], limit_train=100))
@@ -213,7 +213,7 @@ def test_exclude_names_folder_images_by_their_path(tmp_path, monkeypatch):
     from PIL import Image
 
     from cifarkit import TrainConfig
-    from cifarkit.datasets import load_dataset, shape_for
+    from cifarkit.data.loading import load_dataset, shape_for
 
     monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
     for split, n in (("train", 3), ("test", 1)):
@@ -255,8 +255,8 @@ def test_folds_below_two_or_above_the_smallest_class_are_refused(planted_run, tm
 
 def test_a_moved_image_folder_is_refused(planted_run, tmp_path):
     from cifarkit import audit
-    from cifarkit.checkpoint import load_checkpoint
-    from cifarkit.files import save_torch
+    from cifarkit.rundir.checkpoint import load_checkpoint
+    from cifarkit.files.atomic import save_torch
 
     _, run = planted_run
     copy = tmp_path / "run"

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cifarkit.augment import Augment, alternating_flips, cutout, normalize, random_crop, random_flip
-from cifarkit.data import MEAN, STD
+from cifarkit.data.augment import Augment, alternating_flips, cutout, normalize, random_crop, random_flip
+from cifarkit.data.dataset import MEAN, STD
 
 
 def batch(n=256, seed=0):
@@ -68,7 +68,7 @@ def test_disabled_augment_is_plain_normalisation():
 
 
 def test_alternating_flips_mirror_each_image_in_every_other_epoch():
-    from cifarkit.batches import even_epoch_flips
+    from cifarkit.data.batches import even_epoch_flips
 
     even = even_epoch_flips(1000, torch.device("cpu"), seed=3)
     assert torch.equal(even, even_epoch_flips(1000, torch.device("cpu"), seed=3))  # fixed by the seed
@@ -89,7 +89,7 @@ def test_alternating_flips_mirror_each_image_in_every_other_epoch():
 
 
 def test_color_jitter_shifts_then_scales_each_image_within_its_ranges():
-    from cifarkit.augment import color_jitter
+    from cifarkit.data.augment import color_jitter
 
     x = torch.randn(400, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     out = color_jitter(x, 0.3, 0.2, torch.Generator().manual_seed(0))

@@ -2,8 +2,8 @@
 import torch
 
 from cifarkit import TrainConfig
-from cifarkit.batches import BatchStream
-from cifarkit.cifar import load_cifar10
+from cifarkit.data.batches import BatchStream
+from cifarkit.data.cifar import load_cifar10
 
 
 def stream(data_dir, purpose="train", **overrides):
@@ -33,7 +33,7 @@ def test_the_range_test_draws_its_own_batches_forever(tiny_py):
 
 
 def test_pruned_epochs_leave_out_only_easy_images_keep_their_steps_and_upweight_the_easy_ones_kept(tiny_py):
-    from cifarkit.batches import Pruning, easy_images
+    from cifarkit.data.batches import Pruning, easy_images
 
     s = stream(tiny_py, prune_easy=0.5, epochs=4)
     losses = torch.linspace(0.1, 2.0, 200)[torch.randperm(200, generator=torch.Generator().manual_seed(0))]

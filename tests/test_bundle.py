@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cifarkit import models
-from cifarkit.cli import main
+from cifarkit.models import nets as models
+from cifarkit.cli.main import main
 from test_app import free_port, wait_for_page
 from test_explain import half_trained, save_test_images  # noqa: F401 (a fixture)
 
@@ -76,7 +76,7 @@ def test_the_bundle_holds_weights_meta_app_requirements_and_a_space_readme(bundl
     assert len(meta["examples"]) == 10 and all((bundle / e["file"]).exists() for e in meta["examples"])
     assert 0 < len(meta["mistakes"]) <= 50
     weights = load_file(bundle / "model.safetensors")  # safetensors: no pickle
-    from cifarkit.inference import load_model
+    from cifarkit.evaluate.inference import load_model
     model, _ = load_model(root / "run", "cpu")
     assert weights.keys() == model.state_dict().keys()
     requirements = (bundle / "requirements.txt").read_text().split()
@@ -103,7 +103,7 @@ def test_app_py_is_inference_only_and_carries_the_current_model_source(bundle):
 
 
 def test_app_py_refuses_what_it_cannot_copy(tmp_path, monkeypatch):
-    from cifarkit import bundle_source
+    from cifarkit.app import bundle_source
     from cifarkit.errors import UserError
 
     (tmp_path / "bundle_app.py").write_text("from .helpers import helper\n\ndef main():\n    return helper()\n")
@@ -222,7 +222,7 @@ def test_export_never_writes_into_a_folder_of_other_files(half_trained, tmp_path
 
 def test_an_export_cut_off_half_way_leaves_nothing_and_the_next_one_works(half_trained, tmp_path,  # noqa: F811
                                                                           monkeypatch, capsys):
-    from cifarkit import files
+    from cifarkit.files import atomic as files
     from cifarkit.errors import UserError
 
     root, _ = half_trained

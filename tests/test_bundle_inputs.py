@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from cifarkit.cli import main
+from cifarkit.cli.main import main
 from test_bundle import bundle, run_isolated  # noqa: F401 (a fixture)
 from test_explain import half_trained, save_test_images  # noqa: F401 (a fixture)
 
@@ -60,8 +60,8 @@ def test_class_names_never_become_paths_out_of_the_bundle(run_named):
 
 
 def test_a_250_character_class_name_exports_with_a_short_file_name(run_named, tmp_path):
-    from cifarkit.bundle_app import load_bundle
-    from cifarkit.data import CLASSES
+    from cifarkit.app.bundle_app import load_bundle
+    from cifarkit.data.dataset import CLASSES
 
     names = ["b" * 250, *CLASSES[1:]]
     root = run_named(names)

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from cifarkit.cli import main
+from cifarkit.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_a_folder_of_run_folders_expands_in_natural_order_and_unfinished_runs_ar
     assert main(["compare", str(bench)]) == 0
     rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
     assert rows == ["bench/seed0", "seed2", "seed10", "baseline/seed0"]
-    from cifarkit.compare import format_table, load_runs
+    from cifarkit.report.compare import format_table, load_runs
 
     text = format_table(load_runs([bench]))
     assert "unfinished (1/1 epochs)" in text.splitlines()[3]
@@ -73,7 +73,7 @@ def test_runs_of_different_datasets_are_listed_but_their_accuracy_is_not_overlai
     shutil.copytree(b, other)
     config = json.loads((other / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**config, "dataset": "cifar100"}))
-    from cifarkit import compare as compare_module
+    from cifarkit.report import compare as compare_module
 
     panels = []
     real = compare_module.plot_compare
@@ -153,8 +153,8 @@ def test_every_panel_names_every_run_in_a_colour_and_marker_of_its_own(two_runs,
     `$\\badcmd$` (mathtext that raised inside matplotlib); the 1-epoch runs' single points are markers."""
     from matplotlib.colors import to_hex
 
-    from cifarkit import compare as compare_module
-    from cifarkit import report
+    from cifarkit.report import compare as compare_module
+    from cifarkit.report import figures as report
 
     _, (a, b) = two_runs
     many = tmp_path / "many"

@@ -2,10 +2,10 @@ import re
 
 import pytest
 
-from cifarkit.cli import main
-from cifarkit.config import TrainConfig, preset_config
+from cifarkit.cli.main import main
+from cifarkit.config.train_config import TrainConfig, preset_config
 from cifarkit.errors import UserError
-from cifarkit.models import build_model, count_parameters
+from cifarkit.models.nets import build_model, count_parameters
 
 
 def test_s10_preset_is_the_s10_recipe():
@@ -149,7 +149,7 @@ def test_fast_presets_before_muon_are_the_whitened_net_tested_once_with_tta(name
 
 
 def test_every_preset_validates_and_round_trips_through_json(tmp_path):
-    from cifarkit.config import PRESETS
+    from cifarkit.config.train_config import PRESETS
 
     for name in PRESETS:
         cfg = preset_config(name)
@@ -159,7 +159,7 @@ def test_every_preset_validates_and_round_trips_through_json(tmp_path):
 
 
 def test_cli_flags_reach_the_config_over_the_preset():
-    from cifarkit.cli import build_parser, config_from_args
+    from cifarkit.cli.main import build_parser, config_from_args
 
     args = build_parser().parse_args(["train", "--preset", "fast", "--norm-lr-scale", "8", "--eval-every", "2",
                                       "--epochs", "3", "--lookahead-decay", "0.5", "--lookahead-every", "7",
@@ -178,7 +178,7 @@ def test_cli_flags_reach_the_config_over_the_preset():
 @pytest.mark.parametrize("flag, field", [("nesterov", "nesterov"), ("alternate-flip", "alternate_flip"),
                                          ("channels-last", "channels_last"), ("sync-bn", "sync_bn")])
 def test_every_switch_has_an_off_flag_that_overrides_the_preset(flag, field):
-    from cifarkit.cli import build_parser, config_from_args
+    from cifarkit.cli.main import build_parser, config_from_args
 
     def parsed(*argv):
         return getattr(config_from_args(build_parser().parse_args(["train", "--preset", "fast", *argv])), field)
@@ -213,7 +213,7 @@ def test_resume_refuses_flags_that_would_change_the_run_and_accepts_machine_ones
 # --- the CLI is generated from TrainConfig's declarations -------------------------------------------------------
 
 def _train_parser():
-    from cifarkit.cli import build_parser
+    from cifarkit.cli.main import build_parser
 
     parser = build_parser()
     return parser, next(a for a in parser._actions if a.dest == "command").choices
@@ -225,7 +225,7 @@ def _flags(command: str) -> set[str]:
 
 
 def test_every_setting_has_its_flag_or_is_declared_without_one():
-    from cifarkit.config import SETTINGS, TrainConfig
+    from cifarkit.config.train_config import SETTINGS, TrainConfig
 
     fields = [f.name for f in __import__("dataclasses").fields(TrainConfig)]
     assert list(SETTINGS) == fields  # every field is declared with setting(), in order
@@ -249,7 +249,7 @@ def test_every_setting_has_its_flag_or_is_declared_without_one():
 
 
 def test_every_switch_has_an_on_and_an_off_flag():
-    from cifarkit.config import SETTINGS
+    from cifarkit.config.train_config import SETTINGS
 
     train = _flags("train")
     switches = [s for s in SETTINGS.values() if s.type is bool]
@@ -284,8 +284,8 @@ def _other_value(s, current):
 
 
 def test_each_flag_sets_its_setting():
-    from cifarkit.cli import config_from_args
-    from cifarkit.config import SETTINGS
+    from cifarkit.cli.main import config_from_args
+    from cifarkit.config.train_config import SETTINGS
 
     parser, _ = _train_parser()
     s10 = preset_config("s10")
@@ -303,7 +303,7 @@ def test_each_flag_sets_its_setting():
 def test_config_file_is_the_defaults_and_flags_override_it(tmp_path):
     import json
 
-    from cifarkit.cli import build_parser, config_from_args, parse_args
+    from cifarkit.cli.main import build_parser, config_from_args, parse_args
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps(preset_config("fast", epochs=3, seed=4).to_dict()))
@@ -328,7 +328,7 @@ def test_config_file_with_an_unknown_setting_is_refused_by_file_and_key(tmp_path
 
 
 def test_help_shows_the_presets_values_from_presets(monkeypatch):
-    from cifarkit.config import PRESETS
+    from cifarkit.config.train_config import PRESETS
 
     monkeypatch.setitem(PRESETS, "zz-probe", {"epochs": 77, "alternate_flip": True})
     _, commands = _train_parser()
@@ -383,8 +383,8 @@ def test_the_api_takes_a_path_for_data_dir_and_names_a_numpy_number():
 # A shorter (or longer) run of a preset: what the preset ties to its length follows --epochs / --limit-train ------------
 
 def test_a_quick_trial_of_fast_moves_the_warm_up_to_the_smallest_share_that_peaks_after_the_first_step(capsys):
-    from cifarkit.cli import build_parser, config_from_args
-    from cifarkit.schedule import check_schedule, planned_schedule
+    from cifarkit.cli.main import build_parser, config_from_args
+    from cifarkit.optim.schedule import check_schedule, planned_schedule
 
     # 10,000 images at batch 1000, 2 epochs: 20 steps, of which the preset's 5% would peak on the first
     cfg = config_from_args(build_parser().parse_args(["train", "--preset", "fast", "--epochs", "2",
@@ -399,7 +399,7 @@ def test_a_quick_trial_of_fast_moves_the_warm_up_to_the_smallest_share_that_peak
 
 
 def test_the_smallest_warm_up_share_peaks_after_the_first_step_and_reads_back_as_typed():
-    from cifarkit.presets import lowest_pct_start
+    from cifarkit.config.presets import lowest_pct_start
 
     for steps in range(3, 3000):
         pct = lowest_pct_start(steps)
@@ -425,7 +425,7 @@ def test_a_quick_trial_of_fast_cpu_keeps_the_presets_share_of_small_windows_and_
 
 
 def test_a_value_the_user_gave_is_never_changed_and_a_refusal_names_the_value_that_works(capsys):
-    from cifarkit.schedule import check_schedule
+    from cifarkit.optim.schedule import check_schedule
 
     cfg = preset_config("fast-cpu", epochs=2, stem_bias_epochs=3, small_crop_epochs=1)
     assert (cfg.stem_bias_epochs, cfg.small_crop_epochs) == (3, 1) and capsys.readouterr().err == ""
@@ -448,7 +448,7 @@ def test_a_value_the_user_gave_is_never_changed_and_a_refusal_names_the_value_th
 
 
 def test_a_preset_at_its_own_length_is_exactly_the_preset(capsys):
-    from cifarkit.config import PRESETS
+    from cifarkit.config.train_config import PRESETS
 
     for name, recipe in PRESETS.items():
         exact = TrainConfig.from_dict({"preset": name, **recipe})
@@ -457,7 +457,7 @@ def test_a_preset_at_its_own_length_is_exactly_the_preset(capsys):
         assert preset_config(name, limit_train=50_000) == TrainConfig.from_dict({**exact.to_dict(), "limit_train": 50_000})
     assert capsys.readouterr().err == ""
     # a saved config.json is the user's own: nothing in it follows --epochs
-    from cifarkit.config import build_config
+    from cifarkit.config.train_config import build_config
 
     saved = preset_config("fast-cpu").to_dict()
     with pytest.raises(UserError, match="--small-crop-epochs 6: must be a whole number of epochs below --epochs"):

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from cifarkit import cifar as data_mod
-from cifarkit import data as dataset_mod
-from cifarkit.cli import main
-from cifarkit.cifar import download_and_extract, load_cifar10, safe_extract
-from cifarkit.config import TrainConfig
-from cifarkit.data import describe
-from cifarkit.datasets import load_for
+from cifarkit.data import cifar as data_mod
+from cifarkit.data import dataset as dataset_mod
+from cifarkit.cli.main import main
+from cifarkit.data.cifar import download_and_extract, load_cifar10, safe_extract
+from cifarkit.config.train_config import TrainConfig
+from cifarkit.data.dataset import describe
+from cifarkit.data.loading import load_for
 from cifarkit.errors import UserError
 
 
@@ -349,11 +349,11 @@ def _hand_made(**changes):
     (dict(classes=("only",)), "needs at least two"),
 ])
 def test_a_hand_made_dataset_is_refused_by_name_before_training(changes, message):
-    from cifarkit.datasets import shape_for
+    from cifarkit.data.loading import shape_for
 
     config = TrainConfig(limit_train=10)
     assert len(shape_for(_hand_made(), config).train_labels) == 10  # the valid one passes
     with pytest.raises(UserError, match=message):
         shape_for(_hand_made(**changes), config)
-    with pytest.raises(UserError, match="data: a cifarkit.data.Dataset .*not tuple"):
+    with pytest.raises(UserError, match="data: a cifarkit.data.dataset.Dataset .*not tuple"):
         shape_for((_hand_made().train_images, _hand_made().train_labels), config)

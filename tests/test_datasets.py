@@ -13,10 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cifarkit import TrainConfig, cifar, folder, train
-from cifarkit.cli import main
-from cifarkit.data import MEAN, STD
-from cifarkit.datasets import load_dataset
+from cifarkit import TrainConfig, train
+from cifarkit.data import cifar
+from cifarkit.data import folder
+from cifarkit.cli.main import main
+from cifarkit.data.dataset import MEAN, STD
+from cifarkit.data.loading import load_dataset
 from cifarkit.errors import UserError
 from conftest import synthetic_cifar
 
@@ -480,9 +482,9 @@ def test_the_validation_split_is_stratified_fixed_by_the_seed_and_apart_from_tra
 
 
 def test_a_limit_above_the_datas_size_is_said_not_silently_ignored(tiny_py):
-    from cifarkit.cifar import load_cifar10
-    from cifarkit.config import TrainConfig
-    from cifarkit.datasets import shape_for
+    from cifarkit.data.cifar import load_cifar10
+    from cifarkit.config.train_config import TrainConfig
+    from cifarkit.data.loading import shape_for
 
     data = load_cifar10(tiny_py, download=False)
     with pytest.warns(UserWarning, match=r"--limit-train 1000: the data has only 200 images; using all 200"):

@@ -17,9 +17,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from cifarkit import TrainConfig
-from cifarkit.distributed import shutdown
+from cifarkit.runtime.distributed import shutdown
 from cifarkit.errors import UserError
-from cifarkit.trainer import Trainer
+from cifarkit.training.trainer import Trainer
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
@@ -119,8 +119,8 @@ def test_a_killed_rank_ends_the_job_quickly(tiny_py, tmp_path):
 
 
 def test_a_rank_other_than_0_writes_no_file(tiny_py, tmp_path):
-    from cifarkit.distributed import Distributed
-    from cifarkit.rundir import RESULTS, RunDir
+    from cifarkit.runtime.distributed import Distributed
+    from cifarkit.rundir.run_dir import RESULTS, RunDir
 
     run = tmp_path / "run"
     # run.train opens the folder as RunDir(..., writes=ranks.is_main); the Trainer writes only through it
@@ -160,7 +160,7 @@ def clean_env(monkeypatch):
 
 @pytest.mark.parametrize("timeout", [0, -1, math.nan, math.inf, 1e15, 1e9 + 1, True, "300"])
 def test_a_timeout_torch_cannot_take_is_refused(timeout):
-    from cifarkit.distributed import check_timeout
+    from cifarkit.runtime.distributed import check_timeout
 
     # 1e15 s passed the old check, then every rank failed with an overflow; torch's limit is ~7.4e9 s (2026)
     with pytest.raises(UserError, match=r"--dist-timeout .*: must be a number of seconds above 0 and at most 1e\+09"):
@@ -168,7 +168,7 @@ def test_a_timeout_torch_cannot_take_is_refused(timeout):
 
 
 def test_the_longest_timeout_is_accepted_by_torch(tmp_path):
-    from cifarkit.distributed import MAX_TIMEOUT_S, check_timeout
+    from cifarkit.runtime.distributed import MAX_TIMEOUT_S, check_timeout
 
     # a one-process group joined with it: timedelta, the store and gloo take the bound itself
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1,
@@ -197,7 +197,7 @@ def test_the_longest_timeout_is_accepted_by_torch(tmp_path):
      "--prune-easy under torchrun: not supported"),
 ])
 def test_a_job_the_run_cannot_be_is_refused_before_any_work(tiny_py, tmp_path, clean_env, env, message):
-    from cifarkit.run import train
+    from cifarkit.training.run import train
 
     for name, value in env.items():
         clean_env.setenv(name, value)
@@ -215,7 +215,7 @@ def test_a_job_the_run_cannot_be_is_refused_before_any_work(tiny_py, tmp_path, c
 
 
 def test_a_timeout_out_of_bounds_is_refused_in_one_process_too(tiny_py, tmp_path, clean_env):
-    from cifarkit.run import train
+    from cifarkit.training.run import train
 
     with pytest.raises(UserError, match="--dist-timeout 1e\\+15: must be"):
         train(tiny(tiny_py), tmp_path / "run", progress=False, dist_timeout_s=1e15)
@@ -248,7 +248,7 @@ def test_under_torchrun_a_refusal_is_one_line_from_each_rank_before_any_work(tin
 
 
 def _joined_by_the_caller_worker(rank, world, store, data_dir, out):
-    from cifarkit.run import train
+    from cifarkit.training.run import train
 
     # a process group made by the caller (no torchrun variables in the environment) is the job train joins
     for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"):

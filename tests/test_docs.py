@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import cifarkit
-from cifarkit.cli import build_parser
-from cifarkit.config import PRESETS, SETTINGS
+from cifarkit.cli.main import build_parser
+from cifarkit.config.train_config import PRESETS, SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -88,7 +88,7 @@ def test_the_presets_table_and_the_package_map_come_from_the_code():
 
 
 def test_the_run_folder_and_checkpoint_pages_name_what_the_code_writes():
-    from cifarkit import rundir
+    from cifarkit.rundir import run_dir as rundir
 
     files = generate.run_folder_files()
     for name in rundir.RUN_FILES:

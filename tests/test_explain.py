@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cifarkit.cli import main
-from cifarkit.cifar import load_cifar10
-from cifarkit.layers import default_layer, feature_layers
-from cifarkit.models import build_model
+from cifarkit.cli.main import main
+from cifarkit.data.cifar import load_cifar10
+from cifarkit.models.layers import default_layer, feature_layers
+from cifarkit.models.nets import build_model
 
 pytest.importorskip("captum")
 
@@ -94,7 +94,7 @@ def reference_gradcam(model, x, layer, targets):
 
 @pytest.mark.parametrize("name, layer", [("s10-small", "layer2"), ("fast-small", "group2.4")])
 def test_gradcam_maps_match_a_hand_computation_and_leave_the_model_alone(name, layer):
-    from cifarkit.explain import cam_model, gradcam_maps
+    from cifarkit.evaluate.explain import cam_model, gradcam_maps
 
     torch.manual_seed(0)
     model = build_model(name).train()
@@ -117,7 +117,7 @@ def test_gradcam_maps_match_a_hand_computation_and_leave_the_model_alone(name, l
 def test_heat_colours_follow_matplotlibs_jet_and_overlay_blends():
     from matplotlib import colormaps
 
-    from cifarkit.explain import heat_colours, overlay
+    from cifarkit.evaluate.explain import heat_colours, overlay
 
     values = np.linspace(0, 1, 101)
     assert np.abs(heat_colours(values) - colormaps["jet"](values)[:, :3]).max() < 0.02  # its 256-entry table
@@ -152,7 +152,7 @@ def test_gradcam_cli_on_files_and_mistakes(half_trained, tmp_path, capsys):
 
 
 def test_gradcam_api_rows_maps_and_default_output(half_trained, tmp_path):
-    from cifarkit.explain import gradcam_command
+    from cifarkit.report.gradcam import gradcam_command
 
     root, _ = half_trained
     info = gradcam_command(root / "run", save_test_images(root / "data", tmp_path, 6), target="pred")
@@ -240,7 +240,7 @@ def test_gradcam_shows_its_progress_on_stderr_unless_quiet(half_trained, tmp_pat
     assert main(["gradcam", str(root / "run"), "--misclassified", "3", "--out", str(tmp_path / "b.png"),
                  "--quiet"]) == 0
     assert capsys.readouterr().err == ""
-    from cifarkit.explain import gradcam_command
+    from cifarkit.report.gradcam import gradcam_command
 
     gradcam_command(root / "run", misclassified=3, out=tmp_path / "c.png", progress=False)
     assert capsys.readouterr().err == ""

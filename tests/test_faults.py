@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 
-from cifarkit import files
-from cifarkit.cli import main
-from cifarkit.checkpoint import load_checkpoint
+from cifarkit.files import atomic as files
+from cifarkit.cli.main import main
+from cifarkit.rundir.checkpoint import load_checkpoint
 from cifarkit.errors import UserError
 
 TIMING = ("images_per_s", "seconds")

@@ -12,13 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from cifarkit import TrainConfig, files, train
-from cifarkit.checkpoint import load_checkpoint
-from cifarkit.cli import main
-from cifarkit.data import CLASSES
+from cifarkit import TrainConfig, train
+from cifarkit.files import atomic as files
+from cifarkit.rundir.checkpoint import load_checkpoint
+from cifarkit.cli.main import main
+from cifarkit.data.dataset import CLASSES
 from cifarkit.errors import UserError
-from cifarkit.models import build_model
-from cifarkit.rundir import RunDir
+from cifarkit.models.nets import build_model
+from cifarkit.rundir.run_dir import RunDir
 
 TINY = ["--model", "s10-small", "--epochs", "1", "--batch-size", "100", "--max-lr", "5e-3", "--threads", "1",
         "--precision", "fp32", "--quiet"]
@@ -66,13 +67,13 @@ def test_2_a_locked_run_folder_is_refused_and_default_names_are_unique(tiny_py, 
     refused(capsys, ["train", "--resume", str(tmp_path / "run")], "another cifarkit process")  # not "start again"
     # under torchrun only rank 0 looks at the lock: the other ranks, never taking it, cannot mistake each other
     # for "another process"
-    from cifarkit.run import reopen
+    from cifarkit.training.run import reopen
 
     with pytest.raises(UserError, match="no checkpoint yet"):
         reopen(tmp_path / "run", TrainConfig(), writes=False)
     assert held._lock is not None
     monkeypatch.chdir(tmp_path)
-    from cifarkit.run import new_run_dir
+    from cifarkit.training.run import new_run_dir
 
     names = {new_run_dir(TrainConfig()) for _ in range(3)}  # within one second
     assert len(names) == 3 and all(p.is_dir() for p in names)
@@ -119,7 +120,7 @@ def test_6_evaluate_takes_cifarkit_data_and_never_creates_the_checkpoints_path(t
 
 def test_6_a_mistyped_data_dir_or_a_forgotten_dataset_flag_never_starts_a_download(tiny_py, tmp_path, monkeypatch,
                                                                                    capsys):
-    from cifarkit import download
+    from cifarkit.data import download
 
     monkeypatch.setattr(download.urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloading"))
     run = tiny_run(tiny_py, tmp_path / "run")
@@ -299,7 +300,7 @@ def test_13_a_huge_png_is_refused_without_pils_warning(trained_run, tmp_path, ca
 # 14. 16-bit and EXIF-rotated images arrive as they look ---------------------------------------------------------------
 
 def test_14_sixteen_bit_grey_is_scaled_and_exif_orientation_applied(tmp_path):
-    from cifarkit.folder import read_image
+    from cifarkit.data.folder import read_image
 
     grey = tmp_path / "grey16.png"
     Image.fromarray(np.full((40, 40), 32768, dtype=np.uint16)).save(grey)
@@ -317,7 +318,7 @@ def test_14_sixteen_bit_grey_is_scaled_and_exif_orientation_applied(tmp_path):
 # 15. more threads than CPUs ------------------------------------------------------------------------------------
 
 def test_15_threads_are_capped_at_the_cpus_available(monkeypatch):
-    from cifarkit import runtime
+    from cifarkit.runtime import device as runtime
 
     monkeypatch.setattr(runtime, "available_cpus", lambda: 2)
     before = torch.get_num_threads()
@@ -332,12 +333,12 @@ def test_15_threads_are_capped_at_the_cpus_available(monkeypatch):
 # 16. the range test on too few images, and advice that points the right way -------------------------------------------
 
 def test_16_lr_find_warns_on_few_images_and_advises_a_higher_range_when_flat(tiny_py, tmp_path):
-    from cifarkit.lr_finder import suggest
+    from cifarkit.training.lr_finder import suggest
 
     with pytest.warns(UserWarning, match="the range test sees only 1 training image"):
         with pytest.raises(UserError):
-            from cifarkit.datasets import load_dataset
-            from cifarkit.lr_finder import find_lr
+            from cifarkit.data.loading import load_dataset
+            from cifarkit.training.lr_finder import find_lr
 
             config = TrainConfig(model="s10-small", batch_size=50, threads=1, precision="fp32", limit_train=1,
                                  lr_find_start=1e-7, lr_find_end=1e-6, lr_find_iters=30).validate()
@@ -533,7 +534,7 @@ def test_a_suggested_command_names_the_program_as_it_was_started(tmp_path, monke
     import sys
 
     import cifarkit
-    from cifarkit.invoked import program
+    from cifarkit.runtime.invoked import program
 
     venv = tmp_path / "venv" / "bin"
     venv.mkdir(parents=True)
@@ -553,8 +554,8 @@ def test_a_suggested_command_names_the_program_as_it_was_started(tmp_path, monke
 def test_the_resume_hint_runs_as_printed(tiny_py, tmp_path, capsys, monkeypatch):
     import sys
 
-    from cifarkit.stopping import Interrupted
-    from cifarkit.trainer import Trainer
+    from cifarkit.training.stopping import Interrupted
+    from cifarkit.training.trainer import Trainer
 
     def interrupted(self):
         raise Interrupted("SIGINT")

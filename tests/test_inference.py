@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cifarkit import inference
-from cifarkit.augment import tta_views
-from cifarkit.cli import main
-from cifarkit.cifar import load_cifar10
+from cifarkit.evaluate import inference
+from cifarkit.data.augment import tta_views
+from cifarkit.cli.main import main
+from cifarkit.data.cifar import load_cifar10
 from conftest import write_bad_image
 
 
@@ -58,7 +58,7 @@ def test_predict_names_the_class_of_a_saved_test_image(trained_run, tmp_path, ca
 def test_a_run_trained_in_fp16_on_a_gpu_evaluates_and_predicts_on_a_cpu(trained_run, tmp_path, capsys, monkeypatch):
     import shutil
 
-    from cifarkit import runtime
+    from cifarkit.runtime import device as runtime
 
     monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)  # fp32 here, as the run's own result was
     root, results = trained_run
@@ -126,7 +126,7 @@ def test_onnx_export_matches_pytorch(trained_run, tmp_path, raw, capsys):
     data = load_cifar10(root / "data", download=False)
     model, ckpt = inference.load_model(root / "run", torch.device("cpu"))
     pixels = data.test_images[:16]
-    from cifarkit.augment import normalize
+    from cifarkit.data.augment import normalize
     with torch.inference_mode():
         expected = model(normalize(pixels, ckpt["mean"], ckpt["std"])).numpy()  # the run's own statistics
     # the file alone says how to feed it and what the outputs are (its metadata), and so does the command
@@ -143,8 +143,8 @@ def test_onnx_export_matches_pytorch(trained_run, tmp_path, raw, capsys):
 
 
 def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror(trained_run):
-    from cifarkit.augment import normalize
-    from cifarkit.metrics import predict_logits
+    from cifarkit.data.augment import normalize
+    from cifarkit.evaluate.metrics import predict_logits
 
     root, _ = trained_run
     model, _ = inference.load_model(root / "run", torch.device("cpu"))
@@ -170,7 +170,7 @@ def test_evaluate_reproduces_a_run_with_ema_and_tta(tiny_py, tmp_path):
 def test_a_fast_net_run_evaluates_exports_and_predicts_like_it_trained(tiny_py, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
     from cifarkit import train
-    from cifarkit.augment import normalize
+    from cifarkit.data.augment import normalize
     from test_train import FAST_TINY, tiny_config
 
     results = train(tiny_config(tiny_py, **FAST_TINY), tmp_path / "run", progress=False)

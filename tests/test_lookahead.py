@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from cifarkit.lookahead import Lookahead
+from cifarkit.optim.lookahead import Lookahead
 
 
 def small_net() -> nn.Module:

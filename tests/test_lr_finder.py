@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from cifarkit import TrainConfig, train
-from cifarkit import report
-from cifarkit.cli import main
-from cifarkit.batches import BatchStream
-from cifarkit.cifar import load_cifar10
-from cifarkit.build import build_optimizer, prepare_model
+from cifarkit.report import figures as report
+from cifarkit.cli.main import main
+from cifarkit.data.batches import BatchStream
+from cifarkit.data.cifar import load_cifar10
+from cifarkit.training.build import build_optimizer, prepare_model
 from cifarkit.errors import UserError
-from cifarkit.lr_finder import keep_group_scales, range_test, suggest
-from cifarkit.schedule import planned_schedule
+from cifarkit.training.lr_finder import keep_group_scales, range_test, suggest
+from cifarkit.optim.schedule import planned_schedule
 
 SWEEP = dict(lr_find_start=1e-4, lr_find_end=1.0, lr_find_iters=60)
 
@@ -59,7 +59,7 @@ def test_keep_group_scales_steps_each_group_at_its_multiple_and_restores_it():
 
 def test_sweep_keeps_the_norm_groups_lr_multiple(tiny_py, monkeypatch):
     """With --norm-lr-scale the sweep steps the BatchNorm/bias group at K x the weights' lr, as training does."""
-    from cifarkit import lr_finder
+    from cifarkit.training import lr_finder
 
     cfg = tiny(tiny_py, optimizer="sgd", momentum=0.9, norm_lr_scale=8.0)
     device = torch.device("cpu")
@@ -147,7 +147,7 @@ def test_schedule_plot_peaks_at_the_configured_epoch(tmp_path, monkeypatch):
 def test_a_run_started_with_max_lr_find_resumes_with_the_found_lr(tiny_py, tmp_path, crash_at_step):
     import csv
 
-    from cifarkit.checkpoint import load_checkpoint
+    from cifarkit.rundir.checkpoint import load_checkpoint
 
     cfg = tiny(tiny_py, max_lr="find")
     train(cfg, tmp_path / "full", progress=False)
@@ -169,7 +169,7 @@ def test_a_run_started_with_max_lr_find_resumes_with_the_found_lr(tiny_py, tmp_p
 
 
 def test_a_schedule_the_trainer_would_refuse_is_refused_before_the_range_test(tiny_py, tmp_path, capsys):
-    from cifarkit.cli import main
+    from cifarkit.cli.main import main
 
     # 200 images at batch 50, 1 epoch: 4 steps, a quarter of them puts the lr peak on the first
     argv = ["train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "50",
@@ -182,7 +182,7 @@ def test_a_schedule_the_trainer_would_refuse_is_refused_before_the_range_test(ti
 
 def test_find_lr_from_the_api_sees_only_the_runs_training_images_and_checks_its_folder_first(
         tiny_py, tmp_path, monkeypatch):
-    from cifarkit import lr_finder
+    from cifarkit.training import lr_finder
 
     seen = []
 

@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from cifarkit.metrics import confusion_matrix, loss_and_correct, mistakes, per_class_accuracy
+from cifarkit.evaluate.metrics import confusion_matrix, loss_and_correct, mistakes, per_class_accuracy
 
 
 def test_mistakes_are_ordered_by_confidence():
@@ -27,8 +27,8 @@ def test_loss_and_correct_sums_over_the_images():
 def test_selective_tta_adds_the_views_only_where_the_plain_prediction_is_unsure():
     from torch import nn
 
-    from cifarkit.augment import normalize, tta_views
-    from cifarkit.metrics import predict_logits
+    from cifarkit.data.augment import normalize, tta_views
+    from cifarkit.evaluate.metrics import predict_logits
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
@@ -58,7 +58,7 @@ def test_selective_tta_adds_the_views_only_where_the_plain_prediction_is_unsure(
 def test_predict_logits_reports_each_batch_done_and_its_result_does_not_change():
     from torch import nn
 
-    from cifarkit.metrics import predict_logits
+    from cifarkit.evaluate.metrics import predict_logits
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
     images = torch.randint(0, 256, (25, 3, 32, 32), dtype=torch.uint8)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from cifarkit.cli import main
-from cifarkit.models import build_model, count_parameters, summary
+from cifarkit.cli.main import main
+from cifarkit.models.nets import build_model, count_parameters, summary
 
 
 def test_s10_has_the_seed_parameter_count_and_logits_out():
@@ -77,7 +77,7 @@ def test_whitening_stem_decorrelates_2x2_patches():
 
 
 def test_which_models_have_a_whitening_stem_is_known_without_building_them_for_real():
-    from cifarkit.models import MODELS, has_whitening_stem
+    from cifarkit.models.nets import MODELS, has_whitening_stem
 
     assert {name: has_whitening_stem(name) for name in MODELS} == \
         {name: hasattr(build_model(name), "stem") for name in MODELS}

@@ -1,15 +1,15 @@
-"""Muon (cifarkit.muon): the orthogonalisation, one hybrid step against a reference written here, and its groups."""
+"""Muon (cifarkit.optim.muon): the orthogonalisation, one hybrid step against a reference written here, and its groups."""
 import copy
 
 import pytest
 import torch
 from torch import nn
 
-from cifarkit.build import build_optimizer, parameter_groups
-from cifarkit.config import TrainConfig
+from cifarkit.training.build import build_optimizer, parameter_groups
+from cifarkit.config.train_config import TrainConfig
 from cifarkit.errors import UserError
-from cifarkit.models import build_model
-from cifarkit.muon import Muon, orthogonalize
+from cifarkit.models.nets import build_model
+from cifarkit.optim.muon import Muon, orthogonalize
 
 
 def spread_matrix(rows: int, cols: int, seed: int, condition: float = 10.0) -> torch.Tensor:
@@ -151,7 +151,7 @@ def test_muon_settings_are_checked():
 
 
 def test_one_cycle_leaves_the_filters_momentum_alone_and_their_steps_are_always_nesterov():
-    from cifarkit.schedule import one_cycle
+    from cifarkit.optim.schedule import one_cycle
 
     cfg = TrainConfig(model="fast-small", optimizer="muon", nesterov=False, cycle_momentum=True, muon_momentum=0.6)
     model = build_model("fast-small")

@@ -18,7 +18,7 @@ def test_import_cifarkit_loads_no_plotting_lr_finder_or_torch():
         import sys
         import cifarkit
         heavy = [m for m in sys.modules if m.split(".")[0] in ("matplotlib", "torch_lr_finder", "torch")
-                 or m in ("cifarkit.report", "cifarkit.run", "cifarkit.lr_finder")]
+                 or m in ("cifarkit.report.figures", "cifarkit.training.run", "cifarkit.training.lr_finder")]
         assert not heavy, heavy
         assert callable(cifarkit.train)  # loaded on first use
     """)
@@ -41,29 +41,54 @@ def test_the_callers_matplotlib_backend_survives_import_and_training(tiny_py, tm
     assert (tmp_path / "run" / "lr_find.png").exists()
 
 
+# The packages, lowest first: a module imports only from its own package, a lower one, or the base modules
+# (errors, version); `cifarkit/__init__.py` and `__main__.py` stand above them all.
+PACKAGE_ORDER = ("files", "models", "config", "runtime", "optim", "data", "rundir", "evaluate", "report", "training",
+                 "tune", "audit", "app", "cli")
+BASE_MODULES = ("errors", "version")
+
+
 def internal_imports() -> dict[str, set[str]]:
-    """module -> the cifarkit modules it imports, anywhere in its body (late imports count too)."""
+    """module (dotted, below cifarkit: "training.trainer", a package's __init__ as "training") -> the cifarkit
+    modules it imports, anywhere in its body (late imports count too)."""
     import ast
     from pathlib import Path
 
-    package = Path(__file__).resolve().parents[1] / "src" / "cifarkit"
-    modules = {p.stem for p in package.glob("*.py")}
+    root = Path(__file__).resolve().parents[1] / "src" / "cifarkit"
+    names = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        names[path] = ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
+    modules = set(names.values())
     graph = {}
-    for path in package.glob("*.py"):
+    for path, module in names.items():
+        package = module.split(".") if path.name == "__init__.py" and "." not in module and module != "__init__" \
+            else module.split(".")[:-1]
         edges = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                if node.module:  # from .x import y
-                    edges.add(node.module.split(".")[0])
-                else:  # from . import x, y: submodules (a name of __init__ otherwise)
-                    edges |= {alias.name for alias in node.names if alias.name in modules} or {"__init__"}
-        graph[path.stem] = edges - {path.stem}
+        tree = ast.parse(path.read_text())
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                       for n in ast.walk(block)}  # annotations only: never imported when the code runs
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.ImportFrom) and node.level) or id(node) in typing_only:
+                continue
+            base = package[: len(package) - (node.level - 1)]
+            if node.module:  # from .x import y: module x (or the package x's __init__)
+                edges.add(".".join(base + node.module.split(".")))
+            else:  # from . import x, y: submodules (names of the package's __init__ otherwise)
+                for alias in node.names:
+                    target = ".".join(base + [alias.name])
+                    edges.add(target if target in modules else (".".join(base) or "__init__"))
+        graph[module] = edges - {module}
     return graph
+
+
+def package_of(module: str) -> str:
+    return module.split(".")[0] if module.split(".")[0] in PACKAGE_ORDER else module
 
 
 def test_the_import_graph_has_no_cycle():
     graph = internal_imports()
-    assert "engine" not in graph  # split into runtime, batches, build, metrics, checkpoint, rundir, trainer
     done, on_path = set(), []
 
     def visit(module: str) -> None:
@@ -81,13 +106,27 @@ def test_the_import_graph_has_no_cycle():
         visit(module)
 
 
+def test_the_packages_import_only_downwards_in_one_declared_order():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "cifarkit"
+    assert {p.name for p in root.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == set(PACKAGE_ORDER)
+    assert {p.stem for p in root.glob("*.py")} == {"__init__", "__main__", *BASE_MODULES}
+    rank = {package: i for i, package in enumerate(PACKAGE_ORDER)}
+    rank.update({module: -1 for module in BASE_MODULES} | {"__init__": len(rank), "__main__": len(rank)})
+    upward = [f"{module} -> {target}" for module, targets in internal_imports().items() for target in targets
+              if rank[package_of(target)] > rank[package_of(module)]]
+    assert not upward, upward
+
+
 def test_no_module_is_over_350_lines_and_the_trainer_writes_no_files_itself():
     from pathlib import Path
 
-    package = Path(__file__).resolve().parents[1] / "src" / "cifarkit"
-    sizes = {p.name: len(p.read_text().splitlines()) for p in package.glob("*.py")}
-    assert max(sizes.values()) <= 350, sizes
+    root = Path(__file__).resolve().parents[1] / "src" / "cifarkit"
+    sizes = {str(p.relative_to(root)): len(p.read_text().splitlines()) for p in root.rglob("*.py")}
+    assert max(sizes.values()) <= 350, {name: size for name, size in sizes.items() if size > 350}
     # the loop and its state only: files are written through its RunDir, plots and reports elsewhere
-    assert not internal_imports()["trainer"] & {"files", "report", "run", "cli", "lr_finder", "inference"}
-    trainer = (package / "trainer.py").read_text()
+    assert not {package_of(m) for m in internal_imports()["training.trainer"]} & {"files", "report", "cli"}
+    assert not internal_imports()["training.trainer"] & {"training.run", "training.lr_finder", "evaluate.inference"}
+    trainer = (root / "training" / "trainer.py").read_text()
     assert not [name for name in ('"checkpoints', '"metrics.csv"', '"results.json"', "matplotlib") if name in trainer]

@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from cifarkit.cli import main
-from cifarkit.rundir import PLOTS
+from cifarkit.cli.main import main
+from cifarkit.rundir.run_dir import PLOTS
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_many_classes_get_a_colour_bar_not_a_number_in_every_cell(tmp_path, monk
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from cifarkit.report import plot_confusion, plot_per_class
+    from cifarkit.report.figures import plot_confusion, plot_per_class
 
     drawn = {"text": 0, "bar_label": 0, "colorbar": 0}
     for cls, name in ((Axes, "text"), (Axes, "bar_label"), (Figure, "colorbar")):
@@ -81,7 +81,7 @@ def test_many_classes_get_a_colour_bar_not_a_number_in_every_cell(tmp_path, monk
 def test_an_image_grid_says_when_it_has_nothing_to_show(tmp_path):
     from PIL import Image
 
-    from cifarkit.report import draw_cells
+    from cifarkit.report.figures import draw_cells
 
     assert draw_cells([], 10, "GradCAM", tmp_path / "empty.png", empty="no images (no mistakes to show)") == 1
     pixels = [(np.full((8, 8, 3), 200, dtype=np.uint8), f"image {i}") for i in range(7)]
@@ -124,7 +124,7 @@ def test_the_page_opens_with_a_summary_in_words_then_the_evaluations_and_says_wh
 
 
 def test_the_summary_gives_units_and_leaves_out_what_is_missing_or_mistyped():
-    from cifarkit.report_page import summary
+    from cifarkit.report.page import summary
 
     sentence, rows = summary({"model": "s10", "preset": "s10", "epochs": 24},
                              {"test_accuracy": 0.7165, "train_images_per_second": 73.8487, "wall_time_s": 336.614})
@@ -137,7 +137,7 @@ def test_the_summary_gives_units_and_leaves_out_what_is_missing_or_mistyped():
 
 def captured_figures(monkeypatch):
     """The Figure objects the report module saves, kept for the test to look at."""
-    from cifarkit import report
+    from cifarkit.report import figures as report
 
     figures = []
     real = report.png_bytes
@@ -149,7 +149,7 @@ def schedules():
     import dataclasses
 
     from cifarkit import preset_config
-    from cifarkit.schedule import planned_schedule
+    from cifarkit.optim.schedule import planned_schedule
 
     s10 = preset_config("s10")
     return [([5e-5, 5e-3, 2.5e-3, 5e-7], 4),  # one epoch of four steps: the start and the peak are neighbours
@@ -163,7 +163,7 @@ def test_each_schedule_label_sits_at_its_point_clear_of_the_line_and_the_other_l
     from matplotlib.path import Path as LinePath
     from matplotlib.text import Text
 
-    from cifarkit.report import plot_schedule
+    from cifarkit.report.figures import plot_schedule
 
     lrs, per_epoch = schedules()[case]
     figures = captured_figures(monkeypatch)
@@ -197,7 +197,7 @@ def test_names_holding_dollar_signs_are_drawn_as_written_and_the_callers_matplot
     import torch
     from matplotlib.figure import Figure
 
-    from cifarkit import report
+    from cifarkit.report import figures as report
 
     bad = "$\\badcmd$"
     classes = (bad, *(f"c{i}" for i in range(9)))

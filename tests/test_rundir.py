@@ -4,7 +4,7 @@ import os
 import pytest
 
 from cifarkit.errors import UserError
-from cifarkit.rundir import CONFIG, LOCK, RUN_FILES, RunDir
+from cifarkit.rundir.run_dir import CONFIG, LOCK, RUN_FILES, RunDir
 
 
 def test_clear_removes_the_run_files_and_nothing_else(tmp_path):
@@ -39,7 +39,7 @@ def test_a_damaged_json_file_is_named(tmp_path):
 
 
 def test_a_commands_default_output_goes_into_the_run_folder_else_beside_a_loose_checkpoint(tmp_path, monkeypatch):
-    from cifarkit.rundir import default_output
+    from cifarkit.rundir.run_dir import default_output
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -130,7 +130,7 @@ def test_a_symlink_out_of_the_run_is_never_read_nor_written_through(tmp_path):
 
 
 def test_a_folder_is_a_run_only_when_its_files_say_so(tmp_path):
-    from cifarkit.rundir import CHECKPOINT, MARKER
+    from cifarkit.rundir.run_dir import CHECKPOINT, MARKER
 
     mine = tmp_path / "mine"  # a user's folder with files named as a run's, a valid cifarkit config among them
     (mine / "plots").mkdir(parents=True)

@@ -9,7 +9,7 @@ from cifarkit.errors import UserError
 
 
 def test_auto_precision_on_cpu_follows_native_bf16_support(monkeypatch):
-    from cifarkit import runtime
+    from cifarkit.runtime import device as runtime
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
@@ -25,7 +25,7 @@ def test_auto_precision_on_cpu_follows_native_bf16_support(monkeypatch):
 def test_a_trained_model_predicts_in_its_runs_precision_where_this_device_computes_it_else_autos(monkeypatch):
     import warnings
 
-    from cifarkit import runtime
+    from cifarkit.runtime import device as runtime
 
     cpu = torch.device("cpu")
     for native in (False, True):
@@ -40,7 +40,7 @@ def test_a_trained_model_predicts_in_its_runs_precision_where_this_device_comput
 
 
 def test_native_bf16_needs_the_cpus_bf16_units_not_only_onednns_avx512(monkeypatch):
-    from cifarkit import runtime
+    from cifarkit.runtime import device as runtime
 
     monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
     for onednn, units, native in [(True, True, True), (True, False, False), (False, True, False)]:
@@ -53,7 +53,7 @@ def test_native_bf16_needs_the_cpus_bf16_units_not_only_onednns_avx512(monkeypat
 
 @pytest.mark.skipif(platform.machine() != "x86_64" or not Path("/proc/cpuinfo").exists(), reason="x86 Linux only")
 def test_auto_precision_on_this_cpu_is_bf16_exactly_where_its_flags_say_native_bf16():
-    from cifarkit import runtime
+    from cifarkit.runtime import device as runtime
 
     units = bool({"avx512_bf16", "amx_bf16"} & runtime.cpu_info()[1])
     native = units and runtime.onednn_has_bf16()
@@ -62,7 +62,7 @@ def test_auto_precision_on_this_cpu_is_bf16_exactly_where_its_flags_say_native_b
 
 
 def test_the_allocator_setting_applies_on_glibc_and_can_be_declined(monkeypatch):
-    from cifarkit.runtime import keep_freed_memory
+    from cifarkit.runtime.device import keep_freed_memory
 
     monkeypatch.setenv("CIFARKIT_MALLOC", "default")
     assert keep_freed_memory() is False
@@ -72,7 +72,7 @@ def test_the_allocator_setting_applies_on_glibc_and_can_be_declined(monkeypatch)
 
 
 def test_the_machine_line_says_when_kernels_are_held_below_the_cpu(monkeypatch):
-    from cifarkit.runtime import KERNEL_LIMITS, describe_machine, machine_info
+    from cifarkit.runtime.device import KERNEL_LIMITS, describe_machine, machine_info
 
     for name in KERNEL_LIMITS:
         monkeypatch.delenv(name, raising=False)

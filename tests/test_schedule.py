@@ -1,8 +1,8 @@
 import pytest
 
-from cifarkit.config import TrainConfig
+from cifarkit.config.train_config import TrainConfig
 from cifarkit.errors import UserError
-from cifarkit.schedule import planned_schedule, steps_per_epoch
+from cifarkit.optim.schedule import planned_schedule, steps_per_epoch
 
 
 def test_seed_one_cycle_shape():
@@ -25,7 +25,7 @@ def test_steps_per_epoch_keeps_the_last_partial_batch():
 
 
 def test_s10_best_warms_up_to_epoch_5_then_ends_near_zero():
-    from cifarkit.config import preset_config
+    from cifarkit.config.train_config import preset_config
 
     cfg = preset_config("s10-best")
     lrs = planned_schedule(cfg, max_lr=cfg.max_lr, steps_per_epoch=98)
@@ -37,7 +37,7 @@ def test_s10_best_warms_up_to_epoch_5_then_ends_near_zero():
 
 
 def test_fast_schedule_is_a_triangle_from_0_2_to_1_to_0_07_of_the_peak():
-    from cifarkit.config import preset_config
+    from cifarkit.config.train_config import preset_config
 
     cfg = preset_config("fast-v1")
     lrs = planned_schedule(cfg, max_lr=cfg.max_lr, steps_per_epoch=49)  # 50,000 / 1024

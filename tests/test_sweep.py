@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cifarkit.cli import main
+from cifarkit.cli.main import main
 from cifarkit.errors import UserError
 
 optuna = pytest.importorskip("optuna")
@@ -85,7 +85,7 @@ def test_an_interrupted_sweep_continues_with_the_same_command(tiny_py, tmp_path,
             main(cmd)
         crash_at_step(None)
     else:
-        from cifarkit.trainer import Trainer
+        from cifarkit.training.trainer import Trainer
 
         original, calls = Trainer.train_step, []
 
@@ -125,7 +125,7 @@ def test_nan_weights_behind_a_finite_training_loss_are_a_divergence():
     from types import SimpleNamespace
 
     from cifarkit.errors import Diverged
-    from cifarkit.sweep import ReportValidation
+    from cifarkit.tune.sweep import ReportValidation
 
     reported = []
     trial = SimpleNamespace(report=lambda value, step: reported.append(value), should_prune=lambda: False)
@@ -142,7 +142,7 @@ def test_a_study_without_a_finished_trial_names_each_cause(tmp_path):
     from optuna.trial import create_trial
 
     from cifarkit import TrainConfig
-    from cifarkit.sweep import finish, parse_param
+    from cifarkit.tune.sweep import finish, parse_param
 
     s = optuna.create_study(direction="maximize")
     made = {"params": {"max_lr": 0.5}, "distributions": {"max_lr": FloatDistribution(0.1, 1)}}
@@ -203,7 +203,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tiny_py, tmp_path, cap
 def test_a_trial_is_not_pruned_after_its_last_epoch():
     from types import SimpleNamespace
 
-    from cifarkit.sweep import ReportValidation
+    from cifarkit.tune.sweep import ReportValidation
 
     trial = SimpleNamespace(report=lambda value, step: None, should_prune=lambda: True)  # the pruner says stop
     trainer = SimpleNamespace(config=SimpleNamespace(epochs=3))
@@ -258,14 +258,14 @@ def test_bad_input_is_refused_by_name(tiny_py, tmp_path, capsys, extra, message)
     ("sqlite:////tmp/a:b@c/study.db", "sqlite:////tmp/a:b@c/study.db"),  # a path, not a password
 ])
 def test_a_storage_url_is_shown_without_its_password(url, shown):
-    from cifarkit.sweep import without_password
+    from cifarkit.tune.storage import without_password
 
     assert without_password(url, url) == shown
     assert without_password(f"--storage {url}: cannot open", url) == f"--storage {shown}: cannot open"
 
 
 def test_a_drivers_message_is_shown_without_the_password():
-    from cifarkit.sweep import without_password
+    from cifarkit.tune.storage import without_password
 
     # the password quoted as typed or decoded, its tail after an '@' that the driver took for the host, or a
     # ?password= value; a password of under 4 characters is hidden only in the URL (else it would hide words)

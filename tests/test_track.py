@@ -6,7 +6,7 @@ import time
 import pytest
 
 from cifarkit import TrainConfig, train
-from cifarkit.cli import main
+from cifarkit.cli.main import main
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -81,7 +81,7 @@ def test_resume_appends_without_duplicating_steps(tiny_py, tmp_path, crash_at_st
 
 def test_a_tensorboard_folder_of_many_runs_gives_each_its_own_and_keeps_what_another_run_owns(tmp_path):
     from cifarkit.errors import UserError
-    from cifarkit.track import OWNER_FILE, TensorBoard
+    from cifarkit.training.tensorboard import OWNER_FILE, TensorBoard
 
     first, second = tmp_path / "a" / "run", tmp_path / "b" / "run"
     first.mkdir(parents=True)
@@ -118,7 +118,7 @@ def test_a_tensorboard_folder_that_cannot_be_made_is_refused_before_training(tin
 
 def test_an_observer_writes_only_the_hooks_it_needs(tiny_py, tmp_path):
     from cifarkit import TrainConfig, train
-    from cifarkit.observer import Observer
+    from cifarkit.training.observer import Observer
 
     class Epochs(Observer):  # after_sync and at_end come from the base class
         def __init__(self):

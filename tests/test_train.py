@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from cifarkit import TrainConfig, train
-from cifarkit.cli import main
-from cifarkit.checkpoint import load_checkpoint
-from cifarkit.run import reopen
-from cifarkit.trainer import Trainer
+from cifarkit.cli.main import main
+from cifarkit.rundir.checkpoint import load_checkpoint
+from cifarkit.training.run import reopen
+from cifarkit.training.resume import checkpoint_of
+from cifarkit.training.trainer import Trainer
 from cifarkit.errors import UserError
 
 
@@ -64,9 +65,9 @@ FAST_TINY_AVERAGED = {**FAST_TINY, "lookahead_decay": 0.7, "lookahead_every": 3,
 # bf16 autocast on every CPU kind (emulated, with a warning, where the CPU has no native bf16): its resume is as
 # exact as fp32's, whatever the rounding.
 BF16 = {"precision": "bf16"}
-# Muon on the filters, its orthogonalisation in bf16 (cifarkit.muon): momentum buffers resume exactly too.
+# Muon on the filters, its orthogonalisation in bf16 (cifarkit.optim.muon): momentum buffers resume exactly too.
 MUON_BF16 = {**FAST_TINY, "optimizer": "muon", "muon_lr": 0.1, **BF16}
-# InfoBatch pruning (cifarkit.batches): the images' losses and the epoch's left-out set resume exactly too.
+# InfoBatch pruning (cifarkit.data.batches): the images' losses and the epoch's left-out set resume exactly too.
 # 3 epochs: the crash falls in the second, the one that prunes.
 PRUNED = {**FAST_TINY, "optimizer": "muon", "muon_lr": 0.1, "prune_easy": 0.5, "epochs": 3}
 # progressive resizing: the crash falls in the second small-window epoch, the third trains at full size; the
@@ -188,7 +189,7 @@ def test_ema_is_the_decayed_average_of_the_weights_and_is_what_gets_evaluated(ti
     for k, v in expected.items():
         assert torch.allclose(averaged[k], v, atol=1e-6), k
     assert trainer.eval_model is trainer.ema.module
-    assert trainer.checkpoint()["model"].keys() == trainer.checkpoint()["training_weights"].keys()
+    assert checkpoint_of(trainer)["model"].keys() == checkpoint_of(trainer)["training_weights"].keys()
 
 
 def test_lookahead_runs_inside_training_and_the_model_ends_as_its_slow_weights(tiny_py, tmp_path):
@@ -202,7 +203,7 @@ def test_lookahead_runs_inside_training_and_the_model_ends_as_its_slow_weights(t
     assert seen == [1, 2, 3, 4]  # every optimiser step, numbered through the run
     weights = trainer.model.state_dict()
     assert all(torch.equal(weights[k], v) for k, v in trainer.lookahead.slow.items())
-    assert trainer.checkpoint()["lookahead"].keys() == trainer.lookahead.slow.keys()
+    assert checkpoint_of(trainer)["lookahead"].keys() == trainer.lookahead.slow.keys()
 
 
 def test_alternate_flip_mirrors_an_image_in_consecutive_epochs(tiny_py, tmp_path):
@@ -290,8 +291,10 @@ def test_the_command_line_and_the_api_refuse_a_bad_checkpoint_interval_in_the_sa
 
 
 def test_the_settings_a_resume_may_change_are_declared_once():
-    from cifarkit import cli, run, sweep
-    from cifarkit.config import MACHINE_SETTINGS, SETTINGS
+    from cifarkit.cli import main as cli
+    from cifarkit.training import run
+    from cifarkit.tune import sweep
+    from cifarkit.config.train_config import MACHINE_SETTINGS, SETTINGS
 
     assert set(MACHINE_SETTINGS) == {name for name, s in SETTINGS.items() if s.machine} >= {"data_dir", "threads"}
     assert not any(hasattr(module, "RESUME_FLAGS") or "MACHINE_SETTINGS =" in open(module.__file__).read()

@@ -10,11 +10,11 @@ import sys
 import pytest
 import torch
 
-from cifarkit import reader
-from cifarkit.checkpoint import load_checkpoint
-from cifarkit.cli import main
+from cifarkit.files import reader
+from cifarkit.rundir.checkpoint import load_checkpoint
+from cifarkit.cli.main import main
 from cifarkit.errors import UserError
-from cifarkit.rundir import RunDir
+from cifarkit.rundir.run_dir import RunDir
 
 DEEP = "[" * 50_000 + "]" * 50_000
 HUGE_INT = '{"seed": ' + "9" * 5_000 + "}"

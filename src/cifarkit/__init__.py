@@ -8,7 +8,7 @@ when `train` (or a module that needs them) is first used.
 """
 from typing import Any
 
-from .config import PRESETS, TrainConfig, preset_config
+from .config.train_config import PRESETS, TrainConfig, preset_config
 from .errors import UserError
 from .version import __version__
 
@@ -16,8 +16,8 @@ __all__ = ["PRESETS", "TrainConfig", "UserError", "audit", "preset_config", "tra
 
 
 def __getattr__(name: str) -> Any:
-    if name == "train":  # cifarkit.run imports torch and the training stack
-        from .run import train
+    if name == "train":  # cifarkit.training.run imports torch and the training stack
+        from .training.run import train
 
         return train
     if name == "audit":  # the data audit (a callable package: cifarkit.audit(run_dir, ...)); torch loads on use

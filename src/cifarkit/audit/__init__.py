@@ -16,7 +16,8 @@ import sys
 import types
 from typing import Any
 
-from .exclude import exclude_images, parse_exclude_text, read_exclude_file
+from ..config.exclude_list import parse_exclude_text, read_exclude_file
+from ..data.exclude import exclude_images
 
 __all__ = ["audit", "exclude_images", "parse_exclude_text", "read_exclude_file"]
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import TrainConfig
-from ..data import Dataset
+from ..config.train_config import TrainConfig
+from ..data.dataset import Dataset
 from ..errors import UserError
-from ..files import write_json
-from ..progress import say
-from ..reader import read_json
-from ..rundir import CHECKPOINT, CONFIG, RESULTS
+from ..files.atomic import write_json
+from ..runtime.progress import say
+from ..files.reader import read_json
+from ..rundir.run_dir import CHECKPOINT, CONFIG, RESULTS
 
 FOLDS_FILE = "folds.json"  # what the folds were made of: a later audit into the folder must match it
 
@@ -87,7 +87,7 @@ def train_folds(config: TrainConfig, data: Dataset, fold: np.ndarray, k: int, fo
                 progress: bool = True) -> list[Path]:
     """Train (or reuse, or resume) the run folder of each fold; their checkpoints, in fold order. One line per
     fold says what happened."""
-    from ..run import train
+    from ..training.run import train
 
     checkpoints = []
     for i in range(k):
@@ -114,7 +114,7 @@ def train_folds(config: TrainConfig, data: Dataset, fold: np.ndarray, k: int, fo
 
 
 def _same_recipe(run_dir: Path, config: TrainConfig) -> None:
-    from ..run import MACHINE_SETTINGS
+    from ..training.run import MACHINE_SETTINGS
 
     saved = TrainConfig.from_json(run_dir / CONFIG)
     differ = [name for name in config.to_dict() if name not in (*MACHINE_SETTINGS, "device")

@@ -8,7 +8,7 @@ import io
 from collections import Counter
 from pathlib import Path
 
-from ..files import write_json, write_text
+from ..files.atomic import write_json, write_text
 from .issues import ISSUES, TRAIN_TEST
 
 AUDIT_CSV = "audit.csv"

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..metrics import predict_logits
-from ..progress import progress_bar
+from ..evaluate.metrics import predict_logits
+from ..runtime.progress import progress_bar
 
 
 def head_layer(model: nn.Module) -> nn.Linear:

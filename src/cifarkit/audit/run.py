@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import TrainConfig, build_config
+from ..config.train_config import TrainConfig, build_config
 from ..errors import UserError
-from ..files import write_json
-from ..outputs import data_areas, refuse_inside_data
-from ..reader import read_json
-from ..rundir import RunDir
+from ..files.atomic import write_json
+from ..rundir.outputs import data_areas, refuse_inside_data
+from ..files.reader import read_json
+from ..rundir.run_dir import RunDir
 from ..version import __version__
-from .exclude import image_names, kept_positions
+from ..data.exclude import image_names, kept_positions
 from .folds import (
     assign_folds,
     check_folds,
@@ -47,9 +47,9 @@ def audit(run_dir: str | os.PathLike, split: str = "test", folds: int = 5, prese
     (default RUN_DIR/audit): new, empty, or an earlier audit's (whose finished folds are reused). Writes
     audit.csv, audit.json, audit.html and exclude.txt there.
     """
-    from ..datasets import load_dataset, load_for_checkpoint
-    from ..inference import load_model
-    from ..runtime import inference_precision, resolve_device
+    from ..data.loading import load_dataset, load_for_checkpoint
+    from ..evaluate.inference import load_model
+    from ..runtime.device import inference_precision, resolve_device
 
     started = time.perf_counter()
     if split not in SPLITS:

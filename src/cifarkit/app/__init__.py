@@ -1,0 +1,6 @@
+"""The Gradio page for a trained model, and the bundle that runs it without cifarkit.
+"""
+from .page import build_demo, serve
+from .bundle import export_app
+
+__all__ = ["build_demo", "export_app", "serve"]

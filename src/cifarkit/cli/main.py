@@ -1,0 +1,314 @@
+"""The `cifarkit` command: argparse sub-commands mapped onto the Python API.
+
+The flags that set a TrainConfig field are generated from the field's declaration in config.py (help,
+group, flag, type, choices), so a new setting is declared there only.
+
+Exit codes: 0 success, 2 user error (message, no traceback), 1 a bug (traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..runtime import distributed
+from .model_commands import add_commands
+from .audit_commands import add_commands as add_audit_commands
+from .experiment_commands import add_commands as add_track_commands
+from ..config.train_config import MACHINE_SETTINGS, PRESETS, SETTINGS, TrainConfig, build_config
+from ..config.settings import GROUPS, Setting
+from ..errors import Stopped, UserError
+
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(SETTINGS["data_dir"].flag, help=SETTINGS["data_dir"].help)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def presets_note(name: str) -> str:
+    """Each preset's value of setting `name`, from PRESETS: " (s10, s10-best: 24; fast-v1: 12; fast: 9; ...)"."""
+    defaults = TrainConfig().to_dict()
+    presets: dict[str, list[str]] = {}
+    for preset, changes in PRESETS.items():
+        presets.setdefault(_shown({**defaults, **changes}[name]), []).append(preset)
+    if list(presets) == ["None"]:
+        return ""  # unset in every preset: the help says what that means
+    if len(presets) == 1:
+        return f" (default {next(iter(presets))})"
+    return " (" + "; ".join(", ".join(names) + f": {value}" for value, names in presets.items()) + ")"
+
+
+def _argument_type(s: Setting) -> Callable[[str], Any]:
+    if s.parse is None:
+        return s.type
+
+    def parse(text: str) -> Any:
+        try:
+            return s.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def _add_setting(group: argparse._ArgumentGroup, s: Setting) -> None:
+    """One flag for one TrainConfig field; default None: keep the preset's (or --config's) value."""
+    kwargs: dict[str, Any] = {"dest": s.name, "default": None,
+                              "help": (s.help + presets_note(s.name)).replace("%", "%%")}
+    if s.type is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction  # --x and --no-x
+    else:
+        kwargs.update(type=_argument_type(s), choices=s.choices,
+                      metavar=s.metavar or (None if s.choices else s.flag[2:].upper().replace("-", "_")))
+    group.add_argument(s.flag, **kwargs)
+
+
+def _add_setting_flags(p: argparse.ArgumentParser, train: bool) -> None:
+    recipe = p.add_argument_group(GROUPS["recipe"])
+    recipe.add_argument("--preset", help=f"recipe to start from: {', '.join(PRESETS)} (default s10)")
+    recipe.add_argument("--config", type=Path, metavar="FILE",
+                        help="a config.json (e.g. RUN_DIR/config.json) to start from instead of a preset: its "
+                             "settings become the flags' defaults")
+    for key, title in GROUPS.items():
+        members = [s for s in SETTINGS.values() if s.group == key and s.cli and (train or not s.train_only)]
+        if members:
+            group = p.add_argument_group(title)
+            for s in members:
+                _add_setting(group, s)
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """--preset, --config and a flag per TrainConfig setting but the train-only ones (lr-find)."""
+    _add_setting_flags(p, train=False)
+
+
+def add_train_flags(p: argparse.ArgumentParser) -> None:
+    """--preset, --config and a flag per TrainConfig setting: every flag that defines a training run (train,
+    benchmarks/time_to_accuracy.py)."""
+    _add_setting_flags(p, train=True)
+
+
+def _add_quiet_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub-)parser that parsed the command's own flags: `cifarkit train`'s for `cifarkit train ...`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            return _command_parser(action.choices[getattr(args, action.dest)], args)
+    return parser
+
+
+def config_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                    argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """With --config FILE, parse `argv` again with the file's settings as the defaults (as timm's train.py does),
+    so flags override a saved config the way they override a preset; else `args` as it is."""
+    if getattr(args, "config", None) is None or args.preset is not None or getattr(args, "resume", None) is not None:
+        return args  # nothing to load, or refused by name (config_from_args, refuse_run_changing_flags)
+    saved = TrainConfig.from_json(args.config).to_dict()  # an unknown key is refused, naming the file and key
+    _command_parser(parser, args).set_defaults(**{name: v for name, v in saved.items() if SETTINGS[name].cli})
+    return parser.parse_args(argv)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """parser.parse_args, with a --config FILE's settings as the defaults (config_defaults)."""
+    return config_defaults(parser, parser.parse_args(argv), argv)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's config: --config FILE or --preset (default s10), then every setting flag given. Not validated:
+    run.train() validates what it is given, once; other users call validate()."""
+    overrides = {name: getattr(args, name, None) for name, s in SETTINGS.items() if s.cli}
+    return build_config(args.preset, args.config, overrides)
+
+
+def _typed(s: Setting, value: object) -> str:
+    """The flag as the user typed it: --max-lr, or --no-nesterov for a switch turned off."""
+    return f"--no-{s.flag[2:]}" if value is False else s.flag
+
+
+def refuse_run_changing_flags(args: argparse.Namespace) -> None:
+    """With --resume, a flag that would change the run is refused by name rather than silently ignored."""
+    given = [f"--{name}" for name in ("preset", "config") if getattr(args, name, None) is not None]
+    given += [_typed(s, getattr(args, s.name)) for s in SETTINGS.values()
+              if s.cli and not s.machine and getattr(args, s.name, None) is not None]
+    given += [flag for flag, on in (("--out", args.out is not None), ("--overwrite", args.overwrite)) if on]
+    if given:
+        machine = ", ".join(SETTINGS[name].flag for name in MACHINE_SETTINGS)
+        raise UserError(f"--resume {args.resume} with {' '.join(given)}: a resumed run keeps the settings it was "
+                        f"started with (from its checkpoint); only {machine}, --quiet, --tensorboard, "
+                        "--checkpoint-every and --dist-timeout may change. Drop those flags, or start a new run "
+                        "with --out")
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from ..data.dataset import describe
+    from ..data.loading import load_dataset
+
+    # the checks `train` makes of the same three flags (a folder at --image-size 0, coarse CIFAR-10 labels)
+    TrainConfig(dataset=args.dataset, labels=args.labels, image_size=args.image_size).validate()
+    print(describe(load_dataset(args.dataset, args.data_dir, labels=args.labels, image_size=args.image_size,
+                                download=not args.no_download)))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from ..models.nets import build_model, summary
+
+    print(summary(build_model(args.model)))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..training.run import train
+
+    if args.resume is not None:
+        refuse_run_changing_flags(args)
+        # everything else comes from the run's checkpoint
+        config = TrainConfig(**{name: getattr(args, name) for name in MACHINE_SETTINGS})
+        out = args.resume
+    else:
+        config = config_from_args(args)
+        out = args.out
+    results = train(config, out, resume=args.resume is not None, overwrite=args.overwrite,
+                    progress=not args.quiet, checkpoint_every=args.checkpoint_every or 0,
+                    dist_timeout_s=args.dist_timeout, tensorboard=args.tensorboard)
+    if not distributed.current().is_main:
+        return 0
+    print(f"test accuracy {results['test_accuracy']:.2%}  (loss {results['test_loss']:.4f})  "
+          f"{results['train_images_per_second']:.0f} train img/s  wall {results['wall_time_s']:.0f}s  "
+          f"-> {results['run_dir']}")
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    import time
+
+    from ..data.loading import load_for
+    from ..training.lr_finder import find_lr, range_test_folder
+    from ..training.run import timestamped_run_path
+    from ..runtime.device import resolve_device
+
+    config = config_from_args(args).validate()
+    resolve_device(config.device)
+    out = args.out or timestamped_run_path(f"lr-find-{config.preset}")
+    folder = range_test_folder(out, config)  # checked before the data is read
+    started = time.perf_counter()
+    result = find_lr(config, load_for(config, progress=not args.quiet), folder, progress=not args.quiet)
+    print(f"suggested max lr {result.suggestion:.3g} (steepest descent of the smoothed loss); "
+          f"loss minimum at lr {result.min_loss_lr:.3g}; {len(result.lrs)} steps"
+          f"{' (stopped: diverged)' if result.diverged_at is not None else ''} in {time.perf_counter() - started:.0f}s")
+    print(f"wrote {out / 'lr_find.json'} and {out / 'lr_find.png'}; train with --max-lr {result.suggestion:.3g} "
+          "or --max-lr find")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..report.page import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..version import __version__
+    from ..runtime.invoked import program
+
+    # usage lines name the program as it was started (.venv/bin/cifarkit, python -m cifarkit), so they run as shown
+    parser = argparse.ArgumentParser(prog=program(), description="Train image classifiers on CIFAR-10.")
+    parser.add_argument("--version", action="version", version=f"cifarkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("data", help="download CIFAR-10/100 if absent, else check the local copy (or read an image "
+                                    "folder) and describe it")
+    _add_data_flags(p)
+    for name in ("dataset", "labels", "image_size"):
+        p.add_argument(SETTINGS[name].flag, default=getattr(TrainConfig(), name), choices=SETTINGS[name].choices,
+                       type=SETTINGS[name].type, help=SETTINGS[name].help)
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading when absent")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("summary", help="print the model's layers, output shapes and parameter counts")
+    p.add_argument("--model", default="s10")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("train", help="train a model; writes RUN_DIR/{config.json,metrics.csv,results.json,checkpoints/}")
+    add_train_flags(p)
+    _add_quiet_flag(p)
+    p.add_argument("--out", type=Path, help="run folder (default runs/PRESET-TIMESTAMP)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: each epoch)")
+    p.add_argument("--tensorboard", nargs="?", const=True, metavar="DIR",
+                   help="log to TensorBoard (needs cifarkit[tb]): event files in DIR/RUN_NAME, one subfolder a run "
+                   "(default RUN_DIR/tb)")
+    p.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
+                   help="under torchrun: seconds a rank waits for the others before the job fails (default 300)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("lr-find", help="LR range test on training batches: suggests the One Cycle peak")
+    add_run_flags(p)
+    _add_quiet_flag(p)
+    p.add_argument("--out", type=Path, help="folder for lr_find.json and lr_find.png (default runs/lr-find-...)")
+    p.set_defaults(func=cmd_lr_find)
+
+    p = sub.add_parser("report", help="(re)build RUN_DIR/report.html from the run folder's files")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.set_defaults(func=cmd_report)
+
+    add_commands(sub)  # evaluate, predict, gradcam, app, export (cli_app.py)
+    add_track_commands(sub, add_train_flags, config_from_args)  # compare, sweep (cli_track.py)
+    add_audit_commands(sub)  # audit (cli_audit.py)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "images_anywhere", False) and not any(e.startswith("-") for e in extra):
+        args.images += extra  # files after an option: argparse gives an optional ("*") positional only one place
+    elif extra:  # said by the command's own parser (its usage line) where it follows the command word
+        words = list(sys.argv[1:] if argv is None else argv)
+        at = words.index(args.command) if args.command in words else len(words)
+        after = extra[0] in words[at + 1:]
+        command = _command_parser(parser, args) if after else parser
+        flags = [o for a in command._actions for o in a.option_strings]
+        near = difflib.get_close_matches(extra[0].split("=")[0], flags, n=1)
+        command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {near[0]}?)" if near else ""))
+    func: Callable[[argparse.Namespace], int] = args.func
+
+    def said() -> str:  # under torchrun, which process says it (known once the command has set up its ranks)
+        rank = distributed.current()
+        return f"cifarkit {args.command}" + (f" (rank {rank.rank} of {rank.world_size})" if rank.enabled else "")
+
+    with warnings.catch_warnings():
+        # a warning is one line, as an error is, not Python's path:line and source line
+        warnings.showwarning = lambda message, *_: print(f"{said()}: warning: {message}", file=sys.stderr)
+        try:
+            return func(config_defaults(parser, args, argv))
+        except Stopped as e:  # Ctrl-C / SIGTERM after a checkpoint: not an error, and the message says how to go on
+            print(f"{said()}: {e}", file=sys.stderr)
+            return 130
+        except UserError as e:
+            print(f"{said()}: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{said()}: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # `cifarkit summary | head`: the reader has gone, nothing left to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141  # as a shell reports a process ended by SIGPIPE
+        finally:
+            distributed.shutdown()
+
