@@ -9,6 +9,7 @@ input's gradient (as inside the net) and without it (as for the first conv behin
 (the weight's unless frozen, as the fast net's stem is; the input's where asked). Shows where a step's
 convolution time goes per FLOP.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,13 @@ from cifarkit.runtime.device import autocast, describe_machine, machine_info, re
 def conv_shapes(model: nn.Module, image_size: int = 32) -> list[tuple[str, nn.Conv2d, torch.Size, torch.Size]]:
     """(name, conv, input shape, output shape) of one image for every Conv2d, in the order a forward pass meets them."""
     seen: list[tuple[str, nn.Conv2d, torch.Size, torch.Size]] = []
-    hooks = [module.register_forward_hook(
-        lambda m, inputs, out, name=name: seen.append((name, m, inputs[0].shape[1:], out.shape[1:])))
-        for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+    hooks = [
+        module.register_forward_hook(
+            lambda m, inputs, out, name=name: seen.append((name, m, inputs[0].shape[1:], out.shape[1:]))
+        )
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d)
+    ]
     with torch.no_grad():
         model.eval()(torch.zeros(2, 3, image_size, image_size))
     for hook in hooks:
@@ -58,8 +63,10 @@ def main() -> None:
     device = torch.device("cpu")
     dtype = resolve_precision(args.precision, device)
     model = build_model(args.model)
-    print(f"machine: {describe_machine(machine_info(device))}; model {args.model}, batch {args.batch_size}, "
-          f"{str(dtype).replace('torch.', '')}, forward + backward of each conv alone")
+    print(
+        f"machine: {describe_machine(machine_info(device))}; model {args.model}, batch {args.batch_size}, "
+        f"{str(dtype).replace('torch.', '')}, forward + backward of each conv alone"
+    )
     print(f"  {'conv':<14} {'in -> out @ map':<22} {'ms':>8} {'GFLOP/s':>8}   {'no input grad: ms':>18} {'GFLOP/s':>8}")
     total_seconds = total_flops = 0.0  # of the passes with the input's gradient, as inside the net
     for name, conv, (c_in, height, width), (_, out_h, out_w) in conv_shapes(model):
@@ -74,10 +81,14 @@ def main() -> None:
             row += [seconds * 1e3, flops / seconds / 1e9]
             if input_grad:
                 total_seconds, total_flops = total_seconds + seconds, total_flops + flops
-        print(f"  {name:<14} {f'{c_in} -> {conv.out_channels} @ {height}x{width}':<22} {row[0]:8.1f} {row[1]:8.0f}   "
-              f"{row[2]:18.1f} {row[3]:8.0f}")
-    print(f"  all convs: {total_seconds * 1e3:.1f} ms a batch, {total_flops / total_seconds / 1e9:.0f} GFLOP/s, "
-          f"{args.batch_size / total_seconds:.0f} img/s if the step were convolutions only")
+        print(
+            f"  {name:<14} {f'{c_in} -> {conv.out_channels} @ {height}x{width}':<22} {row[0]:8.1f} {row[1]:8.0f}   "
+            f"{row[2]:18.1f} {row[3]:8.0f}"
+        )
+    print(
+        f"  all convs: {total_seconds * 1e3:.1f} ms a batch, {total_flops / total_seconds / 1e9:.0f} GFLOP/s, "
+        f"{args.batch_size / total_seconds:.0f} img/s if the step were convolutions only"
+    )
 
 
 if __name__ == "__main__":

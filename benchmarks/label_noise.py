@@ -10,6 +10,7 @@ accuracies.
 The noisy labels are written as a copy of CIFAR-10 (python layout) in OUT/noisy-data, so every run and the audit
 read them as any dataset; the flipped indices are in OUT/flipped.txt.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,17 +47,27 @@ def write_cifar_copy(folder: Path, train_images, train_labels, test_images, test
     """CIFAR-10's python layout (five training batches, the test batch, the meta file) holding these arrays."""
     root = folder / "cifar-10-batches-py"
     for i, part in enumerate(np.array_split(np.arange(len(train_labels)), 5), start=1):
-        write_bytes(root / f"data_batch_{i}", pickle.dumps(
-            {"labels": train_labels[part].tolist(), "data": train_images[part].reshape(len(part), -1)}, protocol=2))
-    write_bytes(root / "test_batch", pickle.dumps(
-        {"labels": test_labels.tolist(), "data": test_images.reshape(len(test_labels), -1)}, protocol=2))
+        write_bytes(
+            root / f"data_batch_{i}",
+            pickle.dumps(
+                {"labels": train_labels[part].tolist(), "data": train_images[part].reshape(len(part), -1)}, protocol=2
+            ),
+        )
+    write_bytes(
+        root / "test_batch",
+        pickle.dumps({"labels": test_labels.tolist(), "data": test_images.reshape(len(test_labels), -1)}, protocol=2),
+    )
     write_bytes(root / "batches.meta", pickle.dumps({"label_names": list(CLASSES)}, protocol=2))
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="fast", choices=tuple(PRESETS), help="the recipe of every run and fold "
-                        "(fast-cpu on a CPU without native bf16)")
+    parser.add_argument(
+        "--preset",
+        default="fast",
+        choices=tuple(PRESETS),
+        help="the recipe of every run and fold (fast-cpu on a CPU without native bf16)",
+    )
     parser.add_argument("--folds", type=int, default=5, metavar="K")
     parser.add_argument("--noise", type=float, default=0.05, help="share of training labels flipped (default 0.05)")
     parser.add_argument("--seed", type=int, default=0, help="chooses the flips (the runs keep the preset's seed)")
@@ -75,8 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
     labels = clean.train_labels.numpy()
     noisy_part, flipped = flip_labels(labels[:n], args.noise, args.seed)
     noisy = np.concatenate([noisy_part, labels[n:]])  # the flips among the images the runs train on
-    write_cifar_copy(out / "noisy-data", clean.train_images.numpy(), noisy, clean.test_images.numpy(),
-                     clean.test_labels.numpy())
+    write_cifar_copy(
+        out / "noisy-data", clean.train_images.numpy(), noisy, clean.test_images.numpy(), clean.test_labels.numpy()
+    )
     write_text(out / "flipped.txt", "".join(f"{i}\n" for i in flipped))
     print(f"flipped {len(flipped)} of {n} training labels (seed {args.seed})", file=sys.stderr)
 
@@ -86,8 +98,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     def run(name: str, data_dir, **extra) -> dict:
         started = time.perf_counter()
-        results = train(preset_config(args.preset, data_dir=str(data_dir) if data_dir else None, **shared, **extra),
-                        out / name, overwrite=True)
+        results = train(
+            preset_config(args.preset, data_dir=str(data_dir) if data_dir else None, **shared, **extra),
+            out / name,
+            overwrite=True,
+        )
         timing[f"{name}_s"] = round(time.perf_counter() - started, 1)
         return results
 
@@ -106,32 +121,50 @@ def main(argv: list[str] | None = None) -> dict:
     cleaned_results = run("cleaned", out / "noisy-data", exclude=excluded)
     clean_results = run("clean", args.data_dir)
 
-    print(f"label issues flagged: {len(flagged)}; flipped: {len(truth)}; precision {precision:.1%}, recall "
-          f"{recall:.1%}")
-    for name, results in (("noisy", noisy_results), (f"cleaned (-{len(excluded)})", cleaned_results),
-                          ("clean labels", clean_results)):
+    print(
+        f"label issues flagged: {len(flagged)}; flipped: {len(truth)}; precision {precision:.1%}, recall {recall:.1%}"
+    )
+    for name, results in (
+        ("noisy", noisy_results),
+        (f"cleaned (-{len(excluded)})", cleaned_results),
+        ("clean labels", clean_results),
+    ):
         print(f"test accuracy, {name}: {results['test_accuracy']:.2%}")
     info = machine_info(resolve_device(noisy_results["device"]))
     machine_line = f"{describe_machine(info)}, dtype {noisy_results['dtype']}"
     print(f"machine: {machine_line}; audit timing: {summary['timing']}")
-    row = {"flipped": len(truth), "flagged": len(flagged), "precision": round(precision, 4),
-           "recall": round(recall, 4), "excluded": len(excluded),
-           "test_accuracy_noisy": round(noisy_results["test_accuracy"] * 100, 2),
-           "test_accuracy_cleaned": round(cleaned_results["test_accuracy"] * 100, 2),
-           "test_accuracy_clean": round(clean_results["test_accuracy"] * 100, 2),
-           "audit_timing_s": {k: round(v, 1) for k, v in summary["timing"].items()}, **timing}
+    row = {
+        "flipped": len(truth),
+        "flagged": len(flagged),
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "excluded": len(excluded),
+        "test_accuracy_noisy": round(noisy_results["test_accuracy"] * 100, 2),
+        "test_accuracy_cleaned": round(cleaned_results["test_accuracy"] * 100, 2),
+        "test_accuracy_clean": round(clean_results["test_accuracy"] * 100, 2),
+        "audit_timing_s": {k: round(v, 1) for k, v in summary["timing"].items()},
+        **timing,
+    }
     if args.record is not None:
         words = sys.argv[1:] if argv is None else argv
-        record = {"title": f"label noise {args.noise:.0%}: the audit ({args.folds} folds of {args.preset}) and a "
-                           "retrain without what it flags", "questions": ["history"],
-                  "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-                  "commit": records.git_commit(Path(__file__).resolve().parent), "machine": machine_line,
-                  "hardware": records.hardware_of(info), "precision": noisy_results["dtype"],
-                  "command": shlex.join(["python", "benchmarks/label_noise.py", *words]),
-                  "config": {"preset": args.preset, **shared}, "rows": [row],
-                  "note": (f"precision {precision:.1%}, recall {recall:.1%} of {len(truth)} flipped labels; test "
-                           f"accuracy noisy {row['test_accuracy_noisy']}%, cleaned {row['test_accuracy_cleaned']}%, "
-                           f"clean labels {row['test_accuracy_clean']}%")}
+        record = {
+            "title": f"label noise {args.noise:.0%}: the audit ({args.folds} folds of {args.preset}) and a "
+            "retrain without what it flags",
+            "questions": ["history"],
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+            "commit": records.git_commit(Path(__file__).resolve().parent),
+            "machine": machine_line,
+            "hardware": records.hardware_of(info),
+            "precision": noisy_results["dtype"],
+            "command": shlex.join(["python", "benchmarks/label_noise.py", *words]),
+            "config": {"preset": args.preset, **shared},
+            "rows": [row],
+            "note": (
+                f"precision {precision:.1%}, recall {recall:.1%} of {len(truth)} flipped labels; test "
+                f"accuracy noisy {row['test_accuracy_noisy']}%, cleaned {row['test_accuracy_cleaned']}%, "
+                f"clean labels {row['test_accuracy_clean']}%"
+            ),
+        }
         write_json(args.record, record)
         print(f"record: {args.record}")
     return row

@@ -7,6 +7,7 @@ sizes and captions, drawn from random pixels to PNG files (in a temporary folder
 (every image on one Axes, placed in inches) and the `subplots` grid most notebooks draw (an Axes per image, its
 title the caption), which cifarkit drew until 2026-11-26 (8ca86cb). Prints the median seconds of each and the ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,12 @@ from cifarkit.report.figures import draw_cells, figure, save_figure
 from cifarkit.runtime.device import describe_machine, machine_info
 
 # (plot, images, columns, cell width and height in inches, every other image a GradCAM overlay)
-GRIDS = (("samples", 20, 10, 1.3, 1.5, False), ("augmented", 36, 6, 1.3, 1.5, False),
-         ("misclassified", 30, 10, 1.75, 1.5, False), ("gradcam", 20, 10, 1.3, 1.55, True))
+GRIDS = (
+    ("samples", 20, 10, 1.3, 1.5, False),
+    ("augmented", 36, 6, 1.3, 1.5, False),
+    ("misclassified", 30, 10, 1.75, 1.5, False),
+    ("gradcam", 20, 10, 1.3, 1.55, True),
+)
 
 
 def axes_per_image(cells: list, cols: int, title: str, path: Path, cell_width: float, cell_height: float) -> None:
@@ -65,8 +70,10 @@ def main() -> None:
         for name, count, cols, cell_width, cell_height, heat in GRIDS:
             path = Path(folder) / f"{name}.png"
             pixels = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
-            cells = [(overlay(pixels[i], rng.random((32, 32))) if heat and i % 2 else pixels[i],
-                      f"true cat\npred dog {i}%") for i in range(count)]
+            cells = [
+                (overlay(pixels[i], rng.random((32, 32))) if heat and i % 2 else pixels[i], f"true cat\npred dog {i}%")
+                for i in range(count)
+            ]
             shape = (cells, cols, name, path, cell_width, cell_height)
             draw_cells(*shape)  # fonts and caches warm before either is timed
             old = median_seconds(axes_per_image, args.repeats, *shape)
@@ -74,6 +81,7 @@ def main() -> None:
             totals[0], totals[1] = totals[0] + old, totals[1] + new
             print(f"{name:<14} {count:>6}  {old:>16.3f}s  {new:>18.3f}s  {old / new:.1f}x")
     print(f"{'all four':<14} {'':>6}  {totals[0]:>16.3f}s  {totals[1]:>18.3f}s  {totals[0] / totals[1]:.1f}x")
+
 
 if __name__ == "__main__":
     main()

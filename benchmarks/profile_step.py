@@ -8,6 +8,7 @@ epoch, and prints the self time of every operator summed into kinds (convolution
 activation, casts and copies, optimiser, augmentation and batch building, other), then the top operators.
 Random pixels: speed does not depend on content.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ def kind_of(name: str) -> str:
     return next((kind for kind, parts in KINDS if any(p.lower() in lowered for p in parts)), "other")
 
 
-def enclosing_kind(event) -> str | None:  # noqa: ANN001 - torch.autograd.profiler_util.FunctionEvent
+def enclosing_kind(event) -> str | None:  # a torch.autograd.profiler_util.FunctionEvent
     """The kind of the range an operator runs inside: batch building (our label) or an optimiser step."""
     while event is not None:
         if event.name == BATCH_LABEL:
@@ -64,8 +65,9 @@ def main() -> None:
     parser.add_argument("--precision", help="default: the preset's (auto: bf16 where the CPU has it)")
     parser.add_argument("--top", type=int, default=12, help="operators listed after the kinds")
     args = parser.parse_args()
-    overrides = {name: value for name in ("batch_size", "model", "precision")
-                 if (value := getattr(args, name)) is not None}
+    overrides = {
+        name: value for name in ("batch_size", "model", "precision") if (value := getattr(args, name)) is not None
+    }
     config = preset_config(args.preset, epochs=2, eval_every=0, **overrides)
     n = args.steps * config.batch_size
     g = torch.Generator().manual_seed(0)
@@ -91,15 +93,19 @@ def main() -> None:
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     info = machine_info(trainer.device)
-    print(f"machine: {describe_machine(info)}; preset {args.preset}, model {config.model}, batch {config.batch_size}, "
-          f"{str(trainer.dtype).replace('torch.', '')}, {args.steps} steps: {n / (total / 1e6):.0f} img/s of "
-          "profiled self time")
+    print(
+        f"machine: {describe_machine(info)}; preset {args.preset}, model {config.model}, batch {config.batch_size}, "
+        f"{str(trainer.dtype).replace('torch.', '')}, {args.steps} steps: {n / (total / 1e6):.0f} img/s of "
+        "profiled self time"
+    )
     for kind, us in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"  {kind:<34} {us / 1e3 / args.steps:9.1f} ms/step  {100 * us / total:5.1f} %")
     print("top operators (self time):")
-    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:args.top]:
-        print(f"  {e.key[:60]:<62} {e.self_cpu_time_total / 1e3 / args.steps:9.1f} ms/step  "
-              f"{100 * e.self_cpu_time_total / total:5.1f} %  [{kind_of(e.key)}]")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.top]:
+        print(
+            f"  {e.key[:60]:<62} {e.self_cpu_time_total / 1e3 / args.steps:9.1f} ms/step  "
+            f"{100 * e.self_cpu_time_total / total:5.1f} %  [{kind_of(e.key)}]"
+        )
 
 
 if __name__ == "__main__":

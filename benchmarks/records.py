@@ -14,6 +14,7 @@ summary: the means and spreads in the docs are computed here from those numbers.
 test_accuracy is in percent; final_s is the wall time from the data on disk to the final test number.
 `python benchmarks/records.py [QUESTION]` prints the tables. time_to_accuracy.py --record FILE writes a record.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,23 +42,34 @@ def load(folder: Path = RESULTS) -> list[dict[str, Any]]:
         missing = [k for k in REQUIRED if k not in record]
         unknown = [q for q in record.get("questions", []) if q not in QUESTIONS]
         if missing or unknown or not (record.get("runs") or record.get("rows")):
-            raise ValueError(f"{path}: a benchmark record needs {', '.join(REQUIRED)} and runs or rows "
-                             f"(missing: {missing or 'none'}; unknown questions: {unknown or 'none'})")
+            raise ValueError(
+                f"{path}: a benchmark record needs {', '.join(REQUIRED)} and runs or rows "
+                f"(missing: {missing or 'none'}; unknown questions: {unknown or 'none'})"
+            )
         found.append({**record, "file": path.name})
     return sorted(found, key=lambda r: (r["date"], r["file"]))
 
 
 def seed_runs(rows: list[dict]) -> list[dict]:
     """time_to_accuracy.py's per-seed rows as a record's runs (accuracy in percent)."""
-    return [{"seed": r["seed"], "test_accuracy": round(r["test_accuracy"] * 100, 2), "final_s": round(r["final_s"], 1),
-             "train_images_per_s": round(r["results"]["train_images_per_second"], 1)} for r in rows]
+    return [
+        {
+            "seed": r["seed"],
+            "test_accuracy": round(r["test_accuracy"] * 100, 2),
+            "final_s": round(r["final_s"], 1),
+            "train_images_per_s": round(r["results"]["train_images_per_second"], 1),
+        }
+        for r in rows
+    ]
 
 
 def settings_given(config: dict, preset_config: dict) -> dict:
     """The preset and the settings that differ from it, the machine's own (data folder, threads) left out."""
     machine = {"data_dir", "threads", "seed", "preset"}
-    return {"preset": config["preset"],
-            **{k: v for k, v in config.items() if k not in machine and preset_config.get(k) != v}}
+    return {
+        "preset": config["preset"],
+        **{k: v for k, v in config.items() if k not in machine and preset_config.get(k) != v},
+    }
 
 
 def hardware_of(info: dict) -> str:
@@ -82,12 +94,32 @@ def git_commit(folder: Path) -> str:
         return "unknown"
 
 
-def make_record(*, title: str, command: str, machine_line: str, info: dict, precision: str, config: dict,
-                runs: list[dict], baseline: dict | None, date: str, commit: str) -> dict:
+def make_record(
+    *,
+    title: str,
+    command: str,
+    machine_line: str,
+    info: dict,
+    precision: str,
+    config: dict,
+    runs: list[dict],
+    baseline: dict | None,
+    date: str,
+    commit: str,
+) -> dict:
     """A record of one sitting, as load() reads it."""
-    record = {"title": title, "questions": ["accuracy"] + (["time_to_94"] if baseline else []), "date": date,
-              "commit": commit, "machine": machine_line, "hardware": hardware_of(info), "precision": precision,
-              "command": command, "config": config, "runs": runs}
+    record = {
+        "title": title,
+        "questions": ["accuracy"] + (["time_to_94"] if baseline else []),
+        "date": date,
+        "commit": commit,
+        "machine": machine_line,
+        "hardware": hardware_of(info),
+        "precision": precision,
+        "command": command,
+        "config": config,
+        "runs": runs,
+    }
     if info.get("gpu"):
         record["questions"].append("gpu")
     if baseline:
@@ -142,28 +174,43 @@ def _link(record: dict) -> str:
 
 
 def accuracy_table(records: list[dict]) -> str:
-    lines = [("| recipe | hardware | precision | seeds | test accuracy, % (min) | to the final number | "
-              "train img/s | measured |"), "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        (
+            "| recipe | hardware | precision | seeds | test accuracy, % (min) | to the final number | "
+            "train img/s | measured |"
+        ),
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in records:
         acc, final = _runs(r["runs"], "test_accuracy"), _runs(r["runs"], "final_s")
         ips = _runs(r["runs"], "train_images_per_s")
         seconds = duration_spread(final) if final else r.get("time_note", "")
-        lines.append(f"| {what(r)} | {r['hardware']} | {r.get('precision', '')} | {len(acc)} | "
-                     f"**{spread(acc)}**" + (f" ({min(acc):.2f})" if len(acc) > 1 else "") +
-                     f" | {seconds} | {_range(ips)} | {_link(r)} |")
+        lines.append(
+            f"| {what(r)} | {r['hardware']} | {r.get('precision', '')} | {len(acc)} | "
+            f"**{spread(acc)}**"
+            + (f" ({min(acc):.2f})" if len(acc) > 1 else "")
+            + f" | {seconds} | {_range(ips)} | {_link(r)} |"
+        )
     return "\n".join(lines)
 
 
 def time_to_94_table(records: list[dict]) -> str:
-    lines = [("| recipe | baseline | hardware | test accuracy, % | baseline's, % | to the final number | "
-              "baseline's | ratio | measured |"), "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        (
+            "| recipe | baseline | hardware | test accuracy, % | baseline's, % | to the final number | "
+            "baseline's | ratio | measured |"
+        ),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in records:
         base = r["baseline"]
         final, base_final = _runs(r["runs"], "final_s"), _runs(base["runs"], "final_s")
         ratio = mean_std(final)[0] / mean_std(base_final)[0]
-        lines.append(f"| {what(r)} | {what(base)} | {r['hardware']} | {spread(_runs(r['runs'], 'test_accuracy'))} | "
-                     f"{spread(_runs(base['runs'], 'test_accuracy'))} | {duration(mean_std(final)[0])} | "
-                     f"{duration(mean_std(base_final)[0])} | **{ratio:.2f}×** | {_link(r)} |")
+        lines.append(
+            f"| {what(r)} | {what(base)} | {r['hardware']} | {spread(_runs(r['runs'], 'test_accuracy'))} | "
+            f"{spread(_runs(base['runs'], 'test_accuracy'))} | {duration(mean_std(final)[0])} | "
+            f"{duration(mean_std(base_final)[0])} | **{ratio:.2f}×** | {_link(r)} |"
+        )
     return "\n".join(lines)
 
 
@@ -171,14 +218,19 @@ def throughput_tables(records: list[dict]) -> str:
     parts = []
     for r in records:
         first = r["rows"][0]["images_per_s"]
-        lines = [f"**{r['title']}** ({r['hardware']}; {_link(r)})", "",
-                 "| pipeline | img/s | vs the first row | TFLOP/s | share of the measured peak |",
-                 "| --- | --- | --- | --- | --- |"]
+        lines = [
+            f"**{r['title']}** ({r['hardware']}; {_link(r)})",
+            "",
+            "| pipeline | img/s | vs the first row | TFLOP/s | share of the measured peak |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for row in r["rows"]:
             tflops, share = row.get("tflops"), row.get("share_of_peak")
-            lines.append(f"| {row['pipeline']} | {row['images_per_s']:,.1f} | {row['images_per_s'] / first:.2f}× | "
-                         f"{'' if tflops is None else f'{tflops:.3g}'} | "
-                         f"{'' if share is None else f'{share:.0%}'} |")
+            lines.append(
+                f"| {row['pipeline']} | {row['images_per_s']:,.1f} | {row['images_per_s'] / first:.2f}× | "
+                f"{'' if tflops is None else f'{tflops:.3g}'} | "
+                f"{'' if share is None else f'{share:.0%}'} |"
+            )
         if r.get("note"):
             lines += ["", r["note"]]
         parts.append("\n".join(lines))
@@ -201,10 +253,21 @@ def markdown_list(records: list[dict]) -> str:
     """Each record's date, commit, machine line and exact command, with an anchor the tables link to."""
     parts = []
     for r in records:
-        parts.append("\n".join([
-            f"### {r['date']} ({r['commit']}): {r['title']} {{#{r['file'][:-5]}}}", "",
-            f"- machine: {r['machine']}", f"- record: `benchmarks/results/{r['file']}`", "", "```bash",
-            r["command"], "```", *([r["note"]] if r.get("note") else [])]))
+        parts.append(
+            "\n".join(
+                [
+                    f"### {r['date']} ({r['commit']}): {r['title']} {{#{r['file'][:-5]}}}",
+                    "",
+                    f"- machine: {r['machine']}",
+                    f"- record: `benchmarks/results/{r['file']}`",
+                    "",
+                    "```bash",
+                    r["command"],
+                    "```",
+                    *([r["note"]] if r.get("note") else []),
+                ]
+            )
+        )
     return "\n\n".join(parts)
 
 

@@ -18,6 +18,7 @@ Each row also says how much of the device's arithmetic it uses: the model's FLOP
 images/s, against what a large convolution reaches in the row's precision on the same device in the same
 run (the measured peak: the VM hides the CPU's model and clock, so no datasheet number applies).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,10 +36,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cifarkit.config.train_config import TrainConfig
-from cifarkit.data.dataset import Dataset, MEAN, STD
+from cifarkit.data.dataset import MEAN, STD, Dataset
+from cifarkit.models.nets import build_model
 from cifarkit.runtime.device import describe_machine, machine_info, resolve_device, resolve_precision
 from cifarkit.training.trainer import Trainer
-from cifarkit.models.nets import build_model
 
 
 class PerImageDataset(torch.utils.data.Dataset):
@@ -56,23 +57,25 @@ class PerImageDataset(torch.utils.data.Dataset):
         img = self.images[i].transpose(1, 2, 0)  # HWC like PIL/albumentations
         img = np.pad(img, ((4, 4), (4, 4), (0, 0)), mode="reflect")
         y, x = self.rng.integers(0, 9, size=2)
-        img = img[y:y + 32, x:x + 32]
+        img = img[y : y + 32, x : x + 32]
         if self.rng.random() < 0.5:
             img = img[:, ::-1]
         img = (img.astype(np.float32) / 255 - self.mean) / self.std
         if self.rng.random() < 0.5:
             cy, cx = self.rng.integers(0, 25, size=2)
-            img[cy:cy + 8, cx:cx + 8] = 0
+            img[cy : cy + 8, cx : cx + 8] = 0
         return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), int(self.labels[i])
 
 
-def notebook_style(images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device,
-                   workers: int, model_name: str) -> float:
+def notebook_style(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device, workers: int, model_name: str
+) -> float:
     torch.manual_seed(0)
     model = build_model(model_name).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    loader = torch.utils.data.DataLoader(PerImageDataset(images, labels), batch_size=batch_size, shuffle=True,
-                                         num_workers=workers)
+    loader = torch.utils.data.DataLoader(
+        PerImageDataset(images, labels), batch_size=batch_size, shuffle=True, num_workers=workers
+    )
 
     def step(x, y):
         x, y = x.to(device), y.to(device)
@@ -91,14 +94,28 @@ def notebook_style(images: np.ndarray, labels: np.ndarray, batch_size: int, devi
     return seen / (time.perf_counter() - started)
 
 
-def cifarkit_pipeline(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: str,
-                      precision: str, channels_last: bool, model_name: str, compiled: bool = False
-                      ) -> tuple[float, float]:
+def cifarkit_pipeline(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    device: str,
+    precision: str,
+    channels_last: bool,
+    model_name: str,
+    compiled: bool = False,
+) -> tuple[float, float]:
     """(images/s of the timed epoch, seconds of the untimed warm-up step, which compiles where `compiled`)."""
     data = Dataset(images, labels, images[:batch_size], labels[:batch_size])
     # two epochs of schedule: the warm-up step takes one step of the first
-    config = TrainConfig(model=model_name, batch_size=batch_size, epochs=2, device=device, precision=precision,
-                         channels_last=channels_last, compile=compiled)  # the first step compiles, where compiled
+    config = TrainConfig(
+        model=model_name,
+        batch_size=batch_size,
+        epochs=2,
+        device=device,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compiled,
+    )  # the first step compiles, where compiled
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, run_dir, data=data, progress=False)
         started = time.perf_counter()  # a batch as the epoch makes them (strides included: no recompiling later)
@@ -161,11 +178,20 @@ def measure(key: str, args: argparse.Namespace) -> tuple[float, float]:
     images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
     labels = rng.integers(0, 10, size=n)
     if key == "notebook":
-        return notebook_style(images, labels, args.batch_size, resolve_device(args.device), args.workers,
-                              args.model), 0.0
+        return notebook_style(
+            images, labels, args.batch_size, resolve_device(args.device), args.workers, args.model
+        ), 0.0
     _, precision, channels_last, _ = ROWS[key]
-    return cifarkit_pipeline(torch.from_numpy(images), torch.from_numpy(labels), args.batch_size, args.device,
-                             precision, channels_last, args.model, compiled=key == "compiled")
+    return cifarkit_pipeline(
+        torch.from_numpy(images),
+        torch.from_numpy(labels),
+        args.batch_size,
+        args.device,
+        precision,
+        channels_last,
+        args.model,
+        compiled=key == "compiled",
+    )
 
 
 def main() -> None:
@@ -190,10 +216,12 @@ def main() -> None:
     flops = training_flops_per_image(build_model(args.model))
     low = resolve_precision("auto", device)
     peaks = {dtype: conv_tflops(device, dtype) for dtype in dict.fromkeys([torch.float32, low])}
-    print(f"{flops / 1e9:.3f} GFLOP per training image (forward + backward, torch.utils.flop_counter); "
-          "peak = a 512-channel 3x3 convolution: "
-          + ", ".join(f"{str(dtype).removeprefix('torch.')} {tflops:.3f} TFLOP/s" for dtype, tflops in peaks.items())
-          + "\n")
+    print(
+        f"{flops / 1e9:.3f} GFLOP per training image (forward + backward, torch.utils.flop_counter); "
+        "peak = a 512-channel 3x3 convolution: "
+        + ", ".join(f"{str(dtype).removeprefix('torch.')} {tflops:.3f} TFLOP/s" for dtype, tflops in peaks.items())
+        + "\n"
+    )
     keys = ["notebook", "nchw", "channels-last", "tuned"]
     if device.type != "cpu":  # the allocator setting is a CPU matter
         keys = ["notebook", "nchw", "channels-last"]
@@ -204,9 +232,27 @@ def main() -> None:
     base = None
     for key in keys:
         env = {**os.environ, "CIFARKIT_MALLOC": ROWS[key][3]}
-        done = subprocess.run([sys.executable, __file__, "--row", key, "--steps", str(args.steps), "--batch-size",
-                               str(args.batch_size), "--device", args.device, "--workers", str(args.workers),
-                               "--model", args.model], env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--row",
+                key,
+                "--steps",
+                str(args.steps),
+                "--batch-size",
+                str(args.batch_size),
+                "--device",
+                args.device,
+                "--workers",
+                str(args.workers),
+                "--model",
+                args.model,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             sys.exit(f"row {key!r} failed:\n{done.stderr}")
         measured = json.loads(done.stdout.strip().splitlines()[-1])
@@ -215,8 +261,11 @@ def main() -> None:
         dtype = low if ROWS[key][1] == "auto" else torch.float32
         tflops = speed * flops / 1e12
         compiling = f"  (first step {measured['first_step_s']:.1f}s: compiling)" if key == "compiled" else ""
-        print(f"{ROWS[key][0]:<74} {speed:8.1f} img/s  {speed / base:5.2f}x  {tflops:.3f} TFLOP/s = "
-              f"{tflops / peaks[dtype]:4.0%} of {str(dtype).removeprefix('torch.')} peak{compiling}", flush=True)
+        print(
+            f"{ROWS[key][0]:<74} {speed:8.1f} img/s  {speed / base:5.2f}x  {tflops:.3f} TFLOP/s = "
+            f"{tflops / peaks[dtype]:4.0%} of {str(dtype).removeprefix('torch.')} peak{compiling}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

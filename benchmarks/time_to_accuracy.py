@@ -20,6 +20,7 @@ the same configuration is read back instead of trained again, so a long benchmar
 continued. With --record FILE the sitting is also written as a benchmark record (records.py: date, commit,
 machine line, command, configuration, per-seed numbers), the form the docs' results pages are generated from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,22 +65,35 @@ def run_seed(config: TrainConfig, run_dir: Path, reuse: bool) -> dict:
     t = results["timing"]
     final = t["to_final_number_s"]
     rest = final - t["data_s"] - t["set_up_s"] - t["train_steps_s"] - t["evaluation_s"]
-    print(f"{config.preset} seed {config.seed}: test accuracy {results['test_accuracy']:.2%}  "
-          f"to final number {final:.1f}s (data {t['data_s']:.1f}, set-up {t['set_up_s']:.1f}, train steps "
-          f"{t['train_steps_s']:.1f}, evaluation {t['evaluation_s']:.1f}, rest {rest:.1f})  ending {wall - final:.1f}s"
-          f"  {results['train_images_per_second']:.0f} img/s{'  (reused)' if reused else ''}", flush=True)
-    return {"seed": config.seed, "test_accuracy": results["test_accuracy"], "final_s": final, "wall_time_s": wall,
-            "results": results}
+    print(
+        f"{config.preset} seed {config.seed}: test accuracy {results['test_accuracy']:.2%}  "
+        f"to final number {final:.1f}s (data {t['data_s']:.1f}, set-up {t['set_up_s']:.1f}, train steps "
+        f"{t['train_steps_s']:.1f}, evaluation {t['evaluation_s']:.1f}, rest {rest:.1f})  ending {wall - final:.1f}s"
+        f"  {results['train_images_per_second']:.0f} img/s{'  (reused)' if reused else ''}",
+        flush=True,
+    )
+    return {
+        "seed": config.seed,
+        "test_accuracy": results["test_accuracy"],
+        "final_s": final,
+        "wall_time_s": wall,
+        "results": results,
+    }
 
 
 def summarise(name: str, rows: list[dict]) -> tuple[float, float]:
     acc = [r["test_accuracy"] * 100 for r in rows]
     final = [r["final_s"] for r in rows]
-    spread = (lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+    def spread(xs):
+        return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
     first = rows[0]["results"]
-    print(f"{name} ({first['model']}, {first['epochs']} epochs, batch {first['batch_size']}, {first['n_train']} train "
-          f"images), {len(rows)} seed(s): test accuracy {statistics.mean(acc):.2f} ± {spread(acc):.2f} % "
-          f"(min {min(acc):.2f})  to final number {statistics.mean(final):.1f} ± {spread(final):.1f} s")
+    print(
+        f"{name} ({first['model']}, {first['epochs']} epochs, batch {first['batch_size']}, {first['n_train']} train "
+        f"images), {len(rows)} seed(s): test accuracy {statistics.mean(acc):.2f} ± {spread(acc):.2f} % "
+        f"(min {min(acc):.2f})  to final number {statistics.mean(final):.1f} ± {spread(final):.1f} s"
+    )
     return statistics.mean(acc), statistics.mean(final)
 
 
@@ -90,22 +104,35 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--reuse", action="store_true", help="read back seeds already run with the same configuration")
     parser.add_argument("--baseline", choices=sorted(PRESETS), help="a preset to time beside, seed by seed")
     parser.add_argument("--baseline-seeds", type=int, default=1, help="seeds of the baseline (default 1)")
-    parser.add_argument("--record", type=Path, metavar="FILE",
-                        help="also write the sitting as a benchmark record (e.g. benchmarks/results/DATE-NAME.json)")
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="also write the sitting as a benchmark record (e.g. benchmarks/results/DATE-NAME.json)",
+    )
     parser.add_argument("--title", help="the record's title (default: the preset and the number of seeds)")
     add_train_flags(parser)  # --seed: the first seed
     args = parser.parse_args(argv)
     if args.seeds < 1 or not 1 <= args.baseline_seeds <= args.seeds:
-        parser.error(f"--seeds {args.seeds} / --baseline-seeds {args.baseline_seeds}: run at least one seed of each, "
-                     "and no more baseline seeds than seeds")
+        parser.error(
+            f"--seeds {args.seeds} / --baseline-seeds {args.baseline_seeds}: run at least one seed of each, "
+            "and no more baseline seeds than seeds"
+        )
     try:
         args = config_defaults(parser, args, argv)  # --config FILE: its settings are the flags' defaults
         first = config_from_args(args).validate()
         # the baseline runs where and on what the recipe runs; everything else is its preset's
-        same = [name for name, s in SETTINGS.items() if s.machine] + ["device", "precision", "limit_train",
-                                                                       "limit_test"]
-        baseline = build_config(args.baseline, overrides={name: getattr(first, name) for name in same}
-                                ).validate() if args.baseline else None
+        same = [name for name, s in SETTINGS.items() if s.machine] + [
+            "device",
+            "precision",
+            "limit_train",
+            "limit_test",
+        ]
+        baseline = (
+            build_config(args.baseline, overrides={name: getattr(first, name) for name in same}).validate()
+            if args.baseline
+            else None
+        )
     except UserError as e:
         parser.error(str(e))
     rows, baseline_rows = [], []
@@ -113,8 +140,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for seed in range(first.seed, first.seed + args.seeds):
             if baseline is not None and len(baseline_rows) < args.baseline_seeds:
                 which = f"baseline {baseline.preset} seed {seed}"
-                baseline_rows.append(run_seed(dataclasses.replace(baseline, seed=seed),
-                                              args.out / "baseline" / f"seed{seed}", args.reuse))
+                baseline_rows.append(
+                    run_seed(
+                        dataclasses.replace(baseline, seed=seed), args.out / "baseline" / f"seed{seed}", args.reuse
+                    )
+                )
             which = f"seed {seed}"
             rows.append(run_seed(dataclasses.replace(first, seed=seed), args.out / f"seed{seed}", args.reuse))
     except UserError as e:
@@ -123,8 +153,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     _, final = summarise(first.preset, rows)
     if baseline_rows:
         _, baseline_final = summarise(f"baseline {baseline.preset}", baseline_rows)
-        print(f"time to final number: {final / baseline_final:.2f}x the baseline's ({baseline_final / final:.2f}x "
-              "as fast)")
+        print(
+            f"time to final number: {final / baseline_final:.2f}x the baseline's ({baseline_final / final:.2f}x "
+            "as fast)"
+        )
     info = machine_info(resolve_device(rows[0]["results"]["device"]))
     dtype = rows[0]["results"]["dtype"]
     print(f"machine: {describe_machine(info)}, dtype {dtype}")
@@ -133,9 +165,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
-def write_record(args: argparse.Namespace, argv: list[str] | None, first: TrainConfig, baseline: TrainConfig | None,
-                 rows: list[dict], baseline_rows: list[dict], info: dict, dtype: str) -> None:
+def write_record(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    first: TrainConfig,
+    baseline: TrainConfig | None,
+    rows: list[dict],
+    baseline_rows: list[dict],
+    info: dict,
+    dtype: str,
+) -> None:
     """The sitting as a benchmark record (records.py), written atomically to --record."""
+
     def given(config: TrainConfig) -> dict:
         return records.settings_given(config.to_dict(), build_config(config.preset).to_dict())
 
@@ -143,11 +184,15 @@ def write_record(args: argparse.Namespace, argv: list[str] | None, first: TrainC
     record = records.make_record(
         title=args.title or f"{first.preset} over {len(rows)} seed(s)",
         command=shlex.join(["python", "benchmarks/time_to_accuracy.py", *words]),
-        machine_line=f"{describe_machine(info)}, dtype {dtype}", info=info, precision=dtype, config=given(first),
+        machine_line=f"{describe_machine(info)}, dtype {dtype}",
+        info=info,
+        precision=dtype,
+        config=given(first),
         runs=records.seed_runs(rows),
         baseline={"config": given(baseline), "runs": records.seed_runs(baseline_rows)} if baseline_rows else None,
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-        commit=records.git_commit(Path(__file__).resolve().parent))
+        commit=records.git_commit(Path(__file__).resolve().parent),
+    )
     write_json(args.record, record)
     print(f"record: {args.record}")
 

@@ -20,6 +20,7 @@ with the same configuration is read back, so a comparison grows by more seeds or
 N runs at once, each loading the data itself: a GPU has room for several small runs (4 at once on an H100 for
 fast-small); on a 2-core CPU keep 1, and compare training times only between runs made alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,16 @@ def run_one(name: str, config: TrainConfig, run_dir: Path, reuse: bool) -> dict:
             pass
     started = time.perf_counter()
     results = train(config, run_dir, overwrite=True, progress=False)
-    row = {"name": name, "seed": config.seed, "val": results["val_accuracy"], "train": results["train_accuracy"],
-           "train_s": results["train_seconds"], "wall_s": time.perf_counter() - started,
-           "device": results["device"], "dtype": results["dtype"]}
+    row = {
+        "name": name,
+        "seed": config.seed,
+        "val": results["val_accuracy"],
+        "train": results["train_accuracy"],
+        "train_s": results["train_seconds"],
+        "wall_s": time.perf_counter() - started,
+        "device": results["device"],
+        "dtype": results["dtype"],
+    }
     write_json(record_file, {"config": config.to_dict(), "row": row})
     return {**row, "reused": False}
 
@@ -67,8 +75,13 @@ def run_one(name: str, config: TrainConfig, run_dir: Path, reuse: bool) -> dict:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=4, help="seeds of every variant (default 4)")
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
-                        help="a variant: the base with these `cifarkit train` flags on top (repeatable)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=FLAGS",
+        help="a variant: the base with these `cifarkit train` flags on top (repeatable)",
+    )
     parser.add_argument("--processes", type=int, default=1, help="runs trained at once (default 1)")
     parser.add_argument("--out", type=Path, default=Path("runs") / "variants")
     parser.add_argument("--reuse", action="store_true", help="read back runs already made with the same configuration")
@@ -93,15 +106,23 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, TrainConfig, dict[str, T
     try:
         base = config_of(argv)
         if not base.val_split:
-            raise UserError("--val-split N is required: variants are compared on held-out training images, "
-                            "never on the test set")
+            raise UserError(
+                "--val-split N is required: variants are compared on held-out training images, never on the test set"
+            )
         for spec in args.variant:
             name, sep, flags = spec.partition("=")
             name = name.strip()
-            if not sep or not name or name == BASE or name in variants or not name.replace("-", "").replace(
-                    "_", "").replace(".", "").isalnum():
-                raise UserError(f"--variant {spec!r}: write NAME=FLAGS with a new name of letters, digits, - _ . "
-                                f"(not {BASE!r}), e.g. --variant \"mu20=--muon-lr 0.2\"")
+            if (
+                not sep
+                or not name
+                or name == BASE
+                or name in variants
+                or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+            ):
+                raise UserError(
+                    f"--variant {spec!r}: write NAME=FLAGS with a new name of letters, digits, - _ . "
+                    f'(not {BASE!r}), e.g. --variant "mu20=--muon-lr 0.2"'
+                )
             try:
                 train_flags.parse_args(shlex.split(flags))  # only training flags (a typo is named by argparse)
             except ValueError as e:  # unbalanced quotes
@@ -109,8 +130,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, TrainConfig, dict[str, T
             config = config_of(argv + shlex.split(flags))  # the last occurrence of a flag wins: the variant's
             changed = [SETTINGS[k].flag for k in DATA if getattr(config, k) != getattr(base, k)]
             if changed:
-                raise UserError(f"--variant {spec!r}: {', '.join(changed)}: the base's to set, not a variant's (the "
-                                "pairing needs the same seeds and held-out images)")
+                raise UserError(
+                    f"--variant {spec!r}: {', '.join(changed)}: the base's to set, not a variant's (the "
+                    "pairing needs the same seeds and held-out images)"
+                )
             variants[name] = config
     except UserError as e:
         parser.error(str(e))
@@ -119,30 +142,41 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, TrainConfig, dict[str, T
 
 def summarise(names: list[str], rows: list[dict], flags: dict[str, str]) -> None:
     by = {name: {r["seed"]: r for r in rows if r["name"] == name} for name in names}
-    spread = (lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+    def spread(xs):
+        return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
     print(f"{'variant':<16} {'seeds':>5}  {'validation accuracy':<19}  {'vs base, paired':<15}  train acc  train s")
     for name in names:
         runs = by[name]
         val = [r["val"] * 100 for r in runs.values()]
         paired = [runs[s]["val"] * 100 - by[BASE][s]["val"] * 100 for s in runs if s in by[BASE]]
         versus = "" if name == BASE else f"{statistics.mean(paired):+.2f} ± {spread(paired) / len(paired) ** 0.5:.2f}"
-        print(f"{name:<16} {len(val):>5}  {statistics.mean(val):6.2f} ± {spread(val):.2f} %      {versus:<15}  "
-              f"{statistics.mean(r['train'] for r in runs.values()) * 100:7.1f} %  "
-              f"{statistics.mean(r['train_s'] for r in runs.values()):7.1f}  {flags.get(name, '')}")
+        print(
+            f"{name:<16} {len(val):>5}  {statistics.mean(val):6.2f} ± {spread(val):.2f} %      {versus:<15}  "
+            f"{statistics.mean(r['train'] for r in runs.values()) * 100:7.1f} %  "
+            f"{statistics.mean(r['train_s'] for r in runs.values()):7.1f}  {flags.get(name, '')}"
+        )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, base, variants = parse(argv)
     configs = {BASE: base, **variants}
-    tasks = [(name, dataclasses.replace(config, seed=seed), args.out / name / f"seed{seed}")
-             for seed in range(base.seed, base.seed + args.seeds) for name, config in configs.items()]
+    tasks = [
+        (name, dataclasses.replace(config, seed=seed), args.out / name / f"seed{seed}")
+        for seed in range(base.seed, base.seed + args.seeds)
+        for name, config in configs.items()
+    ]
     rows: list[dict] = []
 
     def report(row: dict) -> None:
         rows.append(row)
-        print(f"{row['name']} seed {row['seed']}: validation accuracy {row['val']:.2%} (train {row['train']:.2%}) "
-              f"in {row['train_s']:.1f}s of training{'  (reused)' if row['reused'] else ''}", flush=True)
+        print(
+            f"{row['name']} seed {row['seed']}: validation accuracy {row['val']:.2%} (train {row['train']:.2%}) "
+            f"in {row['train_s']:.1f}s of training{'  (reused)' if row['reused'] else ''}",
+            flush=True,
+        )
 
     name, seed = BASE, base.seed
     try:
@@ -151,7 +185,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 seed = config.seed
                 report(run_one(name, config, run_dir, args.reuse))
         else:
-            spawn = multiprocessing.get_context("spawn")  # a fresh interpreter each: safe beside torch's threads and CUDA
+            spawn = multiprocessing.get_context(
+                "spawn"
+            )  # a fresh interpreter each: safe beside torch's threads and CUDA
             with concurrent.futures.ProcessPoolExecutor(args.processes, mp_context=spawn) as pool:
                 futures = {pool.submit(run_one, *task, args.reuse): task for task in tasks}
                 try:
@@ -167,8 +203,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     flags = {spec.partition("=")[0].strip(): spec.partition("=")[2].strip() for spec in args.variant}
     summarise(list(configs), rows, flags)
     made_on = sorted({f"{r['device']} {r['dtype']}" for r in rows})
-    print(f"machine: {describe_machine(machine_info(resolve_device(base.device)))}; runs made on {', '.join(made_on)}"
-          + ("  (reused runs from elsewhere: their training times do not compare)" if len(made_on) > 1 else ""))
+    print(
+        f"machine: {describe_machine(machine_info(resolve_device(base.device)))}; runs made on {', '.join(made_on)}"
+        + ("  (reused runs from elsewhere: their training times do not compare)" if len(made_on) > 1 else "")
+    )
     return rows
 
 

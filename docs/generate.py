@@ -8,6 +8,7 @@
 
 tests/test_docs.py checks the command pages against the parser.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -92,16 +93,28 @@ def command_page(name: str, summary: str, parser: argparse.ArgumentParser) -> st
     from cifarkit.config.train_config import SETTINGS, TrainConfig
 
     defaults = TrainConfig().to_dict()
-    lines = [f"# cifarkit {name}", "", cell(summary[:1].upper() + summary[1:]) + ".", "",
-             ("Generated from `cifarkit.cli.main.build_parser()` and the settings declared in `cifarkit.config.train_config` when "
-              "this site was built. A setting's flag left out keeps the preset's value (or `--config FILE`'s); "
-              "[the usage line](#usage) is at the end."), ""]
+    lines = [
+        f"# cifarkit {name}",
+        "",
+        cell(summary[:1].upper() + summary[1:]) + ".",
+        "",
+        (
+            "Generated from `cifarkit.cli.main.build_parser()` and the settings declared in "
+            "`cifarkit.config.train_config` when this site was built. A setting's flag left out keeps the preset's "
+            "value (or `--config FILE`'s); [the usage line](#usage) is at the end."
+        ),
+        "",
+    ]
     # the command's own arguments first, then the settings' groups, then argparse's catch-all "options"
     ordered = sorted(groups(parser), key=lambda g: {"positional arguments": 0, "options": 2}.get(g[0], 1))
     for title, actions in ordered:
         title = "other options" if title == "options" and len(ordered) > 1 else title
-        lines += [f"## {title[:1].upper() + title[1:]}", "", "| flag | what it does | default | presets |",
-                  "| --- | --- | --- | --- |"]
+        lines += [
+            f"## {title[:1].upper() + title[1:]}",
+            "",
+            "| flag | what it does | default | presets |",
+            "| --- | --- | --- | --- |",
+        ]
         for action in actions:
             names = ", ".join(code(n) for n in flag_names(action))
             setting = SETTINGS.get(action.dest) if action.dest in SETTINGS and action.default is None else None
@@ -110,8 +123,11 @@ def command_page(name: str, summary: str, parser: argparse.ArgumentParser) -> st
                 what, default, presets = setting.help, shown(defaults[action.dest]), preset_values(action.dest)
             else:
                 what, presets = _help(action, parser.prog), ""
-                default = "" if action.default in (None, argparse.SUPPRESS, False) or not action.option_strings \
+                default = (
+                    ""
+                    if action.default in (None, argparse.SUPPRESS, False) or not action.option_strings
                     else shown(action.default)
+                )
             if action.choices and not isinstance(action, argparse._SubParsersAction):
                 what += " Choices: " + ", ".join(str(c) for c in action.choices) + "."
             lines.append(f"| {names} | {cell(what)} | {cell(default)} | {cell(presets)} |")
@@ -126,8 +142,10 @@ def presets_table() -> str:
 
     defaults = TrainConfig().to_dict()
     changed = [n for n in SETTINGS if n != "preset" and any(n in changes for changes in PRESETS.values())]
-    lines = ["| setting | flag | " + " | ".join(code(p) for p in PRESETS) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in PRESETS) + " |"]
+    lines = [
+        "| setting | flag | " + " | ".join(code(p) for p in PRESETS) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in PRESETS) + " |",
+    ]
     for name in changed:
         values = [shown({**defaults, **changes}[name]) for changes in PRESETS.values()]
         lines.append(f"| {name} | {code(SETTINGS[name].flag)} | " + " | ".join(cell(v) for v in values) + " |")
@@ -149,14 +167,15 @@ def run_folder_files() -> str:
         rundir.CONFIG: "every setting of the run; `cifarkit train --config RUN_DIR/config.json` repeats it",
         rundir.METRICS: "one row per epoch: " + ", ".join(getattr(rundir, "METRIC_FIELDS", ())),
         rundir.RESULTS: "the final numbers (test accuracy and loss at the end of training, never a best epoch), "
-                        "timing, max lr and its source, dtype, device, machine, seed, versions",
-        rundir.ENDED: "only in a run stopped for good before its last epoch: why (`diverged`, `pruned`) and the message",
+        "timing, max lr and its source, dtype, device, machine, seed, versions",
+        rundir.ENDED: "only in a run stopped for good before its last epoch: why (`diverged`, `pruned`) and the "
+        "message",
         rundir.CHECKPOINT: "model, optimiser, schedule and run state ([the checkpoint](checkpoint.md)); "
-                           "written atomically every epoch",
+        "written atomically every epoch",
         rundir.LR_FIND_JSON: "with `--max-lr find` or `cifarkit lr-find`: the range test's curve and suggestion",
         rundir.MODEL_SUMMARY: "the per-layer summary (torchinfo)",
         rundir.REPORT: "one self-contained page (every image embedded): results, per-epoch table, plots, model, "
-                       "config, machine",
+        "config, machine",
     }
     lines = ["| file | what it holds |", "| --- | --- |"]
     for name in rundir.RUN_FILES:
@@ -169,8 +188,10 @@ def run_folder_files() -> str:
         lines.append(f"| `{rundir.MARKER}` | what makes the folder a run's own (format `{rundir.MARKER_FORMAT}`) |")
     lines.append("| `tb/` | with `--tensorboard`: TensorBoard's event files |")
     sweep = [rundir.STUDY_DB, rundir.BEST_CONFIG, *rundir.SWEEP_PLOTS]
-    lines += ["", "A sweep's `--out` folder holds `trial-N/` run folders beside "
-              + ", ".join(code(n) for n in sweep) + "."]
+    lines += [
+        "",
+        "A sweep's `--out` folder holds `trial-N/` run folders beside " + ", ".join(code(n) for n in sweep) + ".",
+    ]
     return "\n".join(lines)
 
 
@@ -182,8 +203,11 @@ def checkpoint_keys() -> list[str]:
     keys: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Dict):
-            keys += [k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)
-                     and k.value not in keys]
+            keys += [
+                k.value
+                for k in node.keys
+                if isinstance(k, ast.Constant) and isinstance(k.value, str) and k.value not in keys
+            ]
     return keys
 
 
@@ -192,10 +216,21 @@ def checkpoint_table() -> str:
 
     from cifarkit.rundir.checkpoint import CHECKPOINT_FORMAT, RunState
 
-    optional = {"training_weights": "with `--ema-decay`", "ema_n_averaged": "with `--ema-decay`",
-                "lookahead": "with `--lookahead-decay`", "pruning": "with `--prune-easy`"}
-    lines = [(f"Checkpoint format **{CHECKPOINT_FORMAT}** (`cifarkit.rundir.checkpoint.CHECKPOINT_FORMAT`). Keys, in the "
-              "order `cifarkit.training.resume.checkpoint_of` writes them:"), "", "| key | present |", "| --- | --- |"]
+    optional = {
+        "training_weights": "with `--ema-decay`",
+        "ema_n_averaged": "with `--ema-decay`",
+        "lookahead": "with `--lookahead-decay`",
+        "pruning": "with `--prune-easy`",
+    }
+    lines = [
+        (
+            f"Checkpoint format **{CHECKPOINT_FORMAT}** (`cifarkit.rundir.checkpoint.CHECKPOINT_FORMAT`). Keys, in the "
+            "order `cifarkit.training.resume.checkpoint_of` writes them:"
+        ),
+        "",
+        "| key | present |",
+        "| --- | --- |",
+    ]
     lines += [f"| `{k}` | {optional.get(k, 'always')} |" for k in checkpoint_keys()]
     lines += ["", "`state` is a `RunState`: " + ", ".join(f"`{f.name}`" for f in dataclasses.fields(RunState)) + "."]
     return "\n".join(lines)
@@ -210,6 +245,7 @@ def package_map() -> str:
         spec = importlib.util.find_spec(info.name)
         source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
         doc = ast.get_docstring(ast.parse(source)) or (
-            "`python -m cifarkit`: the `cifarkit` command" if info.name.endswith(".__main__") else "(no docstring)")
+            "`python -m cifarkit`: the `cifarkit` command" if info.name.endswith(".__main__") else "(no docstring)"
+        )
         lines.append(f"| `{info.name}` | {cell(doc.split(chr(10) + chr(10))[0])} |")
     return "\n".join(lines)

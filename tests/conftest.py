@@ -1,4 +1,5 @@
 """Fixtures: a tiny, learnable CIFAR-10 written in both official layouts, and real data when available."""
+
 from __future__ import annotations
 
 import fcntl
@@ -25,8 +26,20 @@ def synthetic_cifar(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(10), n_per_class)
     rng.shuffle(labels)
-    palette = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0],
-                        [255, 0, 255], [0, 255, 255], [255, 255, 255], [128, 128, 128], [255, 128, 0]])
+    palette = np.array(
+        [
+            [0, 0, 0],
+            [255, 0, 0],
+            [0, 255, 0],
+            [0, 0, 255],
+            [255, 255, 0],
+            [255, 0, 255],
+            [0, 255, 255],
+            [255, 255, 255],
+            [128, 128, 128],
+            [255, 128, 0],
+        ]
+    )
     images = rng.normal(0, 25, size=(len(labels), 3, 32, 32)) + palette[labels][:, :, None, None] * 0.6 + 50
     return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64)
 
@@ -37,12 +50,19 @@ def write_py_layout(root: Path, train: tuple, test: tuple) -> Path:
     x, y = train
     chunks = np.array_split(np.arange(len(y)), 5)
     for i, idx in enumerate(chunks, start=1):
-        batch = {"batch_label": f"training batch {i} of 5", "labels": y[idx].tolist(),
-                 "data": x[idx].reshape(len(idx), -1), "filenames": [f"img{j}.png" for j in idx]}
+        batch = {
+            "batch_label": f"training batch {i} of 5",
+            "labels": y[idx].tolist(),
+            "data": x[idx].reshape(len(idx), -1),
+            "filenames": [f"img{j}.png" for j in idx],
+        }
         (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch, protocol=2))
     tx, ty = test
-    (folder / "test_batch").write_bytes(pickle.dumps(
-        {"batch_label": "testing batch 1 of 1", "labels": ty.tolist(), "data": tx.reshape(len(ty), -1)}, protocol=2))
+    (folder / "test_batch").write_bytes(
+        pickle.dumps(
+            {"batch_label": "testing batch 1 of 1", "labels": ty.tolist(), "data": tx.reshape(len(ty), -1)}, protocol=2
+        )
+    )
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CLASSES), "num_cases_per_batch": 10000}))
     return folder
 
@@ -149,6 +169,13 @@ def trained_run(tmp_path_factory, tiny_arrays):
 
     root = tmp_path_factory.mktemp("trained")
     write_py_layout(root / "data", *tiny_arrays)
-    config = TrainConfig(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"),
-                         threads=1, precision="fp32")
+    config = TrainConfig(
+        model="s10-small",
+        epochs=3,
+        batch_size=50,
+        max_lr=5e-3,
+        data_dir=str(root / "data"),
+        threads=1,
+        precision="fp32",
+    )
     return root, train(config, root / "run", progress=False)

@@ -1,5 +1,6 @@
 """The app: its answers (top-k, GradCAM, refusals, mistakes) and the page itself in a real browser (Debian's
 Chromium, headless, driven by Selenium through the system chromedriver)."""
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from cifarkit.evaluate import inference
-from cifarkit.cli.main import main
-from cifarkit.data.dataset import CLASSES
 from conftest import write_bad_image
 from test_explain import half_trained, save_test_images  # noqa: F401 (a fixture)
+
+from cifarkit.cli.main import main
+from cifarkit.data.dataset import CLASSES
+from cifarkit.evaluate import inference
 
 pytest.importorskip("captum")
 pytest.importorskip("gradio")
@@ -28,18 +29,24 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
-def clf(half_trained):  # noqa: F811
+def clf(half_trained):
     from cifarkit.app.page import Classifier, example_images
     from cifarkit.evaluate.explain import load_test_set
 
     root, _ = half_trained
     model, ckpt = inference.load_model(root / "run", torch.device("cpu"))
     images, labels = load_test_set(ckpt, root / "data")
-    return Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], examples=example_images(images, labels),
-                      candidates=lambda: (images, labels))
+    return Classifier(
+        model,
+        ckpt["classes"],
+        ckpt["mean"],
+        ckpt["std"],
+        examples=example_images(images, labels),
+        candidates=lambda: (images, labels),
+    )
 
 
-def test_answers_agree_with_predict_and_show_the_gradcam(clf, half_trained, tmp_path):  # noqa: F811
+def test_answers_agree_with_predict_and_show_the_gradcam(clf, half_trained, tmp_path):
     root, _ = half_trained
     paths = save_test_images(root / "data", tmp_path, 4)
     expected = inference.predict_files(root / "run", paths, top_k=4)
@@ -62,11 +69,14 @@ def test_a_coarse_layer_gets_a_note_and_an_unknown_one_the_default(clf):
     assert "no layer 'nope'" in message and picture is not None and len(scores) == 3
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"just text", "not an image Pillow can read"),
-    ("truncated", "corrupt or truncated"),
-    ("huge", "too large an image"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"just text", "not an image Pillow can read"),
+        ("truncated", "corrupt or truncated"),
+        ("huge", "too large an image"),
+    ],
+)
 def test_bad_uploads_are_refused_with_a_message(clf, tmp_path, monkeypatch, content, message):
 
     path = tmp_path / "upload" / "bad.png"
@@ -88,16 +98,18 @@ def test_the_mistakes_gallery(clf):
 
 # ------------------------------------------------------------------------------------------- in a browser
 
+
 def need_browser() -> None:
     """Skip on a machine without Chromium (a user's laptop), with the reason; in CI, fail."""
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     try:
-        import selenium  # noqa: F401
+        import selenium  # noqa: F401 (only whether it imports)
     except ImportError:
         missing.append("selenium (pip install 'cifarkit[test]')")
     if missing:
-        reason = (f"no browser to test the app in: {', '.join(missing)} absent "
-                  "(apt-get install chromium chromium-driver)")
+        reason = (
+            f"no browser to test the app in: {', '.join(missing)} absent (apt-get install chromium chromium-driver)"
+        )
         if os.environ.get("CI"):
             pytest.fail(f"CI must test the app in a browser: {reason}")
         pytest.skip(reason)
@@ -124,15 +136,29 @@ def wait_for_page(url: str, process: subprocess.Popen, timeout: float = 120) -> 
 
 
 @pytest.fixture
-def app_url(half_trained, tmp_path):  # noqa: F811
+def app_url(half_trained, tmp_path):
     """`cifarkit app` on the half-trained run, on a free port of 127.0.0.1; (url, seconds from start to page)."""
     root, _ = half_trained
     port = free_port()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "cifarkit", "app", str(root / "run"), "--port", str(port),
-                                "--data-dir", str(root / "data")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cifarkit",
+            "app",
+            str(root / "run"),
+            "--port",
+            str(port),
+            "--data-dir",
+            str(root / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_for_page(url, process)
@@ -152,9 +178,18 @@ def chromium(profile: Path, logging: bool = True):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1800", f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1800",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     if logging:
         options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
@@ -185,10 +220,14 @@ def check_gallery_layout(driver, elem_id: str, count: int, snug: bool) -> list[s
     inside its thumbnail), and where `snug`, a box no taller than its thumbnails need; returns the captions."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 60).until(lambda d: d.execute_script(  # drawn: every thumbnail's image loaded
-        "const imgs = document.querySelectorAll(`#${arguments[0]} .thumbnail-item img`);"
-        "return imgs.length == arguments[1] && [...imgs].every(i => i.complete && i.naturalWidth)",
-        elem_id, count))
+    WebDriverWait(driver, 60).until(
+        lambda d: d.execute_script(  # drawn: every thumbnail's image loaded
+            "const imgs = document.querySelectorAll(`#${arguments[0]} .thumbnail-item img`);"
+            "return imgs.length == arguments[1] && [...imgs].every(i => i.complete && i.naturalWidth)",
+            elem_id,
+            count,
+        )
+    )
     layout = driver.execute_script(GALLERY_LAYOUT, elem_id)
     thumbnails = layout["thumbnails"]
     assert not any(overlap(layout["label"], t["box"]) for t in thumbnails), (layout["label"], thumbnails[0])
@@ -204,7 +243,7 @@ def check_gallery_layout(driver, elem_id: str, count: int, snug: bool) -> list[s
     return [t["caption"]["text"] for t in thumbnails]
 
 
-def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, capsys):
     need_browser()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -241,7 +280,9 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
             before = cam.get_attribute("src")
             started = time.perf_counter()
             thumbnail.click()
-            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#gradcam img").get_attribute("src") != before)
+            wait.until(
+                lambda d, before=before: d.find_element(By.CSS_SELECTOR, "#gradcam img").get_attribute("src") != before
+            )
             latencies.append(time.perf_counter() - started)
             cam = driver.find_element(By.CSS_SELECTOR, "#gradcam img")
 
@@ -275,12 +316,14 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
         driver.quit()
     assert (tmp_path / "app.png").read_bytes()[:4] == b"\x89PNG"
     with capsys.disabled():
-        print(f"\n[app timing] cifarkit app start to page answering {start_to_answer:.1f}s; page load in Chromium "
-              f"{page_seconds:.1f}s; upload to GradCAM shown {upload_seconds:.2f}s; predict+GradCAM per request "
-              f"(browser round trip) median {sorted(latencies)[2]:.2f}s, max {max(latencies):.2f}s")
+        print(
+            f"\n[app timing] cifarkit app start to page answering {start_to_answer:.1f}s; page load in Chromium "
+            f"{page_seconds:.1f}s; upload to GradCAM shown {upload_seconds:.2f}s; predict+GradCAM per request "
+            f"(browser round trip) median {sorted(latencies)[2]:.2f}s, max {max(latencies):.2f}s"
+        )
 
 
-def test_the_app_says_where_its_page_is_and_nothing_of_share(half_trained, capsys):  # noqa: F811
+def test_the_app_says_where_its_page_is_and_nothing_of_share(half_trained, capsys):
     import gradio
 
     from cifarkit.app.page import serve
@@ -303,7 +346,7 @@ def test_app_refuses_a_missing_checkpoint(tmp_path, capsys):
     assert "no such checkpoint" in capsys.readouterr().err
 
 
-def test_app_on_a_busy_port_says_so_by_flag(half_trained, capsys):  # noqa: F811
+def test_app_on_a_busy_port_says_so_by_flag(half_trained, capsys):
     root, _ = half_trained
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

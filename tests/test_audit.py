@@ -1,6 +1,7 @@
 """`cifarkit audit`: planted label flips and duplicates found (within and between the splits), the K fold runs
 resumed after an interruption, `train --exclude` honoured and checked, and every bad input refused with nothing
 written."""
+
 from __future__ import annotations
 
 import csv
@@ -81,8 +82,11 @@ def test_planted_label_flips_are_found_in_both_splits(audited):
 
 def test_planted_duplicates_between_the_splits_are_found_exact_and_near(audited, planted_run):
     summary, rows = audited
-    pairs = {(r["image"], r["duplicate_image"]): float(r["score"]) for r in rows
-             if r["issue"] == "train_test_duplicate" and r["split"] == "test"}
+    pairs = {
+        (r["image"], r["duplicate_image"]): float(r["score"])
+        for r in rows
+        if r["issue"] == "train_test_duplicate" and r["split"] == "test"
+    }
     assert pairs[str(EXACT[0]), str(EXACT[1])] == 0.0
     assert pairs[str(NEAR[0]), str(NEAR[1])] < summary["train_test_duplicates"]["threshold_distance"]
     assert summary["train_test_duplicates"]["exact"] == 1  # the near pair is found by its embedding
@@ -109,17 +113,31 @@ def test_the_page_is_self_contained_and_the_json_holds_counts_settings_and_timin
 def test_names_from_the_data_are_escaped_on_the_page():
     from cifarkit.audit.page import write_page
 
-    summary = {"run": "<b>run</b>", "settings_line": "x", "images": {"test": 1},
-               "counts": {"per_issue": {"test": {"label": 1}}, "per_class": {"test": {"label": {"<i>c&": 1}}}},
-               "images_per_class": {"test": {"<i>c&": 1}}}
-    row = {"split": "test", "image": "train/<i>c&/a'b.png", "issue": "label", "score": 0.1, "given_label": "<i>c&",
-           "suggested_label": "d", "confidence": 0.9, "duplicate_split": "", "duplicate_image": ""}
+    summary = {
+        "run": "<b>run</b>",
+        "settings_line": "x",
+        "images": {"test": 1},
+        "counts": {"per_issue": {"test": {"label": 1}}, "per_class": {"test": {"label": {"<i>c&": 1}}}},
+        "images_per_class": {"test": {"<i>c&": 1}},
+    }
+    row = {
+        "split": "test",
+        "image": "train/<i>c&/a'b.png",
+        "issue": "label",
+        "score": 0.1,
+        "given_label": "<i>c&",
+        "suggested_label": "d",
+        "confidence": 0.9,
+        "duplicate_split": "",
+        "duplicate_image": "",
+    }
     page = write_page([row], summary, lambda s, n: torch.zeros(3, 4, 4, dtype=torch.uint8), ("<i>c&", "d"))
     assert "<i>" not in page and "<b>" not in page and "&lt;i&gt;c&amp;" in page and "a&#x27;b.png" in page
 
 
-def test_an_interrupted_audit_reuses_the_finished_fold_and_resumes_the_other(planted_run, tmp_path, crash_at_step,
-                                                                             capsys):
+def test_an_interrupted_audit_reuses_the_finished_fold_and_resumes_the_other(
+    planted_run, tmp_path, crash_at_step, capsys
+):
     from cifarkit import audit
 
     _, run = planted_run
@@ -154,14 +172,39 @@ def test_the_cli_audits_the_test_split_into_the_run_folder(planted_run, tmp_path
 
 # -- --exclude ------------------------------------------------------------------------------------------------------
 
+
 def test_exclude_leaves_the_listed_images_out_and_is_recorded_in_the_config(planted_run, tmp_path, capsys):
     root, _ = planted_run
     listed = tmp_path / "exclude.txt"
     listed.write_text("# planted flips\n11  # label issue\n50\n\n120 # another\n11\n")
     out = tmp_path / "cleaned"
-    assert main(["train", "--model", "s10-small", "--epochs", "1", "--batch-size", "50", "--max-lr", "0.003",
-                 "--threads", "1", "--precision", "fp32", "--data-dir", str(root / "data"), "--exclude", str(listed),
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "s10-small",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "50",
+                "--max-lr",
+                "0.003",
+                "--threads",
+                "1",
+                "--precision",
+                "fp32",
+                "--data-dir",
+                str(root / "data"),
+                "--exclude",
+                str(listed),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "config.json").read_text())["exclude"] == ["11", "50", "120"]
     assert json.loads((out / "results.json").read_text())["n_train"] == 197
     capsys.readouterr()
@@ -174,8 +217,9 @@ def test_a_resumed_run_leaves_out_the_same_images(planted_run, tmp_path, crash_a
     from cifarkit import TrainConfig, train
 
     root, _ = planted_run
-    config = TrainConfig(**{**RECIPE, "epochs": 2, "batch_size": 50}, data_dir=str(root / "data"),
-                         exclude=["11", "50", "120", "0"])
+    config = TrainConfig(
+        **{**RECIPE, "epochs": 2, "batch_size": 50}, data_dir=str(root / "data"), exclude=["11", "50", "120", "0"]
+    )
     crash_at_step(6)  # in the second epoch, after the first one's checkpoint
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(config, tmp_path / "r", progress=False)
@@ -230,6 +274,7 @@ def test_exclude_names_folder_images_by_their_path(tmp_path, monkeypatch):
 
 # -- bad input: a clear error, nothing written -------------------------------------------------------------------
 
+
 def test_a_run_without_a_checkpoint_is_refused(planted_run, tmp_path):
     from cifarkit import audit
 
@@ -241,9 +286,14 @@ def test_a_run_without_a_checkpoint_is_refused(planted_run, tmp_path):
     assert not (copy / "audit").exists()
 
 
-@pytest.mark.parametrize("folds, message", [(1, "must be a whole number >= 2"),
-                                            (21, "more than the 19 training images of class"),
-                                            (True, "must be a whole number >= 2")])
+@pytest.mark.parametrize(
+    "folds, message",
+    [
+        (1, "must be a whole number >= 2"),
+        (21, "more than the 19 training images of class"),
+        (True, "must be a whole number >= 2"),
+    ],
+)
 def test_folds_below_two_or_above_the_smallest_class_are_refused(planted_run, tmp_path, folds, message):
     from cifarkit import audit
 
@@ -255,8 +305,8 @@ def test_folds_below_two_or_above_the_smallest_class_are_refused(planted_run, tm
 
 def test_a_moved_image_folder_is_refused(planted_run, tmp_path):
     from cifarkit import audit
-    from cifarkit.rundir.checkpoint import load_checkpoint
     from cifarkit.files.atomic import save_torch
+    from cifarkit.rundir.checkpoint import load_checkpoint
 
     _, run = planted_run
     copy = tmp_path / "run"
@@ -291,8 +341,10 @@ def test_import_cifarkit_stays_light():
     import subprocess
 
     code = "import sys, cifarkit, cifarkit.audit; print('torch' in sys.modules, 'cleanlab' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == \
-        ["False", "False"]
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == [
+        "False",
+        "False",
+    ]
 
 
 def test_a_folder_dataset_is_audited_by_file_path(tmp_path, monkeypatch):
@@ -308,12 +360,17 @@ def test_a_folder_dataset_is_audited_by_file_path(tmp_path, monkeypatch):
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{i:03d}.png")
     shutil.copy(tmp_path / "d" / "train" / f"<{y[4]}>" / "004.png", tmp_path / "d" / "test" / f"<{y[4]}>" / "x.png")
-    train(TrainConfig(**{**RECIPE, "epochs": 1}, dataset="folder", data_dir=str(tmp_path / "d")), tmp_path / "run",
-          progress=False)
+    train(
+        TrainConfig(**{**RECIPE, "epochs": 1}, dataset="folder", data_dir=str(tmp_path / "d")),
+        tmp_path / "run",
+        progress=False,
+    )
     summary = audit(tmp_path / "run", progress=False)
     with open(tmp_path / "run" / "audit" / "audit.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    pair = next(r for r in rows if r["issue"] == "train_test_duplicate" and r["score"] == "0.0" and r["split"] == "test")
+    pair = next(
+        r for r in rows if r["issue"] == "train_test_duplicate" and r["score"] == "0.0" and r["split"] == "test"
+    )
     assert (pair["image"], pair["duplicate_image"]) == (f"test/<{y[4]}>/x.png", f"train/<{y[4]}>/004.png")
     assert all("/" in r["image"] for r in rows)
     assert f"train/&lt;{y[4]}&gt;/004.png" in (tmp_path / "run" / "audit" / "audit.html").read_text()
@@ -335,14 +392,24 @@ def test_the_page_shows_its_images_in_chromium_without_sideways_scrolling(audite
     except ImportError:
         missing.append("selenium (pip install 'cifarkit[test]')")
     if missing:
-        reason = f"no browser to open the page in: {', '.join(missing)} absent (apt-get install chromium chromium-driver)"
+        reason = (
+            f"no browser to open the page in: {', '.join(missing)} absent (apt-get install chromium chromium-driver)"
+        )
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
     options = webdriver.ChromeOptions()
     options.binary_location = str(chromium)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--window-size=1000,800", f"--user-data-dir={tmp_path / 'p'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--window-size=1000,800",
+        f"--user-data-dir={tmp_path / 'p'}",
+    ):
         options.add_argument(flag)
     browser = webdriver.Chrome(service=Service(executable_path=str(driver)), options=options)
     try:
@@ -351,8 +418,10 @@ def test_the_page_shows_its_images_in_chromium_without_sideways_scrolling(audite
         headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
         assert [h.split(" (")[0] for h in headings] == ["Probable label errors", "Duplicates", "Outliers", "Per class"]
         images = browser.find_elements(By.TAG_NAME, "img")
-        assert images and all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0",
-                                                     img) for img in images)
+        assert images and all(
+            browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+            for img in images
+        )
         assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
         assert "given: " in browser.find_element(By.CSS_SELECTOR, ".cell").text
     finally:

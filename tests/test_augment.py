@@ -27,8 +27,12 @@ def test_every_crop_is_a_window_of_the_reflect_padded_image():
     padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
     offsets = set()
     for i in range(len(x)):
-        matches = [(dy, dx) for dy in range(9) for dx in range(9)
-                   if torch.equal(out[i], padded[i, :, dy:dy + 32, dx:dx + 32])]
+        matches = [
+            (dy, dx)
+            for dy in range(9)
+            for dx in range(9)
+            if torch.equal(out[i], padded[i, :, dy : dy + 32, dx : dx + 32])
+        ]
         assert matches, f"image {i} is not a 32x32 window of its padded image"
         offsets.add(matches[0])
     assert len(offsets) > 20  # offsets are drawn per image, not once per batch
@@ -106,16 +110,19 @@ def test_color_jitter_shifts_then_scales_each_image_within_its_ranges():
     assert not torch.equal(jittered(images, torch.Generator().manual_seed(0)), plain(images, torch.Generator()))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"pad_crop": -1}, "pad_crop=-1 must be a whole number of pixels >= 0"),
-    ({"cutout_size": 2.5}, "cutout_size=2.5 must be a whole number"),
-    ({"cutout_prob": 1.5}, r"cutout_prob=1.5 must be a probability in \[0, 1\]"),
-    ({"brightness": float("nan")}, "brightness=nan must be >= 0"),
-    ({"contrast": 1.0}, r"contrast=1.0 must be in \[0, 1\)"),
-    ({"mean": (0.5, 0.5)}, "mean=.* must be 3 channel means"),
-    ({"std": (0.2, 0.0, 0.2)}, "std=.* must be 3 channel standard deviations"),
-    ({"mean": 0.5}, "mean=0.5 must be 3 channel means"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"pad_crop": -1}, "pad_crop=-1 must be a whole number of pixels >= 0"),
+        ({"cutout_size": 2.5}, "cutout_size=2.5 must be a whole number"),
+        ({"cutout_prob": 1.5}, r"cutout_prob=1.5 must be a probability in \[0, 1\]"),
+        ({"brightness": float("nan")}, "brightness=nan must be >= 0"),
+        ({"contrast": 1.0}, r"contrast=1.0 must be in \[0, 1\)"),
+        ({"mean": (0.5, 0.5)}, "mean=.* must be 3 channel means"),
+        ({"std": (0.2, 0.0, 0.2)}, "std=.* must be 3 channel standard deviations"),
+        ({"mean": 0.5}, "mean=0.5 must be 3 channel means"),
+    ],
+)
 def test_an_augment_built_by_hand_is_range_checked(kwargs, message):
     with pytest.raises(ValueError, match=f"Augment: {message}"):
         Augment(**kwargs)
@@ -132,5 +139,6 @@ def test_an_augment_larger_than_the_images_is_refused_by_name():
 
 def test_an_augment_takes_numpy_numbers():
     import numpy as np
+
     stats = np.array([0.5, 0.4, 0.3], dtype=np.float32)
     Augment(pad_crop=np.int64(2), cutout_prob=np.float32(0.5), mean=tuple(stats), std=tuple(stats))

@@ -1,4 +1,5 @@
 """The batch stream: batches are pure functions of (seed, epoch, step); the range test has its own draws."""
+
 import torch
 
 from cifarkit import TrainConfig

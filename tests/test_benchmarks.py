@@ -1,4 +1,5 @@
 """The benchmark scripts run and print what they promise (on tiny data; no timing is asserted)."""
+
 import importlib.util
 import json
 import subprocess
@@ -33,8 +34,11 @@ def test_the_results_records_hold_per_seed_numbers_and_the_tables_compute_their_
 
 def test_a_record_without_its_date_commit_or_machine_is_refused_by_name(tmp_path):
     records = load_records()
-    (tmp_path / "r.json").write_text(json.dumps({"title": "t", "questions": ["accuracy"], "command": "c",
-                                                 "runs": [{"seed": 0, "test_accuracy": 90.0}]}))
+    (tmp_path / "r.json").write_text(
+        json.dumps(
+            {"title": "t", "questions": ["accuracy"], "command": "c", "runs": [{"seed": 0, "test_accuracy": 90.0}]}
+        )
+    )
     try:
         records.load(tmp_path)
     except ValueError as e:
@@ -44,15 +48,30 @@ def test_a_record_without_its_date_commit_or_machine_is_refused_by_name(tmp_path
 
 
 def time_to_accuracy(*args: str) -> str:
-    done = subprocess.run([sys.executable, str(BENCH / "time_to_accuracy.py"), *args],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "time_to_accuracy.py"), *args], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 def test_time_to_accuracy_reports_each_seed_and_the_spread(tiny_py, tmp_path):
-    common = ["--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "2", "--batch-size", "50",
-              "--max-lr", "5e-3", "--threads", "1", "--out", str(tmp_path / "bench")]
+    common = [
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        "s10-small",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--max-lr",
+        "5e-3",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "bench"),
+    ]
     out = time_to_accuracy("--seeds", "2", *common)
     assert "s10 seed 0: test accuracy" in out and "s10 seed 1: test accuracy" in out
     assert "train steps" in out and "evaluation" in out and "ending" in out  # where the seconds went
@@ -74,10 +93,34 @@ def test_time_to_accuracy_reports_each_seed_and_the_spread(tiny_py, tmp_path):
 
 
 def test_time_to_accuracy_takes_train_flags_on_top_of_the_preset(tiny_py, tmp_path):
-    out = time_to_accuracy("--seeds", "1", "--seed", "5", "--data-dir", str(tiny_py), "--model", "s10-small",
-                           "--epochs", "1", "--batch-size", "50", "--threads", "1", "--out", str(tmp_path / "bench"),
-                           "--lookahead-decay", "0.5", "--alternate-flip", "--label-smoothing", "0.1",
-                           "--optimizer", "sgd", "--nesterov", "--tta", "flip")
+    out = time_to_accuracy(
+        "--seeds",
+        "1",
+        "--seed",
+        "5",
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        "s10-small",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "bench"),
+        "--lookahead-decay",
+        "0.5",
+        "--alternate-flip",
+        "--label-smoothing",
+        "0.1",
+        "--optimizer",
+        "sgd",
+        "--nesterov",
+        "--tta",
+        "flip",
+    )
     assert "s10 seed 5: test accuracy" in out
     config = json.loads((tmp_path / "bench" / "seed5" / "benchmark.json").read_text())["config"]
     assert config["preset"] == "s10" and config["seed"] == 5
@@ -87,14 +130,37 @@ def test_time_to_accuracy_takes_train_flags_on_top_of_the_preset(tiny_py, tmp_pa
 
 
 def test_time_to_accuracy_runs_a_baseline_seed_by_seed_and_prints_the_ratio(tiny_py, tmp_path):
-    out = time_to_accuracy("--seeds", "2", "--baseline", "fast-v1", "--data-dir", str(tiny_py), "--model", "s10-small",
-                           "--epochs", "1", "--batch-size", "50", "--threads", "1", "--limit-train", "200",
-                           "--precision", "fp32", "--out", str(tmp_path / "bench"),
-                           "--record", str(tmp_path / "results" / "2026-01-01-tiny.json"))
+    out = time_to_accuracy(
+        "--seeds",
+        "2",
+        "--baseline",
+        "fast-v1",
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        "s10-small",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--threads",
+        "1",
+        "--limit-train",
+        "200",
+        "--precision",
+        "fp32",
+        "--out",
+        str(tmp_path / "bench"),
+        "--record",
+        str(tmp_path / "results" / "2026-01-01-tiny.json"),
+    )
     lines = out.splitlines()
     # the baseline's seed 0 runs just before the recipe's seed 0; one baseline seed by default
     assert [line.split(":")[0] for line in lines if ": test accuracy" in line and "seed(s)" not in line] == [
-        "fast-v1 seed 0", "s10 seed 0", "s10 seed 1"]
+        "fast-v1 seed 0",
+        "s10 seed 0",
+        "s10 seed 1",
+    ]
     assert any(line.startswith("baseline fast-v1 (fast, 12 epochs") for line in lines)
     assert "x the baseline's" in out and "machine:" in out
     record = json.loads((tmp_path / "bench" / "baseline" / "seed0" / "benchmark.json").read_text())
@@ -107,8 +173,14 @@ def test_time_to_accuracy_runs_a_baseline_seed_by_seed_and_prints_the_ratio(tiny
     assert sitting["questions"] == ["accuracy", "time_to_94"] and sitting["precision"] == "float32"
     assert sitting["command"].startswith("python benchmarks/time_to_accuracy.py --seeds 2 --baseline fast-v1")
     assert "torch" in sitting["machine"] and sitting["date"] and sitting["commit"]
-    given = {"preset": "s10", "model": "s10-small", "epochs": 1, "batch_size": 50, "limit_train": 200,
-             "precision": "fp32"}
+    given = {
+        "preset": "s10",
+        "model": "s10-small",
+        "epochs": 1,
+        "batch_size": 50,
+        "limit_train": 200,
+        "precision": "fp32",
+    }
     assert given.items() <= sitting["config"].items()  # what differs from the preset (and what follows it)
     assert "threads" not in sitting["config"] and "data_dir" not in sitting["config"]  # the machine's, not the run's
     assert [r["seed"] for r in sitting["runs"]] == [0, 1] and len(sitting["baseline"]["runs"]) == 1
@@ -121,39 +193,96 @@ def test_time_to_accuracy_runs_a_baseline_seed_by_seed_and_prints_the_ratio(tiny
 def test_time_to_accuracy_rejects_bad_input_by_name(tiny_py, tmp_path):
     bad = tmp_path / "config.json"
     bad.write_text(json.dumps({"epoch": 3}))
-    for args, named in ((["--seeds", "0"], "--seeds 0"), (["--preset", "nope"], "nope"),
-                        (["--pct-start", "2"], "--pct-start 2.0"),
-                        (["--config", str(bad)], f"{bad}: unknown setting(s) epoch")):
-        done = subprocess.run([sys.executable, str(BENCH / "time_to_accuracy.py"), *args,
-                               "--out", str(tmp_path / "bench")], capture_output=True, text=True, timeout=60)
+    for args, named in (
+        (["--seeds", "0"], "--seeds 0"),
+        (["--preset", "nope"], "nope"),
+        (["--pct-start", "2"], "--pct-start 2.0"),
+        (["--config", str(bad)], f"{bad}: unknown setting(s) epoch"),
+    ):
+        done = subprocess.run(
+            [sys.executable, str(BENCH / "time_to_accuracy.py"), *args, "--out", str(tmp_path / "bench")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "bench").exists()
     # found only when a seed starts training: 4 steps x --pct-start 0.25 peak on the first step
-    done = subprocess.run([sys.executable, str(BENCH / "time_to_accuracy.py"), "--seeds", "1", "--data-dir",
-                           str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "50",
-                           "--limit-train", "200", "--pct-start", "0.25", "--threads", "1", "--precision", "fp32",
-                           "--out", str(tmp_path / "bench")], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "time_to_accuracy.py"),
+            "--seeds",
+            "1",
+            "--data-dir",
+            str(tiny_py),
+            "--model",
+            "s10-small",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "50",
+            "--limit-train",
+            "200",
+            "--pct-start",
+            "0.25",
+            "--threads",
+            "1",
+            "--precision",
+            "fp32",
+            "--out",
+            str(tmp_path / "bench"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "error: seed 0: --pct-start 0.25 of 4 steps" in done.stderr
 
 
 def variants(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BENCH / "variants.py"), *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, str(BENCH / "variants.py"), *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_variants_pairs_every_variant_with_the_base_seed_by_seed_on_the_validation_split(tiny_py, tmp_path):
-    common = ["--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "50",
-              "--max-lr", "5e-3", "--threads", "1", "--precision", "fp32", "--val-split", "40",
-              "--out", str(tmp_path / "v"), "--variant", "ls=--label-smoothing 0.1", "--variant", "e2=--epochs 2"]
+    common = [
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        "s10-small",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--max-lr",
+        "5e-3",
+        "--threads",
+        "1",
+        "--precision",
+        "fp32",
+        "--val-split",
+        "40",
+        "--out",
+        str(tmp_path / "v"),
+        "--variant",
+        "ls=--label-smoothing 0.1",
+        "--variant",
+        "e2=--epochs 2",
+    ]
     done = variants("--seeds", "2", *common)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     for name in ("base", "ls", "e2"):
         for seed in (0, 1):
             assert f"{name} seed {seed}: validation accuracy" in out
-    records = {(name, seed): json.loads((tmp_path / "v" / name / f"seed{seed}" / "variant.json").read_text())
-               for name in ("base", "ls", "e2") for seed in (0, 1)}
+    records = {
+        (name, seed): json.loads((tmp_path / "v" / name / f"seed{seed}" / "variant.json").read_text())
+        for name in ("base", "ls", "e2")
+        for seed in (0, 1)
+    }
     base, e2 = records["base", 1]["config"], records["e2", 1]["config"]
     assert (e2["epochs"], base["epochs"], e2["seed"], e2["val_split"]) == (2, 1, 1, 40)
     assert e2["label_smoothing"] == base["label_smoothing"] and records["ls", 0]["config"]["label_smoothing"] == 0.1
@@ -174,25 +303,32 @@ def test_variants_pairs_every_variant_with_the_base_seed_by_seed_on_the_validati
 
 def test_variants_rejects_bad_input_by_name(tiny_py, tmp_path):
     common = ["--data-dir", str(tiny_py), "--out", str(tmp_path / "v")]
-    for args, named in ((["--variant", "x=--epochs 2"], "--val-split N is required"),
-                        (["--val-split", "40", "--variant", "base=--epochs 2"], "--variant 'base=--epochs 2'"),
-                        (["--val-split", "40", "--variant", "x"], "write NAME=FLAGS"),
-                        (["--val-split", "40", "--variant", "x=--seed 3"], "'x=--seed 3': --seed: the base's to set"),
-                        (["--val-split", "40", "--variant", "x=--limit-train 100 --epochs 2"], "--limit-train: the base's"),
-                        (["--val-split", "40", "--variant", "x=--epochz 2"], "--epochz"),
-                        (["--val-split", "40", "--variant", "x=--epochs 0"], "--epochs 0")):
+    for args, named in (
+        (["--variant", "x=--epochs 2"], "--val-split N is required"),
+        (["--val-split", "40", "--variant", "base=--epochs 2"], "--variant 'base=--epochs 2'"),
+        (["--val-split", "40", "--variant", "x"], "write NAME=FLAGS"),
+        (["--val-split", "40", "--variant", "x=--seed 3"], "'x=--seed 3': --seed: the base's to set"),
+        (["--val-split", "40", "--variant", "x=--limit-train 100 --epochs 2"], "--limit-train: the base's"),
+        (["--val-split", "40", "--variant", "x=--epochz 2"], "--epochz"),
+        (["--val-split", "40", "--variant", "x=--epochs 0"], "--epochs 0"),
+    ):
         done = variants(*args, *common)
         assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
     assert not (tmp_path / "v").exists()
 
 
 def test_throughput_prints_both_sides_and_the_ratio():
-    done = subprocess.run([sys.executable, str(BENCH / "throughput.py"), "--model", "s10-small", "--steps", "1",
-                           "--batch-size", "16"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "throughput.py"), "--model", "s10-small", "--steps", "1", "--batch-size", "16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert any(line.startswith("notebook-style") and "1.00x" in line and line.endswith("% of float32 peak")
-               for line in lines)
+    assert any(
+        line.startswith("notebook-style") and "1.00x" in line and line.endswith("% of float32 peak") for line in lines
+    )
     assert sum(line.startswith("cifarkit:") and "img/s" in line and "TFLOP/s =" in line for line in lines) >= 2
     # the model's work per image and the device's measured peak, the reference for each row's share
     assert any("GFLOP per training image" in line and "float32" in line and "TFLOP/s" in line for line in lines)
@@ -213,28 +349,72 @@ def test_training_flops_count_the_forward_and_the_backward_per_image():
 
 
 def test_profile_step_sums_the_step_by_kind_of_operator():
-    done = subprocess.run([sys.executable, str(BENCH / "profile_step.py"), "--preset", "fast", "--steps", "1",
-                           "--batch-size", "16", "--top", "3"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "profile_step.py"),
+            "--preset",
+            "fast",
+            "--steps",
+            "1",
+            "--batch-size",
+            "16",
+            "--top",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("machine:") and "preset fast" in lines[0]
     kinds = {line.split("  ")[1].strip() for line in lines[1:] if line.startswith("  ") and "%" in line}
     assert {"convolution", "optimiser", "augmentation and batch building"} <= kinds
-    shares = [float(line.split()[-2]) for line in lines[1:lines.index("top operators (self time):")]]
+    shares = [float(line.split()[-2]) for line in lines[1 : lines.index("top operators (self time):")]]
     assert abs(sum(shares) - 100) < 1  # the kinds add up to the whole step
 
 
 def test_throughput_compile_row_times_the_compiling_step_apart():
-    done = subprocess.run([sys.executable, str(BENCH / "throughput.py"), "--model", "s10-small", "--steps", "1",
-                           "--batch-size", "16", "--compile"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "throughput.py"),
+            "--model",
+            "s10-small",
+            "--steps",
+            "1",
+            "--batch-size",
+            "16",
+            "--compile",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     compiled = [line for line in done.stdout.splitlines() if "torch.compile" in line]
     assert len(compiled) == 1 and "img/s" in compiled[0] and "(first step" in compiled[0]
 
 
 def test_conv_layers_times_every_conv_of_the_model_with_and_without_its_input_gradient():
-    done = subprocess.run([sys.executable, str(BENCH / "conv_layers.py"), "--model", "fast-small", "--batch-size", "8",
-                           "--precision", "fp32", "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "conv_layers.py"),
+            "--model",
+            "fast-small",
+            "--batch-size",
+            "8",
+            "--precision",
+            "fp32",
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("machine:") and "model fast-small" in lines[0] and "float32" in lines[0]
@@ -248,14 +428,16 @@ def test_conv_layers_times_every_conv_of_the_model_with_and_without_its_input_gr
 
 
 def test_plots_times_each_run_grid_both_ways_and_prints_the_ratio():
-    done = subprocess.run([sys.executable, str(BENCH / "plots.py"), "--repeats", "1"], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "plots.py"), "--repeats", "1"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("machine:") and "median of 1 draw(s)" in lines[0]
     rows = {line.split()[0]: line.split() for line in lines[2:]}
     assert list(rows) == ["samples", "augmented", "misclassified", "gradcam", "all"]
     assert rows["augmented"][1] == "36" and all(row[-1].endswith("x") for row in rows.values())
-    done = subprocess.run([sys.executable, str(BENCH / "plots.py"), "--repeats", "0"], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "plots.py"), "--repeats", "0"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and "--repeats 0: must be >= 1" in done.stderr

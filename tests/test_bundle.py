@@ -1,5 +1,6 @@
 """`cifarkit export --app`: the bundle's files, and its app.py run where cifarkit cannot be imported, agreeing
 with `cifarkit predict`; its page served from there too."""
+
 from __future__ import annotations
 
 import ast
@@ -14,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from cifarkit.models import nets as models
-from cifarkit.cli.main import main
 from test_app import free_port, wait_for_page
 from test_explain import half_trained, save_test_images  # noqa: F401 (a fixture)
+
+from cifarkit.cli.main import main
+from cifarkit.models import nets as models
 
 pytest.importorskip("captum")
 pytest.importorskip("gradio")
@@ -57,19 +58,26 @@ def test_cifarkit_is_not_importable_in_the_isolated_process(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bundle(half_trained, tmp_path_factory):  # noqa: F811
+def bundle(half_trained, tmp_path_factory):
     root, _ = half_trained
     out = tmp_path_factory.mktemp("bundle") / "app"
     assert main(["export", str(root / "run"), "--app", str(out), "--data-dir", str(root / "data")]) == 0
     return out
 
 
-def test_the_bundle_holds_weights_meta_app_requirements_and_a_space_readme(bundle, half_trained):  # noqa: F811
+def test_the_bundle_holds_weights_meta_app_requirements_and_a_space_readme(bundle, half_trained):
     from safetensors.torch import load_file
 
     root, results = half_trained
-    assert {p.name for p in bundle.iterdir()} == {"app.py", "model.safetensors", "meta.json", "requirements.txt",
-                                                 "README.md", "examples", "mistakes"}
+    assert {p.name for p in bundle.iterdir()} == {
+        "app.py",
+        "model.safetensors",
+        "meta.json",
+        "requirements.txt",
+        "README.md",
+        "examples",
+        "mistakes",
+    }
     meta = json.loads((bundle / "meta.json").read_text())
     assert meta["model_name"] == "s10-small" and len(meta["classes"]) == 10 and meta["image_size"] == 32
     assert meta["test_accuracy"] == results["test_accuracy"] and len(meta["mean"]) == len(meta["std"]) == 3
@@ -77,11 +85,18 @@ def test_the_bundle_holds_weights_meta_app_requirements_and_a_space_readme(bundl
     assert 0 < len(meta["mistakes"]) <= 50
     weights = load_file(bundle / "model.safetensors")  # safetensors: no pickle
     from cifarkit.evaluate.inference import load_model
+
     model, _ = load_model(root / "run", "cpu")
     assert weights.keys() == model.state_dict().keys()
     requirements = (bundle / "requirements.txt").read_text().split()
-    assert [r.split(">")[0].split("=")[0] for r in requirements] == ["torch", "gradio", "safetensors", "captum",
-                                                                     "numpy", "pillow"]
+    assert [r.split(">")[0].split("=")[0] for r in requirements] == [
+        "torch",
+        "gradio",
+        "safetensors",
+        "captum",
+        "numpy",
+        "pillow",
+    ]
     readme = (bundle / "README.md").read_text()
     front = readme.split("---")[1]
     assert "sdk: gradio" in front and "app_file: app.py" in front
@@ -93,8 +108,7 @@ def test_app_py_is_inference_only_and_carries_the_current_model_source(bundle):
     tree = ast.parse(source)
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert "cifarkit" not in imported and not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                                                 and n.level]
+    assert "cifarkit" not in imported and not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level]
     assert not {"torch_lr_finder", "matplotlib", "torchinfo", "tqdm"} & imported
     for word in ("optim", "Trainer", "lr_scheduler", "backward(", "def train"):
         assert word not in source, word
@@ -133,13 +147,13 @@ def agreement(bundle, run, paths, capsys) -> int:
     return len(got)
 
 
-def test_the_bundle_predicts_as_cifarkit_does_without_cifarkit(bundle, half_trained, tmp_path, capsys):  # noqa
+def test_the_bundle_predicts_as_cifarkit_does_without_cifarkit(bundle, half_trained, tmp_path, capsys):
     root, _ = half_trained
     paths = save_test_images(root / "data", tmp_path, 24)
     assert agreement(bundle, root / "run", paths, capsys) == 24
 
 
-def test_a_damaged_bundle_or_a_busy_port_is_an_error_message_not_a_traceback(bundle, half_trained, tmp_path):  # noqa
+def test_a_damaged_bundle_or_a_busy_port_is_an_error_message_not_a_traceback(bundle, half_trained, tmp_path):
     import shutil
     import socket
 
@@ -164,8 +178,9 @@ def test_a_damaged_bundle_or_a_busy_port_is_an_error_message_not_a_traceback(bun
 
 
 def test_a_fast_net_bundle_predicts_as_cifarkit_does(tiny_py, tmp_path, capsys):
-    from cifarkit import train
     from test_train import FAST_TINY, tiny_config
+
+    from cifarkit import train
 
     train(tiny_config(tiny_py, epochs=1, **FAST_TINY), tmp_path / "run", progress=False)
     assert main(["export", str(tmp_path / "run"), "--app", str(tmp_path / "app"), "--data-dir", str(tiny_py)]) == 0
@@ -174,15 +189,16 @@ def test_a_fast_net_bundle_predicts_as_cifarkit_does(tiny_py, tmp_path, capsys):
     assert agreement(tmp_path / "app", tmp_path / "run", paths, capsys) == 20
 
 
-def test_the_bundle_serves_its_page_without_cifarkit(bundle, half_trained, tmp_path):  # noqa: F811
+def test_the_bundle_serves_its_page_without_cifarkit(bundle, half_trained, tmp_path):
     from gradio_client import Client, handle_file
 
     root, _ = half_trained
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "GRADIO_TEMP_DIR": str(tmp_path / "tmp")}
     started = time.perf_counter()
-    process = subprocess.Popen(isolated("--port", str(port)), cwd=bundle, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        isolated("--port", str(port)), cwd=bundle, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         wait_for_page(f"http://127.0.0.1:{port}/", process)
         print(f"bundle page up in {time.perf_counter() - started:.1f}s")
@@ -198,13 +214,13 @@ def test_the_bundle_serves_its_page_without_cifarkit(bundle, half_trained, tmp_p
         process.wait(timeout=20)
 
 
-def test_export_needs_onnx_or_app(half_trained, capsys):  # noqa: F811
+def test_export_needs_onnx_or_app(half_trained, capsys):
     root, _ = half_trained
     assert main(["export", str(root / "run")]) == 2
     assert "--onnx FILE, --app DIR or both" in capsys.readouterr().err
 
 
-def test_export_never_writes_into_a_folder_of_other_files(half_trained, tmp_path, capsys):  # noqa: F811
+def test_export_never_writes_into_a_folder_of_other_files(half_trained, tmp_path, capsys):
     root, _ = half_trained
     project = tmp_path / "project"
     project.mkdir()
@@ -212,18 +228,35 @@ def test_export_never_writes_into_a_folder_of_other_files(half_trained, tmp_path
     assert main(["export", str(root / "run"), "--app", str(project)]) == 2
     assert "a folder with other files in it (not an earlier bundle)" in capsys.readouterr().err
     assert [p.name for p in project.iterdir()] == ["README.md"] and (project / "README.md").read_text() == "my project"
-    assert main(["export", str(root / "run"), "--app", str(tmp_path / "app"), "--onnx",
-                 str(tmp_path / "app" / "model.onnx")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                str(root / "run"),
+                "--app",
+                str(tmp_path / "app"),
+                "--onnx",
+                str(tmp_path / "app" / "model.onnx"),
+            ]
+        )
+        == 2
+    )
     assert "inside the --app folder" in capsys.readouterr().err and not (tmp_path / "app").exists()
-    assert main(["export", str(root / "run"), "--app", str(tmp_path / "app"), "--data-dir", str(tmp_path / "typo")]) == 2
+    assert (
+        main(["export", str(root / "run"), "--app", str(tmp_path / "app"), "--data-dir", str(tmp_path / "typo")]) == 2
+    )
     assert f"--data-dir {tmp_path / 'typo'}: no such folder" in capsys.readouterr().err  # not a bundle without images
     assert not (tmp_path / "app").exists()
 
 
-def test_an_export_cut_off_half_way_leaves_nothing_and_the_next_one_works(half_trained, tmp_path,  # noqa: F811
-                                                                          monkeypatch, capsys):
-    from cifarkit.files import atomic as files
+def test_an_export_cut_off_half_way_leaves_nothing_and_the_next_one_works(
+    half_trained,
+    tmp_path,
+    monkeypatch,
+    capsys,
+):
     from cifarkit.errors import UserError
+    from cifarkit.files import atomic as files
 
     root, _ = half_trained
     real_write = files.write_bytes
@@ -256,18 +289,22 @@ def test_an_export_cut_off_half_way_leaves_nothing_and_the_next_one_works(half_t
         assert main(["export", str(root / "run"), "--app", target]) == 0
     # the second export moved each file from a staging folder inside the target (one disk), meta.json last
     staging = tmp_path / "here" / ".cifarkit-partial"
-    staged = [os.path.relpath(os.path.realpath(dst), tmp_path / "here") for src, dst in moves
-              if staging in Path(src).parents]  # not the files' own atomic writes
+    staged = [
+        os.path.relpath(os.path.realpath(dst), tmp_path / "here") for src, dst in moves if staging in Path(src).parents
+    ]  # not the files' own atomic writes
     assert {"app.py", "meta.json", "examples/00-airplane.png"} <= set(staged) and staged[-1] == "meta.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app", "here", "link"]
     assert ".cifarkit-partial" not in {p.name for p in (tmp_path / "here").iterdir()}
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--app", "APP", "--raw-input"], "--raw-input shapes the ONNX model's input: it goes with --onnx FILE"),
-    (["--onnx", "m.onnx", "--data-dir", "."], "--data-dir is where the app bundle's example images come from"),
-])
-def test_export_refuses_a_flag_without_the_output_it_shapes(half_trained, tmp_path, capsys, flags, message):  # noqa: F811
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--app", "APP", "--raw-input"], "--raw-input shapes the ONNX model's input: it goes with --onnx FILE"),
+        (["--onnx", "m.onnx", "--data-dir", "."], "--data-dir is where the app bundle's example images come from"),
+    ],
+)
+def test_export_refuses_a_flag_without_the_output_it_shapes(half_trained, tmp_path, capsys, flags, message):
     root, _ = half_trained
     flags = [str(tmp_path / f) if f in ("APP", "m.onnx") else f for f in flags]
     assert main(["export", str(root / "run"), *flags]) == 2
@@ -279,12 +316,27 @@ def test_the_bundle_agrees_with_predict_on_real_test_images(real_data_dir, tmp_p
     """On 120 real CIFAR-10 test images (PNG files, some resized) and a briefly trained fast net."""
     from cifarkit import TrainConfig, train
 
-    config = TrainConfig(model="fast-small", epochs=1, batch_size=500, max_lr=0.2, optimizer="sgd", nesterov=True,
-                         momentum=0.85, norm_lr_scale=64.0, label_smoothing=0.2, data_dir=str(real_data_dir),
-                         limit_train=5000, limit_test=1000, threads=2, precision="fp32", eval_every=0)
+    config = TrainConfig(
+        model="fast-small",
+        epochs=1,
+        batch_size=500,
+        max_lr=0.2,
+        optimizer="sgd",
+        nesterov=True,
+        momentum=0.85,
+        norm_lr_scale=64.0,
+        label_smoothing=0.2,
+        data_dir=str(real_data_dir),
+        limit_train=5000,
+        limit_test=1000,
+        threads=2,
+        precision="fp32",
+        eval_every=0,
+    )
     results = train(config, tmp_path / "run", progress=False)
-    assert main(["export", str(tmp_path / "run"), "--app", str(tmp_path / "app"), "--data-dir",
-                 str(real_data_dir)]) == 0
+    assert (
+        main(["export", str(tmp_path / "run"), "--app", str(tmp_path / "app"), "--data-dir", str(real_data_dir)]) == 0
+    )
     capsys.readouterr()
     paths = save_test_images(real_data_dir, tmp_path / "images", 120)
     assert agreement(tmp_path / "app", tmp_path / "run", paths, capsys) == 120

@@ -1,16 +1,17 @@
 """`cifarkit export --app` on hostile or careless input: class names that are paths or too long for a file name,
 a folder of the user's own or an earlier bundle with the user's files in it; and the bundle's app.py (without
 cifarkit) on a damaged meta.json or model.safetensors and on ports out of range."""
+
 from __future__ import annotations
 
 import json
 import shutil
 
 import pytest
-
-from cifarkit.cli.main import main
 from test_bundle import bundle, run_isolated  # noqa: F401 (a fixture)
 from test_explain import half_trained, save_test_images  # noqa: F401 (a fixture)
+
+from cifarkit.cli.main import main
 
 pytest.importorskip("captum")
 pytest.importorskip("gradio")
@@ -29,15 +30,27 @@ def run_named(tmp_path_factory, tiny_arrays):
     names the classes `names`."""
     import pickle
 
-    from cifarkit import TrainConfig, train
     from conftest import write_py_layout
+
+    from cifarkit import TrainConfig, train
 
     def make(names: list[str]):
         root = tmp_path_factory.mktemp("named") / "inside"
         batches = write_py_layout(root / "data", *tiny_arrays)
         (batches / "batches.meta").write_bytes(pickle.dumps({"label_names": names, "num_cases_per_batch": 10000}))
-        train(TrainConfig(model="s10-small", epochs=1, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"),
-                          threads=1, precision="fp32"), root / "run", progress=False)
+        train(
+            TrainConfig(
+                model="s10-small",
+                epochs=1,
+                batch_size=50,
+                max_lr=5e-3,
+                data_dir=str(root / "data"),
+                threads=1,
+                precision="fp32",
+            ),
+            root / "run",
+            progress=False,
+        )
         return root
 
     return make
@@ -53,9 +66,17 @@ def test_class_names_never_become_paths_out_of_the_bundle(run_named):
     assert len(meta["examples"]) == 10 and all((root / "app" / f).is_file() for f in files)
     assert {p.relative_to(root / "app").as_posix() for p in (root / "app").glob("*/*")} == set(files)
     assert [e["file"] for e in meta["examples"]] == [
-        "examples/00-escaped.png", "examples/01-cat_dog.png", "examples/02-hidden.png", "examples/03-class.png",
-        "examples/04-a_b_c.png", "examples/05-猫.png", "examples/06--rf.png", "examples/07-x_y.png",
-        "examples/08-abs.png", "examples/09-truck.png"]
+        "examples/00-escaped.png",
+        "examples/01-cat_dog.png",
+        "examples/02-hidden.png",
+        "examples/03-class.png",
+        "examples/04-a_b_c.png",
+        "examples/05-猫.png",
+        "examples/06--rf.png",
+        "examples/07-x_y.png",
+        "examples/08-abs.png",
+        "examples/09-truck.png",
+    ]
     assert meta["classes"] == PATH_NAMES  # the names themselves are kept, whole, for the page
 
 
@@ -73,17 +94,23 @@ def test_a_250_character_class_name_exports_with_a_short_file_name(run_named, tm
 
 
 def snapshot(folder) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else b"/"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else b"/" for p in sorted(folder.rglob("*"))
+    }
 
 
-def test_export_refuses_a_project_holding_app_py_and_meta_json(half_trained, tmp_path, capsys):  # noqa: F811
+def test_export_refuses_a_project_holding_app_py_and_meta_json(half_trained, tmp_path, capsys):
     root, _ = half_trained
     project = tmp_path / "project"
     (project / "examples").mkdir(parents=True)
-    for name, text in (("app.py", "print('my app')\n"), ("meta.json", '{"name": "my project"}\n'),
-                       ("README.md", "# mine\n"), ("requirements.txt", "flask\n"), ("notes.txt", "keep\n"),
-                       ("examples/photo.png", "my photo")):
+    for name, text in (
+        ("app.py", "print('my app')\n"),
+        ("meta.json", '{"name": "my project"}\n'),
+        ("README.md", "# mine\n"),
+        ("requirements.txt", "flask\n"),
+        ("notes.txt", "keep\n"),
+        ("examples/photo.png", "my photo"),
+    ):
         (project / name).write_text(text)
     mine = snapshot(project)
     assert main(["export", str(root / "run"), "--app", str(project)]) == 2
@@ -92,7 +119,7 @@ def test_export_refuses_a_project_holding_app_py_and_meta_json(half_trained, tmp
     assert '"format": "cifarkit-app-bundle"' in err and snapshot(project) == mine
 
 
-def test_export_over_an_earlier_bundle_replaces_only_the_bundles_files(half_trained, tmp_path, capsys):  # noqa
+def test_export_over_an_earlier_bundle_replaces_only_the_bundles_files(half_trained, tmp_path, capsys):
     root, _ = half_trained
     app = tmp_path / "app"
     assert main(["export", str(root / "run"), "--app", str(app), "--data-dir", str(root / "data")]) == 0
@@ -126,11 +153,17 @@ def test_export_over_an_earlier_bundle_replaces_only_the_bundles_files(half_trai
 
 # ------------------------------------------------------------------------ the bundle's own checks
 
+
 def damage(folder, what: str) -> None:
     meta = json.loads((folder / "meta.json").read_text())
-    broken = {"meta-list": "[]", "meta-null": "null", "meta-types": json.dumps({**meta, "classes": "cat dog"}),
-              "meta-size": json.dumps({**meta, "image_size": 200000}), "meta-deep": "[" * 100000 + "]" * 100000,
-              "meta-file": json.dumps({**meta, "examples": [{"file": "../../etc/passwd", "label": 0}]})}
+    broken = {
+        "meta-list": "[]",
+        "meta-null": "null",
+        "meta-types": json.dumps({**meta, "classes": "cat dog"}),
+        "meta-size": json.dumps({**meta, "image_size": 200000}),
+        "meta-deep": "[" * 100000 + "]" * 100000,
+        "meta-file": json.dumps({**meta, "examples": [{"file": "../../etc/passwd", "label": 0}]}),
+    }
     if what in broken:
         (folder / "meta.json").write_text(broken[what])
     elif what == "weights-empty":
@@ -139,20 +172,29 @@ def damage(folder, what: str) -> None:
         (folder / "model.safetensors").write_bytes(bytes(range(256)) * 40)
 
 
-@pytest.mark.parametrize("what, args, message", [
-    ("meta-list", ["--predict"], "meta.json: not a bundle's meta.json this app.py can use: the file holds list"),
-    ("meta-null", ["--predict"], "the file holds NoneType, not an object"),
-    ("meta-types", ["--predict"], "classes must be a list of at least 2 class names"),
-    ("meta-size", ["--predict"], "image_size must be a whole number of pixels in 16..512"),
-    ("meta-deep", ["--predict"], "meta.json: not readable as JSON (RecursionError"),
-    ("meta-file", [], 'examples must list images as {"file": "examples/NAME.png"'),
-    ("weights-empty", ["--predict"], "model.safetensors: not this bundle's model weights"),
-    ("weights-garbage", ["--predict"], "model.safetensors: not this bundle's model weights"),
-    (None, ["--port", "70000"], "--port 70000: a TCP port is a whole number in 1..65535"),
-    (None, ["--port", "0"], "--port 0: a TCP port is a whole number in 1..65535"),
-])
-def test_the_bundle_refuses_damaged_files_and_bad_ports_in_one_line(bundle, half_trained, tmp_path,  # noqa: F811
-                                                                     what, args, message):
+@pytest.mark.parametrize(
+    "what, args, message",
+    [
+        ("meta-list", ["--predict"], "meta.json: not a bundle's meta.json this app.py can use: the file holds list"),
+        ("meta-null", ["--predict"], "the file holds NoneType, not an object"),
+        ("meta-types", ["--predict"], "classes must be a list of at least 2 class names"),
+        ("meta-size", ["--predict"], "image_size must be a whole number of pixels in 16..512"),
+        ("meta-deep", ["--predict"], "meta.json: not readable as JSON (RecursionError"),
+        ("meta-file", [], 'examples must list images as {"file": "examples/NAME.png"'),
+        ("weights-empty", ["--predict"], "model.safetensors: not this bundle's model weights"),
+        ("weights-garbage", ["--predict"], "model.safetensors: not this bundle's model weights"),
+        (None, ["--port", "70000"], "--port 70000: a TCP port is a whole number in 1..65535"),
+        (None, ["--port", "0"], "--port 0: a TCP port is a whole number in 1..65535"),
+    ],
+)
+def test_the_bundle_refuses_damaged_files_and_bad_ports_in_one_line(
+    bundle,
+    half_trained,
+    tmp_path,
+    what,
+    args,
+    message,
+):
     root, _ = half_trained
     copy = tmp_path / "app"
     shutil.copytree(bundle, copy)

@@ -1,4 +1,5 @@
 """`cifarkit compare`: the table of what differs, the overlaid curves page, folders of runs, bad input."""
+
 import base64
 import json
 import re
@@ -17,8 +18,16 @@ def two_runs(trained_run, tmp_path_factory):
     root, _ = trained_run
     runs = tmp_path_factory.mktemp("compare")
     shutil.copytree(root / "run", runs / "a")
-    config = TrainConfig(model="s10-small", epochs=1, batch_size=50, max_lr=2e-3, seed=1,
-                         data_dir=str(root / "data"), threads=1, precision="fp32")
+    config = TrainConfig(
+        model="s10-small",
+        epochs=1,
+        batch_size=50,
+        max_lr=2e-3,
+        seed=1,
+        data_dir=str(root / "data"),
+        threads=1,
+        precision="fp32",
+    )
     train(config, runs / "b", progress=False)
     return runs, [runs / "a", runs / "b"]
 
@@ -120,8 +129,9 @@ def test_bad_input_is_a_user_error_naming_it(two_runs, tmp_path, capsys):
     assert "results.json: not valid JSON" in capsys.readouterr().err
 
 
-def test_a_run_named_twice_is_one_row_and_relative_paths_get_their_folder_in_the_label(two_runs, tmp_path,
-                                                                                      monkeypatch, capsys):
+def test_a_run_named_twice_is_one_row_and_relative_paths_get_their_folder_in_the_label(
+    two_runs, tmp_path, monkeypatch, capsys
+):
     root, (a, b) = two_runs
     assert main(["compare", str(a), str(root), str(a)]) == 0  # a, then root's a and b: a once
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["a", "b"]
@@ -132,8 +142,10 @@ def test_a_run_named_twice_is_one_row_and_relative_paths_get_their_folder_in_the
     for bench in ("bench1", "bench2"):  # the benchmark layout twice: BENCH/base/seed0
         shutil.copytree(a, tmp_path / bench / "base" / "seed0")
     assert main(["compare", str(tmp_path / "bench1"), str(tmp_path / "bench2")]) == 0
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["bench1/base/seed0",
-                                                                                      "bench2/base/seed0"]
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == [
+        "bench1/base/seed0",
+        "bench2/base/seed0",
+    ]
 
 
 def test_a_max_lr_found_by_the_range_test_is_shown_as_the_value_used(two_runs, tmp_path, capsys):

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from cifarkit.cli.main import main
+from cifarkit.config.train_config import TrainConfig
 from cifarkit.data import cifar as data_mod
 from cifarkit.data import dataset as dataset_mod
-from cifarkit.cli.main import main
 from cifarkit.data.cifar import download_and_extract, load_cifar10, safe_extract
-from cifarkit.config.train_config import TrainConfig
 from cifarkit.data.dataset import describe
 from cifarkit.data.loading import load_for
 from cifarkit.errors import UserError
@@ -78,15 +78,19 @@ def test_a_pickle_with_code_is_refused_and_never_runs(tiny_py, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("layout, name, kind, message", [
-    ("py", "data_batch_2", "fifo", "it is a FIFO \\(named pipe\\), not a file"),
-    ("py", "batches.meta", "fifo", "it is a FIFO \\(named pipe\\), not a file"),
-    ("bin", "test_batch.bin", "folder", "it is a folder, not a file"),
-    ("bin", "data_batch_1.bin", "device", "it is a device, not a file"),
-    ("bin", "batches.meta.txt", "device", "it is a device, not a file"),
-])
-def test_a_batch_that_is_a_fifo_a_folder_or_a_device_is_named_never_waited_on(layout, name, kind, message, tiny_py,
-                                                                              tiny_bin):
+@pytest.mark.parametrize(
+    "layout, name, kind, message",
+    [
+        ("py", "data_batch_2", "fifo", "it is a FIFO \\(named pipe\\), not a file"),
+        ("py", "batches.meta", "fifo", "it is a FIFO \\(named pipe\\), not a file"),
+        ("bin", "test_batch.bin", "folder", "it is a folder, not a file"),
+        ("bin", "data_batch_1.bin", "device", "it is a device, not a file"),
+        ("bin", "batches.meta.txt", "device", "it is a device, not a file"),
+    ],
+)
+def test_a_batch_that_is_a_fifo_a_folder_or_a_device_is_named_never_waited_on(
+    layout, name, kind, message, tiny_py, tiny_bin
+):
     root = tiny_py if layout == "py" else tiny_bin
     path = root / f"cifar-10-batches-{layout}" / name
     path.unlink()
@@ -151,21 +155,32 @@ def test_unreachable_download_is_a_clear_error(tmp_path):
 
 def no_network(monkeypatch):
     """The downloader as on a machine without a network: the name of the host cannot be resolved."""
+
     def unreachable(url, timeout=None):
         raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
 
     monkeypatch.setattr(urllib.request, "urlopen", unreachable)
 
 
-def test_without_a_network_the_error_says_once_what_to_copy_and_where_and_leaves_no_folder(tmp_path, monkeypatch,
-                                                                                             capsys):
+def test_without_a_network_the_error_says_once_what_to_copy_and_where_and_leaves_no_folder(
+    tmp_path, monkeypatch, capsys
+):
     no_network(monkeypatch)
     typo = tmp_path / "dats" / "cifar"
     assert main(["data", "--data-dir", str(typo)]) == 2
     err = capsys.readouterr().err
-    for said in ("no CIFAR-10 in", str(typo), "Temporary failure in name resolution", "cifar-10-python.tar.gz",
-                 "cifar-10-binary.tar.gz", "cifar-10-batches-py", "cifar-10-batches-bin", "--data-dir DIR",
-                 "CIFARKIT_DATA", "docs/getting-started.md#offline"):
+    for said in (
+        "no CIFAR-10 in",
+        str(typo),
+        "Temporary failure in name resolution",
+        "cifar-10-python.tar.gz",
+        "cifar-10-binary.tar.gz",
+        "cifar-10-batches-py",
+        "cifar-10-batches-bin",
+        "--data-dir DIR",
+        "CIFARKIT_DATA",
+        "docs/getting-started.md#offline",
+    ):
         assert said in err, said
     assert err.count("--data-dir") == 1 and "~/.cache" not in err and "Traceback" not in err
     assert not (tmp_path / "dats").exists()  # the mistyped folder and its missing parent were not left behind
@@ -198,11 +213,14 @@ def test_a_download_cut_off_midway_leaves_no_partial_archive_and_no_folder(tmp_p
 
 
 @pytest.mark.parametrize("layout", ["py", "bin"])
-def test_an_official_archive_copied_into_the_data_folder_is_unpacked_without_a_network(layout, tiny_py, tiny_bin,
-                                                                                       tmp_path, monkeypatch):
+def test_an_official_archive_copied_into_the_data_folder_is_unpacked_without_a_network(
+    layout, tiny_py, tiny_bin, tmp_path, monkeypatch
+):
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("went to the network"))
-    source, name = {"py": (tiny_py / "cifar-10-batches-py", "cifar-10-python.tar.gz"),
-                    "bin": (tiny_bin / "cifar-10-batches-bin", "cifar-10-binary.tar.gz")}[layout]
+    source, name = {
+        "py": (tiny_py / "cifar-10-batches-py", "cifar-10-python.tar.gz"),
+        "bin": (tiny_bin / "cifar-10-batches-bin", "cifar-10-binary.tar.gz"),
+    }[layout]
     (tmp_path / "copied").mkdir()
     _archive_of(source, tmp_path / "copied" / name)
     for download in (True, False):
@@ -210,13 +228,17 @@ def test_an_official_archive_copied_into_the_data_folder_is_unpacked_without_a_n
         assert data.layout == layout and len(data.train_labels) == 200
 
 
-@pytest.mark.parametrize("link, problem", [
-    ("broken", r"a symlink to .*gone/cifar-10-batches-py, which does not exist"),
-    ("loop", r"a symlink loop \(it leads back to itself through .*data/other\)"),
-    ("file", r"a file, not the folder of that name the archive unpacks to"),
-])
-def test_a_batches_folder_name_taken_by_a_bad_link_or_a_file_is_named_not_downloaded_beside(tmp_path, monkeypatch,
-                                                                                            capsys, link, problem):
+@pytest.mark.parametrize(
+    "link, problem",
+    [
+        ("broken", r"a symlink to .*gone/cifar-10-batches-py, which does not exist"),
+        ("loop", r"a symlink loop \(it leads back to itself through .*data/other\)"),
+        ("file", r"a file, not the folder of that name the archive unpacks to"),
+    ],
+)
+def test_a_batches_folder_name_taken_by_a_bad_link_or_a_file_is_named_not_downloaded_beside(
+    tmp_path, monkeypatch, capsys, link, problem
+):
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("went to the network"))
     root = tmp_path / "data"
     root.mkdir()
@@ -282,12 +304,14 @@ def test_cli_data_prints_and_fails_cleanly(tiny_bin, tmp_path, capsys):
     assert "no CIFAR-10 here" in capsys.readouterr().err
 
 
-
-@pytest.mark.parametrize("flags, message", [
-    (["--image-size", "64"], "--image-size 64: CIFAR images are 32x32; --image-size is for --dataset folder"),
-    (["--labels", "coarse"], "--labels 'coarse': coarse labels exist for CIFAR-100 only"),
-    (["--dataset", "folder", "--image-size", "0"], "--image-size 0: must be a whole number of pixels in [16, 512]"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--image-size", "64"], "--image-size 64: CIFAR images are 32x32; --image-size is for --dataset folder"),
+        (["--labels", "coarse"], "--labels 'coarse': coarse labels exist for CIFAR-100 only"),
+        (["--dataset", "folder", "--image-size", "0"], "--image-size 0: must be a whole number of pixels in [16, 512]"),
+    ],
+)
 def test_cli_data_refuses_what_train_refuses(tiny_bin, capsys, flags, message):
     assert main(["data", "--data-dir", str(tiny_bin), *flags]) == 2
     err = capsys.readouterr().err
@@ -314,8 +338,16 @@ def test_limit_and_to_return_new_datasets_and_leave_the_callers_alone(tiny_py, t
     assert data.limit().train_images.shape == data.train_images.shape
     moved = data.to("cpu")
     assert moved is not data and moved.train_images.data_ptr() == data.train_images.data_ptr()  # shared, not copied
-    config = TrainConfig(model="s10-small", epochs=1, batch_size=50, max_lr=5e-3, threads=1, precision="fp32",
-                         limit_train=100, limit_test=40)
+    config = TrainConfig(
+        model="s10-small",
+        epochs=1,
+        batch_size=50,
+        max_lr=5e-3,
+        threads=1,
+        precision="fp32",
+        limit_train=100,
+        limit_test=40,
+    )
     train(config, tmp_path / "run", data=data, progress=False)
     assert (len(data.train_labels), len(data.test_labels)) == (200, 100)  # train() did not truncate ours
 
@@ -331,23 +363,34 @@ def test_a_channel_that_never_varies_is_named_rather_than_divided_by(tiny_py):
 def _hand_made(**changes):
     """A valid hand-made Dataset (as a notebook user builds one), with `changes` applied."""
     images, labels = torch.zeros(20, 3, 8, 8, dtype=torch.uint8), torch.arange(20) % 4
-    values = dict(train_images=images, train_labels=labels, test_images=images[:6], test_labels=labels[:6],
-                  classes=("a", "b", "c", "d"))
+    values = dict(
+        train_images=images,
+        train_labels=labels,
+        test_images=images[:6],
+        test_labels=labels[:6],
+        classes=("a", "b", "c", "d"),
+    )
     return dataset_mod.Dataset(**{**values, **changes})
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(train_images=torch.rand(20, 3, 8, 8)), r"data.train_images: torch.float32 .*\* 255"),
-    (dict(train_images=torch.zeros(20, 8, 8, 3, dtype=torch.uint8)), r"\(20, 8, 8, 3\).*permute"),
-    (dict(test_images=torch.zeros(6, 1, 8, 8, dtype=torch.uint8)), r"data.test_images: .*\(6, 1, 8, 8\).*expand"),
-    (dict(test_images=torch.zeros(6, 3, 16, 16, dtype=torch.uint8)), "16x16 images, the training images are 8x8"),
-    (dict(train_labels=(torch.arange(20) % 4).int()), r"data.train_labels: torch.int32 .*labels.long\(\)"),
-    (dict(train_labels=torch.arange(18) % 4), r"data.train_labels: .*shape \(18,\); expected int64 of shape \(20,\)"),
-    (dict(test_labels=torch.tensor([0, 1, 2, 3, 4, 0])), "class indices 0 to 4, but data.classes names 4"),
-    (dict(train_images=np.zeros((20, 3, 8, 8), np.uint8)), "must be torch tensors, not ndarray"),
-    (dict(val_images=torch.zeros(2, 3, 8, 8, dtype=torch.uint8)), "data.val_images, data.val_labels: .*NoneType"),
-    (dict(classes=("only",)), "needs at least two"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(train_images=torch.rand(20, 3, 8, 8)), r"data.train_images: torch.float32 .*\* 255"),
+        (dict(train_images=torch.zeros(20, 8, 8, 3, dtype=torch.uint8)), r"\(20, 8, 8, 3\).*permute"),
+        (dict(test_images=torch.zeros(6, 1, 8, 8, dtype=torch.uint8)), r"data.test_images: .*\(6, 1, 8, 8\).*expand"),
+        (dict(test_images=torch.zeros(6, 3, 16, 16, dtype=torch.uint8)), "16x16 images, the training images are 8x8"),
+        (dict(train_labels=(torch.arange(20) % 4).int()), r"data.train_labels: torch.int32 .*labels.long\(\)"),
+        (
+            dict(train_labels=torch.arange(18) % 4),
+            r"data.train_labels: .*shape \(18,\); expected int64 of shape \(20,\)",
+        ),
+        (dict(test_labels=torch.tensor([0, 1, 2, 3, 4, 0])), "class indices 0 to 4, but data.classes names 4"),
+        (dict(train_images=np.zeros((20, 3, 8, 8), np.uint8)), "must be torch tensors, not ndarray"),
+        (dict(val_images=torch.zeros(2, 3, 8, 8, dtype=torch.uint8)), "data.val_images, data.val_labels: .*NoneType"),
+        (dict(classes=("only",)), "needs at least two"),
+    ],
+)
 def test_a_hand_made_dataset_is_refused_by_name_before_training(changes, message):
     from cifarkit.data.loading import shape_for
 

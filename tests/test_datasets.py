@@ -1,4 +1,5 @@
 """CIFAR-100 and image folders, the validation split, per-channel statistics, models at other sizes."""
+
 import csv
 import json
 import os
@@ -11,16 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import synthetic_cifar
 from PIL import Image
 
 from cifarkit import TrainConfig, train
-from cifarkit.data import cifar
-from cifarkit.data import folder
 from cifarkit.cli.main import main
+from cifarkit.data import cifar, folder
 from cifarkit.data.dataset import MEAN, STD
 from cifarkit.data.loading import load_dataset
 from cifarkit.errors import UserError
-from conftest import synthetic_cifar
 
 FINE = [f"fine{i:02d}" for i in range(100)]
 COARSE = [f"coarse{i:02d}" for i in range(20)]
@@ -34,8 +34,17 @@ def write_cifar100(root, n_train=200, n_test=100):
         x, coarse = synthetic_cifar(n // 10, seed)  # 10 learnable colour classes...
         coarse = coarse * 2  # ... as coarse labels 0, 2, ..., 18, and fine = 5 * coarse + image index % 5
         fine = coarse * 5 + np.arange(len(coarse)) % 5
-        (folder / name).write_bytes(pickle.dumps({"data": x.reshape(len(x), -1), "fine_labels": fine.tolist(),
-                                                  "coarse_labels": coarse.tolist(), "filenames": []}, protocol=2))
+        (folder / name).write_bytes(
+            pickle.dumps(
+                {
+                    "data": x.reshape(len(x), -1),
+                    "fine_labels": fine.tolist(),
+                    "coarse_labels": coarse.tolist(),
+                    "filenames": [],
+                },
+                protocol=2,
+            )
+        )
     (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": FINE, "coarse_label_names": COARSE}))
     return folder
 
@@ -76,8 +85,9 @@ def test_cifar100_damage_and_absence_are_named(tmp_path):
 
 def test_cifar100_with_a_class_named_twice_or_a_link_leading_nowhere_is_refused_by_name(tmp_path, monkeypatch):
     folder = write_cifar100(tmp_path / "data")
-    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": FINE[:99] + ["fine00"],
-                                                "coarse_label_names": COARSE}))
+    (folder / "meta").write_bytes(
+        pickle.dumps({"fine_label_names": FINE[:99] + ["fine00"], "coarse_label_names": COARSE})
+    )
     with pytest.raises(UserError, match=r"meta: the class names repeat: 'fine00' \(2 times\)"):
         load_dataset("cifar100", tmp_path / "data", download=False)
     assert len(load_dataset("cifar100", tmp_path / "data", labels="coarse", download=False).classes) == 20
@@ -112,8 +122,16 @@ def save_image(path, kind, size):
 
 
 def write_folders(root, per_class=12, test_name="test"):
-    kinds = [("png", "RGB", (40, 30)), ("jpg", "RGB", (64, 64)), ("png", "L", (32, 32)), ("png", "P", (20, 50)),
-             ("png", "RGBA", (33, 33)), ("png", "I;16", (48, 40)), ("webp", "RGB", (70, 35)), ("bmp", "RGB", (32, 32))]
+    kinds = [
+        ("png", "RGB", (40, 30)),
+        ("jpg", "RGB", (64, 64)),
+        ("png", "L", (32, 32)),
+        ("png", "P", (20, 50)),
+        ("png", "RGBA", (33, 33)),
+        ("png", "I;16", (48, 40)),
+        ("webp", "RGB", (70, 35)),
+        ("bmp", "RGB", (32, 32)),
+    ]
     for split, n in (("train", per_class), (test_name, per_class // 2)):
         for cls in ("red", "blue"):
             for i in range(n):
@@ -141,8 +159,9 @@ def test_folders_decode_on_the_cpus_the_process_may_use_not_the_hosts(tmp_path, 
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     pools = []
     real_pool = folder.ThreadPoolExecutor
-    monkeypatch.setattr(folder, "ThreadPoolExecutor", lambda max_workers: pools.append(max_workers) or
-                        real_pool(max_workers))
+    monkeypatch.setattr(
+        folder, "ThreadPoolExecutor", lambda max_workers: pools.append(max_workers) or real_pool(max_workers)
+    )
     load_dataset("folder", tmp_path / "imgs", image_size=24, progress=False)
     assert pools and set(pools) == {1}
 
@@ -175,17 +194,20 @@ def test_the_decode_cache_is_hit_and_a_damaged_or_stale_one_rebuilt(tmp_path, mo
     assert len(list((tmp_path / "cache" / "cifarkit-folders").glob("*.pt"))) == 3 and after[0].exists()
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("no-train", "no train/ folder"),
-    ("no-test", "no test/ \\(or val/\\) folder"),
-    ("empty-class", "class folder\\(s\\) without images: green"),
-    ("class-sets", "different classes: only in train/: green; only in test/: -"),
-    ("one-class", "one class only"),
-    ("truncated", "1 image file\\(s\\) could not be read: .*img000.png: a corrupt or truncated image"),
-    ("not-an-image", "could not be read: .*img001.png: not an image"),
-    ("huge", "too large an image"),
-    ("loop", "blue: a broken symlink or a symlink loop"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("no-train", "no train/ folder"),
+        ("no-test", "no test/ \\(or val/\\) folder"),
+        ("empty-class", "class folder\\(s\\) without images: green"),
+        ("class-sets", "different classes: only in train/: green; only in test/: -"),
+        ("one-class", "one class only"),
+        ("truncated", "1 image file\\(s\\) could not be read: .*img000.png: a corrupt or truncated image"),
+        ("not-an-image", "could not be read: .*img001.png: not an image"),
+        ("huge", "too large an image"),
+        ("loop", "blue: a broken symlink or a symlink loop"),
+    ],
+)
 def test_bad_folders_are_named(tmp_path, monkeypatch, damage, message):
     monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
     root = write_folders(tmp_path / "imgs", per_class=4)
@@ -296,10 +318,14 @@ def test_the_decode_cache_removes_only_its_own_stale_files_in_a_shared_cache_fol
     root = write_folders(tmp_path / "imgs", per_class=4)
     load_dataset("folder", root, progress=False)
     (ours,) = (shared / "cifarkit-folders").glob("*.pt")
-    prefix = ours.name[:ours.name.index("px-") + 3]
+    prefix = ours.name[: ours.name.index("px-") + 3]
     # others' files in the shared folder, named as the cache names its files (a hash, this folder's prefix)
-    theirs = [shared / ("0123456789abcdef" * 2 + ".pt"), shared / f"{prefix}{'f' * 32}.pt",
-              shared / "cifarkit-folders" / "notes.pt", shared / "cifarkit-folders" / f"{prefix}draft.pt"]
+    theirs = [
+        shared / ("0123456789abcdef" * 2 + ".pt"),
+        shared / f"{prefix}{'f' * 32}.pt",
+        shared / "cifarkit-folders" / "notes.pt",
+        shared / "cifarkit-folders" / f"{prefix}draft.pt",
+    ]
     for path in theirs:
         path.write_bytes(b"someone else's file")
     real_unlink = Path.unlink
@@ -326,8 +352,11 @@ def test_a_class_folder_that_is_a_link_to_another_class_is_refused_by_name(tmp_p
     root = write_folders(tmp_path / "imgs", per_class=4)
     for split in ("train", "test"):
         (root / split / "crimson").symlink_to(root / split / "red")
-    with pytest.raises(UserError, match=r"train: the class folders 'crimson' and 'red' are one folder, .*train/red "
-                                        r"\('crimson' is a symlink to it\): two classes would train on the same"):
+    with pytest.raises(
+        UserError,
+        match=r"train: the class folders 'crimson' and 'red' are one folder, .*train/red "
+        r"\('crimson' is a symlink to it\): two classes would train on the same",
+    ):
         load_dataset("folder", root, progress=False)
     for split in ("train", "test"):  # two links to one folder outside: the same refusal, both named
         (root / split / "crimson").unlink()
@@ -393,6 +422,7 @@ def test_a_class_named_in_decomposed_unicode_on_one_side_is_the_same_class(tmp_p
     """A train/ copied from a Mac (NFD names) beside a test/ made on Linux (NFC): one class, named in NFC, in
     train/'s order, though "e" + U+0301 sorts before "f" and U+00E9 after it."""
     import unicodedata
+
     monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
     root = write_folders(tmp_path / "imgs", per_class=4)
     composed, decomposed = (unicodedata.normalize(form, "é") for form in ("NFC", "NFD"))
@@ -424,8 +454,9 @@ def test_a_thin_image_is_cropped_before_it_is_resized(tmp_path, monkeypatch):
     assert pixels[:, 0, 0].tolist() == [0, 200, 0] and (pixels == pixels[:, :1, :1]).all()
 
 
-@pytest.mark.parametrize("width, height, size", [(48, 64, 32), (64, 48, 24), (33, 32, 32), (1000, 700, 64),
-                                                 (20, 50, 40)])
+@pytest.mark.parametrize(
+    "width, height, size", [(48, 64, 32), (64, 48, 24), (33, 32, 32), (1000, 700, 64), (20, 50, 40)]
+)
 def test_an_image_decodes_as_its_shorter_side_resized_then_the_centre_cropped(tmp_path, width, height, size):
     path = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
@@ -458,12 +489,15 @@ def test_a_brighter_16_bit_image_never_reads_darker(tmp_path, suffix, mode):
     assert (means[0], means[-2], means[-1]) == (0, 128, 255)  # over 65535, whatever the image's own maximum
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--dataset", "cifar10", "--labels", "coarse"], "--labels 'coarse': coarse labels exist for CIFAR-100 only"),
-    (["--dataset", "folder", "--image-size", "0"], "--image-size 0: must be a whole number of pixels"),
-    (["--image-size", "64"], "--image-size 64: CIFAR images are 32x32"),
-    (["--val-split", "-3"], "--val-split -3"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset", "cifar10", "--labels", "coarse"], "--labels 'coarse': coarse labels exist for CIFAR-100 only"),
+        (["--dataset", "folder", "--image-size", "0"], "--image-size 0: must be a whole number of pixels"),
+        (["--image-size", "64"], "--image-size 64: CIFAR images are 32x32"),
+        (["--val-split", "-3"], "--val-split -3"),
+    ],
+)
 def test_bad_dataset_flags_are_refused(tmp_path, capsys, argv, message):
     assert main(["train", "--data-dir", str(tmp_path), *argv]) == 2
     assert message in capsys.readouterr().err
@@ -482,8 +516,8 @@ def test_the_validation_split_is_stratified_fixed_by_the_seed_and_apart_from_tra
 
 
 def test_a_limit_above_the_datas_size_is_said_not_silently_ignored(tiny_py):
-    from cifarkit.data.cifar import load_cifar10
     from cifarkit.config.train_config import TrainConfig
+    from cifarkit.data.cifar import load_cifar10
     from cifarkit.data.loading import shape_for
 
     data = load_cifar10(tiny_py, download=False)
@@ -493,14 +527,24 @@ def test_a_limit_above_the_datas_size_is_said_not_silently_ignored(tiny_py):
 
 
 def test_a_run_with_a_validation_split_tests_only_at_the_end(tiny_py, tmp_path):
-    config = TrainConfig(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
-                         precision="fp32", val_split=40)
+    config = TrainConfig(
+        model="s10-small",
+        epochs=3,
+        batch_size=50,
+        max_lr=5e-3,
+        data_dir=str(tiny_py),
+        threads=1,
+        precision="fp32",
+        val_split=40,
+    )
     results = train(config, tmp_path / "run", progress=False)
     with open(tmp_path / "run" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0])[:6] == ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
     assert all(r["val_acc"] != "nan" for r in rows) and [r["test_acc"] for r in rows[:-1]] == ["nan", "nan"]
-    assert results["n_val"] == 40 and results["n_train"] == 160 and results["val_accuracy"] == float(rows[-1]["val_acc"])
+    assert (
+        results["n_val"] == 40 and results["n_train"] == 160 and results["val_accuracy"] == float(rows[-1]["val_acc"])
+    )
     assert results["test_accuracy"] == float(rows[-1]["test_acc"]) > 0.5
     assert "val_accuracy" in (tmp_path / "run" / "report.html").read_text()
 
@@ -510,8 +554,9 @@ def test_channel_stats_are_exact_and_travel_in_the_checkpoint(tiny_py, tmp_path)
     mean, std = data.channel_stats()
     pixels = data.train_images.double().numpy() / 255
     assert np.allclose(mean, pixels.mean((0, 2, 3)), atol=1e-12) and np.allclose(std, pixels.std((0, 2, 3)), atol=1e-9)
-    config = TrainConfig(model="s10-small", epochs=1, batch_size=100, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
-                         precision="fp32")
+    config = TrainConfig(
+        model="s10-small", epochs=1, batch_size=100, max_lr=5e-3, data_dir=str(tiny_py), threads=1, precision="fp32"
+    )
     train(config, tmp_path / "run", progress=False)
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert np.allclose(ckpt["mean"], mean) and ckpt["image_size"] == 32 and ckpt["dataset"] == "cifar10"
@@ -527,9 +572,35 @@ def test_a_folder_dataset_at_another_size_trains_evaluates_and_predicts(tmp_path
     monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
     root = write_folders(tmp_path / "imgs", per_class=16)
     run = tmp_path / "run"
-    assert main(["train", "--dataset", "folder", "--data-dir", str(root), "--image-size", "40", "--model",
-                 "s10-small", "--epochs", "2", "--batch-size", "16", "--max-lr", "5e-3", "--threads", "1",
-                 "--precision", "fp32", "--out", str(run), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "folder",
+                "--data-dir",
+                str(root),
+                "--image-size",
+                "40",
+                "--model",
+                "s10-small",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--max-lr",
+                "5e-3",
+                "--threads",
+                "1",
+                "--precision",
+                "fp32",
+                "--out",
+                str(run),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     results = json.loads((run / "results.json").read_text())
     assert (results["dataset"], results["classes"], results["image_size"]) == ("folder", 2, 40)
     assert main(["evaluate", str(run), "--out", str(tmp_path / "eval.json")]) == 0
@@ -541,8 +612,10 @@ def test_a_folder_dataset_at_another_size_trains_evaluates_and_predicts(tmp_path
     monkeypatch.delenv("CIFARKIT_DATA", raising=False)
     root.rename(tmp_path / "moved")  # the run's image folder is somewhere else now
     assert main(["evaluate", str(run), "--out", str(tmp_path / "eval.json")]) == 2
-    assert f"the run's image folder {root} is not here (moved, or a path relative to where it trained?); pass " \
-           "--data-dir" in capsys.readouterr().err
+    assert (
+        f"the run's image folder {root} is not here (moved, or a path relative to where it trained?); pass "
+        "--data-dir" in capsys.readouterr().err
+    )
     assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "moved"), "--out", str(tmp_path / "e.json")]) == 0
 
 
@@ -553,6 +626,19 @@ def test_cli_data_describes_a_folder_and_cifar100(tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert "folder at" in out and "2 classes, 16x16 images" in out and "blue" in out
     write_cifar100(tmp_path / "c100")
-    assert main(["data", "--dataset", "cifar100", "--labels", "coarse", "--data-dir", str(tmp_path / "c100"),
-                 "--no-download"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "--dataset",
+                "cifar100",
+                "--labels",
+                "coarse",
+                "--data-dir",
+                str(tmp_path / "c100"),
+                "--no-download",
+            ]
+        )
+        == 0
+    )
     assert "cifar100 at" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """Data-parallel training with torch.distributed (gloo, CPU): 2 processes against 1; the job the environment
 describes checked before any work."""
+
 import csv
 import json
 import math
@@ -17,8 +18,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from cifarkit import TrainConfig
-from cifarkit.runtime.distributed import shutdown
 from cifarkit.errors import UserError
+from cifarkit.runtime.distributed import shutdown
 from cifarkit.training.trainer import Trainer
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -27,8 +28,16 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 def tiny(data_dir) -> TrainConfig:
     # fp32: the gradient comparison checks the arithmetic of the weighting, not bf16 rounding (on a CPU with
     # native bf16, `auto` would autocast the worker's step but not the reference's plain forward)
-    return TrainConfig(model="s10-small", batch_size=50, epochs=1, max_lr=5e-3, data_dir=str(data_dir), threads=1,
-                       device="cpu", precision="fp32")
+    return TrainConfig(
+        model="s10-small",
+        batch_size=50,
+        epochs=1,
+        max_lr=5e-3,
+        data_dir=str(data_dir),
+        threads=1,
+        device="cpu",
+        precision="fp32",
+    )
 
 
 def _first_step_worker(rank, world, store, data_dir, out):
@@ -68,11 +77,31 @@ def read_metrics(run):
 
 def test_torchrun_two_processes_train_like_one(tiny_py, tmp_path):
     # fp32 on every CPU kind: the comparison must not hinge on whether this CPU autocasts to bf16
-    argv = ["-m", "cifarkit", "train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "3",
-            "--batch-size", "50", "--max-lr", "5e-3", "--threads", "1", "--device", "cpu", "--precision", "fp32",
-            "--quiet"]
-    two = subprocess.run(TORCHRUN + argv + ["--out", str(tmp_path / "two")], capture_output=True, text=True,
-                         timeout=300)
+    argv = [
+        "-m",
+        "cifarkit",
+        "train",
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        "s10-small",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "50",
+        "--max-lr",
+        "5e-3",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--quiet",
+    ]
+    two = subprocess.run(
+        TORCHRUN + argv + ["--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=300
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     one = subprocess.run([sys.executable] + argv + ["--out", str(tmp_path / "one")], capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
@@ -96,9 +125,32 @@ def test_torchrun_two_processes_train_like_one(tiny_py, tmp_path):
 
 def test_a_killed_rank_ends_the_job_quickly(tiny_py, tmp_path):
     run = tmp_path / "run"
-    argv = ["-m", "cifarkit", "train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "500",
-            "--batch-size", "50", "--max-lr", "5e-3", "--threads", "1", "--device", "cpu", "--precision", "fp32",
-            "--quiet", "--dist-timeout", "30", "--out", str(run)]
+    argv = [
+        "-m",
+        "cifarkit",
+        "train",
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        "s10-small",
+        "--epochs",
+        "500",
+        "--batch-size",
+        "50",
+        "--max-lr",
+        "5e-3",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--quiet",
+        "--dist-timeout",
+        "30",
+        "--out",
+        str(run),
+    ]
     job = subprocess.Popen(TORCHRUN + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -119,15 +171,25 @@ def test_a_killed_rank_ends_the_job_quickly(tiny_py, tmp_path):
 
 
 def test_a_rank_other_than_0_writes_no_file(tiny_py, tmp_path):
-    from cifarkit.runtime.distributed import Distributed
     from cifarkit.rundir.run_dir import RESULTS, RunDir
+    from cifarkit.runtime.distributed import Distributed
 
     run = tmp_path / "run"
     # run.train opens the folder as RunDir(..., writes=ranks.is_main); the Trainer writes only through it
     trainer = Trainer(tiny(tiny_py), RunDir(run, writes=Distributed(rank=1, world_size=2).is_main), progress=False)
     trainer.dist = Distributed(rank=1, world_size=2)
-    trainer.state.history.append({"epoch": 1, "lr": 1e-3, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.0,
-                                  "test_acc": 0.5, "images_per_s": 10.0, "seconds": 1.0})
+    trainer.state.history.append(
+        {
+            "epoch": 1,
+            "lr": 1e-3,
+            "train_loss": 1.0,
+            "train_acc": 0.5,
+            "test_loss": 1.0,
+            "test_acc": 0.5,
+            "images_per_s": 10.0,
+            "seconds": 1.0,
+        }
+    )
     trainer.save_checkpoint()
     trainer.run.write_metrics(trainer.state.history)
     results = trainer.results()
@@ -171,8 +233,13 @@ def test_the_longest_timeout_is_accepted_by_torch(tmp_path):
     from cifarkit.runtime.distributed import MAX_TIMEOUT_S, check_timeout
 
     # a one-process group joined with it: timedelta, the store and gloo take the bound itself
-    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1,
-                                         timeout=timedelta(seconds=check_timeout(MAX_TIMEOUT_S)))
+    torch.distributed.init_process_group(
+        "gloo",
+        init_method=f"file://{tmp_path / 'store'}",
+        rank=0,
+        world_size=1,
+        timeout=timedelta(seconds=check_timeout(MAX_TIMEOUT_S)),
+    )
     try:
         t = torch.ones(1)
         torch.distributed.all_reduce(t)
@@ -181,21 +248,36 @@ def test_the_longest_timeout_is_accepted_by_torch(tmp_path):
         shutdown()
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"WORLD_SIZE": "2"}, "the environment sets WORLD_SIZE=2 but not RANK or MASTER_ADDR or MASTER_PORT: only part "
-                          "of a torchrun job"),
-    ({"WORLD_SIZE": "two"}, "the environment's WORLD_SIZE='two' is not a whole number >= 1"),
-    ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
-     "the environment's RANK='2' is not a whole number in [0, 1]"),
-    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "70000"},
-     "the environment's MASTER_PORT='70000' is not a whole number in [1, 65535]"),
-    ({"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "nosuchhost.invalid", "MASTER_PORT": "29500"},
-     "the environment's MASTER_ADDR='nosuchhost.invalid': cannot find that host"),
-    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
-     "--max-lr find under torchrun"),
-    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
-     "--prune-easy under torchrun: not supported"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (
+            {"WORLD_SIZE": "2"},
+            "the environment sets WORLD_SIZE=2 but not RANK or MASTER_ADDR or MASTER_PORT: only part of a torchrun job",
+        ),
+        ({"WORLD_SIZE": "two"}, "the environment's WORLD_SIZE='two' is not a whole number >= 1"),
+        (
+            {"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+            "the environment's RANK='2' is not a whole number in [0, 1]",
+        ),
+        (
+            {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "70000"},
+            "the environment's MASTER_PORT='70000' is not a whole number in [1, 65535]",
+        ),
+        (
+            {"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "nosuchhost.invalid", "MASTER_PORT": "29500"},
+            "the environment's MASTER_ADDR='nosuchhost.invalid': cannot find that host",
+        ),
+        (
+            {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+            "--max-lr find under torchrun",
+        ),
+        (
+            {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+            "--prune-easy under torchrun: not supported",
+        ),
+    ],
+)
 def test_a_job_the_run_cannot_be_is_refused_before_any_work(tiny_py, tmp_path, clean_env, env, message):
     from cifarkit.training.run import train
 
@@ -224,25 +306,62 @@ def test_a_timeout_out_of_bounds_is_refused_in_one_process_too(tiny_py, tmp_path
 
 def test_no_rank_0_at_master_addr_is_one_line_within_the_timeout(tiny_py, tmp_path, clean_env):
     env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    argv = [sys.executable, "-m", "cifarkit", "train", "--data-dir", str(tiny_py), "--model", "s10-small", "--device",
-            "cpu", "--quiet", "--dist-timeout", "1", "--out", str(tmp_path / "run")]
+    argv = [
+        sys.executable,
+        "-m",
+        "cifarkit",
+        "train",
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        "s10-small",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--dist-timeout",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     job = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert job.returncode == 2, job.stderr
-    assert job.stderr.startswith(f"cifarkit train: error: rank 1 of 2 could not join the job at MASTER_ADDR=127.0.0.1 "
-                                 f"MASTER_PORT={env['MASTER_PORT']} within --dist-timeout 1 s ("), job.stderr
+    assert job.stderr.startswith(
+        f"cifarkit train: error: rank 1 of 2 could not join the job at MASTER_ADDR=127.0.0.1 "
+        f"MASTER_PORT={env['MASTER_PORT']} within --dist-timeout 1 s ("
+    ), job.stderr
     assert len(job.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_under_torchrun_a_refusal_is_one_line_from_each_rank_before_any_work(tiny_py, tmp_path):
     # 1e15 s once passed the check and every rank ended in an OverflowError traceback; torchrun's own banner (its
     # ChildFailedError) still follows, from the launcher, not from cifarkit
-    argv = ["-m", "cifarkit", "train", "--data-dir", str(tiny_py), "--model", "s10-small", "--device", "cpu",
-            "--quiet", "--dist-timeout", "1e15", "--out", str(tmp_path / "run")]
+    argv = [
+        "-m",
+        "cifarkit",
+        "train",
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        "s10-small",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--dist-timeout",
+        "1e15",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     job = subprocess.run(TORCHRUN + argv, capture_output=True, text=True, timeout=300)
     assert job.returncode != 0
     said = [line for line in job.stderr.splitlines() if line.startswith("cifarkit train: error:")]
-    assert said == ["cifarkit train: error: --dist-timeout 1e+15: must be a number of seconds above 0 and at most "
-                    "1e+09 (about 31 years; torch's deadlines overflow a little beyond 7e9 s)"] * 2, job.stderr
+    assert (
+        said
+        == [
+            "cifarkit train: error: --dist-timeout 1e+15: must be a number of seconds above 0 and at most "
+            "1e+09 (about 31 years; torch's deadlines overflow a little beyond 7e9 s)"
+        ]
+        * 2
+    ), job.stderr
     assert "OverflowError" not in job.stderr and not re.search(r'File ".*cifarkit[/\\]', job.stderr), job.stderr
     assert not (tmp_path / "run").exists()
 

@@ -1,5 +1,6 @@
 """The documentation site: the reference written from the code lists every command and flag, the site builds with
 `mkdocs build --strict`, and its pages show their key text in Debian's headless Chromium."""
+
 from __future__ import annotations
 
 import argparse
@@ -113,8 +114,15 @@ def site(tmp_path_factory) -> Path:
         need("mkdocs", "mkdocs and mkdocs-material are not installed (pip install -e '.[docs]')")
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=600, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 
@@ -132,8 +140,10 @@ def need_browser() -> None:
     if importlib.util.find_spec("selenium") is None:
         missing.append("selenium (pip install 'cifarkit[test]')")
     if missing:
-        need("chromium", f"no browser to open the site in: {', '.join(missing)} absent "
-                         "(apt-get install chromium chromium-driver)")
+        need(
+            "chromium",
+            f"no browser to open the site in: {', '.join(missing)} absent (apt-get install chromium chromium-driver)",
+        )
 
 
 def open_in_chromium(tmp_path: Path):
@@ -142,9 +152,18 @@ def open_in_chromium(tmp_path: Path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
 

@@ -1,5 +1,6 @@
 """GradCAM: the layers it can look at, the maps (against a hand computation), `cifarkit gradcam`, and the
 report's GradCAM section."""
+
 from __future__ import annotations
 
 import copy
@@ -26,13 +27,21 @@ pytest.importorskip("captum")
 def half_trained(tmp_path_factory, tiny_arrays):
     """(root, results): an s10-small run of one epoch on the tiny data (about half right: it has mistakes),
     data in root/data, run in root/run."""
-    from cifarkit import TrainConfig, train
     from conftest import write_py_layout
+
+    from cifarkit import TrainConfig, train
 
     root = tmp_path_factory.mktemp("half")
     write_py_layout(root / "data", *tiny_arrays)
-    config = TrainConfig(model="s10-small", epochs=1, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"),
-                         threads=1, precision="fp32")
+    config = TrainConfig(
+        model="s10-small",
+        epochs=1,
+        batch_size=50,
+        max_lr=5e-3,
+        data_dir=str(root / "data"),
+        threads=1,
+        precision="fp32",
+    )
     results = train(config, root / "run", progress=False)
     assert 0.2 < results["test_accuracy"] < 0.9  # mistakes to explain, and right answers too
     return root, results
@@ -52,12 +61,15 @@ def save_test_images(data_dir, folder, count, sizes=(32, 57, 96)) -> list[str]:
     return paths
 
 
-@pytest.mark.parametrize("name, layer, shape", [
-    ("s10", "layer2", (256, 8, 8)),  # layer3's convolution sees 8x8 maps but its block outputs 4x4
-    ("s10-small", "layer2", (64, 8, 8)),
-    ("fast", "group1", (64, 15, 15)),  # group2 outputs 7x7
-    ("fast-small", "group1", (32, 15, 15)),
-])
+@pytest.mark.parametrize(
+    "name, layer, shape",
+    [
+        ("s10", "layer2", (256, 8, 8)),  # layer3's convolution sees 8x8 maps but its block outputs 4x4
+        ("s10-small", "layer2", (64, 8, 8)),
+        ("fast", "group1", (64, 15, 15)),  # group2 outputs 7x7
+        ("fast-small", "group1", (32, 15, 15)),
+    ],
+)
 def test_the_default_layer_is_the_last_conv_block_of_at_least_8x8(name, layer, shape):
     model = build_model(name).train()
     before = copy.deepcopy(model.state_dict())
@@ -85,7 +97,7 @@ def reference_gradcam(model, x, layer, targets):
     with torch.enable_grad():
         logits = model(x)
         activations = saved["a"]
-        grads, = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), activations)
+        (grads,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), activations)
     handle.remove()
     cam = F.relu((grads.mean((2, 3), keepdim=True) * activations).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear")[:, 0]
@@ -152,15 +164,14 @@ def test_gradcam_cli_on_files_and_mistakes(half_trained, tmp_path, capsys):
 
 
 def test_gradcam_api_rows_maps_and_default_output(half_trained, tmp_path):
-    from cifarkit.report.gradcam import gradcam_command
+    from cifarkit.evaluate.explain import gradcam_command
 
     root, _ = half_trained
     info = gradcam_command(root / "run", save_test_images(root / "data", tmp_path, 6), target="pred")
     assert info["out"] == str(root / "run" / "gradcam.png") and info["rows"] == 2 and info["images"] == 6
     maps = info["maps"]
     assert maps.shape == (6, 32, 32) and float(maps.amax()) == pytest.approx(1.0)  # the input's size
-    info = gradcam_command(root / "run" / "checkpoints" / "last.pt", misclassified=3, target="true",
-                           layer="layer1")
+    info = gradcam_command(root / "run" / "checkpoints" / "last.pt", misclassified=3, target="true", layer="layer1")
     assert info["out"] == str(root / "run" / "gradcam.png")  # a run's checkpoint named by its path: still the run's
     assert info["rows"] == 1 and info["images"] == 3
     assert info["map_size"] == [16, 16] and info["maps"].shape == (3, 32, 32)
@@ -189,8 +200,7 @@ def test_out_never_lands_on_the_checkpoint_the_run_or_an_input_image(half_traine
 def test_a_map_under_5x5_gets_a_warning(half_trained, tmp_path, capsys):
     root, _ = half_trained
     out = tmp_path / "coarse.png"
-    assert main(["gradcam", str(root / "run"), "--layer", "layer3", "--misclassified", "2", "--out",
-                 str(out)]) == 0
+    assert main(["gradcam", str(root / "run"), "--layer", "layer3", "--misclassified", "2", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "warning" in err and "4x4" in err and "too coarse" in err
     assert out.exists()
@@ -221,8 +231,16 @@ def test_a_run_without_captum_finishes_and_says_how_to_get_gradcam(tiny_py, tmp_
     for name in [m for m in sys.modules if m == "captum" or m.startswith("captum.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "captum", None)  # import captum raises ImportError
-    config = TrainConfig(model="s10-small", epochs=1, batch_size=100, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
-                         precision="fp32", limit_train=100)
+    config = TrainConfig(
+        model="s10-small",
+        epochs=1,
+        batch_size=100,
+        max_lr=5e-3,
+        data_dir=str(tiny_py),
+        threads=1,
+        precision="fp32",
+        limit_train=100,
+    )
     train(config, tmp_path / "run", progress=False)
     err = capsys.readouterr().err
     assert err.count("pip install 'cifarkit[app]'") == 1
@@ -237,10 +255,11 @@ def test_gradcam_shows_its_progress_on_stderr_unless_quiet(half_trained, tmp_pat
     err = capsys.readouterr().err
     # the test set predicted (with the run's test-time views: minutes on a CPU), then the maps
     assert "finding the mistakes: testing: " in err and "GradCAM: " in err and "img" in err
-    assert main(["gradcam", str(root / "run"), "--misclassified", "3", "--out", str(tmp_path / "b.png"),
-                 "--quiet"]) == 0
+    assert (
+        main(["gradcam", str(root / "run"), "--misclassified", "3", "--out", str(tmp_path / "b.png"), "--quiet"]) == 0
+    )
     assert capsys.readouterr().err == ""
-    from cifarkit.report.gradcam import gradcam_command
+    from cifarkit.evaluate.explain import gradcam_command
 
     gradcam_command(root / "run", misclassified=3, out=tmp_path / "c.png", progress=False)
     assert capsys.readouterr().err == ""
@@ -257,8 +276,12 @@ def test_the_apps_start_shows_its_progress_on_stderr_unless_quiet(half_trained, 
         port = str(taken.getsockname()[1])
         assert main(["app", str(root / "run"), "--port", port, "--data-dir", str(root / "data")]) == 2
         err = capsys.readouterr().err
-        for step in ("loading gradio", "loading the model", "reading the test images",
-                     "preparing the examples and the page"):  # each drawn as it starts
+        for step in (
+            "loading gradio",
+            "loading the model",
+            "reading the test images",
+            "preparing the examples and the page",
+        ):  # each drawn as it starts
             assert f"starting the app: {step}: " in err
         assert main(["app", str(root / "run"), "--port", port, "--data-dir", str(root / "data"), "--quiet"]) == 2
         assert capsys.readouterr().err.startswith(f"cifarkit app: error: --port {port}: cannot serve")

@@ -2,6 +2,7 @@
 
 Every case ends in a clear message (exit 2, no traceback) or in the right result; nothing is lost.
 """
+
 import json
 import pickle
 import shutil
@@ -13,16 +14,29 @@ import torch
 from PIL import Image
 
 from cifarkit import TrainConfig, train
-from cifarkit.files import atomic as files
-from cifarkit.rundir.checkpoint import load_checkpoint
 from cifarkit.cli.main import main
 from cifarkit.data.dataset import CLASSES
 from cifarkit.errors import UserError
+from cifarkit.files import atomic as files
 from cifarkit.models.nets import build_model
+from cifarkit.rundir.checkpoint import load_checkpoint
 from cifarkit.rundir.run_dir import RunDir
 
-TINY = ["--model", "s10-small", "--epochs", "1", "--batch-size", "100", "--max-lr", "5e-3", "--threads", "1",
-        "--precision", "fp32", "--quiet"]
+TINY = [
+    "--model",
+    "s10-small",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "100",
+    "--max-lr",
+    "5e-3",
+    "--threads",
+    "1",
+    "--precision",
+    "fp32",
+    "--quiet",
+]
 
 
 def tiny_run(tiny_py, run, *extra):
@@ -43,6 +57,7 @@ def refused(capsys, argv, *needles):
 
 # 1. an output onto an input ---------------------------------------------------------------------------------
 
+
 def test_1_evaluate_never_writes_onto_the_checkpoint_it_reads(tiny_py, tmp_path, capsys):
     run = tiny_run(tiny_py, tmp_path / "run")
     before = (run / "checkpoints" / "last.pt").read_bytes()
@@ -53,16 +68,24 @@ def test_1_evaluate_never_writes_onto_the_checkpoint_it_reads(tiny_py, tmp_path,
     refused(capsys, ["evaluate", str(run), "--out", str(run / ".cifarkit.lock")], "a file of the run in")
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
     # the range test writes lr_find.json/.png: never over a training run's own
-    refused(capsys, ["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--out", str(run)],
-            f"--out {run}: holds a training run")
+    refused(
+        capsys,
+        ["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--out", str(run)],
+        f"--out {run}: holds a training run",
+    )
 
 
 # 2. two writers of one run folder; unique default names; the real folder printed -------------------------------
 
+
 def test_2_a_locked_run_folder_is_refused_and_default_names_are_unique(tiny_py, tmp_path, capsys, monkeypatch):
     held = RunDir(tmp_path / "run").lock()  # another process's lock: a different open file description
-    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "run")],
-            "another cifarkit process", "is writing this run folder")
+    refused(
+        capsys,
+        ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "run")],
+        "another cifarkit process",
+        "is writing this run folder",
+    )
     (tmp_path / "run" / "config.json").write_text("{}")  # started, before its first checkpoint
     refused(capsys, ["train", "--resume", str(tmp_path / "run")], "another cifarkit process")  # not "start again"
     # under torchrun only rank 0 looks at the lock: the other ranks, never taking it, cannot mistake each other
@@ -84,6 +107,7 @@ def test_2_a_locked_run_folder_is_refused_and_default_names_are_unique(tiny_py, 
 
 # 3. an interrupted ending is finished by --resume -------------------------------------------------------------
 
+
 def test_3_resume_finishes_a_missing_ending(tiny_py, tmp_path, capsys):
     run = tiny_run(tiny_py, tmp_path / "run")
     results = json.loads((run / "results.json").read_text())
@@ -97,6 +121,7 @@ def test_3_resume_finishes_a_missing_ending(tiny_py, tmp_path, capsys):
 
 # 5. --overwrite clears every file a run folder may hold ----------------------------------------------------------
 
+
 def test_5_overwrite_clears_the_old_evaluations(tiny_py, tmp_path):
     run = tiny_run(tiny_py, tmp_path / "run")
     assert main(["evaluate", str(run)]) == 0
@@ -106,6 +131,7 @@ def test_5_overwrite_clears_the_old_evaluations(tiny_py, tmp_path):
 
 
 # 6. a checkpoint's data_dir is a hint, never created ----------------------------------------------------------
+
 
 def test_6_evaluate_takes_cifarkit_data_and_never_creates_the_checkpoints_path(tiny_py, tmp_path, monkeypatch):
     run = tiny_run(tiny_py, tmp_path / "run")
@@ -118,30 +144,39 @@ def test_6_evaluate_takes_cifarkit_data_and_never_creates_the_checkpoints_path(t
     assert not (tmp_path / "other-machine").exists()
 
 
-def test_6_a_mistyped_data_dir_or_a_forgotten_dataset_flag_never_starts_a_download(tiny_py, tmp_path, monkeypatch,
-                                                                                   capsys):
+def test_6_a_mistyped_data_dir_or_a_forgotten_dataset_flag_never_starts_a_download(
+    tiny_py, tmp_path, monkeypatch, capsys
+):
     from cifarkit.data import download
 
     monkeypatch.setattr(download.urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloading"))
     run = tiny_run(tiny_py, tmp_path / "run")
-    refused(capsys, ["evaluate", str(run), "--data-dir", str(tmp_path / "typo")], f"--data-dir {tmp_path / 'typo'}: "
-            "no such folder")
+    refused(
+        capsys,
+        ["evaluate", str(run), "--data-dir", str(tmp_path / "typo")],
+        f"--data-dir {tmp_path / 'typo'}: no such folder",
+    )
     assert not (tmp_path / "typo").exists()
     images = tmp_path / "images"
     (images / "train" / "cat").mkdir(parents=True)  # an image folder, and --dataset folder left out
-    refused(capsys, ["train", "--data-dir", str(images), "--out", str(tmp_path / "r")],
-            f"--data-dir {images}: holds train/ (an image folder dataset), not cifar-10-python.tar.gz's CIFAR; pass "
-            "--dataset folder")
+    refused(
+        capsys,
+        ["train", "--data-dir", str(images), "--out", str(tmp_path / "r")],
+        f"--data-dir {images}: holds train/ (an image folder dataset), not cifar-10-python.tar.gz's CIFAR; pass "
+        "--dataset folder",
+    )
     assert sorted(p.name for p in images.iterdir()) == ["train"]
 
 
 # 7. report.html escapes what it reads and stays inside the run folder -------------------------------------------
 
+
 def test_7_report_escapes_and_never_follows_a_symlink_out(tiny_py, tmp_path):
     run = tiny_run(tiny_py, tmp_path / "run")
     lines = (run / "metrics.csv").read_text().splitlines()  # a column someone added, named to attack the page
-    (run / "metrics.csv").write_text("\n".join([lines[0] + ",<img src=x onerror=alert(1)>"]
-                                               + [line + ",1" for line in lines[1:]]) + "\n")
+    (run / "metrics.csv").write_text(
+        "\n".join([lines[0] + ",<img src=x onerror=alert(1)>"] + [line + ",1" for line in lines[1:]]) + "\n"
+    )
     (tmp_path / "secret.txt").write_text("SECRET-OUTSIDE")
     (run / "model.txt").unlink()
     (run / "model.txt").symlink_to(tmp_path / "secret.txt")
@@ -153,12 +188,17 @@ def test_7_report_escapes_and_never_follows_a_symlink_out(tiny_py, tmp_path):
 
 # 8. every failed write is one clear message ----------------------------------------------------------------------
 
+
 def test_8_write_errors_are_named(tiny_py, tmp_path, capsys, monkeypatch):
     (tmp_path / "afile").write_text("x")
-    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "afile")],
-            "a file is in the way")
-    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "afile" / "run")],
-            "cannot create the run folder")
+    refused(
+        capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "afile")], "a file is in the way"
+    )
+    refused(
+        capsys,
+        ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "afile" / "run")],
+        "cannot create the run folder",
+    )
     run = tiny_run(tiny_py, tmp_path / "run")
     refused(capsys, ["evaluate", str(run), "--out", str(tmp_path)], "could not write it (it is a folder)")
     long_name = tmp_path / ("e" * 245 + ".json")  # legal: 250 bytes; the temporary name must not overflow
@@ -171,24 +211,32 @@ def test_8_write_errors_are_named(tiny_py, tmp_path, capsys, monkeypatch):
         raise RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file")
 
     monkeypatch.setattr(files.torch, "save", torch_full)
-    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "full")],
-            "could not write the checkpoint (", "--resume")
+    refused(
+        capsys,
+        ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "full")],
+        "could not write the checkpoint (",
+        "--resume",
+    )
     assert not list((tmp_path / "full").rglob("*.tmp"))
 
 
 # 9. config files: every value checked for type and range once, naming the file and field --------------------------
 
-@pytest.mark.parametrize("content, needle", [
-    ("[1, 2]", "expected an object of settings"),
-    ("null", "expected an object of settings"),
-    ("42", "expected an object of settings"),
-    (b"\xff\xfe{", "not a config file: not UTF-8 text"),
-    ('{"data_dir": 5}', "setting 'data_dir' must be a string, not 5"),
-    ('{"nesterov": "false"}', "setting 'nesterov' must be true or false"),
-    ('{"epochs": true}', "setting 'epochs' must be a whole number, not true"),
-    ('{"flip": "no"}', "setting 'flip' must be true or false"),
-    ('{"base_momentum": 5, "max_momentum": -3}', "--base-momentum 5: must be in [0, 1)"),
-])
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("[1, 2]", "expected an object of settings"),
+        ("null", "expected an object of settings"),
+        ("42", "expected an object of settings"),
+        (b"\xff\xfe{", "not a config file: not UTF-8 text"),
+        ('{"data_dir": 5}', "setting 'data_dir' must be a string, not 5"),
+        ('{"nesterov": "false"}', "setting 'nesterov' must be true or false"),
+        ('{"epochs": true}', "setting 'epochs' must be a whole number, not true"),
+        ('{"flip": "no"}', "setting 'flip' must be true or false"),
+        ('{"base_momentum": 5, "max_momentum": -3}', "--base-momentum 5: must be in [0, 1)"),
+    ],
+)
 def test_9_bad_config_files_are_named(tmp_path, capsys, content, needle):
     path = tmp_path / "config.json"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -201,15 +249,19 @@ def test_9_a_folder_as_config_file_is_named(tmp_path, capsys):
 
 # 10. checkpoints that load but are not cifarkit's -------------------------------------------------------------------
 
-@pytest.mark.parametrize("damage, needle", [
-    ("no-model-name", "model_name None"),
-    ("config-list", "its config is not a set of settings"),
-    ("other-weights", "its weights do not fit model 's10-small' with 10 classes (Missing key(s)"),
-    ("wrong-shape", "its weights do not fit model 's10-small' with 10 classes (size mismatch for prep.0.weight"),
-    ("no-classes", "its class names are missing"),
-    ("image-size-text", "its image size 'abc' is not a whole number of pixels"),
-    ("nan-weights", "its weights hold NaN or infinite values (prep.0.weight)"),
-])
+
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        ("no-model-name", "model_name None"),
+        ("config-list", "its config is not a set of settings"),
+        ("other-weights", "its weights do not fit model 's10-small' with 10 classes (Missing key(s)"),
+        ("wrong-shape", "its weights do not fit model 's10-small' with 10 classes (size mismatch for prep.0.weight"),
+        ("no-classes", "its class names are missing"),
+        ("image-size-text", "its image size 'abc' is not a whole number of pixels"),
+        ("nan-weights", "its weights hold NaN or infinite values (prep.0.weight)"),
+    ],
+)
 def test_10_malformed_checkpoints_are_named(trained_run, tmp_path, capsys, damage, needle):
     root, _ = trained_run
     ckpt = load_checkpoint(root / "run")
@@ -228,8 +280,11 @@ def test_10_malformed_checkpoints_are_named(trained_run, tmp_path, capsys, damag
     else:
         ckpt["classes"] = []
     torch.save(ckpt, tmp_path / "bad.pt")
-    refused(capsys, ["evaluate", str(tmp_path / "bad.pt"), "--data-dir", str(root / "data")],
-            "not a cifarkit checkpoint: " + needle)
+    refused(
+        capsys,
+        ["evaluate", str(tmp_path / "bad.pt"), "--data-dir", str(root / "data")],
+        "not a cifarkit checkpoint: " + needle,
+    )
 
 
 def test_10_weights_flagged_for_assignment_still_load_by_copy(trained_run, tmp_path):
@@ -248,11 +303,15 @@ def test_10_weights_flagged_for_assignment_still_load_by_copy(trained_run, tmp_p
 
 # 11. report on damaged files ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("damage, needle", [
-    ("garbage-row", "metrics.csv: line 3: not a row of numbers"),
-    ("no-columns", "metrics.csv: line 1: not a cifarkit metrics header"),
-    ("bad-json", "results.json: not valid JSON"),
-])
+
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        ("garbage-row", "metrics.csv: line 3: not a row of numbers"),
+        ("no-columns", "metrics.csv: line 1: not a cifarkit metrics header"),
+        ("bad-json", "results.json: not valid JSON"),
+    ],
+)
 def test_11_report_names_the_damaged_file_and_line(tiny_py, tmp_path, capsys, damage, needle):
     run = tiny_run(tiny_py, tmp_path / "run", "--epochs", "2")
     if damage == "garbage-row":
@@ -268,6 +327,7 @@ def test_11_report_names_the_damaged_file_and_line(tiny_py, tmp_path, capsys, da
 
 # 12. values the commands other than train did not check --------------------------------------------------------
 
+
 def test_12_devices_limits_labels_and_timeouts_are_checked(trained_run, tiny_py, tmp_path, capsys):
     root, _ = trained_run
     image = tmp_path / "x.png"
@@ -280,13 +340,17 @@ def test_12_devices_limits_labels_and_timeouts_are_checked(trained_run, tiny_py,
     refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--dist-timeout", "nan"], "--dist-timeout nan")
     batch = tiny_py / "cifar-10-batches-py" / "data_batch_1"
     original = pickle.loads(batch.read_bytes(), encoding="latin1")
-    for labels, needle in ((["cat"] * 40, "must be whole numbers"), ([2**70] * 40, "too large"),
-                           ([1.5] * 40, "must be whole numbers")):
+    for labels, needle in (
+        (["cat"] * 40, "must be whole numbers"),
+        ([2**70] * 40, "too large"),
+        ([1.5] * 40, "must be whole numbers"),
+    ):
         batch.write_bytes(pickle.dumps({**original, "labels": labels}, protocol=2))
         refused(capsys, ["data", "--data-dir", str(tiny_py)], "data_batch_1: ", needle)
 
 
 # 13. decompression bombs are refused by name, quietly -------------------------------------------------------------
+
 
 def test_13_a_huge_png_is_refused_without_pils_warning(trained_run, tmp_path, capsys):
     root, _ = trained_run
@@ -298,6 +362,7 @@ def test_13_a_huge_png_is_refused_without_pils_warning(trained_run, tmp_path, ca
 
 
 # 14. 16-bit and EXIF-rotated images arrive as they look ---------------------------------------------------------------
+
 
 def test_14_sixteen_bit_grey_is_scaled_and_exif_orientation_applied(tmp_path):
     from cifarkit.data.folder import read_image
@@ -317,6 +382,7 @@ def test_14_sixteen_bit_grey_is_scaled_and_exif_orientation_applied(tmp_path):
 
 # 15. more threads than CPUs ------------------------------------------------------------------------------------
 
+
 def test_15_threads_are_capped_at_the_cpus_available(monkeypatch):
     from cifarkit.runtime import device as runtime
 
@@ -332,17 +398,25 @@ def test_15_threads_are_capped_at_the_cpus_available(monkeypatch):
 
 # 16. the range test on too few images, and advice that points the right way -------------------------------------------
 
+
 def test_16_lr_find_warns_on_few_images_and_advises_a_higher_range_when_flat(tiny_py, tmp_path):
     from cifarkit.training.lr_finder import suggest
 
-    with pytest.warns(UserWarning, match="the range test sees only 1 training image"):
-        with pytest.raises(UserError):
-            from cifarkit.data.loading import load_dataset
-            from cifarkit.training.lr_finder import find_lr
+    with pytest.warns(UserWarning, match="the range test sees only 1 training image"), pytest.raises(UserError):
+        from cifarkit.data.loading import load_dataset
+        from cifarkit.training.lr_finder import find_lr
 
-            config = TrainConfig(model="s10-small", batch_size=50, threads=1, precision="fp32", limit_train=1,
-                                 lr_find_start=1e-7, lr_find_end=1e-6, lr_find_iters=30).validate()
-            find_lr(config, load_dataset("cifar10", tiny_py, download=False).limit(1), tmp_path / "lr")
+        config = TrainConfig(
+            model="s10-small",
+            batch_size=50,
+            threads=1,
+            precision="fp32",
+            limit_train=1,
+            lr_find_start=1e-7,
+            lr_find_end=1e-6,
+            lr_find_iters=30,
+        ).validate()
+        find_lr(config, load_dataset("cifar10", tiny_py, download=False).limit(1), tmp_path / "lr")
     lrs = list(np.geomspace(1e-6, 1e-5, 40))
     with pytest.raises(UserError, match="Try a higher range"):
         suggest(lrs, [2.3] * 40, 1e-6, 1e-5, 40)
@@ -352,10 +426,12 @@ def test_16_lr_find_warns_on_few_images_and_advises_a_higher_range_when_flat(tin
 
 # 17. wall time and train time are accounted alike across a crash ------------------------------------------------------
 
+
 def crashed_run(tiny_py, run, crash_at_step, step):
     """A 2-epoch run of 8 steps, checkpointed every 2 steps, that crashed at `step`."""
-    config = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
-                         precision="fp32")
+    config = TrainConfig(
+        model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1, precision="fp32"
+    )
     crash_at_step(step)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(config, run, progress=False, checkpoint_every=2)
@@ -371,47 +447,89 @@ def test_17_after_a_crash_and_resume_wall_time_covers_train_time(tiny_py, tmp_pa
 
 # 18. a resumed run on other data is refused before a step: its schedule would stop short or overrun ------------------
 
+
 def test_18_resume_on_a_data_dir_with_more_training_images_is_refused(tiny_py, tmp_path, crash_at_step, capsys):
     from conftest import synthetic_cifar, write_py_layout
 
     crashed_run(tiny_py, tmp_path / "run", crash_at_step, 3)
     more = tmp_path / "more"
     write_py_layout(more, synthetic_cifar(30, seed=1), synthetic_cifar(10, seed=2))
-    refused(capsys, ["train", "--resume", str(tmp_path / "run"), "--data-dir", str(more), "--quiet"],
-            "the run started with a schedule of 8 steps", "gives 12 (300 training images at batch 50)",
-            "resume with the --data-dir it started on")
+    refused(
+        capsys,
+        ["train", "--resume", str(tmp_path / "run"), "--data-dir", str(more), "--quiet"],
+        "the run started with a schedule of 8 steps",
+        "gives 12 (300 training images at batch 50)",
+        "resume with the --data-dir it started on",
+    )
     renamed = tmp_path / "renamed"  # the same images, their classes named in another order: labels would permute
     shutil.copytree(tiny_py, renamed)
     meta = renamed / "cifar-10-batches-py" / "batches.meta"
     meta.write_bytes(pickle.dumps({"label_names": list(reversed(CLASSES)), "num_cases_per_batch": 10000}))
-    refused(capsys, ["train", "--resume", str(tmp_path / "run"), "--data-dir", str(renamed), "--quiet"],
-            "the run trained on the classes airplane, automobile, bird, cat, deer, ...; the data in",
-            "has truck, ship, horse, frog, dog, ...: resume with the --data-dir it started on")
+    refused(
+        capsys,
+        ["train", "--resume", str(tmp_path / "run"), "--data-dir", str(renamed), "--quiet"],
+        "the run trained on the classes airplane, automobile, bird, cat, deer, ...; the data in",
+        "has truck, ship, horse, frog, dog, ...: resume with the --data-dir it started on",
+    )
     assert main(["train", "--resume", str(tmp_path / "run"), "--data-dir", str(tiny_py), "--quiet"]) == 0
 
 
 # 19. a training size the model narrows too far for BatchNorm is refused before the first step -----------------------
 
-@pytest.mark.parametrize("model, flags, message", [
-    ("fast-small", ["--small-crop", "16", "--small-crop-epochs", "1"],
-     "--small-crop 16: model fast-small narrows a 16x16 image to a 1x1 map at group3.2, and a batch of one image "
-     "(151 training images at --batch-size 50) gives BatchNorm one value per channel; use --small-crop 17 or more, "
-     "or a --batch-size that leaves no image alone"),
-    ("fast-small", ["--small-crop", "8", "--small-crop-epochs", "1"],
-     "--small-crop 8: model fast-small narrows a 8x8 image to nothing (a map of size 0); use --small-crop 17 or more"),
-    ("s10-small", ["--small-crop", "15", "--small-crop-epochs", "1"],
-     "--small-crop 15: model s10-small narrows a 15x15 image to a 1x1 map at layer3.0.2, and a batch of one image"),
-])
-def test_19_a_size_too_small_for_batchnorm_is_refused_with_the_least_that_trains(tiny_py, tmp_path, capsys, model,
-                                                                                 flags, message):
-    argv = ["train", "--data-dir", str(tiny_py), "--model", model, "--epochs", "2", "--batch-size", "50", "--threads",
-            "1", "--precision", "fp32", "--quiet", "--out", str(tmp_path / "run"), *flags]
+
+@pytest.mark.parametrize(
+    "model, flags, message",
+    [
+        (
+            "fast-small",
+            ["--small-crop", "16", "--small-crop-epochs", "1"],
+            "--small-crop 16: model fast-small narrows a 16x16 image to a 1x1 map at group3.2, and a batch of one "
+            "image (151 training images at --batch-size 50) gives BatchNorm one value per channel; use --small-crop "
+            "17 or more, or a --batch-size that leaves no image alone",
+        ),
+        (
+            "fast-small",
+            ["--small-crop", "8", "--small-crop-epochs", "1"],
+            "--small-crop 8: model fast-small narrows a 8x8 image to nothing (a map of size 0); use --small-crop 17 "
+            "or more",
+        ),
+        (
+            "s10-small",
+            ["--small-crop", "15", "--small-crop-epochs", "1"],
+            "--small-crop 15: model s10-small narrows a 15x15 image to a 1x1 map at layer3.0.2, and a batch of one "
+            "image",
+        ),
+    ],
+)
+def test_19_a_size_too_small_for_batchnorm_is_refused_with_the_least_that_trains(
+    tiny_py, tmp_path, capsys, model, flags, message
+):
+    argv = [
+        "train",
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        model,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--threads",
+        "1",
+        "--precision",
+        "fp32",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+        *flags,
+    ]
     refused(capsys, argv + ["--limit-train", "151"], message)
     if "nothing" not in message:  # a 1x1 map trains when every batch holds two images or more
         assert main(argv + ["--limit-train", "150"]) == 0
 
 
 # 11. the command line's own slips -----------------------------------------------------------------------------------
+
 
 def test_an_unknown_flag_is_named_by_its_command_with_the_nearest_one(capsys):
     with pytest.raises(SystemExit) as stopped:
@@ -426,8 +544,26 @@ def test_an_unknown_flag_is_named_by_its_command_with_the_nearest_one(capsys):
 
 
 def test_a_warning_is_one_line_naming_the_command(tiny_py, tmp_path, capsys):
-    argv = ["train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "100",
-            "--max-lr", "5e-3", "--precision", "fp32", "--threads", "4096", "--out", str(tmp_path / "run"), "--quiet"]
+    argv = [
+        "train",
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        "s10-small",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "100",
+        "--max-lr",
+        "5e-3",
+        "--precision",
+        "fp32",
+        "--threads",
+        "4096",
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         assert main(argv) == 0
@@ -437,22 +573,27 @@ def test_a_warning_is_one_line_naming_the_command(tiny_py, tmp_path, capsys):
 
 
 def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
+    import os
     import subprocess
     import sys
-
-    import os
 
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader has gone before the first write: every write meets a closed pipe
     try:
-        done = subprocess.run([sys.executable, "-m", "cifarkit", "summary", "--model", "s10"], stdout=write_end,
-                              stderr=subprocess.PIPE, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "cifarkit", "summary", "--model", "s10"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     finally:
         os.close(write_end)
     assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr
 
 
 # what a command may read, write and delete ----------------------------------------------------------------------
+
 
 def test_report_and_compare_never_read_nor_write_through_a_symlink_out_of_the_run(trained_run, tmp_path, capsys):
     run = tmp_path / "run"
@@ -488,8 +629,11 @@ def test_overwrite_never_wipes_a_users_folder_that_merely_holds_a_config_json(ti
     for name in ("report.html", "model.txt", "plots/confusion.png"):
         (mine / name).write_text(f"the user's {name}")
     before = {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()}
-    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(mine), "--overwrite"],
-            f"--out {mine}: a folder of other files")
+    refused(
+        capsys,
+        ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(mine), "--overwrite"],
+        f"--out {mine}: a folder of other files",
+    )
     refused(capsys, ["report", str(mine)], f"{mine}: a folder of other files", "not a cifarkit run")
     assert {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()} == before
     run = tiny_run(tiny_py, tmp_path / "run")  # a real run's own files are what --overwrite replaces
@@ -502,8 +646,11 @@ def test_no_output_lands_among_the_data_a_command_reads(tiny_py, tmp_path, capsy
     run = tiny_run(tiny_py, tmp_path / "run")
     test_batch = tiny_py / "cifar-10-batches-py" / "test_batch"
     before = test_batch.read_bytes()
-    refused(capsys, ["evaluate", str(run), "--data-dir", str(tiny_py), "--out", str(test_batch)],
-            f"--out {test_batch}: inside the data in {tiny_py / 'cifar-10-batches-py'}")
+    refused(
+        capsys,
+        ["evaluate", str(run), "--data-dir", str(tiny_py), "--out", str(test_batch)],
+        f"--out {test_batch}: inside the data in {tiny_py / 'cifar-10-batches-py'}",
+    )
     monkeypatch.setenv("CIFARKIT_DATA", str(tiny_py))  # the data found without --data-dir: the same rule
     refused(capsys, ["evaluate", str(run), "--out", str(test_batch)], "inside the data")
     assert test_batch.read_bytes() == before
@@ -511,10 +658,14 @@ def test_no_output_lands_among_the_data_a_command_reads(tiny_py, tmp_path, capsy
     (images / "train" / "cat").mkdir(parents=True)
     (images / "test").mkdir()
     for out in (images / "train" / "cat" / "run", images / "runs"):
-        refused(capsys, ["train", "--dataset", "folder", "--data-dir", str(images), *TINY, "--out", str(out)],
-                f"--out {out}: inside the data in {images}")
-        refused(capsys, ["lr-find", "--dataset", "folder", "--data-dir", str(images), "--out", str(out)],
-                "inside the data")
+        refused(
+            capsys,
+            ["train", "--dataset", "folder", "--data-dir", str(images), *TINY, "--out", str(out)],
+            f"--out {out}: inside the data in {images}",
+        )
+        refused(
+            capsys, ["lr-find", "--dataset", "folder", "--data-dir", str(images), "--out", str(out)], "inside the data"
+        )
     monkeypatch.chdir(images)  # the default runs/ folder inside the data too
     refused(capsys, ["train", "--dataset", "folder", "--data-dir", str(images), *TINY], "--out runs: inside the data")
     assert sorted(p.name for p in images.rglob("*")) == ["cat", "test", "train"]
@@ -524,8 +675,11 @@ def test_lr_find_never_replaces_a_users_range_test_files(tiny_py, tmp_path, caps
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "lr_find.json").write_text('{"mine": true}')
-    refused(capsys, ["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--out", str(mine)],
-            f"--out {mine}: a folder of other files (lr_find.json), not an earlier range test's")
+    refused(
+        capsys,
+        ["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--out", str(mine)],
+        f"--out {mine}: a folder of other files (lr_find.json), not an earlier range test's",
+    )
     assert (mine / "lr_find.json").read_text() == '{"mine": true}'
 
 
@@ -570,5 +724,8 @@ def test_the_resume_hint_runs_as_printed(tiny_py, tmp_path, capsys, monkeypatch)
         assert main(["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "run")]) == 130
     assert f"Continue with: .venv/bin/cifarkit train --resume {tmp_path / 'run'}" in capsys.readouterr().err
     monkeypatch.setattr(files.torch, "save", torch_full)
-    refused(capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "full")],
-            "continue with: .venv/bin/cifarkit train --resume")
+    refused(
+        capsys,
+        ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "full")],
+        "continue with: .venv/bin/cifarkit train --resume",
+    )

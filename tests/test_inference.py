@@ -1,16 +1,17 @@
 """evaluate, predict and export on a checkpoint trained on the tiny synthetic CIFAR-10."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
+from conftest import write_bad_image
 from PIL import Image
 
-from cifarkit.evaluate import inference
-from cifarkit.data.augment import tta_views
 from cifarkit.cli.main import main
+from cifarkit.data.augment import tta_views
 from cifarkit.data.cifar import load_cifar10
-from conftest import write_bad_image
+from cifarkit.evaluate import inference
 
 
 def test_evaluate_reproduces_the_training_result(trained_run, capsys):
@@ -19,16 +20,28 @@ def test_evaluate_reproduces_the_training_result(trained_run, capsys):
     saved = json.loads((root / "run" / "evaluate-none.json").read_text())
     assert saved["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-7)
     assert saved["test_loss"] == pytest.approx(results["test_loss"], rel=1e-4)
-    assert set(saved["per_class_accuracy"]) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                                                "horse", "ship", "truck"}
+    assert set(saved["per_class_accuracy"]) == {
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    }
     assert "test accuracy" in capsys.readouterr().out
 
 
 def test_evaluate_with_tta(trained_run):
     root, _ = trained_run
     out = root / "tta.json"
-    assert main(["evaluate", str(root / "run" / "checkpoints" / "last.pt"), "--tta", "flip-translate",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["evaluate", str(root / "run" / "checkpoints" / "last.pt"), "--tta", "flip-translate", "--out", str(out)])
+        == 0
+    )
     assert json.loads(out.read_text())["tta"] == "flip-translate"
 
 
@@ -94,16 +107,21 @@ def test_evaluate_into_a_folder_it_cannot_write_is_refused_before_the_work(train
     monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(run) else real_access(path, mode))
     monkeypatch.setattr(inference, "evaluate_checkpoint", lambda *a, **k: pytest.fail("evaluated first"))
     assert main(["evaluate", str(run)]) == 2  # as on a read-only mount (root may write anywhere else)
-    assert f"{run / 'evaluate-none.json'}: its folder cannot be written (read-only?); write the output elsewhere" in \
-        capsys.readouterr().err
+    assert (
+        f"{run / 'evaluate-none.json'}: its folder cannot be written (read-only?); write the output elsewhere"
+        in capsys.readouterr().err
+    )
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"just text", "not an image"),
-    ("truncated", "corrupt or truncated"),
-    ("huge", "too large an image"),
-    (None, "no such file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"just text", "not an image"),
+        ("truncated", "corrupt or truncated"),
+        ("huge", "too large an image"),
+        (None, "no such file"),
+    ],
+)
 def test_predict_refuses_bad_images(trained_run, tmp_path, capsys, monkeypatch, content, message):
     root, _ = trained_run
     path = tmp_path / "bad.png"
@@ -127,6 +145,7 @@ def test_onnx_export_matches_pytorch(trained_run, tmp_path, raw, capsys):
     model, ckpt = inference.load_model(root / "run", torch.device("cpu"))
     pixels = data.test_images[:16]
     from cifarkit.data.augment import normalize
+
     with torch.inference_mode():
         expected = model(normalize(pixels, ckpt["mean"], ckpt["std"])).numpy()  # the run's own statistics
     # the file alone says how to feed it and what the outputs are (its metadata), and so does the command
@@ -158,8 +177,17 @@ def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror(trained_run):
 def test_evaluate_reproduces_a_run_with_ema_and_tta(tiny_py, tmp_path):
     from cifarkit import TrainConfig, train
 
-    cfg = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
-                      precision="fp32", ema_decay=0.8, tta="flip")
+    cfg = TrainConfig(
+        model="s10-small",
+        epochs=2,
+        batch_size=50,
+        max_lr=5e-3,
+        data_dir=str(tiny_py),
+        threads=1,
+        precision="fp32",
+        ema_decay=0.8,
+        tta="flip",
+    )
     results = train(cfg, tmp_path / "run", progress=False)
     assert (results["ema_decay"], results["tta"]) == (0.8, "flip")
     evaluated = inference.evaluate_checkpoint(tmp_path / "run")
@@ -169,9 +197,10 @@ def test_evaluate_reproduces_a_run_with_ema_and_tta(tiny_py, tmp_path):
 
 def test_a_fast_net_run_evaluates_exports_and_predicts_like_it_trained(tiny_py, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
+    from test_train import FAST_TINY, tiny_config
+
     from cifarkit import train
     from cifarkit.data.augment import normalize
-    from test_train import FAST_TINY, tiny_config
 
     results = train(tiny_config(tiny_py, **FAST_TINY), tmp_path / "run", progress=False)
     assert results["test_accuracy"] > 0.5 and results["tta"] == "flip-translate"
@@ -199,8 +228,17 @@ def test_evaluate_shows_its_progress_on_stderr_unless_quiet(trained_run, tmp_pat
 def test_a_runs_test_evaluations_show_their_progress_unless_quiet(tiny_py, tmp_path, capsys):
     from cifarkit import TrainConfig, train
 
-    config = TrainConfig(model="s10-small", epochs=2, batch_size=50, max_lr=5e-3, data_dir=str(tiny_py), threads=1,
-                         precision="fp32", tta="flip-translate", val_split=40)
+    config = TrainConfig(
+        model="s10-small",
+        epochs=2,
+        batch_size=50,
+        max_lr=5e-3,
+        data_dir=str(tiny_py),
+        threads=1,
+        precision="fp32",
+        tta="flip-translate",
+        val_split=40,
+    )
     train(config, tmp_path / "run", progress=True)
     err = capsys.readouterr().err
     # each epoch validates; the final test (with its six views: a minute or two on a CPU) shows a bar too

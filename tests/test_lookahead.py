@@ -1,4 +1,5 @@
 """Lookahead: the slow average, its cubic ramp, the final hand-over, and its state round trip."""
+
 import pytest
 import torch
 from torch import nn

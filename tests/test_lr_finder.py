@@ -1,5 +1,7 @@
 """LR range test on the tiny synthetic CIFAR-10."""
+
 import contextlib
+import io
 import json
 import math
 
@@ -7,21 +9,28 @@ import pytest
 import torch
 
 from cifarkit import TrainConfig, train
-from cifarkit.report import figures as report
 from cifarkit.cli.main import main
 from cifarkit.data.batches import BatchStream
 from cifarkit.data.cifar import load_cifar10
-from cifarkit.training.build import build_optimizer, prepare_model
 from cifarkit.errors import UserError
-from cifarkit.training.lr_finder import keep_group_scales, range_test, suggest
 from cifarkit.optim.schedule import planned_schedule
+from cifarkit.report import figures as report
+from cifarkit.training.build import build_optimizer, prepare_model
+from cifarkit.training.lr_finder import keep_group_scales, range_test, suggest
 
 SWEEP = dict(lr_find_start=1e-4, lr_find_end=1.0, lr_find_iters=60)
 
 
 def tiny(data_dir, **kw) -> TrainConfig:
-    return TrainConfig(model="s10-small", batch_size=50, epochs=2, data_dir=str(data_dir), threads=1,
-                       precision="fp32", **{**SWEEP, **kw})
+    return TrainConfig(
+        model="s10-small",
+        batch_size=50,
+        epochs=2,
+        data_dir=str(data_dir),
+        threads=1,
+        precision="fp32",
+        **{**SWEEP, **kw},
+    )
 
 
 def test_sweep_restores_weights_and_suggests_before_the_minimum(tiny_py):
@@ -32,7 +41,18 @@ def test_sweep_restores_weights_and_suggests_before_the_minimum(tiny_py):
     optimizer = build_optimizer(model, cfg, 1e-4, device)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     torch.set_num_threads(1)
-    result = range_test(model, optimizer, BatchStream(data, cfg, device, "lr-find"), cfg, device, torch.float32, 1e-4, 1.0, 60, progress=False)
+    result = range_test(
+        model,
+        optimizer,
+        BatchStream(data, cfg, device, "lr-find"),
+        cfg,
+        device,
+        torch.float32,
+        1e-4,
+        1.0,
+        60,
+        progress=False,
+    )
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not optimizer.state  # no Adam moments left behind
@@ -78,7 +98,18 @@ def test_sweep_keeps_the_norm_groups_lr_multiple(tiny_py, monkeypatch):
 
     monkeypatch.setattr(lr_finder, "keep_group_scales", observed)
     torch.set_num_threads(1)
-    result = range_test(model, optimizer, BatchStream(data, cfg, device, "lr-find"), cfg, device, torch.float32, 1e-4, 1.0, 30, progress=False)
+    result = range_test(
+        model,
+        optimizer,
+        BatchStream(data, cfg, device, "lr-find"),
+        cfg,
+        device,
+        torch.float32,
+        1e-4,
+        1.0,
+        30,
+        progress=False,
+    )
     assert len(stepped) == len(result.lrs)
     assert all(norm == pytest.approx(8 * weights) for weights, norm in stepped)
     assert [weights for weights, _ in stepped] == pytest.approx(result.lrs)  # the suggestion is the weights' lr
@@ -106,16 +137,56 @@ def test_a_loss_that_never_descends_is_reported():
 
 
 def test_a_sweep_that_diverges_at_once_is_reported(tiny_py, tmp_path):
-    code = main(["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--batch-size", "50", "--threads", "1",
-                 "--start-lr", "1e3", "--end-lr", "1e6", "--num-iter", "30", "--out", str(tmp_path / "lf"), "--quiet"])
+    code = main(
+        [
+            "lr-find",
+            "--data-dir",
+            str(tiny_py),
+            "--model",
+            "s10-small",
+            "--batch-size",
+            "50",
+            "--threads",
+            "1",
+            "--start-lr",
+            "1e3",
+            "--end-lr",
+            "1e6",
+            "--num-iter",
+            "30",
+            "--out",
+            str(tmp_path / "lf"),
+            "--quiet",
+        ]
+    )
     assert code == 2
 
 
 def test_cli_lr_find_writes_json_and_plot(tiny_py, tmp_path, capsys):
     out = tmp_path / "lf"
-    code = main(["lr-find", "--data-dir", str(tiny_py), "--model", "s10-small", "--batch-size", "50", "--threads", "1",
-                 "--start-lr", "1e-4", "--end-lr", "1", "--num-iter", "60", "--out", str(out),
-                 "--precision", "fp32"])  # the same curve on every CPU kind (auto is bf16 on some)
+    code = main(
+        [
+            "lr-find",
+            "--data-dir",
+            str(tiny_py),
+            "--model",
+            "s10-small",
+            "--batch-size",
+            "50",
+            "--threads",
+            "1",
+            "--start-lr",
+            "1e-4",
+            "--end-lr",
+            "1",
+            "--num-iter",
+            "60",
+            "--out",
+            str(out),
+            "--precision",
+            "fp32",
+        ]
+    )  # the same curve on every CPU kind (auto is bf16 on some)
     assert code == 0
     said = capsys.readouterr().out
     assert "suggested max lr" in said and "See the graph" not in said  # torch-lr-finder's advice for its own API
@@ -164,7 +235,7 @@ def test_a_run_started_with_max_lr_find_resumes_with_the_found_lr(tiny_py, tmp_p
     results = [json.loads((tmp_path / run / "results.json").read_text()) for run in ("full", "cut")]
     assert results[0]["max_lr"] == results[1]["max_lr"] and results[1]["max_lr_source"] == "lr-find"
     assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
-    rows = [list(csv.DictReader(open(tmp_path / run / "metrics.csv"))) for run in ("full", "cut")]
+    rows = [list(csv.DictReader(io.StringIO((tmp_path / run / "metrics.csv").read_text()))) for run in ("full", "cut")]
     assert [r["train_loss"] for r in rows[0]] == [r["train_loss"] for r in rows[1]]
 
 
@@ -172,16 +243,36 @@ def test_a_schedule_the_trainer_would_refuse_is_refused_before_the_range_test(ti
     from cifarkit.cli.main import main
 
     # 200 images at batch 50, 1 epoch: 4 steps, a quarter of them puts the lr peak on the first
-    argv = ["train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "50",
-            "--max-lr", "find", "--pct-start", "0.25", "--threads", "1", "--precision", "fp32", "--quiet",
-            "--out", str(tmp_path / "run")]
+    argv = [
+        "train",
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        "s10-small",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--max-lr",
+        "find",
+        "--pct-start",
+        "0.25",
+        "--threads",
+        "1",
+        "--precision",
+        "fp32",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(argv) == 2
     assert "--pct-start 0.25 of 4 steps" in capsys.readouterr().err
     assert not (tmp_path / "run" / "lr_find.json").exists()
 
 
 def test_find_lr_from_the_api_sees_only_the_runs_training_images_and_checks_its_folder_first(
-        tiny_py, tmp_path, monkeypatch):
+    tiny_py, tmp_path, monkeypatch
+):
     from cifarkit.training import lr_finder
 
     seen = []

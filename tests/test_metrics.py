@@ -1,4 +1,5 @@
 """Logits to numbers: accuracy, confusion, per-class accuracy, mistakes."""
+
 import torch
 import torch.nn.functional as F
 
@@ -31,8 +32,9 @@ def test_selective_tta_adds_the_views_only_where_the_plain_prediction_is_unsure(
     from cifarkit.evaluate.metrics import predict_logits
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
-                          nn.Linear(8, 10))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, 10)
+    )
     model.eval()
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     seen = []
@@ -48,8 +50,9 @@ def test_selective_tta_adds_the_views_only_where_the_plain_prediction_is_unsure(
     unsure = confidence < threshold
     assert 0 < unsure.sum() < 64
     seen.clear()
-    selective = predict_logits(model, images, batch_size=32, channels_last=False, tta="flip-translate",
-                               tta_below=threshold)
+    selective = predict_logits(
+        model, images, batch_size=32, channels_last=False, tta="flip-translate", tta_below=threshold
+    )
     assert sum(seen) == 64 + 5 * int(unsure.sum())  # the plain pass, then 5 extra views of the unsure images
     assert torch.equal(selective[~unsure], plain[~unsure])
     torch.testing.assert_close(selective[unsure], full[unsure], rtol=1e-4, atol=1e-5)

@@ -26,7 +26,15 @@ def test_s10_layers_follow_the_spec():
     model = build_model("s10")
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels) for c in convs] == [
-        (3, 64), (64, 128), (128, 128), (128, 128), (128, 256), (256, 512), (512, 512), (512, 512)]
+        (3, 64),
+        (64, 128),
+        (128, 128),
+        (128, 128),
+        (128, 256),
+        (256, 512),
+        (512, 512),
+        (512, 512),
+    ]
     assert all(c.bias is None for c in convs) and model.fc.bias is None
 
 
@@ -79,8 +87,9 @@ def test_whitening_stem_decorrelates_2x2_patches():
 def test_which_models_have_a_whitening_stem_is_known_without_building_them_for_real():
     from cifarkit.models.nets import MODELS, has_whitening_stem
 
-    assert {name: has_whitening_stem(name) for name in MODELS} == \
-        {name: hasattr(build_model(name), "stem") for name in MODELS}
+    assert {name: has_whitening_stem(name) for name in MODELS} == {
+        name: hasattr(build_model(name), "stem") for name in MODELS
+    }
     assert has_whitening_stem("fast") and not has_whitening_stem("s10")
 
 

@@ -1,15 +1,17 @@
-"""Muon (cifarkit.optim.muon): the orthogonalisation, one hybrid step against a reference written here, and its groups."""
+"""Muon (cifarkit.optim.muon): the orthogonalisation, one hybrid step against a reference written here, and its
+groups."""
+
 import copy
 
 import pytest
 import torch
 from torch import nn
 
-from cifarkit.training.build import build_optimizer, parameter_groups
 from cifarkit.config.train_config import TrainConfig
 from cifarkit.errors import UserError
 from cifarkit.models.nets import build_model
 from cifarkit.optim.muon import Muon, orthogonalize
+from cifarkit.training.build import build_optimizer, parameter_groups
 
 
 def spread_matrix(rows: int, cols: int, seed: int, condition: float = 10.0) -> torch.Tensor:
@@ -80,12 +82,25 @@ def test_two_hybrid_steps_match_muon_and_sgd_computed_by_hand():
     x, y = torch.randn(8, 3, 6, 6), torch.randint(0, 5, (8,))
     lr, muon_lr, momentum, muon_momentum, wd = 0.05, 0.3, 0.85, 0.6, 1e-2
     rest = [p for n, p in model.named_parameters() if n != "conv.weight"]
-    optimizer = Muon([{"params": [model.conv.weight], "lr": muon_lr, "momentum": muon_momentum, "use_muon": True},
-                      {"params": rest, "weight_decay": wd}], lr=lr, momentum=momentum, nesterov=True,
-                     ns_steps=3, ns_dtype=torch.float32)
+    optimizer = Muon(
+        [
+            {"params": [model.conv.weight], "lr": muon_lr, "momentum": muon_momentum, "use_muon": True},
+            {"params": rest, "weight_decay": wd},
+        ],
+        lr=lr,
+        momentum=momentum,
+        nesterov=True,
+        ns_steps=3,
+        ns_dtype=torch.float32,
+    )
     sgd_model = copy.deepcopy(model)  # the non-filter parameters must move exactly as torch.optim.SGD moves them
-    sgd = torch.optim.SGD([p for n, p in sgd_model.named_parameters() if n != "conv.weight"], lr=lr,
-                          momentum=momentum, nesterov=True, weight_decay=wd)
+    sgd = torch.optim.SGD(
+        [p for n, p in sgd_model.named_parameters() if n != "conv.weight"],
+        lr=lr,
+        momentum=momentum,
+        nesterov=True,
+        weight_decay=wd,
+    )
     w, buf = model.conv.weight.detach().clone(), None
     for _ in range(2):
         for m in (model, sgd_model):
@@ -113,9 +128,16 @@ def test_the_state_dict_round_trips_and_the_next_step_is_bitwise_the_same():
         nn.functional.cross_entropy(m(x), y).backward()
         opt.step()
 
-    make = lambda m: Muon([{"params": [m.conv.weight], "use_muon": True},  # noqa: E731
-                           {"params": [p for n, p in m.named_parameters() if n != "conv.weight"]}],
-                          lr=0.1, momentum=0.9)
+    def make(m):
+        return Muon(
+            [
+                {"params": [m.conv.weight], "use_muon": True},
+                {"params": [p for n, p in m.named_parameters() if n != "conv.weight"]},
+            ],
+            lr=0.1,
+            momentum=0.9,
+        )
+
     optimizer = make(model)
     step(model, optimizer)
     twin = copy.deepcopy(model)
@@ -127,8 +149,9 @@ def test_the_state_dict_round_trips_and_the_next_step_is_bitwise_the_same():
 
 
 def test_muon_groups_hold_the_filters_and_the_frozen_stem_stays_out():
-    cfg = TrainConfig(model="fast-small", optimizer="muon", norm_lr_scale=64.0, max_lr=1.5, muon_lr=0.24,
-                      weight_decay=1e-3)
+    cfg = TrainConfig(
+        model="fast-small", optimizer="muon", norm_lr_scale=64.0, max_lr=1.5, muon_lr=0.24, weight_decay=1e-3
+    )
     model = build_model("fast-small")
     weights, norm, muon = parameter_groups(model, cfg, 1.5)
     filters = [p for name, p in model.named_parameters() if p.ndim == 4 and name != "stem.weight"]

@@ -1,4 +1,5 @@
 """`import cifarkit` is light and has no side effects on the caller's matplotlib."""
+
 import subprocess
 import sys
 import textwrap
@@ -7,8 +8,13 @@ import textwrap
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     import os
 
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -26,7 +32,8 @@ def test_import_cifarkit_loads_no_plotting_lr_finder_or_torch():
 
 def test_the_callers_matplotlib_backend_survives_import_and_training(tiny_py, tmp_path):
     # svg stands for any backend that is not Agg (a notebook's inline one, a desktop window's)
-    run_python(f"""
+    run_python(
+        f"""
         import matplotlib
         assert matplotlib.get_backend() == "svg"
         import cifarkit
@@ -36,15 +43,52 @@ def test_the_callers_matplotlib_backend_survives_import_and_training(tiny_py, tm
                        {str(tmp_path / "run")!r}, progress=False)
         import matplotlib.pyplot as plt
         assert matplotlib.get_backend() == "svg" and plt.get_backend() == "svg", matplotlib.get_backend()
-    """, MPLBACKEND="svg")
+    """,
+        MPLBACKEND="svg",
+    )
     assert (tmp_path / "run" / "plots" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "run" / "lr_find.png").exists()
 
 
 # The packages, lowest first: a module imports only from its own package, a lower one, or the base modules
 # (errors, version); `cifarkit/__init__.py` and `__main__.py` stand above them all.
-PACKAGE_ORDER = ("files", "models", "config", "runtime", "optim", "data", "rundir", "evaluate", "report", "training",
-                 "tune", "audit", "app", "cli")
+PACKAGE_ORDER = (
+    "files",
+    "models",
+    "config",
+    "runtime",
+    "optim",
+    "data",
+    "rundir",
+    "evaluate",
+    "report",
+    "training",
+    "tune",
+    "audit",
+    "app",
+    "cli",
+)
+BASE_MODULES = ("errors", "version")
+
+
+# The packages, lowest first: a module imports only from its own package, a lower one, or the base modules
+# (errors, version); `cifarkit/__init__.py` and `__main__.py` stand above them all.
+PACKAGE_ORDER = (
+    "files",
+    "models",
+    "config",
+    "runtime",
+    "optim",
+    "data",
+    "rundir",
+    "evaluate",
+    "report",
+    "training",
+    "tune",
+    "audit",
+    "app",
+    "cli",
+)
 BASE_MODULES = ("errors", "version")
 
 
@@ -62,13 +106,19 @@ def internal_imports() -> dict[str, set[str]]:
     modules = set(names.values())
     graph = {}
     for path, module in names.items():
-        package = module.split(".") if path.name == "__init__.py" and "." not in module and module != "__init__" \
+        package = (
+            module.split(".")
+            if path.name == "__init__.py" and "." not in module and module != "__init__"
             else module.split(".")[:-1]
+        )
         edges = set()
         tree = ast.parse(path.read_text())
-        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                       and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
-                       for n in ast.walk(block)}  # annotations only: never imported when the code runs
+        typing_only = {
+            id(n)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+            for n in ast.walk(block)
+        }  # annotations only: never imported when the code runs
         for node in ast.walk(tree):
             if not (isinstance(node, ast.ImportFrom) and node.level) or id(node) in typing_only:
                 continue
@@ -93,7 +143,7 @@ def test_the_import_graph_has_no_cycle():
 
     def visit(module: str) -> None:
         if module in on_path:
-            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(module):] + [module]))
+            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(module) :] + [module]))
         if module in done:
             return
         on_path.append(module)
@@ -114,8 +164,12 @@ def test_the_packages_import_only_downwards_in_one_declared_order():
     assert {p.stem for p in root.glob("*.py")} == {"__init__", "__main__", *BASE_MODULES}
     rank = {package: i for i, package in enumerate(PACKAGE_ORDER)}
     rank.update({module: -1 for module in BASE_MODULES} | {"__init__": len(rank), "__main__": len(rank)})
-    upward = [f"{module} -> {target}" for module, targets in internal_imports().items() for target in targets
-              if rank[package_of(target)] > rank[package_of(module)]]
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in internal_imports().items()
+        for target in targets
+        if rank[package_of(target)] > rank[package_of(module)]
+    ]
     assert not upward, upward
 
 

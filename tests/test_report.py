@@ -1,4 +1,5 @@
 """Plots and report.html of a finished tiny run."""
+
 import base64
 import re
 
@@ -67,8 +68,9 @@ def test_many_classes_get_a_colour_bar_not_a_number_in_every_cell(tmp_path, monk
     drawn = {"text": 0, "bar_label": 0, "colorbar": 0}
     for cls, name in ((Axes, "text"), (Axes, "bar_label"), (Figure, "colorbar")):
         real = getattr(cls, name)
-        monkeypatch.setattr(cls, name, lambda *a, _real=real, _name=name, **k: drawn.update(
-            {_name: drawn[_name] + 1}) or _real(*a, **k))
+        monkeypatch.setattr(
+            cls, name, lambda *a, _real=real, _name=name, **k: drawn.update({_name: drawn[_name] + 1}) or _real(*a, **k)
+        )
     for n, cells, bars, colour_bars in ((10, 200, 1, 0), (100, 0, 0, 2)):
         drawn.update(text=0, bar_label=0, colorbar=0)
         classes = tuple(f"class{i}" for i in range(n))
@@ -91,7 +93,8 @@ def test_an_image_grid_says_when_it_has_nothing_to_show(tmp_path):
 
 
 def test_the_page_opens_with_a_summary_in_words_then_the_evaluations_and_says_where_a_range_test_goes(
-        finished_run, tmp_path, capsys):
+    finished_run, tmp_path, capsys
+):
     import json
     import shutil
 
@@ -104,30 +107,40 @@ def test_the_page_opens_with_a_summary_in_words_then_the_evaluations_and_says_wh
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text()
     assert re.findall(r"<h2>(.*?)</h2>", page)[:2] == ["Summary", "Evaluations after the run"]
-    lead = page[page.index("<p class='lead'>"):page.index("<h2>Summary")]
+    lead = page[page.index("<p class='lead'>") : page.index("<h2>Summary")]
     assert f"{results['test_accuracy']:.2%} test accuracy" in lead and "s10-small on CIFAR-10" in lead
-    top = page[page.index("<h2>Summary"):page.index("<h2>Evaluations")]
-    for words in (f"Test accuracy</th><td>{results['test_accuracy']:.2%} of 100 test images", "Training time",
-                  f"{results['train_images_per_second']:,.0f} training images/s", "CIFAR-10: 10 classes",
-                  "s10-small, 412,944 parameters", "Preset</th><td>s10: 3 epochs", "Machine</th><td>device cpu"):
+    top = page[page.index("<h2>Summary") : page.index("<h2>Evaluations")]
+    for words in (
+        f"Test accuracy</th><td>{results['test_accuracy']:.2%} of 100 test images",
+        "Training time",
+        f"{results['train_images_per_second']:,.0f} training images/s",
+        "CIFAR-10: 10 classes",
+        "s10-small, 412,944 parameters",
+        "Preset</th><td>s10: 3 epochs",
+        "Machine</th><td>device cpu",
+    ):
         assert words in top, words
     assert not {"test_accuracy", "wall_time_s", "train_images_per_second"} & set(re.findall(r"\w+", top))
-    evaluations = page[page.index("<h2>Evaluations"):page.index("<h2>Per epoch")]
+    evaluations = page[page.index("<h2>Evaluations") : page.index("<h2>Per epoch")]
     assert "evaluate-flip.json" in evaluations and f"{flip['test_accuracy']:.2%}" in evaluations
     assert "evaluate-none.json" in evaluations and "not valid JSON" in evaluations  # named, not fatal
     assert "Accuracy per class (10 classes)" in evaluations and "automobile" in evaluations
-    epochs = page[page.index("<h2>Per epoch"):page.index("<h2>Training curves")]
-    assert "<th>test accuracy</th>" in epochs and f"{results['test_accuracy']:.2%}" in epochs and "test_acc" not in epochs
+    epochs = page[page.index("<h2>Per epoch") : page.index("<h2>Training curves")]
+    assert (
+        "<th>test accuracy</th>" in epochs and f"{results['test_accuracy']:.2%}" in epochs and "test_acc" not in epochs
+    )
     assert "data-file='lr_find.png'" not in page  # the run set its max lr: where a range test would be, and how
-    hint = page[page.index("<h2>LR range test"):]
+    hint = page[page.index("<h2>LR range test") :]
     assert "no LR range test" in hint[:300] and "cifarkit lr-find --config" in hint[:800]
 
 
 def test_the_summary_gives_units_and_leaves_out_what_is_missing_or_mistyped():
     from cifarkit.report.page import summary
 
-    sentence, rows = summary({"model": "s10", "preset": "s10", "epochs": 24},
-                             {"test_accuracy": 0.7165, "train_images_per_second": 73.8487, "wall_time_s": 336.614})
+    sentence, rows = summary(
+        {"model": "s10", "preset": "s10", "epochs": 24},
+        {"test_accuracy": 0.7165, "train_images_per_second": 73.8487, "wall_time_s": 336.614},
+    )
     assert sentence == "s10 on CIFAR-10 reached 71.65% test accuracy after 24 epochs in 5.6 min (337 s)."
     assert rows["Test accuracy"] == "71.65%" and rows["Training time"] == "5.6 min (337 s)"
     assert rows["Speed"] == "74 training images/s"
@@ -152,10 +165,16 @@ def schedules():
     from cifarkit.optim.schedule import planned_schedule
 
     s10 = preset_config("s10")
-    return [([5e-5, 5e-3, 2.5e-3, 5e-7], 4),  # one epoch of four steps: the start and the peak are neighbours
-            (planned_schedule(preset_config("fast"), 0.05, 98), 98),  # a steep warm-up
-            (planned_schedule(dataclasses.replace(s10, epochs=2, pct_start=0.45, three_phase=True,
-                                                  anneal_strategy="cos"), 0.05, 10), 10)]  # a gentle one
+    return [
+        ([5e-5, 5e-3, 2.5e-3, 5e-7], 4),  # one epoch of four steps: the start and the peak are neighbours
+        (planned_schedule(preset_config("fast"), 0.05, 98), 98),  # a steep warm-up
+        (
+            planned_schedule(
+                dataclasses.replace(s10, epochs=2, pct_start=0.45, three_phase=True, anneal_strategy="cos"), 0.05, 10
+            ),
+            10,
+        ),
+    ]  # a gentle one
 
 
 @pytest.mark.parametrize("case", range(3))
@@ -186,12 +205,11 @@ def test_each_schedule_label_sits_at_its_point_clear_of_the_line_and_the_other_l
     inside = ax.get_window_extent()
     for i, box in enumerate(boxes):
         assert not drawn.intersects_bbox(box, filled=False), ax.texts[i].get_text()
-        assert not any(box.overlaps(other) for other in boxes[i + 1:]), ax.texts[i].get_text()
+        assert not any(box.overlaps(other) for other in boxes[i + 1 :]), ax.texts[i].get_text()
         assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
 
 
-def test_names_holding_dollar_signs_are_drawn_as_written_and_the_callers_matplotlib_is_untouched(tmp_path,
-                                                                                              monkeypatch):
+def test_names_holding_dollar_signs_are_drawn_as_written_and_the_callers_matplotlib_is_untouched(tmp_path, monkeypatch):
     """Class and file names come from the data: `$\\badcmd$` is not mathtext (which raised inside matplotlib)."""
     import matplotlib
     import torch
@@ -204,8 +222,13 @@ def test_names_holding_dollar_signs_are_drawn_as_written_and_the_callers_matplot
     images, labels = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8), torch.arange(20) % 10
     figures = captured_figures(monkeypatch)
     report.plot_samples(images, labels, classes, tmp_path / "samples.png")
-    report.plot_misclassified(images, labels, torch.full((20, 10), 0.1).index_fill_(1, torch.tensor([1]), 0.5),
-                              classes, tmp_path / "misclassified.png")
+    report.plot_misclassified(
+        images,
+        labels,
+        torch.full((20, 10), 0.1).index_fill_(1, torch.tensor([1]), 0.5),
+        classes,
+        tmp_path / "misclassified.png",
+    )
     report.plot_confusion(np.eye(10, dtype=int), classes, tmp_path / "confusion.png")
     report.plot_per_class(np.linspace(0, 1, 10), classes, tmp_path / "per_class.png")
     report.draw_cells([(np.zeros((8, 8, 3), np.uint8), f"{bad}.png")], 1, f"GradCAM {bad}", tmp_path / "cam.png")

@@ -1,4 +1,5 @@
 """The run folder: names, atomic writes, rank-0-only writing, listing and clearing."""
+
 import os
 
 import pytest
@@ -101,6 +102,7 @@ def test_a_lock_whose_file_was_removed_under_it_is_taken_afresh(tmp_path, monkey
 
 # what a command may read and write: files inside the run, in a folder that is the run's own ---------------------------
 
+
 def test_a_symlink_out_of_the_run_is_never_read_nor_written_through(tmp_path):
     run = RunDir(tmp_path / "run")
     run.write_json(CONFIG, {"epochs": 1})
@@ -138,8 +140,11 @@ def test_a_folder_is_a_run_only_when_its_files_say_so(tmp_path):
         (mine / name).write_text("the user's")
     (mine / CONFIG).write_text('{"epochs": 3}')
     run = RunDir(mine)
-    assert not run.owned() and run.existing() == [] and run.others() == sorted(
-        ["config.json", "model.txt", "plots", "report.html", "results.json"])
+    assert (
+        not run.owned()
+        and run.existing() == []
+        and run.others() == sorted(["config.json", "model.txt", "plots", "report.html", "results.json"])
+    )
     run.clear()
     with pytest.raises(UserError, match=r"mine: a folder of other files \(config.json, model.txt, plots, \.\.\.\)"):
         run.write_text("report.html", "<html>")

@@ -1,4 +1,5 @@
 """Device, precision and allocator choices (runtime.py)."""
+
 import platform
 from pathlib import Path
 

@@ -33,7 +33,7 @@ def test_s10_best_warms_up_to_epoch_5_then_ends_near_zero():
     assert peak == 5 * 98 - 1 and lrs[peak] == pytest.approx(0.4)
     assert lrs[0] == pytest.approx(0.02)
     assert lrs[-1] < 1e-4 * 0.4 * 10  # ends near zero
-    assert all(b <= a for a, b in zip(lrs[peak:], lrs[peak + 1:]))  # then only decays
+    assert all(b <= a for a, b in zip(lrs[peak:], lrs[peak + 1 :]))  # then only decays
 
 
 def test_fast_schedule_is_a_triangle_from_0_2_to_1_to_0_07_of_the_peak():
@@ -53,7 +53,10 @@ def test_fast_schedule_is_a_triangle_from_0_2_to_1_to_0_07_of_the_peak():
 def test_a_peak_on_the_first_step_is_refused_by_name(three_phase):
     # 2 epochs x 10 steps x 0.05 = step 1: OneCycleLR's rise would have no length (a ZeroDivisionError)
     cfg = TrainConfig(epochs=2, pct_start=0.05, three_phase=three_phase)
-    with pytest.raises(UserError, match=r"--pct-start 0.05 of 20 steps \(2 epoch\(s\) x 10 steps\) puts the lr peak "
-                                        r"on the first step"):
+    with pytest.raises(
+        UserError,
+        match=r"--pct-start 0.05 of 20 steps \(2 epoch\(s\) x 10 steps\) puts the lr peak "
+        r"on the first step",
+    ):
         planned_schedule(cfg, max_lr=0.1, steps_per_epoch=10)
     assert len(planned_schedule(cfg, max_lr=0.1, steps_per_epoch=11)) == 22  # one step more and it is a schedule

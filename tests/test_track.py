@@ -1,4 +1,5 @@
 """TensorBoard logging (`train --tensorboard`), read back with TensorBoard's own event reader."""
+
 import csv
 import shutil
 import time
@@ -9,7 +10,9 @@ from cifarkit import TrainConfig, train
 from cifarkit.cli.main import main
 
 pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402 (after the skip when absent)
+    EventAccumulator,
+)
 
 
 def events(folder):
@@ -29,20 +32,29 @@ def rows(run):
 
 def test_tensorboard_logs_steps_epochs_images_graph_and_hparams_and_changes_nothing(trained_run, tmp_path):
     root, results = trained_run  # the same run without --tensorboard
-    config = TrainConfig(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(root / "data"),
-                         threads=1, precision="fp32")
+    config = TrainConfig(
+        model="s10-small",
+        epochs=3,
+        batch_size=50,
+        max_lr=5e-3,
+        data_dir=str(root / "data"),
+        threads=1,
+        precision="fp32",
+    )
     logged = train(config, tmp_path / "run", progress=False, tensorboard=True)
     timing = ("images_per_s", "seconds")
-    assert [{k: v for k, v in r.items() if k not in timing} for r in rows(tmp_path / "run")] == \
-        [{k: v for k, v in r.items() if k not in timing} for r in rows(root / "run")]  # tracing left no trace
+    assert [{k: v for k, v in r.items() if k not in timing} for r in rows(tmp_path / "run")] == [
+        {k: v for k, v in r.items() if k not in timing} for r in rows(root / "run")
+    ]  # tracing left no trace
     assert logged["test_accuracy"] == results["test_accuracy"]
 
     acc = events(tmp_path / "run" / "tb")
     assert steps(acc, "train/step_loss") == list(range(1, 13))  # 200 images / 50 = 4 steps an epoch, 3 epochs
     assert steps(acc, "lr/group0") == list(range(1, 13))
     assert steps(acc, "test/acc") == [4, 8, 12]
-    assert [e.value for e in acc.Scalars("test/acc")] == pytest.approx([float(r["test_acc"])
-                                                                        for r in rows(tmp_path / "run")])
+    assert [e.value for e in acc.Scalars("test/acc")] == pytest.approx(
+        [float(r["test_acc"]) for r in rows(tmp_path / "run")]
+    )
     assert steps(acc, "train/epoch_loss") == [4, 8, 12]
     assert len(acc.Images("augmented")) == 1
     assert acc.Tags()["graph"]
@@ -52,8 +64,23 @@ def test_tensorboard_logs_steps_epochs_images_graph_and_hparams_and_changes_noth
 
 
 def test_resume_appends_without_duplicating_steps(tiny_py, tmp_path, crash_at_step, capsys):
-    flags = ["--model", "s10-small", "--epochs", "2", "--batch-size", "50", "--max-lr", "5e-3", "--threads", "1",
-             "--precision", "fp32", "--data-dir", str(tiny_py), "--quiet"]
+    flags = [
+        "--model",
+        "s10-small",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--max-lr",
+        "5e-3",
+        "--threads",
+        "1",
+        "--precision",
+        "fp32",
+        "--data-dir",
+        str(tiny_py),
+        "--quiet",
+    ]
     crash_at_step(7)  # steps 5 and 6 of epoch 2 are logged after the epoch-1 checkpoint (step 4), then lost
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(["train", *flags, "--out", str(tmp_path / "run"), "--tensorboard", str(tmp_path / "tb")])
@@ -67,15 +94,29 @@ def test_resume_appends_without_duplicating_steps(tiny_py, tmp_path, crash_at_st
     assert len(acc.Images("augmented")) == 1
     # another run of the same folder name would purge these events: refused before it trains
     capsys.readouterr()
-    assert main(["train", *flags, "--out", str(tmp_path / "elsewhere" / "run"), "--tensorboard",
-                 str(tmp_path / "tb")]) == 2
+    assert (
+        main(["train", *flags, "--out", str(tmp_path / "elsewhere" / "run"), "--tensorboard", str(tmp_path / "tb")])
+        == 2
+    )
     owner = (tmp_path / "run").resolve()
     assert f"{tmp_path / 'tb' / 'run'} holds the events of another run ({owner})" in capsys.readouterr().err
     assert steps(events(tmp_path / "tb" / "run"), "train/step_loss") == list(range(1, 9))
     # ... and refused before --overwrite clears anything: the run it would have replaced stays whole
     shutil.copytree(tmp_path / "run", tmp_path / "other" / "run", ignore=shutil.ignore_patterns(".cifarkit.lock"))
-    assert main(["train", *flags, "--out", str(tmp_path / "other" / "run"), "--overwrite", "--tensorboard",
-                 str(tmp_path / "tb")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *flags,
+                "--out",
+                str(tmp_path / "other" / "run"),
+                "--overwrite",
+                "--tensorboard",
+                str(tmp_path / "tb"),
+            ]
+        )
+        == 2
+    )
     assert (tmp_path / "other" / "run" / "results.json").exists()
 
 
@@ -109,8 +150,29 @@ def test_without_tensorboard_no_event_files_are_written(trained_run):
 def test_a_tensorboard_folder_that_cannot_be_made_is_refused_before_training(tiny_py, tmp_path, capsys):
     taken = tmp_path / "taken.png"
     taken.write_bytes(b"a file, not a folder")
-    assert main(["train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--threads", "1",
-                 "--precision", "fp32", "--out", str(tmp_path / "run"), "--tensorboard", str(taken), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data-dir",
+                str(tiny_py),
+                "--model",
+                "s10-small",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--precision",
+                "fp32",
+                "--out",
+                str(tmp_path / "run"),
+                "--tensorboard",
+                str(taken),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"--tensorboard {taken}: cannot make that folder" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "config.json").exists()  # so the same command, corrected, needs no --overwrite
@@ -128,6 +190,10 @@ def test_an_observer_writes_only_the_hooks_it_needs(tiny_py, tmp_path):
             self.rows.append(row["epoch"])
 
     epochs = Epochs()
-    train(TrainConfig(model="s10-small", epochs=2, batch_size=50, data_dir=str(tiny_py), threads=1, precision="fp32"),
-          tmp_path / "run", progress=False, observers=[epochs])
+    train(
+        TrainConfig(model="s10-small", epochs=2, batch_size=50, data_dir=str(tiny_py), threads=1, precision="fp32"),
+        tmp_path / "run",
+        progress=False,
+        observers=[epochs],
+    )
     assert epochs.rows == [1, 2]

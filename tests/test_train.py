@@ -1,24 +1,27 @@
 """End-to-end training on the tiny synthetic CIFAR-10 (s10-small, CPU, seconds)."""
+
 import csv
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from cifarkit import TrainConfig, train
 from cifarkit.cli.main import main
-from cifarkit.rundir.checkpoint import load_checkpoint
-from cifarkit.training.run import reopen
-from cifarkit.training.resume import checkpoint_of
-from cifarkit.training.trainer import Trainer
 from cifarkit.errors import UserError
+from cifarkit.rundir.checkpoint import load_checkpoint
+from cifarkit.training.resume import checkpoint_of
+from cifarkit.training.run import reopen
+from cifarkit.training.trainer import Trainer
 
 
 def tiny_config(data_dir, **overrides) -> TrainConfig:
     # fp32: a tiny run's numbers must not depend on whether this CPU autocasts to bf16 (tests/conftest.py)
-    values = dict(model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(data_dir), threads=1,
-                  precision="fp32")
+    values = dict(
+        model="s10-small", epochs=3, batch_size=50, max_lr=5e-3, data_dir=str(data_dir), threads=1, precision="fp32"
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -35,8 +38,22 @@ def test_training_reduces_the_loss_and_writes_the_run_folder(tiny_py, tmp_path):
     assert [int(r["epoch"]) for r in metrics] == [1, 2, 3]
     assert float(metrics[-1]["train_loss"]) < 0.7 * float(metrics[0]["train_loss"])
     assert results["test_accuracy"] > 0.5  # chance is 0.1
-    for key in ("preset", "model", "params", "epochs", "test_accuracy", "test_loss", "train_images_per_second",
-                "wall_time_s", "device", "dtype", "seed", "torch", "max_lr", "max_lr_source"):
+    for key in (
+        "preset",
+        "model",
+        "params",
+        "epochs",
+        "test_accuracy",
+        "test_loss",
+        "train_images_per_second",
+        "wall_time_s",
+        "device",
+        "dtype",
+        "seed",
+        "torch",
+        "max_lr",
+        "max_lr_source",
+    ):
         assert key in results, key
     assert json.loads((run / "results.json").read_text()) == results
     assert TrainConfig.from_json(run / "config.json") == tiny_config(tiny_py)
@@ -54,9 +71,20 @@ def test_same_seed_same_run_bitwise(tiny_bin, tmp_path):
     assert rows(tmp_path / "a")[0]["train_loss"] == rows(tmp_path / "b")[0]["train_loss"]
 
 
-FAST_TINY = dict(model="fast-small", optimizer="sgd", nesterov=True, momentum=0.85, cycle_momentum=False,
-                 norm_lr_scale=64.0, max_lr=0.2, label_smoothing=0.2, pad_crop=2, cutout_size=0, eval_every=0,
-                 tta="flip-translate")
+FAST_TINY = dict(
+    model="fast-small",
+    optimizer="sgd",
+    nesterov=True,
+    momentum=0.85,
+    cycle_momentum=False,
+    norm_lr_scale=64.0,
+    max_lr=0.2,
+    label_smoothing=0.2,
+    pad_crop=2,
+    cutout_size=0,
+    eval_every=0,
+    tta="flip-translate",
+)
 
 
 FAST_TINY_AVERAGED = {**FAST_TINY, "lookahead_decay": 0.7, "lookahead_every": 3, "alternate_flip": True}
@@ -75,10 +103,20 @@ PRUNED = {**FAST_TINY, "optimizer": "muon", "muon_lr": 0.1, "prune_easy": 0.5, "
 SMALL_CROP = {**FAST_TINY, "small_crop": 24, "small_crop_epochs": 2, "epochs": 3, "stem_bias_epochs": 1}
 
 
-@pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9}, FAST_TINY, FAST_TINY_AVERAGED, BF16, MUON_BF16,
-                                       PRUNED, SMALL_CROP],
-                         ids=["s10-small", "ema", "fast", "lookahead-alternate-flip", "bf16-autocast", "muon-bf16",
-                              "muon-pruned", "small-crop-stem-frozen"])
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"ema_decay": 0.9}, FAST_TINY, FAST_TINY_AVERAGED, BF16, MUON_BF16, PRUNED, SMALL_CROP],
+    ids=[
+        "s10-small",
+        "ema",
+        "fast",
+        "lookahead-alternate-flip",
+        "bf16-autocast",
+        "muon-bf16",
+        "muon-pruned",
+        "small-crop-stem-frozen",
+    ],
+)
 @pytest.mark.filterwarnings("ignore:--precision bf16")
 def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, crash_at_step, overrides):
     cfg = tiny_config(tiny_py, **{"epochs": 2, **overrides})
@@ -99,13 +137,17 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_py, tmp_path, c
     if ema_decay:
         assert all(torch.equal(full["training_weights"][k], cut["training_weights"][k]) for k in full["model"])
     timing = ("images_per_s", "seconds")
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in timing} for r in rs]  # noqa: E731
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k not in timing} for r in rs]
+
     assert strip(rows(tmp_path / "full")) == strip(rows(tmp_path / "cut"))
 
 
 def test_the_stem_bias_trains_for_its_epochs_then_nothing_before_the_first_conv_does(tiny_py, tmp_path):
-    trainer = Trainer(tiny_config(tiny_py, **{**FAST_TINY, "epochs": 3, "stem_bias_epochs": 1}), tmp_path / "run",
-                      progress=False)
+    trainer = Trainer(
+        tiny_config(tiny_py, **{**FAST_TINY, "epochs": 3, "stem_bias_epochs": 1}), tmp_path / "run", progress=False
+    )
     biases, first_conv_input_trains = [trainer.model.stem.bias.detach().clone()], []
 
     class Record:
@@ -120,8 +162,11 @@ def test_the_stem_bias_trains_for_its_epochs_then_nothing_before_the_first_conv_
 
     trainer.observers.append(Record())
     first_conv = trainer.model.group1[0]
-    first_conv.register_forward_hook(lambda module, inputs, output: first_conv_input_trains.append(
-        (trainer.state.epoch, inputs[0].requires_grad)) if module.training else None)
+    first_conv.register_forward_hook(
+        lambda module, inputs, output: (
+            first_conv_input_trains.append((trainer.state.epoch, inputs[0].requires_grad)) if module.training else None
+        )
+    )
     trainer.fit()
     assert not torch.equal(biases[0], biases[1])  # epoch 1 trains it
     assert torch.equal(biases[1], biases[2]) and torch.equal(biases[2], biases[3])
@@ -158,15 +203,26 @@ def test_a_nan_loss_stops_training_and_names_the_step(tiny_py, tmp_path, monkeyp
         healed.setattr(Trainer, "train_step", original)
         train(None, tmp_path / "run", resume=True, progress=False)
     assert (tmp_path / "run" / "results.json").exists() and not (tmp_path / "run" / "ended.json").exists()
-    monkeypatch.setattr(Trainer, "train_step", lambda self, images, *args: original(self, images * float("nan"),
-                                                                                      *args))
+    monkeypatch.setattr(Trainer, "train_step", lambda self, images, *args: original(self, images * float("nan"), *args))
     with pytest.raises(UserError, match=r"loss became nan at epoch 1, step 1 .*No checkpoint was written yet"):
         train(tiny_config(tiny_py), tmp_path / "first", progress=False)  # none to point to
 
 
 def test_cli_train_refuses_to_clobber_a_run(tiny_py, tmp_path, capsys):
-    argv = ["train", "--data-dir", str(tiny_py), "--model", "s10-small", "--epochs", "1", "--batch-size", "100",
-            "--out", str(tmp_path / "run"), "--quiet"]
+    argv = [
+        "train",
+        "--data-dir",
+        str(tiny_py),
+        "--model",
+        "s10-small",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "100",
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert main(argv) == 2
@@ -183,8 +239,11 @@ def test_ema_is_the_decayed_average_of_the_weights_and_is_what_gets_evaluated(ti
     for step in range(3):
         trainer.train_step(*trainer.global_batch(order, 0, step))
         snapshots.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
-    expected = {k: 0.9 * (0.9 * snapshots[0][k] + 0.1 * snapshots[1][k]) + 0.1 * snapshots[2][k]
-                for k, v in snapshots[0].items() if v.is_floating_point()}  # the first update copies
+    expected = {
+        k: 0.9 * (0.9 * snapshots[0][k] + 0.1 * snapshots[1][k]) + 0.1 * snapshots[2][k]
+        for k, v in snapshots[0].items()
+        if v.is_floating_point()
+    }  # the first update copies
     averaged = trainer.ema.module.state_dict()
     for k, v in expected.items():
         assert torch.allclose(averaged[k], v, atol=1e-6), k
@@ -193,8 +252,9 @@ def test_ema_is_the_decayed_average_of_the_weights_and_is_what_gets_evaluated(ti
 
 
 def test_lookahead_runs_inside_training_and_the_model_ends_as_its_slow_weights(tiny_py, tmp_path):
-    trainer = Trainer(tiny_config(tiny_py, epochs=1, lookahead_decay=0.7, lookahead_every=2), tmp_path / "run",
-                      progress=False)
+    trainer = Trainer(
+        tiny_config(tiny_py, epochs=1, lookahead_decay=0.7, lookahead_every=2), tmp_path / "run", progress=False
+    )
     assert trainer.steps_per_epoch == 4
     seen = []
     original = trainer.lookahead.after_step
@@ -207,16 +267,26 @@ def test_lookahead_runs_inside_training_and_the_model_ends_as_its_slow_weights(t
 
 
 def test_alternate_flip_mirrors_an_image_in_consecutive_epochs(tiny_py, tmp_path):
-    trainer = Trainer(tiny_config(tiny_py, alternate_flip=True, pad_crop=0, cutout_size=0), tmp_path / "run",
-                      progress=False)
+    trainer = Trainer(
+        tiny_config(tiny_py, alternate_flip=True, pad_crop=0, cutout_size=0), tmp_path / "run", progress=False
+    )
     order = trainer.epoch_order(0)
     (x0, y0), (x1, y1) = trainer.global_batch(order, 0, 0), trainer.global_batch(order, 1, 0)
     assert torch.equal(y0, y1) and torch.equal(x1, x0.flip(3))
 
 
 def test_norm_lr_scale_puts_batchnorm_and_biases_in_a_scaled_group(tiny_py, tmp_path):
-    cfg = tiny_config(tiny_py, model="fast-small", optimizer="sgd", nesterov=True, max_lr=0.5, weight_decay=1e-3,
-                      norm_lr_scale=64.0, cycle_momentum=False, epochs=1)
+    cfg = tiny_config(
+        tiny_py,
+        model="fast-small",
+        optimizer="sgd",
+        nesterov=True,
+        max_lr=0.5,
+        weight_decay=1e-3,
+        norm_lr_scale=64.0,
+        cycle_momentum=False,
+        epochs=1,
+    )
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     weights, norm = trainer.optimizer.param_groups
     trainable = [p for p in trainer.model.parameters() if p.requires_grad]
@@ -292,13 +362,15 @@ def test_the_command_line_and_the_api_refuse_a_bad_checkpoint_interval_in_the_sa
 
 def test_the_settings_a_resume_may_change_are_declared_once():
     from cifarkit.cli import main as cli
+    from cifarkit.config.train_config import MACHINE_SETTINGS, SETTINGS
     from cifarkit.training import run
     from cifarkit.tune import sweep
-    from cifarkit.config.train_config import MACHINE_SETTINGS, SETTINGS
 
     assert set(MACHINE_SETTINGS) == {name for name, s in SETTINGS.items() if s.machine} >= {"data_dir", "threads"}
-    assert not any(hasattr(module, "RESUME_FLAGS") or "MACHINE_SETTINGS =" in open(module.__file__).read()
-                   for module in (cli, run, sweep))
+    assert not any(
+        hasattr(module, "RESUME_FLAGS") or "MACHINE_SETTINGS =" in Path(module.__file__).read_text()
+        for module in (cli, run, sweep)
+    )
 
 
 def test_resume_with_no_config_keeps_the_runs_settings(tiny_py, tmp_path, crash_at_step):

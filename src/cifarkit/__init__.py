@@ -6,6 +6,7 @@
 Importing the package is light and has no side effects: torch, matplotlib and torch-lr-finder load
 when `train` (or a module that needs them) is first used.
 """
+
 from typing import Any
 
 from .config.train_config import PRESETS, TrainConfig, preset_config

@@ -13,6 +13,7 @@ A class name never becomes a path as it is: the images' file names keep its lett
 An export goes into a new or empty folder, or over an earlier bundle (known by its meta.json's format marker),
 replacing the bundle's own files only: whatever else is there (a Space's .git, a user's files) stays.
 """
+
 from __future__ import annotations
 
 import io
@@ -24,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .page import Classifier, example_images
+from ..errors import UserError
 from .bundle_app import (
     BUNDLE_FORMAT,
     BUNDLE_FORMAT_VERSION,
@@ -33,15 +34,14 @@ from .bundle_app import (
     MAX_META_BYTES,
 )
 from .bundle_source import inline
-from ..errors import UserError
+from .page import Classifier, example_images
 
 MISTAKES = 50  # test images kept for the bundle's gallery (the app's slider goes to 50)
 REQUIREMENTS = ("torch>=2.4", "gradio>=6.31,<7", "safetensors>=0.4", "captum>=0.9", "numpy>=1.24", "pillow>=10.0")
 NAME_CHARS = 40  # of a class name in an image's file name: far below the 255 bytes a file name may have
 
 
-def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_dir: str | None = None
-               ) -> dict[str, Any]:
+def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_dir: str | None = None) -> dict[str, Any]:
     """Write the bundle for a run (or checkpoint) into `folder`: a new or empty folder, or an earlier bundle's
     (whose own files are replaced; anything else there stays)."""
     try:
@@ -49,8 +49,8 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     except ImportError:
         raise UserError("the app bundle needs safetensors: pip install 'cifarkit[app]'") from None
     from ..evaluate.explain import test_set_or_none
-    from ..files.atomic import staged_folder
     from ..evaluate.inference import image_size, load_model
+    from ..files.atomic import staged_folder
     from ..rundir.run_dir import run_of
 
     checkpoint, folder = Path(checkpoint), Path(folder)
@@ -60,13 +60,22 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
     run = run_of(checkpoint)
     results = run.read_results() or {}
     source = inline()  # before writing anything: a bug here leaves no half bundle
-    meta = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION,
-            "model_name": ckpt["model_name"], "classes": list(ckpt["classes"]), "mean": list(ckpt["mean"]),
-            "std": list(ckpt["std"]), "image_size": image_size(ckpt),
-            "precision": ckpt["config"].get("precision", "fp32"),  # predictions as `cifarkit predict` makes them
-            "test_accuracy": results.get("test_accuracy"), "run": run.path.name, "cifarkit": ckpt.get("cifarkit"),
-            "title": f"What does the model see? ({ckpt['model_name']}, run {run.path.name})",
-            "examples": [], "mistakes": []}
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "model_name": ckpt["model_name"],
+        "classes": list(ckpt["classes"]),
+        "mean": list(ckpt["mean"]),
+        "std": list(ckpt["std"]),
+        "image_size": image_size(ckpt),
+        "precision": ckpt["config"].get("precision", "fp32"),  # predictions as `cifarkit predict` makes them
+        "test_accuracy": results.get("test_accuracy"),
+        "run": run.path.name,
+        "cifarkit": ckpt.get("cifarkit"),
+        "title": f"What does the model see? ({ckpt['model_name']}, run {run.path.name})",
+        "examples": [],
+        "mistakes": [],
+    }
     without = ": the bundle has no examples or gallery"
     images, labels = test_set_or_none(ckpt, data_dir, "export", without) or (None, None)
     # a full disk or a Ctrl-C leaves no half bundle (a new folder appears whole; into an existing one, meta.json,
@@ -77,8 +86,11 @@ def export_app(checkpoint: str | os.PathLike, folder: str | os.PathLike, data_di
             _move_images(staging, folder, earlier or set())
     _remove_stale_images(folder, (earlier or set()) - {e["file"] for key in IMAGE_FOLDERS for e in meta[key]})
     files = ["app.py", "model.safetensors", "meta.json", "requirements.txt", "README.md"]
-    return {"folder": str(folder), "files": files + [f"{len(meta['examples'])} examples",
-                                                     f"{len(meta['mistakes'])} mistakes"], "meta": meta}
+    return {
+        "folder": str(folder),
+        "files": files + [f"{len(meta['examples'])} examples", f"{len(meta['mistakes'])} mistakes"],
+        "meta": meta,
+    }
 
 
 def image_name(key: str, index: int, class_name: str) -> str:
@@ -102,15 +114,23 @@ def earlier_bundle_images(folder: Path) -> set[str] | None:
         return None
     meta = _bundle_meta(folder / "meta.json")
     if meta is None:
-        raise UserError(f"--app {folder}: a folder with other files in it (not an earlier bundle); export into a new "
-                        f'or empty folder (a bundle is known by its meta.json\'s "format": "{BUNDLE_FORMAT}")')
+        raise UserError(
+            f"--app {folder}: a folder with other files in it (not an earlier bundle); export into a new "
+            f'or empty folder (a bundle is known by its meta.json\'s "format": "{BUNDLE_FORMAT}")'
+        )
     for key in IMAGE_FOLDERS:  # the new images go in there: never through a link to elsewhere
         place = folder / key
         if place.is_symlink() or place.exists() and not place.is_dir():
-            raise UserError(f"--app {folder}: {key} there is {'a link' if place.is_symlink() else 'a file'}, not "
-                            "the earlier bundle's folder of images; move it away or export into a new folder")
-    return {e["file"] for key in IMAGE_FOLDERS for e in (meta.get(key) if isinstance(meta.get(key), list) else [])
-            if isinstance(e, dict) and isinstance(e.get("file"), str) and IMAGE_FILE.fullmatch(e["file"])}
+            raise UserError(
+                f"--app {folder}: {key} there is {'a link' if place.is_symlink() else 'a file'}, not "
+                "the earlier bundle's folder of images; move it away or export into a new folder"
+            )
+    return {
+        e["file"]
+        for key in IMAGE_FOLDERS
+        for e in (meta.get(key) if isinstance(meta.get(key), list) else [])
+        if isinstance(e, dict) and isinstance(e.get("file"), str) and IMAGE_FILE.fullmatch(e["file"])
+    }
 
 
 def _bundle_meta(path: Path) -> dict[str, Any] | None:
@@ -128,13 +148,19 @@ def _move_images(staging: Path, folder: Path, earlier: set[str]) -> None:
     """Move the staged images into the existing `folder` one by one, over the earlier bundle's images of the same
     name and never over another file (a user's own picture in examples/ stays); the staged image folders, then
     empty, go (staged_folder moves the rest)."""
-    staged = [f"{key}/{p.name}" for key in IMAGE_FOLDERS if (staging / key).is_dir()
-              for p in sorted((staging / key).iterdir())]
+    staged = [
+        f"{key}/{p.name}"
+        for key in IMAGE_FOLDERS
+        if (staging / key).is_dir()
+        for p in sorted((staging / key).iterdir())
+    ]
     for name in staged:
         target = folder / name
         if (target.exists() or target.is_symlink()) and name not in earlier:
-            raise UserError(f"--app {folder}: {name} there is not an image of the earlier bundle (its meta.json does "
-                            "not list it); move it away, or export into a new folder")
+            raise UserError(
+                f"--app {folder}: {name} there is not an image of the earlier bundle (its meta.json does "
+                "not list it); move it away, or export into a new folder"
+            )
     for name in staged:
         (folder / name).parent.mkdir(exist_ok=True)
         os.replace(staging / name, folder / name)
@@ -155,20 +181,30 @@ def _remove_stale_images(folder: Path, stale: set[str]) -> None:
             place.rmdir()
 
 
-def _write_bundle(folder: Path, model: torch.nn.Module, ckpt: dict[str, Any], meta: dict[str, Any], source: str,
-                  images: torch.Tensor | None, labels: torch.Tensor | None) -> None:
+def _write_bundle(
+    folder: Path,
+    model: torch.nn.Module,
+    ckpt: dict[str, Any],
+    meta: dict[str, Any],
+    source: str,
+    images: torch.Tensor | None,
+    labels: torch.Tensor | None,
+) -> None:
     from PIL import Image
     from safetensors.torch import save
 
-    from ..files.atomic import write_bytes, write_json, write_text
     from ..evaluate.metrics import mistakes
+    from ..files.atomic import write_bytes, write_json, write_text
 
     if images is not None:
-        clf = Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], meta["image_size"],
-                         precision=meta["precision"])
+        clf = Classifier(
+            model, ckpt["classes"], ckpt["mean"], ckpt["std"], meta["image_size"], precision=meta["precision"]
+        )
         wrong = mistakes(labels.cpu(), clf.probabilities(images))[:MISTAKES]  # as the bundle will predict
-        for key, picks in (("examples", example_images(images, labels)),
-                           ("mistakes", [(images[i].cpu(), int(labels[i])) for i in wrong])):
+        for key, picks in (
+            ("examples", example_images(images, labels)),
+            ("mistakes", [(images[i].cpu(), int(labels[i])) for i in wrong]),
+        ):
             for n, (image, label) in enumerate(picks):
                 buf = io.BytesIO()
                 Image.fromarray(image.permute(1, 2, 0).numpy()).save(buf, format="png")
@@ -195,7 +231,7 @@ def readme(meta: dict[str, Any]) -> str:
     except PackageNotFoundError:
         sdk_version = ""
     return f"""---
-title: {meta['model_name']} with GradCAM
+title: {meta["model_name"]} with GradCAM
 emoji: 🔍
 colorFrom: blue
 colorTo: red
@@ -206,8 +242,8 @@ pinned: false
 
 # What does the model see?
 
-A `{meta['model_name']}` image classifier ({len(meta['classes'])} classes: {names}) trained with cifarkit
-(run `{meta['run']}`). **Test accuracy: {shown}.**
+A `{meta["model_name"]}` image classifier ({len(meta["classes"])} classes: {names}) trained with cifarkit
+(run `{meta["run"]}`). **Test accuracy: {shown}.**
 
 Upload an image or pick one of the test images: the page shows the top-k classes with their probabilities
 and a GradCAM heat map of where the model looked for the top class (choose the layer and the opacity), and a
@@ -221,5 +257,3 @@ gallery of the test images it got most confidently wrong.
 `model.safetensors` holds the weights (no pickle), `meta.json` the class names and normalisation, `app.py`
 the model definition, inference and the page; it imports nothing of cifarkit.
 """
-
-

@@ -3,6 +3,7 @@ where no cifarkit can be imported. The bundle's meta.json and model.safetensors 
 damaged or foreign file is a one-line error and exit 2, not a traceback); `python app.py` serves the page,
 `python app.py --predict IMAGE...` prints JSON as `cifarkit predict --json` does.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,10 @@ from typing import Any
 
 import torch
 
-from .page import Classifier, build_demo, launch
-from ..errors import UserError
 from ..data.folder import read_image
+from ..errors import UserError
 from ..models.nets import MODELS, build_model
+from .page import Classifier, build_demo, launch
 
 # meta.json's "format" and "format_version": what tells a bundle's folder from any folder holding a meta.json
 BUNDLE_FORMAT = "cifarkit-app-bundle"
@@ -34,6 +35,7 @@ EXPORT_AGAIN = "export the bundle again with `cifarkit export RUN --app DIR`"
 def check_meta(meta: Any, path: Path) -> dict[str, Any]:
     """`meta` (meta.json as parsed), once every field this app.py uses is checked; a UserError naming the first
     field that is wrong otherwise."""
+
     def need(ok: bool, field: str, what: str) -> None:
         if not ok:
             raise UserError(f"{path}: not a bundle's meta.json this app.py can use: {field} {what}; {EXPORT_AGAIN}")
@@ -45,30 +47,57 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
         return isinstance(value, int) and not isinstance(value, bool)
 
     need(isinstance(meta, dict), "the file", f"holds {type(meta).__name__}, not an object")
-    need(meta.get("format") == BUNDLE_FORMAT and meta.get("format_version") == BUNDLE_FORMAT_VERSION, "format",
-         f"must be {BUNDLE_FORMAT!r}, version {BUNDLE_FORMAT_VERSION}")
-    need(isinstance(meta.get("model_name"), str) and meta["model_name"] in MODELS, "model_name",
-         f"must be one of {', '.join(MODELS)}")
+    need(
+        meta.get("format") == BUNDLE_FORMAT and meta.get("format_version") == BUNDLE_FORMAT_VERSION,
+        "format",
+        f"must be {BUNDLE_FORMAT!r}, version {BUNDLE_FORMAT_VERSION}",
+    )
+    need(
+        isinstance(meta.get("model_name"), str) and meta["model_name"] in MODELS,
+        "model_name",
+        f"must be one of {', '.join(MODELS)}",
+    )
     classes = meta.get("classes")
-    need(isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) and c for c in classes),
-         "classes", "must be a list of at least 2 class names")
+    need(
+        isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) and c for c in classes),
+        "classes",
+        "must be a list of at least 2 class names",
+    )
     for key in ("mean", "std"):
         values = meta.get(key)
-        need(isinstance(values, list) and len(values) == 3 and all(number(v) for v in values)
-             and (key == "mean" or min(values) > 0), key, "must be 3 finite numbers (one per colour channel)"
-             + (", each above 0" if key == "std" else ""))
-    need(whole(meta.get("image_size")) and 16 <= meta["image_size"] <= 512, "image_size",
-         "must be a whole number of pixels in 16..512")
+        need(
+            isinstance(values, list)
+            and len(values) == 3
+            and all(number(v) for v in values)
+            and (key == "mean" or min(values) > 0),
+            key,
+            "must be 3 finite numbers (one per colour channel)" + (", each above 0" if key == "std" else ""),
+        )
+    need(
+        whole(meta.get("image_size")) and 16 <= meta["image_size"] <= 512,
+        "image_size",
+        "must be a whole number of pixels in 16..512",
+    )
     need(meta.get("precision") in BUNDLE_PRECISIONS, "precision", f"must be one of {', '.join(BUNDLE_PRECISIONS)}")
     accuracy = meta.get("test_accuracy")
     need(accuracy is None or number(accuracy) and 0 <= accuracy <= 1, "test_accuracy", "must be null or in 0..1")
     need(isinstance(meta.get("title", ""), str), "title", "must be text")
     for key in IMAGE_FOLDERS:
         entries = meta.get(key)
-        need(isinstance(entries, list) and all(
-            isinstance(e, dict) and isinstance(e.get("file"), str) and IMAGE_FILE.fullmatch(e["file"])
-            and e["file"].startswith(f"{key}/") and whole(e.get("label")) and 0 <= e["label"] < len(classes)
-            for e in entries), key, f'must list images as {{"file": "{key}/NAME.png", "label": CLASS_INDEX}}')
+        need(
+            isinstance(entries, list)
+            and all(
+                isinstance(e, dict)
+                and isinstance(e.get("file"), str)
+                and IMAGE_FILE.fullmatch(e["file"])
+                and e["file"].startswith(f"{key}/")
+                and whole(e.get("label"))
+                and 0 <= e["label"] < len(classes)
+                for e in entries
+            ),
+            key,
+            f'must list images as {{"file": "{key}/NAME.png", "label": CLASS_INDEX}}',
+        )
     return meta
 
 
@@ -82,8 +111,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_bytes())
     except (OSError, ValueError, RecursionError) as e:  # unreadable, not JSON (or not UTF-8), nested too deep
-        raise UserError(f"{path}: not readable as JSON ({type(e).__name__}: {str(e)[:200]}); {EXPORT_AGAIN}"
-                        ) from None
+        raise UserError(f"{path}: not readable as JSON ({type(e).__name__}: {str(e)[:200]}); {EXPORT_AGAIN}") from None
     return check_meta(meta, path)
 
 
@@ -108,19 +136,36 @@ def load_bundle(folder: str | os.PathLike | None = None, with_images: bool = Tru
     meta = read_meta(folder)
     model = build_model(meta["model_name"], num_classes=len(meta["classes"]))
     read_weights(folder / "model.safetensors", model)
-    stored = {key: [(read_image(folder / e["file"], meta["image_size"]), e["label"]) for e in meta[key]]
-              if with_images else [] for key in IMAGE_FOLDERS}
+    stored = {
+        key: [(read_image(folder / e["file"], meta["image_size"]), e["label"]) for e in meta[key]]
+        if with_images
+        else []
+        for key in IMAGE_FOLDERS
+    }
     candidates = None
     if stored["mistakes"]:
+
         def candidates():
-            return (torch.stack([image for image, _ in stored["mistakes"]]),
-                    torch.tensor([label for _, label in stored["mistakes"]]))
-    return Classifier(model.eval(), meta["classes"], meta["mean"], meta["std"], meta["image_size"],
-                      examples=stored["examples"], candidates=candidates, precision=meta["precision"]), meta
+            return (
+                torch.stack([image for image, _ in stored["mistakes"]]),
+                torch.tensor([label for _, label in stored["mistakes"]]),
+            )
+
+    return Classifier(
+        model.eval(),
+        meta["classes"],
+        meta["mean"],
+        meta["std"],
+        meta["image_size"],
+        examples=stored["examples"],
+        candidates=candidates,
+        precision=meta["precision"],
+    ), meta
 
 
-def predict(paths: list[str], top_k: int | None = None, folder: str | os.PathLike | None = None
-            ) -> list[dict[str, Any]]:
+def predict(
+    paths: list[str], top_k: int | None = None, folder: str | os.PathLike | None = None
+) -> list[dict[str, Any]]:
     """Top-k classes (default 3, or every class of a model with fewer) with probabilities of image files, as
     `cifarkit predict --json` prints them."""
     clf, _ = load_bundle(folder, with_images=False)
@@ -129,9 +174,13 @@ def predict(paths: list[str], top_k: int | None = None, folder: str | os.PathLik
         raise UserError(f"--top-k {top_k}: must lie in 1..{len(clf.classes)}")
     probs = clf.probabilities(torch.stack([read_image(p, clf.image_size) for p in paths]))
     top = probs.topk(top_k, dim=1)
-    return [{"image": str(p), "top": [{"class": clf.classes[int(i)], "probability": float(v)}
-                                      for v, i in zip(values, indices)]}
-            for p, values, indices in zip(paths, top.values, top.indices)]
+    return [
+        {
+            "image": str(p),
+            "top": [{"class": clf.classes[int(i)], "probability": float(v)} for v, i in zip(values, indices)],
+        }
+        for p, values, indices in zip(paths, top.values, top.indices)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,15 +203,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     accuracy = meta.get("test_accuracy")
-    about = (f"Model `{meta['model_name']}`, {len(meta['classes'])} classes"
-             + (f", test accuracy {accuracy:.2%}" if accuracy is not None else "") + ". Exported by cifarkit.")
+    about = (
+        f"Model `{meta['model_name']}`, {len(meta['classes'])} classes"
+        + (f", test accuracy {accuracy:.2%}" if accuracy is not None else "")
+        + ". Exported by cifarkit."
+    )
     demo = build_demo(clf, meta.get("title", "What does the model see?"), about)
     try:
         launch(demo, args.host, args.port)
     except OSError as e:  # as `cifarkit app` says it; gradio's defaults come from its environment variables
-        where = (f"{args.host or os.environ.get('GRADIO_SERVER_NAME', '127.0.0.1')}:"
-                 f"{args.port or os.environ.get('GRADIO_SERVER_PORT', 7860)}")
-        print(f"error: cannot serve the page on {where}: the port is in use or the address is not this machine's "
-              f"({str(e).split('.')[0]}); choose another --port or --host", file=sys.stderr)
+        where = (
+            f"{args.host or os.environ.get('GRADIO_SERVER_NAME', '127.0.0.1')}:"
+            f"{args.port or os.environ.get('GRADIO_SERVER_PORT', 7860)}"
+        )
+        print(
+            f"error: cannot serve the page on {where}: the port is in use or the address is not this machine's "
+            f"({str(e).split('.')[0]}); choose another --port or --host",
+            file=sys.stderr,
+        )
         return 2
     return 0

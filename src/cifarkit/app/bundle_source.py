@@ -3,6 +3,7 @@
 the page) copied definition by definition, so the bundle runs the same code as `cifarkit app` and cannot drift
 from it, and imports no cifarkit.
 """
+
 from __future__ import annotations
 
 import ast
@@ -116,11 +117,16 @@ def inline(roots: tuple[str, ...] = ROOTS, module: str = MODULE) -> str:
     for mod in order:
         source, defs, relative, absolute = modules[mod]
         lines = source.splitlines()
-        nodes = {id(n): n for n in (*[defs[name] for name in wanted.get(mod, ())],
-                                    *[n for n in absolute.values() if id(n) in imports.get(mod, ())])}
+        nodes = {
+            id(n): n
+            for n in (
+                *[defs[name] for name in wanted.get(mod, ())],
+                *[n for n in absolute.values() if id(n) in imports.get(mod, ())],
+            )
+        }
         for node in sorted(nodes.values(), key=lambda n: n.lineno):
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            text = "\n".join(lines[start - 1:node.end_lineno])
+            text = "\n".join(lines[start - 1 : node.end_lineno])
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 if text not in head:
                     head.append(text)
@@ -129,9 +135,14 @@ def inline(roots: tuple[str, ...] = ROOTS, module: str = MODULE) -> str:
                 if seen.setdefault(name, text) != text:
                     raise UserError(f"bundle: two different definitions of {name} ({mod}.py and another)")
             body.append(f"# from cifarkit/{mod.replace('.', '/')}.py\n{text}")
-    return ('"""A CIFAR classifier with GradCAM and a Gradio page, exported by cifarkit: the model definition,\n'
-            'inference and the page only. Generated from cifarkit\'s source; imports no cifarkit.\n\n'
-            '    python app.py                      serve the page (127.0.0.1:7860 unless told otherwise)\n'
-            '    python app.py --predict IMAGE...   top-k classes as JSON\n"""\n'
-            "from __future__ import annotations\n\n" + "\n".join(sorted(set(head))) + "\n\n\n"
-            + "\n\n\n".join(body) + '\n\n\nif __name__ == "__main__":\n    sys.exit(main())\n')
+    return (
+        '"""A CIFAR classifier with GradCAM and a Gradio page, exported by cifarkit: the model definition,\n'
+        "inference and the page only. Generated from cifarkit's source; imports no cifarkit.\n\n"
+        "    python app.py                      serve the page (127.0.0.1:7860 unless told otherwise)\n"
+        '    python app.py --predict IMAGE...   top-k classes as JSON\n"""\n'
+        "from __future__ import annotations\n\n"
+        + "\n".join(sorted(set(head)))
+        + "\n\n\n"
+        + "\n\n\n".join(body)
+        + '\n\n\nif __name__ == "__main__":\n    sys.exit(main())\n'
+    )

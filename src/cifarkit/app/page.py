@@ -6,12 +6,14 @@ gallery of the most confidently misclassified test images with theirs.
 copies them into its app.py): the page is the same here and in a HuggingFace Space. Everything runs locally: no
 analytics, no fonts or scripts from the internet; the server binds to 127.0.0.1 unless told otherwise.
 """
+
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import normalize
+from ..data.folder import read_image
 from ..errors import UserError
 from ..evaluate.explain import cam_model, gradcam_maps, overlay
-from ..data.folder import read_image
-from ..models.layers import default_layer, feature_layers, layer_problem
 from ..evaluate.metrics import mistakes, predict_logits
+from ..models.layers import default_layer, feature_layers, layer_problem
 from ..runtime.device import inference_precision
 
 DISPLAY = 256  # pixels a side of the images the page shows (the model sees 32x32)
@@ -59,9 +61,17 @@ class Classifier:
     which to look for mistakes (called once, when first needed).
     """
 
-    def __init__(self, model: nn.Module, classes: list[str], mean: list[float], std: list[float],
-                 image_size: int = 32, examples: list[tuple[torch.Tensor, int]] = (),
-                 candidates: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None, precision: str = "fp32"):
+    def __init__(
+        self,
+        model: nn.Module,
+        classes: list[str],
+        mean: list[float],
+        std: list[float],
+        image_size: int = 32,
+        examples: list[tuple[torch.Tensor, int]] = (),
+        candidates: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        precision: str = "fp32",
+    ):
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.device = next(model.parameters()).device
         self.dtype = inference_precision(precision, self.device)  # e.g. fp32 on a CPU for a GPU's fp16 run
@@ -77,8 +87,9 @@ class Classifier:
         """(N, classes) float32 on the CPU for uint8 images (N, 3, H, W): one view each, as `cifarkit predict`."""
         if not len(images):
             return torch.empty(0, len(self.classes))
-        logits = predict_logits(self.model, images.to(self.device), batch, self.dtype, tta="none", mean=self.mean,
-                                std=self.std)
+        logits = predict_logits(
+            self.model, images.to(self.device), batch, self.dtype, tta="none", mean=self.mean, std=self.std
+        )
         return logits.softmax(1).cpu()
 
     def heat(self, images: torch.Tensor, targets: torch.Tensor, layer: str) -> torch.Tensor:
@@ -101,8 +112,9 @@ class Classifier:
         big = F.interpolate(heat[None, None].float(), size=pixels.shape[:2], mode="bilinear")[0, 0]
         return overlay(pixels, big.clamp(0, 1).numpy(), opacity)
 
-    def analyse(self, image: torch.Tensor, top_k: int, layer: str | None, opacity: float
-                ) -> tuple[dict[str, float], np.ndarray, str]:
+    def analyse(
+        self, image: torch.Tensor, top_k: int, layer: str | None, opacity: float
+    ) -> tuple[dict[str, float], np.ndarray, str]:
         """Top-k {class: probability}, the GradCAM picture of the top class, and a note (warnings, else '')."""
         layer, note = self.layer(layer)
         probs = self.probabilities(image[None])[0]
@@ -122,11 +134,16 @@ class Classifier:
                 confidence, predicted = probs.max(1)
                 order = mistakes(labels.cpu(), probs)  # the most confident first
                 self.found = images.cpu()[order], labels.cpu()[order], predicted[order], confidence[order]
-        images, labels, predicted, confidence = (t[:int(count)] for t in self.found)
+        images, labels, predicted, confidence = (t[: int(count)] for t in self.found)
         layer, _ = self.layer(layer)
         maps = self.heat(images, predicted, layer) if len(images) else []
-        return [(self.picture(images[i], maps[i], opacity), f"{self.classes[int(labels[i])]} → "
-                 f"{self.classes[int(predicted[i])]} {float(confidence[i]):.0%}") for i in range(len(images))]
+        return [
+            (
+                self.picture(images[i], maps[i], opacity),
+                f"{self.classes[int(labels[i])]} → {self.classes[int(predicted[i])]} {float(confidence[i]):.0%}",
+            )
+            for i in range(len(images))
+        ]
 
     # -- what the page's events call: (image kept for the next event, message, top-k, GradCAM picture) --------
 
@@ -164,34 +181,67 @@ def build_demo(clf: Classifier, title: str, about: str = "") -> Any:
         state = gr.State(None)
         with gr.Row():
             with gr.Column():
-                file = gr.File(label="Upload an image (PNG, JPEG, ...; any size up to 50 megapixels)",
-                               file_types=["image"], type="filepath", elem_id="upload")
+                file = gr.File(
+                    label="Upload an image (PNG, JPEG, ...; any size up to 50 megapixels)",
+                    file_types=["image"],
+                    type="filepath",
+                    elem_id="upload",
+                )
                 shown = [(clf.picture(img, None, 0)[::2, ::2], clf.classes[label]) for img, label in clf.examples]
-                examples = gr.Gallery(shown, label="... or pick a test image", columns=5, height="fit-content",
-                                      allow_preview=False, format="png", buttons=[], visible=bool(shown),
-                                      elem_id="examples")
-                top_k = gr.Slider(1, len(clf.classes), value=min(3, len(clf.classes)), step=1, label="top-k classes",
-                                  elem_id="top-k")
-                layer = gr.Dropdown([(f"{n}  ({h}x{w})", n) for n, (_, h, w) in clf.layers.items()],
-                                    value=clf.default_layer, label="GradCAM layer", elem_id="layer")
+                examples = gr.Gallery(
+                    shown,
+                    label="... or pick a test image",
+                    columns=5,
+                    height="fit-content",
+                    allow_preview=False,
+                    format="png",
+                    buttons=[],
+                    visible=bool(shown),
+                    elem_id="examples",
+                )
+                top_k = gr.Slider(
+                    1, len(clf.classes), value=min(3, len(clf.classes)), step=1, label="top-k classes", elem_id="top-k"
+                )
+                layer = gr.Dropdown(
+                    [(f"{n}  ({h}x{w})", n) for n, (_, h, w) in clf.layers.items()],
+                    value=clf.default_layer,
+                    label="GradCAM layer",
+                    elem_id="layer",
+                )
                 opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="heat map opacity", elem_id="opacity")
             with gr.Column():
                 message = gr.Markdown(elem_id="message")
                 label = gr.Label(label="Top classes", elem_id="prediction")
-                picture = gr.Image(label="GradCAM of the top class", type="numpy", interactive=False, format="png",
-                                   buttons=["download", "fullscreen"], elem_id="gradcam")
+                picture = gr.Image(
+                    label="GradCAM of the top class",
+                    type="numpy",
+                    interactive=False,
+                    format="png",
+                    buttons=["download", "fullscreen"],
+                    elem_id="gradcam",
+                )
         outputs = [state, message, label, picture]
         file.upload(clf.answer_file, [file, top_k, layer, opacity], outputs, api_name="upload")
         examples.select(example, [top_k, layer, opacity], outputs, api_name="example")
         for control in (top_k, opacity):
             control.release(clf.answer, [state, top_k, layer, opacity], outputs, api_name=False)
         layer.input(clf.answer, [state, top_k, layer, opacity], outputs, api_name=False)
-        with gr.Accordion("Misclassified test images with their GradCAM", open=False,
-                          visible=clf.candidates is not None, elem_id="mistakes-panel"):
+        with gr.Accordion(
+            "Misclassified test images with their GradCAM",
+            open=False,
+            visible=clf.candidates is not None,
+            elem_id="mistakes-panel",
+        ):
             count = gr.Slider(1, 50, value=10, step=1, label="how many (most confident mistakes first)")
             show = gr.Button("Show", elem_id="show-mistakes")
-            mistakes = gr.Gallery(label="true → predicted class (confidence); the heat map is the predicted class's",
-                                  columns=5, height="auto", format="png", buttons=["fullscreen"], elem_id="mistakes")
+            mistakes = gr.Gallery(
+                label="true → predicted class (confidence); the heat map is the predicted class's",
+                columns=5,
+                height="auto",
+                format="png",
+                buttons=["fullscreen"],
+                elem_id="mistakes",
+            )
         show.click(clf.mistakes, [count, layer, opacity], mistakes, api_name="mistakes")
     return demo
 
@@ -203,34 +253,51 @@ def launch(demo: Any, host: str | None, port: int | None, block: bool = True) ->
     Returns `demo` once the server stops, or at once (still serving) when not `block`."""
     import gradio as gr
 
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                              font_mono=["ui-monospace", "monospace"])
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
     demo.queue(default_concurrency_limit=1).launch(
-        server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD, ssr_mode=False, quiet=True,
-        prevent_thread_lock=True, theme=theme, css=PAGE_CSS, footer_links=["api", "settings"])
+        server_name=host,
+        server_port=port,
+        share=False,
+        max_file_size=MAX_UPLOAD,
+        ssr_mode=False,
+        quiet=True,
+        prevent_thread_lock=True,
+        theme=theme,
+        css=PAGE_CSS,
+        footer_links=["api", "settings"],
+    )
     print(f"The page is at {demo.local_url} (Ctrl-C stops it)", flush=True)
     if block:
         demo.block_thread()
     return demo
 
 
-def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860,
-          data_dir: str | None = None, block: bool = True, progress: bool = True) -> Any:
+def serve(
+    checkpoint: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    data_dir: str | None = None,
+    block: bool = True,
+    progress: bool = True,
+) -> Any:
     """`cifarkit app`: load the checkpoint once, offer 10 test images, and serve the page; `progress`: a bar on
     stderr over the start's steps (importing gradio alone takes seconds)."""
     from ..evaluate.explain import test_set_or_none
     from ..evaluate.inference import image_size, load_model
-    from ..runtime.progress import progress_bar
     from ..rundir.run_dir import run_of
     from ..runtime.device import resolve_device
+    from ..runtime.progress import progress_bar
 
     with progress_bar(4, "starting the app: loading gradio", progress, unit="step") as bar:
         try:
-            import captum.attr  # noqa: F401
-            import gradio  # noqa: F401
+            import captum.attr  # noqa: F401 (only whether it imports)
+            import gradio  # noqa: F401 (only whether it imports)
         except ImportError as e:
-            raise UserError(f"the app needs gradio and captum ({e.name} is missing): pip install 'cifarkit[app]'"
-                            ) from None
+            raise UserError(
+                f"the app needs gradio and captum ({e.name} is missing): pip install 'cifarkit[app]'"
+            ) from None
         bar.update()
         bar.set_description("starting the app: loading the model")  # drawn at once: each step said as it starts
         model, ckpt = load_model(checkpoint, resolve_device("auto"))
@@ -239,10 +306,16 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
         images, labels = test_set_or_none(ckpt, data_dir, "app", "; upload only") or (None, None)
         bar.update()
         bar.set_description("starting the app: preparing the examples and the page")
-        clf = Classifier(model, ckpt["classes"], ckpt["mean"], ckpt["std"], image_size(ckpt),
-                         examples=example_images(images, labels) if images is not None else [],
-                         candidates=(lambda: (images, labels)) if images is not None else None,
-                         precision=ckpt["config"].get("precision", "fp32"))
+        clf = Classifier(
+            model,
+            ckpt["classes"],
+            ckpt["mean"],
+            ckpt["std"],
+            image_size(ckpt),
+            examples=example_images(images, labels) if images is not None else [],
+            candidates=(lambda: (images, labels)) if images is not None else None,
+            precision=ckpt["config"].get("precision", "fp32"),
+        )
         run = run_of(checkpoint)
         results = run.read_results() or {}
         accuracy = f"; test accuracy {results['test_accuracy']:.2%}" if "test_accuracy" in results else ""
@@ -252,13 +325,15 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
     try:
         return launch(demo, host, port, block)
     except OSError as e:  # gradio's own words name launch()'s server_port and an environment variable
-        raise UserError(f"--port {port}: cannot serve on {host}:{port}, the port is in use or the address is not "
-                        f"this machine's ({str(e).split('.')[0]}); choose another --port or --host") from None
+        raise UserError(
+            f"--port {port}: cannot serve on {host}:{port}, the port is in use or the address is not "
+            f"this machine's ({str(e).split('.')[0]}); choose another --port or --host"
+        ) from None
 
 
 def example_images(images: torch.Tensor, labels: torch.Tensor, count: int = 10) -> list[tuple[torch.Tensor, int]]:
     """The first test image of each class, in class order, up to `count` (then the next ones in order)."""
     labels = labels.cpu()
     picks = [int(torch.nonzero(labels == c).flatten()[0]) for c in labels.unique().tolist()][:count]
-    picks += [i for i in range(len(labels)) if i not in picks][:count - len(picks)]
+    picks += [i for i in range(len(labels)) if i not in picks][: count - len(picks)]
     return [(images[i].cpu(), int(labels[i])) for i in picks]

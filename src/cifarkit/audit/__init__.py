@@ -10,6 +10,7 @@ issues (Datalab and train/test duplicates), outputs (the files), page (audit.htm
 `cifarkit.audit(...)` is `cifarkit.audit.audit(...)`: the package is callable, as the design's public API names it.
 Importing this package loads neither torch nor cleanlab: `audit` loads them when first used.
 """
+
 from __future__ import annotations
 
 import sys

@@ -1,6 +1,7 @@
 """K-fold cross-validation for out-of-sample probabilities of the training images: each fold a cifarkit run
 folder (AUDIT/fold-K) trained by train() on the other folds, so an interrupted audit continues where it stopped:
 a finished fold is reused, an unfinished one resumed from its checkpoint, as `train --resume` does."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,9 +16,9 @@ from ..config.train_config import TrainConfig
 from ..data.dataset import Dataset
 from ..errors import UserError
 from ..files.atomic import write_json
-from ..runtime.progress import say
 from ..files.reader import read_json
 from ..rundir.run_dir import CHECKPOINT, CONFIG, RESULTS
+from ..runtime.progress import say
 
 FOLDS_FILE = "folds.json"  # what the folds were made of: a later audit into the folder must match it
 
@@ -29,13 +30,17 @@ def check_folds(k: object, labels: np.ndarray, classes: tuple[str, ...]) -> int:
     counts = np.bincount(labels, minlength=len(classes))
     present = np.flatnonzero(counts)
     if len(present) < 2:
-        raise UserError(f"the training images audited are all of one class ({classes[present[0]] if len(present) else '-'}); "
-                        "a label audit needs at least two classes")
+        raise UserError(
+            f"the training images audited are all of one class ({classes[present[0]] if len(present) else '-'}); "
+            "a label audit needs at least two classes"
+        )
     smallest = int(present[np.argmin(counts[present])])
     if k > counts[smallest]:
-        raise UserError(f"--folds {k}: more than the {counts[smallest]} training images of class "
-                        f"{classes[smallest]!r}, so some fold would hold none of them; use --folds "
-                        f"{max(2, int(counts[smallest]))} or fewer")
+        raise UserError(
+            f"--folds {k}: more than the {counts[smallest]} training images of class "
+            f"{classes[smallest]!r}, so some fold would hold none of them; use --folds "
+            f"{max(2, int(counts[smallest]))} or fewer"
+        )
     return k
 
 
@@ -63,9 +68,15 @@ def fold_config(base: TrainConfig, found_max_lr: float | None) -> TrainConfig:
 def fold_view(data: Dataset, fold: np.ndarray, k: int) -> Dataset:
     """A Dataset whose training images are those outside fold `k` and whose test images are fold `k`'s."""
     held = torch.from_numpy(fold == k).to(data.train_images.device)
-    return dataclasses.replace(data, train_images=data.train_images[~held], train_labels=data.train_labels[~held],
-                               test_images=data.train_images[held], test_labels=data.train_labels[held],
-                               val_images=None, val_labels=None)
+    return dataclasses.replace(
+        data,
+        train_images=data.train_images[~held],
+        train_labels=data.train_labels[~held],
+        test_images=data.train_images[held],
+        test_labels=data.train_labels[held],
+        val_images=None,
+        val_labels=None,
+    )
 
 
 def record_folds(folder: Path, settings: dict) -> None:
@@ -75,16 +86,22 @@ def record_folds(folder: Path, settings: dict) -> None:
     if os.path.lexists(path):
         earlier = read_json(path, "cifarkit audit folds.json")
         if earlier != settings:
-            differ = ", ".join(f"{name} {earlier.get(name)!r} (now {value!r})" for name, value in settings.items()
-                               if earlier.get(name) != value)
-            raise UserError(f"{folder}: holds the fold runs of an earlier audit made otherwise: {differ}; audit with "
-                            "the same settings to continue it, or choose another --out")
+            differ = ", ".join(
+                f"{name} {earlier.get(name)!r} (now {value!r})"
+                for name, value in settings.items()
+                if earlier.get(name) != value
+            )
+            raise UserError(
+                f"{folder}: holds the fold runs of an earlier audit made otherwise: {differ}; audit with "
+                "the same settings to continue it, or choose another --out"
+            )
         return
     write_json(path, settings)
 
 
-def train_folds(config: TrainConfig, data: Dataset, fold: np.ndarray, k: int, folder: Path,
-                progress: bool = True) -> list[Path]:
+def train_folds(
+    config: TrainConfig, data: Dataset, fold: np.ndarray, k: int, folder: Path, progress: bool = True
+) -> list[Path]:
     """Train (or reuse, or resume) the run folder of each fold; their checkpoints, in fold order. One line per
     fold says what happened."""
     from ..training.run import train
@@ -107,8 +124,10 @@ def train_folds(config: TrainConfig, data: Dataset, fold: np.ndarray, k: int, fo
         if progress:
             accuracy = results.get("test_accuracy")
             shown = f"{accuracy:.2%}" if isinstance(accuracy, (int, float)) else "-"
-            say(f"fold {i + 1}/{k}: {state}; {len(view.train_labels)} images trained, {len(view.test_labels)} held "
-                f"out, held-out accuracy {shown} ({time.perf_counter() - started:.0f}s) -> {run_dir}")
+            say(
+                f"fold {i + 1}/{k}: {state}; {len(view.train_labels)} images trained, {len(view.test_labels)} held "
+                f"out, held-out accuracy {shown} ({time.perf_counter() - started:.0f}s) -> {run_dir}"
+            )
         checkpoints.append(run_dir / CHECKPOINT)
     return checkpoints
 
@@ -117,8 +136,13 @@ def _same_recipe(run_dir: Path, config: TrainConfig) -> None:
     from ..training.run import MACHINE_SETTINGS
 
     saved = TrainConfig.from_json(run_dir / CONFIG)
-    differ = [name for name in config.to_dict() if name not in (*MACHINE_SETTINGS, "device")
-              and getattr(saved, name) != getattr(config, name)]
+    differ = [
+        name
+        for name in config.to_dict()
+        if name not in (*MACHINE_SETTINGS, "device") and getattr(saved, name) != getattr(config, name)
+    ]
     if differ:
-        raise UserError(f"{run_dir}: a fold run of an earlier audit with another recipe ({', '.join(differ[:5])} "
-                        "differ); audit with the same --preset to continue it, or choose another --out")
+        raise UserError(
+            f"{run_dir}: a fold run of an earlier audit with another recipe ({', '.join(differ[:5])} "
+            "differ); audit with the same --preset to continue it, or choose another --out"
+        )

@@ -6,6 +6,7 @@ Every finding is a row (a dict) of what audit.csv writes: the image (split and n
 1, lower = more certain: cleanlab's quality score; for a train/test pair the cosine distance of the embeddings),
 the given and suggested label, the model's probability of the suggested label, and the other image of a pair.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,9 @@ ISSUES = (*DATALAB_ISSUES, TRAIN_TEST)
 NEAR_DUPLICATE_THRESHOLD = 0.13
 
 
-def datalab_rows(split: str, names: list[str], labels: np.ndarray, probs: np.ndarray, features: np.ndarray,
-                 classes: tuple[str, ...]) -> tuple[list[dict], dict]:
+def datalab_rows(
+    split: str, names: list[str], labels: np.ndarray, probs: np.ndarray, features: np.ndarray, classes: tuple[str, ...]
+) -> tuple[list[dict], dict]:
     """(rows, summary) of cleanlab's issues in one split: `probs` out of sample, `features` the embeddings. The
     summary holds the overall score of each issue type (Datalab's get_issue_summary; label: the mean label
     quality)."""
@@ -41,8 +43,9 @@ def datalab_rows(split: str, names: list[str], labels: np.ndarray, probs: np.nda
     lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cleanlab's notes on its own defaults are not the user's business
-        lab.find_issues(pred_probs=probs, features=features,
-                        issue_types={t: {} for t in DATALAB_ISSUES if t != "label"})
+        lab.find_issues(
+            pred_probs=probs, features=features, issue_types={t: {} for t in DATALAB_ISSUES if t != "label"}
+        )
     rows = []
     suggested = probs.argmax(1)
     for issue in DATALAB_ISSUES:
@@ -52,11 +55,23 @@ def datalab_rows(split: str, names: list[str], labels: np.ndarray, probs: np.nda
         sets = table["near_duplicate_sets"].to_numpy() if issue == "near_duplicate" else None
         for i in flagged[np.argsort(scores[flagged], kind="stable")]:
             other = int(sets[i][0]) if sets is not None and len(sets[i]) else None
-            rows.append(_row(split, names[i], issue, float(scores[i]), classes[labels[i]], classes[suggested[i]],
-                             float(probs[i, suggested[i]]), split if other is not None else "",
-                             names[other] if other is not None else ""))
-    summary = {"label": round(float(label_scores.mean()), 4),
-               **{row.issue_type: round(float(row.score), 4) for row in lab.get_issue_summary().itertuples()}}
+            rows.append(
+                _row(
+                    split,
+                    names[i],
+                    issue,
+                    float(scores[i]),
+                    classes[labels[i]],
+                    classes[suggested[i]],
+                    float(probs[i, suggested[i]]),
+                    split if other is not None else "",
+                    names[other] if other is not None else "",
+                )
+            )
+    summary = {
+        "label": round(float(label_scores.mean()), 4),
+        **{row.issue_type: round(float(row.score), 4) for row in lab.get_issue_summary().itertuples()},
+    }
     return rows, summary
 
 
@@ -75,9 +90,11 @@ def exact_pairs(train_images, test_images) -> list[tuple[int, int]]:
     return [(i, first[digest]) for i, digest in enumerate(pixel_hashes(test_images)) if digest in first]
 
 
-def nearest_across(test_features: np.ndarray, train_features: np.ndarray, chunk: int = 2048
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def nearest_across(
+    test_features: np.ndarray, train_features: np.ndarray, chunk: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
     """(index of the nearest training image, cosine distance to it) for each test image's embedding."""
+
     def unit(x: np.ndarray) -> np.ndarray:
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -85,15 +102,23 @@ def nearest_across(test_features: np.ndarray, train_features: np.ndarray, chunk:
     nearest = np.empty(len(test), dtype=np.int64)
     distance = np.empty(len(test), dtype=np.float32)
     for start in range(0, len(test), chunk):
-        similarity = test[start:start + chunk] @ train.T
-        nearest[start:start + chunk] = similarity.argmax(1)
-        distance[start:start + chunk] = 1 - similarity.max(1)
+        similarity = test[start : start + chunk] @ train.T
+        nearest[start : start + chunk] = similarity.argmax(1)
+        distance[start : start + chunk] = 1 - similarity.max(1)
     return nearest, np.clip(distance, 0, 2)
 
 
-def train_test_rows(train_names: list[str], test_names: list[str], train_labels: np.ndarray,
-                    test_labels: np.ndarray, train_images, test_images, train_features: np.ndarray,
-                    test_features: np.ndarray, classes: tuple[str, ...]) -> tuple[list[dict], dict]:
+def train_test_rows(
+    train_names: list[str],
+    test_names: list[str],
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    train_images,
+    test_images,
+    train_features: np.ndarray,
+    test_features: np.ndarray,
+    classes: tuple[str, ...],
+) -> tuple[list[dict], dict]:
     """(rows, summary) of the test images that duplicate a training image: identical pixels, or an embedding
     nearer its nearest training image than NEAR_DUPLICATE_THRESHOLD x the median of those distances. Two rows a
     pair (the test image, then the training image), the nearest pairs first."""
@@ -108,13 +133,34 @@ def train_test_rows(train_names: list[str], test_names: list[str], train_labels:
         given_test, given_train = classes[test_labels[i]], classes[train_labels[j]]
         rows.append(_row("test", test_names[i], TRAIN_TEST, d, given_test, given_train, None, "train", train_names[j]))
         rows.append(_row("train", train_names[j], TRAIN_TEST, d, given_train, given_test, None, "test", test_names[i]))
-    summary = {"exact": len(exact), "near": len(pairs) - len(exact), "median_distance": round(median, 6),
-               "threshold_distance": round(NEAR_DUPLICATE_THRESHOLD * median, 6)}
+    summary = {
+        "exact": len(exact),
+        "near": len(pairs) - len(exact),
+        "median_distance": round(median, 6),
+        "threshold_distance": round(NEAR_DUPLICATE_THRESHOLD * median, 6),
+    }
     return rows, summary
 
 
-def _row(split: str, image: str, issue: str, score: float, given: str, suggested: str, confidence: float | None,
-         duplicate_split: str, duplicate_image: str) -> dict:
-    return {"split": split, "image": image, "issue": issue, "score": round(score, 6), "given_label": given,
-            "suggested_label": suggested, "confidence": "" if confidence is None else round(confidence, 4),
-            "duplicate_split": duplicate_split, "duplicate_image": duplicate_image}
+def _row(
+    split: str,
+    image: str,
+    issue: str,
+    score: float,
+    given: str,
+    suggested: str,
+    confidence: float | None,
+    duplicate_split: str,
+    duplicate_image: str,
+) -> dict:
+    return {
+        "split": split,
+        "image": image,
+        "issue": issue,
+        "score": round(score, 6),
+        "given_label": given,
+        "suggested_label": suggested,
+        "confidence": "" if confidence is None else round(confidence, 4),
+        "duplicate_split": duplicate_split,
+        "duplicate_image": duplicate_image,
+    }

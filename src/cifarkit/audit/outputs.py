@@ -1,6 +1,7 @@
 """What an audit leaves in its folder, each file written atomically: audit.csv (one row per flagged image),
 exclude.txt (the training images to leave out of a retrain: `cifarkit train --exclude`), audit.json (counts per
 issue and class, the settings, the timing; written last, so its presence says the audit finished)."""
+
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,17 @@ AUDIT_CSV = "audit.csv"
 AUDIT_JSON = "audit.json"
 AUDIT_HTML = "audit.html"
 EXCLUDE_TXT = "exclude.txt"
-COLUMNS = ("split", "image", "issue", "score", "given_label", "suggested_label", "confidence", "duplicate_split",
-           "duplicate_image")
+COLUMNS = (
+    "split",
+    "image",
+    "issue",
+    "score",
+    "given_label",
+    "suggested_label",
+    "confidence",
+    "duplicate_split",
+    "duplicate_image",
+)
 # What exclude.txt lists: the training images a retrain is better without. Outliers and duplicates within the
 # training set are shown, not excluded: they may be rare but right.
 EXCLUDED_ISSUES = ("label", TRAIN_TEST)
@@ -36,12 +46,16 @@ def exclude_text(rows: list[dict], dataset: str) -> str:
     why: dict[str, str] = {}
     for row in rows:
         if row["split"] == "train" and row["issue"] in EXCLUDED_ISSUES and row["image"] not in why:
-            why[row["image"]] = (f"label issue: given {row['given_label']}, suggested {row['suggested_label']}"
-                                 if row["issue"] == "label" else
-                                 f"duplicates test image {row['duplicate_image']} (distance {row['score']:.4g})")
+            why[row["image"]] = (
+                f"label issue: given {row['given_label']}, suggested {row['suggested_label']}"
+                if row["issue"] == "label"
+                else f"duplicates test image {row['duplicate_image']} (distance {row['score']:.4g})"
+            )
     kind = "indices into the training set" if dataset != "folder" else "paths relative to the dataset folder"
-    header = [f"# training images to leave out ({kind}): {len(why)}",
-              "# retrain without them: cifarkit train ... --exclude exclude.txt"]
+    header = [
+        f"# training images to leave out ({kind}): {len(why)}",
+        "# retrain without them: cifarkit train ... --exclude exclude.txt",
+    ]
     return "\n".join(header + [f"{image}  # {reason}" for image, reason in why.items()]) + "\n"
 
 
@@ -52,8 +66,10 @@ def counts(rows: list[dict], classes: tuple[str, ...]) -> dict:
     splits = sorted({row["split"] for row in rows})
     return {
         "per_issue": {s: {issue: by_issue[s, issue] for issue in ISSUES} for s in splits},
-        "per_class": {s: {issue: {c: by_class[s, issue, c] for c in classes if by_class[s, issue, c]}
-                          for issue in ISSUES} for s in splits},
+        "per_class": {
+            s: {issue: {c: by_class[s, issue, c] for c in classes if by_class[s, issue, c]} for issue in ISSUES}
+            for s in splits
+        },
     }
 
 

@@ -1,5 +1,6 @@
 """What an audit asks of a model: class probabilities and the pooled features the head reads (the embeddings),
 for every image, in one pass without augmentation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,9 +19,17 @@ def head_layer(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
-def probabilities_and_embeddings(model: nn.Module, images: torch.Tensor, mean, std, batch_size: int = 1024,
-                                 dtype: torch.dtype = torch.float32, channels_last: bool = True,
-                                 what: str = "", progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def probabilities_and_embeddings(
+    model: nn.Module,
+    images: torch.Tensor,
+    mean,
+    std,
+    batch_size: int = 1024,
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = True,
+    what: str = "",
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (N, classes), embeddings (N, features)), float32 numpy arrays, for uint8 images on the
     model's device: the embeddings are the input of the head, caught by a hook, so they come from the very forward
     pass that gives the probabilities."""
@@ -28,8 +37,9 @@ def probabilities_and_embeddings(model: nn.Module, images: torch.Tensor, mean, s
     hook = head_layer(model).register_forward_pre_hook(lambda _, args: caught.append(args[0].float().cpu()))
     try:
         with progress_bar(len(images), what, progress, unit="img") as bar:
-            logits = predict_logits(model, images, batch_size, dtype, channels_last, "none", mean, std,
-                                    on_batch=bar.update)
+            logits = predict_logits(
+                model, images, batch_size, dtype, channels_last, "none", mean, std, on_batch=bar.update
+            )
     finally:
         hook.remove()
     features = torch.cat(caught) if caught else torch.empty(0, head_layer(model).in_features)

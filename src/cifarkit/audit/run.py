@@ -1,6 +1,7 @@
 """One audit, top to bottom: check the run and the output folder, load the run's data as it trained, predict
 (the run's model for the test split and for every embedding, K fold runs for the training split's probabilities),
 find the issues, write the files."""
+
 from __future__ import annotations
 
 import os
@@ -12,13 +13,13 @@ import numpy as np
 import torch
 
 from ..config.train_config import TrainConfig, build_config
+from ..data.exclude import image_names, kept_positions
 from ..errors import UserError
 from ..files.atomic import write_json
-from ..rundir.outputs import data_areas, refuse_inside_data
 from ..files.reader import read_json
+from ..rundir.outputs import data_areas, refuse_inside_data
 from ..rundir.run_dir import RunDir
 from ..version import __version__
-from ..data.exclude import image_names, kept_positions
 from .folds import (
     assign_folds,
     check_folds,
@@ -37,9 +38,17 @@ MARKER = ".cifarkit-audit.json"  # makes a folder an audit's own: a later audit 
 MARKER_FORMAT = "cifarkit audit folder"
 
 
-def audit(run_dir: str | os.PathLike, split: str = "test", folds: int = 5, preset: str | None = None,
-          out: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None, device: str = "auto",
-          progress: bool = True, fold_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def audit(
+    run_dir: str | os.PathLike,
+    split: str = "test",
+    folds: int = 5,
+    preset: str | None = None,
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    fold_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Audit the data of the run in `run_dir` and return the summary (also written as OUT/audit.json).
 
     split: test (the run's own model predicts it), train (K = `folds` fold runs of the run's recipe, or of
@@ -55,15 +64,17 @@ def audit(run_dir: str | os.PathLike, split: str = "test", folds: int = 5, prese
     if split not in SPLITS:
         raise UserError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
     try:  # before any work: the fold runs would be wasted
-        import cleanlab  # noqa: F401
+        import cleanlab  # noqa: F401 (only whether it imports)
     except ImportError:
         raise UserError("the audit needs cleanlab: pip install 'cifarkit[audit]'") from None
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise UserError(f"{run.path}: no such run folder")
     if not os.path.lexists(run.checkpoint):
-        raise UserError(f"{run.path}: no checkpoint (checkpoints/last.pt): an audit needs a trained model; train the "
-                        "run first, or finish it with `cifarkit train --resume`")
+        raise UserError(
+            f"{run.path}: no checkpoint (checkpoints/last.pt): an audit needs a trained model; train the "
+            "run first, or finish it with `cifarkit train --resume`"
+        )
     dev = resolve_device(device)
     model, ckpt = load_model(run.checkpoint, dev)
     config = TrainConfig.from_dict(ckpt["config"])
@@ -72,11 +83,12 @@ def audit(run_dir: str | os.PathLike, split: str = "test", folds: int = 5, prese
     _check_folder(folder)
     data = load_for_checkpoint(ckpt, data_dir)  # the moved folder, other classes: refused here
     if len(data.train_labels) == 0:  # an image folder read for its test images alone
-        data = load_dataset(config.dataset, data.root, labels=config.labels, image_size=config.image_size,
-                            progress=progress).limit(test=config.limit_test)
+        data = load_dataset(
+            config.dataset, data.root, labels=config.labels, image_size=config.image_size, progress=progress
+        ).limit(test=config.limit_test)
     kept = kept_positions(data, config.exclude, config.limit_train)  # the images the run trained on
     train_names = [image_names(data, "train")[i] for i in kept.tolist()]
-    test_names = image_names(data, "test")[:len(data.test_labels)]
+    test_names = image_names(data, "test")[: len(data.test_labels)]
     train_images, train_labels = data.train_images[kept], data.train_labels[kept].numpy()
     test_labels = data.test_labels.numpy()
     classes = tuple(data.classes)
@@ -86,9 +98,20 @@ def audit(run_dir: str | os.PathLike, split: str = "test", folds: int = 5, prese
     recipe = None
     if "train" in audited:
         check_folds(folds, train_labels, classes)
-        base = config if preset is None else build_config(preset, overrides={
-            "dataset": config.dataset, "labels": config.labels, "image_size": config.image_size,
-            "seed": config.seed, **(fold_overrides or {})})
+        base = (
+            config
+            if preset is None
+            else build_config(
+                preset,
+                overrides={
+                    "dataset": config.dataset,
+                    "labels": config.labels,
+                    "image_size": config.image_size,
+                    "seed": config.seed,
+                    **(fold_overrides or {}),
+                },
+            )
+        )
         if preset is None and fold_overrides:
             base = TrainConfig.from_dict({**config.to_dict(), **fold_overrides})
         if device != "auto":  # the folds train where the audit was asked to run
@@ -103,8 +126,17 @@ def audit(run_dir: str | os.PathLike, split: str = "test", folds: int = 5, prese
         dtype = inference_precision(config.precision, dev)
 
         def predict(net, images, what):
-            return probabilities_and_embeddings(net, images.to(dev), ckpt["mean"], ckpt["std"],
-                                                config.eval_batch_size, dtype, config.channels_last, what, progress)
+            return probabilities_and_embeddings(
+                net,
+                images.to(dev),
+                ckpt["mean"],
+                ckpt["std"],
+                config.eval_batch_size,
+                dtype,
+                config.channels_last,
+                what,
+                progress,
+            )
 
         test_probs, test_features = predict(model, data.test_images, "test images (the run's model)")
         _, train_features = predict(model, train_images, "training images (the run's model)")
@@ -112,19 +144,41 @@ def audit(run_dir: str | os.PathLike, split: str = "test", folds: int = 5, prese
         train_probs = None
         if recipe is not None:
             fold = assign_folds(train_labels, folds, config.seed)
-            record_folds(folder, {"folds": folds, "seed": config.seed, "images": len(train_labels),
-                                  "preset": preset or config.preset, "kept_sha": _digest(kept)})
-            shaped = data.__class__(train_images, torch.from_numpy(train_labels), data.test_images[:0],
-                                    data.test_labels[:0], classes=data.classes, name=data.name, root=data.root,
-                                    layout=data.layout)
+            record_folds(
+                folder,
+                {
+                    "folds": folds,
+                    "seed": config.seed,
+                    "images": len(train_labels),
+                    "preset": preset or config.preset,
+                    "kept_sha": _digest(kept),
+                },
+            )
+            shaped = data.__class__(
+                train_images,
+                torch.from_numpy(train_labels),
+                data.test_images[:0],
+                data.test_labels[:0],
+                classes=data.classes,
+                name=data.name,
+                root=data.root,
+                layout=data.layout,
+            )
             train_probs = np.zeros((len(train_labels), len(classes)), dtype=np.float32)
             for k, path in enumerate(train_folds(recipe, shaped, fold, folds, folder, progress)):
                 fold_model, fold_ckpt = load_model(path, dev)
                 held = fold_view(shaped, fold, k).test_images
                 train_probs[fold == k], _ = probabilities_and_embeddings(
-                    fold_model, held.to(dev), fold_ckpt["mean"], fold_ckpt["std"], recipe.eval_batch_size,
-                    inference_precision(recipe.precision, dev), recipe.channels_last, f"fold {k + 1} held out",
-                    progress)
+                    fold_model,
+                    held.to(dev),
+                    fold_ckpt["mean"],
+                    fold_ckpt["std"],
+                    recipe.eval_batch_size,
+                    inference_precision(recipe.precision, dev),
+                    recipe.channels_last,
+                    f"fold {k + 1} held out",
+                    progress,
+                )
         trained = time.perf_counter()
 
         rows, datalab = [], {}
@@ -132,32 +186,61 @@ def audit(run_dir: str | os.PathLike, split: str = "test", folds: int = 5, prese
             found, datalab["test"] = datalab_rows("test", test_names, test_labels, test_probs, test_features, classes)
             rows += found
         if train_probs is not None:
-            found, datalab["train"] = datalab_rows("train", train_names, train_labels, train_probs, train_features,
-                                                   classes)
+            found, datalab["train"] = datalab_rows(
+                "train", train_names, train_labels, train_probs, train_features, classes
+            )
             rows += found
-        pairs, across = train_test_rows(train_names, test_names, train_labels, test_labels, train_images,
-                                        data.test_images, train_features, test_features, classes)
+        pairs, across = train_test_rows(
+            train_names,
+            test_names,
+            train_labels,
+            test_labels,
+            train_images,
+            data.test_images,
+            train_features,
+            test_features,
+            classes,
+        )
         rows += pairs
         ranked = time.perf_counter()
 
-        per_class = {s: dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist()))
-                     for s, labels in (("train", train_labels), ("test", test_labels))}
-        settings = {"split": split, "folds": folds if recipe is not None else None,
-                    "fold_preset": (preset or config.preset) if recipe is not None else None,
-                    "fold_recipe": recipe.to_dict() if recipe is not None else None,
-                    "near_duplicate_threshold": NEAR_DUPLICATE_THRESHOLD, "device": str(dev),
-                    "dataset": config.dataset, "data": str(data.root)}
-        summary = {"run": str(run.path), "split": split, "settings": settings,
-                   "settings_line": _settings_line(settings, config),
-                   "images": {"train": len(train_labels), "test": len(test_labels)},
-                   "images_per_class": per_class, "counts": counts(rows, classes), "datalab": datalab,
-                   "train_test_duplicates": across, "cifarkit": __version__}
+        per_class = {
+            s: dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist()))
+            for s, labels in (("train", train_labels), ("test", test_labels))
+        }
+        settings = {
+            "split": split,
+            "folds": folds if recipe is not None else None,
+            "fold_preset": (preset or config.preset) if recipe is not None else None,
+            "fold_recipe": recipe.to_dict() if recipe is not None else None,
+            "near_duplicate_threshold": NEAR_DUPLICATE_THRESHOLD,
+            "device": str(dev),
+            "dataset": config.dataset,
+            "data": str(data.root),
+        }
+        summary = {
+            "run": str(run.path),
+            "split": split,
+            "settings": settings,
+            "settings_line": _settings_line(settings, config),
+            "images": {"train": len(train_labels), "test": len(test_labels)},
+            "images_per_class": per_class,
+            "counts": counts(rows, classes),
+            "datalab": datalab,
+            "train_test_duplicates": across,
+            "cifarkit": __version__,
+        }
         pixels = {"train": dict(zip(train_names, train_images)), "test": dict(zip(test_names, data.test_images))}
         page = write_page(rows, summary, lambda s, name: pixels[s][name], classes)
         paged = time.perf_counter()
-        summary["timing"] = {"data_s": loaded - started, "embeddings_s": embedded - loaded,
-                             "folds_s": trained - embedded, "cleanlab_s": ranked - trained, "page_s": paged - ranked,
-                             "total_s": time.perf_counter() - started}
+        summary["timing"] = {
+            "data_s": loaded - started,
+            "embeddings_s": embedded - loaded,
+            "folds_s": trained - embedded,
+            "cleanlab_s": ranked - trained,
+            "page_s": paged - ranked,
+            "total_s": time.perf_counter() - started,
+        }
         summary["folder"] = str(folder)
         write_outputs(folder, rows, summary, page, config.dataset)
         return summary
@@ -179,15 +262,19 @@ def _check_folder(folder: Path) -> None:
             pass
     others = sorted(p.name for p in folder.iterdir() if p.name not in (".cifarkit.lock", ".DS_Store"))
     if others:
-        raise UserError(f"--out {folder}: a folder of other files ({', '.join(others[:3])}"
-                        f"{', ...' if len(others) > 3 else ''}), not an earlier audit; choose a new or empty folder")
+        raise UserError(
+            f"--out {folder}: a folder of other files ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}), not an earlier audit; choose a new or empty folder"
+        )
 
 
 def _need_two_classes(labels: np.ndarray, classes: tuple[str, ...], split: str) -> None:
     present = np.flatnonzero(np.bincount(labels, minlength=len(classes)))
     if len(present) < 2:
-        raise UserError(f"the {split} images audited are all of one class "
-                        f"({classes[present[0]] if len(present) else '-'}); a label audit needs at least two classes")
+        raise UserError(
+            f"the {split} images audited are all of one class "
+            f"({classes[present[0]] if len(present) else '-'}); a label audit needs at least two classes"
+        )
 
 
 def _digest(kept: torch.Tensor) -> str:
@@ -200,13 +287,12 @@ def _settings_line(settings: dict, config: TrainConfig) -> str:
     line = f"{settings['dataset']}, split {settings['split']}, model {config.model} ({config.preset})"
     if settings["folds"]:
         recipe = settings["fold_recipe"]
-        line += (f", {settings['folds']} folds of {settings['fold_preset']} ({recipe['model']}, "
-                 f"{recipe['epochs']} epochs)")
+        line += (
+            f", {settings['folds']} folds of {settings['fold_preset']} ({recipe['model']}, {recipe['epochs']} epochs)"
+        )
     return line + f", near duplicates below {NEAR_DUPLICATE_THRESHOLD} x the median distance"
 
 
 def finished(folder: str | os.PathLike) -> bool:
     """Whether `folder` holds a finished audit (its audit.json)."""
     return (Path(folder) / AUDIT_JSON).is_file()
-
-

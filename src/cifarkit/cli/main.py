@@ -5,6 +5,7 @@ group, flag, type, choices), so a new setting is declared there only.
 
 Exit codes: 0 success, 2 user error (message, no traceback), 1 a bug (traceback).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,17 +13,17 @@ import difflib
 import os
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
+from ..config.settings import GROUPS, Setting
+from ..config.train_config import MACHINE_SETTINGS, PRESETS, SETTINGS, TrainConfig, build_config
+from ..errors import Stopped, UserError
 from ..runtime import distributed
-from .model_commands import add_commands
 from .audit_commands import add_commands as add_audit_commands
 from .experiment_commands import add_commands as add_track_commands
-from ..config.train_config import MACHINE_SETTINGS, PRESETS, SETTINGS, TrainConfig, build_config
-from ..config.settings import GROUPS, Setting
-from ..errors import Stopped, UserError
-
+from .model_commands import add_commands
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -63,22 +64,32 @@ def _argument_type(s: Setting) -> Callable[[str], Any]:
 
 def _add_setting(group: argparse._ArgumentGroup, s: Setting) -> None:
     """One flag for one TrainConfig field; default None: keep the preset's (or --config's) value."""
-    kwargs: dict[str, Any] = {"dest": s.name, "default": None,
-                              "help": (s.help + presets_note(s.name)).replace("%", "%%")}
+    kwargs: dict[str, Any] = {
+        "dest": s.name,
+        "default": None,
+        "help": (s.help + presets_note(s.name)).replace("%", "%%"),
+    }
     if s.type is bool:
         kwargs["action"] = argparse.BooleanOptionalAction  # --x and --no-x
     else:
-        kwargs.update(type=_argument_type(s), choices=s.choices,
-                      metavar=s.metavar or (None if s.choices else s.flag[2:].upper().replace("-", "_")))
+        kwargs.update(
+            type=_argument_type(s),
+            choices=s.choices,
+            metavar=s.metavar or (None if s.choices else s.flag[2:].upper().replace("-", "_")),
+        )
     group.add_argument(s.flag, **kwargs)
 
 
 def _add_setting_flags(p: argparse.ArgumentParser, train: bool) -> None:
     recipe = p.add_argument_group(GROUPS["recipe"])
     recipe.add_argument("--preset", help=f"recipe to start from: {', '.join(PRESETS)} (default s10)")
-    recipe.add_argument("--config", type=Path, metavar="FILE",
-                        help="a config.json (e.g. RUN_DIR/config.json) to start from instead of a preset: its "
-                             "settings become the flags' defaults")
+    recipe.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a config.json (e.g. RUN_DIR/config.json) to start from instead of a preset: its "
+        "settings become the flags' defaults",
+    )
     for key, title in GROUPS.items():
         members = [s for s in SETTINGS.values() if s.group == key and s.cli and (train or not s.train_only)]
         if members:
@@ -110,8 +121,9 @@ def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     return parser
 
 
-def config_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                    argv: Sequence[str] | None = None) -> argparse.Namespace:
+def config_defaults(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None = None
+) -> argparse.Namespace:
     """With --config FILE, parse `argv` again with the file's settings as the defaults (as timm's train.py does),
     so flags override a saved config the way they override a preset; else `args` as it is."""
     if getattr(args, "config", None) is None or args.preset is not None or getattr(args, "resume", None) is not None:
@@ -141,15 +153,20 @@ def _typed(s: Setting, value: object) -> str:
 def refuse_run_changing_flags(args: argparse.Namespace) -> None:
     """With --resume, a flag that would change the run is refused by name rather than silently ignored."""
     given = [f"--{name}" for name in ("preset", "config") if getattr(args, name, None) is not None]
-    given += [_typed(s, getattr(args, s.name)) for s in SETTINGS.values()
-              if s.cli and not s.machine and getattr(args, s.name, None) is not None]
+    given += [
+        _typed(s, getattr(args, s.name))
+        for s in SETTINGS.values()
+        if s.cli and not s.machine and getattr(args, s.name, None) is not None
+    ]
     given += [flag for flag, on in (("--out", args.out is not None), ("--overwrite", args.overwrite)) if on]
     if given:
         machine = ", ".join(SETTINGS[name].flag for name in MACHINE_SETTINGS)
-        raise UserError(f"--resume {args.resume} with {' '.join(given)}: a resumed run keeps the settings it was "
-                        f"started with (from its checkpoint); only {machine}, --quiet, --tensorboard, "
-                        "--checkpoint-every and --dist-timeout may change. Drop those flags, or start a new run "
-                        "with --out")
+        raise UserError(
+            f"--resume {args.resume} with {' '.join(given)}: a resumed run keeps the settings it was "
+            f"started with (from its checkpoint); only {machine}, --quiet, --tensorboard, "
+            "--checkpoint-every and --dist-timeout may change. Drop those flags, or start a new run "
+            "with --out"
+        )
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -158,8 +175,17 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     # the checks `train` makes of the same three flags (a folder at --image-size 0, coarse CIFAR-10 labels)
     TrainConfig(dataset=args.dataset, labels=args.labels, image_size=args.image_size).validate()
-    print(describe(load_dataset(args.dataset, args.data_dir, labels=args.labels, image_size=args.image_size,
-                                download=not args.no_download)))
+    print(
+        describe(
+            load_dataset(
+                args.dataset,
+                args.data_dir,
+                labels=args.labels,
+                image_size=args.image_size,
+                download=not args.no_download,
+            )
+        )
+    )
     return 0
 
 
@@ -181,14 +207,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = config_from_args(args)
         out = args.out
-    results = train(config, out, resume=args.resume is not None, overwrite=args.overwrite,
-                    progress=not args.quiet, checkpoint_every=args.checkpoint_every or 0,
-                    dist_timeout_s=args.dist_timeout, tensorboard=args.tensorboard)
+    results = train(
+        config,
+        out,
+        resume=args.resume is not None,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        checkpoint_every=args.checkpoint_every or 0,
+        dist_timeout_s=args.dist_timeout,
+        tensorboard=args.tensorboard,
+    )
     if not distributed.current().is_main:
         return 0
-    print(f"test accuracy {results['test_accuracy']:.2%}  (loss {results['test_loss']:.4f})  "
-          f"{results['train_images_per_second']:.0f} train img/s  wall {results['wall_time_s']:.0f}s  "
-          f"-> {results['run_dir']}")
+    print(
+        f"test accuracy {results['test_accuracy']:.2%}  (loss {results['test_loss']:.4f})  "
+        f"{results['train_images_per_second']:.0f} train img/s  wall {results['wall_time_s']:.0f}s  "
+        f"-> {results['run_dir']}"
+    )
     return 0
 
 
@@ -196,9 +231,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     import time
 
     from ..data.loading import load_for
+    from ..runtime.device import resolve_device
     from ..training.lr_finder import find_lr, range_test_folder
     from ..training.run import timestamped_run_path
-    from ..runtime.device import resolve_device
 
     config = config_from_args(args).validate()
     resolve_device(config.device)
@@ -206,11 +241,15 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     folder = range_test_folder(out, config)  # checked before the data is read
     started = time.perf_counter()
     result = find_lr(config, load_for(config, progress=not args.quiet), folder, progress=not args.quiet)
-    print(f"suggested max lr {result.suggestion:.3g} (steepest descent of the smoothed loss); "
-          f"loss minimum at lr {result.min_loss_lr:.3g}; {len(result.lrs)} steps"
-          f"{' (stopped: diverged)' if result.diverged_at is not None else ''} in {time.perf_counter() - started:.0f}s")
-    print(f"wrote {out / 'lr_find.json'} and {out / 'lr_find.png'}; train with --max-lr {result.suggestion:.3g} "
-          "or --max-lr find")
+    print(
+        f"suggested max lr {result.suggestion:.3g} (steepest descent of the smoothed loss); "
+        f"loss minimum at lr {result.min_loss_lr:.3g}; {len(result.lrs)} steps"
+        f"{' (stopped: diverged)' if result.diverged_at is not None else ''} in {time.perf_counter() - started:.0f}s"
+    )
+    print(
+        f"wrote {out / 'lr_find.json'} and {out / 'lr_find.png'}; train with --max-lr {result.suggestion:.3g} "
+        "or --max-lr find"
+    )
     return 0
 
 
@@ -222,20 +261,27 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..version import __version__
     from ..runtime.invoked import program
+    from ..version import __version__
 
     # usage lines name the program as it was started (.venv/bin/cifarkit, python -m cifarkit), so they run as shown
     parser = argparse.ArgumentParser(prog=program(), description="Train image classifiers on CIFAR-10.")
     parser.add_argument("--version", action="version", version=f"cifarkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("data", help="download CIFAR-10/100 if absent, else check the local copy (or read an image "
-                                    "folder) and describe it")
+    p = sub.add_parser(
+        "data",
+        help="download CIFAR-10/100 if absent, else check the local copy (or read an image folder) and describe it",
+    )
     _add_data_flags(p)
     for name in ("dataset", "labels", "image_size"):
-        p.add_argument(SETTINGS[name].flag, default=getattr(TrainConfig(), name), choices=SETTINGS[name].choices,
-                       type=SETTINGS[name].type, help=SETTINGS[name].help)
+        p.add_argument(
+            SETTINGS[name].flag,
+            default=getattr(TrainConfig(), name),
+            choices=SETTINGS[name].choices,
+            type=SETTINGS[name].type,
+            help=SETTINGS[name].help,
+        )
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading when absent")
     p.set_defaults(func=cmd_data)
 
@@ -243,18 +289,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="s10")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("train", help="train a model; writes RUN_DIR/{config.json,metrics.csv,results.json,checkpoints/}")
+    p = sub.add_parser(
+        "train", help="train a model; writes RUN_DIR/{config.json,metrics.csv,results.json,checkpoints/}"
+    )
     add_train_flags(p)
     _add_quiet_flag(p)
     p.add_argument("--out", type=Path, help="run folder (default runs/PRESET-TIMESTAMP)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-    p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: each epoch)")
-    p.add_argument("--tensorboard", nargs="?", const=True, metavar="DIR",
-                   help="log to TensorBoard (needs cifarkit[tb]): event files in DIR/RUN_NAME, one subfolder a run "
-                   "(default RUN_DIR/tb)")
-    p.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
-                   help="under torchrun: seconds a rank waits for the others before the job fails (default 300)")
+    p.add_argument(
+        "--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: each epoch)"
+    )
+    p.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const=True,
+        metavar="DIR",
+        help="log to TensorBoard (needs cifarkit[tb]): event files in DIR/RUN_NAME, one subfolder a run "
+        "(default RUN_DIR/tb)",
+    )
+    p.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=distributed.DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help="under torchrun: seconds a rank waits for the others before the job fails (default 300)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("lr-find", help="LR range test on training batches: suggests the One Cycle peak")
@@ -281,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:  # said by the command's own parser (its usage line) where it follows the command word
         words = list(sys.argv[1:] if argv is None else argv)
         at = words.index(args.command) if args.command in words else len(words)
-        after = extra[0] in words[at + 1:]
+        after = extra[0] in words[at + 1 :]
         command = _command_parser(parser, args) if after else parser
         flags = [o for a in command._actions for o in a.option_strings]
         near = difflib.get_close_matches(extra[0].split("=")[0], flags, n=1)
@@ -311,4 +373,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 141  # as a shell reports a process ended by SIGPIPE
         finally:
             distributed.shutdown()
-

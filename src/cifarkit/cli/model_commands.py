@@ -1,6 +1,7 @@
 """The sub-commands about a trained model: `evaluate`, `predict`, and those that show it to people: `gradcam`,
 `app` and `export` (ONNX and the app bundle). Their flags here, their work in inference.py, explain.py, app.py and
 bundle.py (loaded on use)."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,11 @@ from ..errors import UserError
 
 def _add_run_data_flags(p: argparse.ArgumentParser) -> None:
     """--data-dir of the commands that read a trained run's test images (evaluate, gradcam, app, export)."""
-    p.add_argument(SETTINGS["data_dir"].flag, help="where the run's images are (default: $CIFARKIT_DATA, else the "
-                                                   "folder the run trained on if it is here, else ~/.cache/cifarkit)")
+    p.add_argument(
+        SETTINGS["data_dir"].flag,
+        help="where the run's images are (default: $CIFARKIT_DATA, else the "
+        "folder the run trained on if it is here, else ~/.cache/cifarkit)",
+    )
 
 
 def _add_quiet_flag(p: argparse.ArgumentParser) -> None:
@@ -25,12 +29,23 @@ def _add_quiet_flag(p: argparse.ArgumentParser) -> None:
 def cmd_gradcam(args: argparse.Namespace) -> int:
     from ..report.gradcam import gradcam_command
 
-    info = gradcam_command(args.checkpoint, args.images, args.misclassified, args.layer, args.target, args.out,
-                           args.data_dir, args.device, progress=not args.quiet)
+    info = gradcam_command(
+        args.checkpoint,
+        args.images,
+        args.misclassified,
+        args.layer,
+        args.target,
+        args.out,
+        args.data_dir,
+        args.device,
+        progress=not args.quiet,
+    )
     if info["warning"]:
         print(f"cifarkit gradcam: warning: {info['warning']}", file=sys.stderr)
-    print(f"GradCAM of {info['images']} images at layer {info['layer']} "
-          f"({info['map_size'][0]}x{info['map_size'][1]} map) -> {info['out']}")
+    print(
+        f"GradCAM of {info['images']} images at layer {info['layer']} "
+        f"({info['map_size'][0]}x{info['map_size'][1]} map) -> {info['out']}"
+    )
     return 0
 
 
@@ -55,32 +70,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     for output in (args.onnx, args.app):  # checked before any work: never onto the checkpoint or the run's files
         if output is not None:
             check_output(output, args.checkpoint)
-    if args.onnx is not None and args.app is not None and args.app.resolve() in (
-            args.onnx.resolve(), *args.onnx.resolve().parents):
-        raise UserError(f"--onnx {args.onnx}: inside the --app folder {args.app}, which holds the bundle's files only; "
-                        "write the ONNX model elsewhere")
+    if (
+        args.onnx is not None
+        and args.app is not None
+        and args.app.resolve() in (args.onnx.resolve(), *args.onnx.resolve().parents)
+    ):
+        raise UserError(
+            f"--onnx {args.onnx}: inside the --app folder {args.app}, which holds the bundle's files only; "
+            "write the ONNX model elsewhere"
+        )
     if args.onnx is not None:
         from ..evaluate.inference import export_onnx
 
         info = export_onnx(args.checkpoint, args.onnx, raw_input=args.raw_input)
-        print(f"wrote {info['onnx']}\ninput: {info['input']}\noutput: logits (N x {len(info['classes'])}), classes "
-              f"{', '.join(info['classes'])}\nonnxruntime vs PyTorch on 8 images: max abs difference "
-              f"{info['max_abs_diff']:.2e}")
+        print(
+            f"wrote {info['onnx']}\ninput: {info['input']}\noutput: logits (N x {len(info['classes'])}), classes "
+            f"{', '.join(info['classes'])}\nonnxruntime vs PyTorch on 8 images: max abs difference "
+            f"{info['max_abs_diff']:.2e}"
+        )
     if args.app is not None:
         from ..app.bundle import export_app
 
         info = export_app(args.checkpoint, args.app, args.data_dir)
-        print(f"wrote the app bundle {info['folder']}: {', '.join(info['files'])}\n"
-              f"try it: cd {info['folder']} && pip install -r requirements.txt && python app.py")
+        print(
+            f"wrote the app bundle {info['folder']}: {', '.join(info['files'])}\n"
+            f"try it: cd {info['folder']} && pip install -r requirements.txt && python app.py"
+        )
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import os
 
-    from ..rundir.checkpoint import load_checkpoint
-    from ..files.atomic import write_json
     from ..evaluate.inference import evaluate_checkpoint
+    from ..files.atomic import write_json
+    from ..rundir.checkpoint import load_checkpoint
     from ..rundir.outputs import data_areas, refuse_inside_data
     from ..rundir.run_dir import check_output, default_output
 
@@ -97,11 +121,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         except UserError:  # no folder there (a file, a loop): no data to land on; loading the data says so
             continue
         refuse_inside_data(out, "--out", *areas)
-    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.tta, args.limit_test, args.device,
-                                 progress=not args.quiet)
+    result = evaluate_checkpoint(
+        args.checkpoint, args.data_dir, args.tta, args.limit_test, args.device, progress=not args.quiet
+    )
     write_json(out, result)
-    print(f"test accuracy {result['test_accuracy']:.2%}  loss {result['test_loss']:.4f}  "
-          f"({result['n_test']} images, tta {tta})")
+    print(
+        f"test accuracy {result['test_accuracy']:.2%}  loss {result['test_loss']:.4f}  "
+        f"({result['n_test']} images, tta {tta})"
+    )
     for name, acc in result["per_class_accuracy"].items():
         print(f"  {name:<12}{acc:7.2%}")
     print(f"wrote {out}")
@@ -129,15 +156,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a checkpoint, as JSON")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
     _add_run_data_flags(p)
-    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's own: "
-                                                    "flip-translate for the fast presets, flip for s10-best, none "
-                                                    "for s10)")
-    p.add_argument("--limit-test", type=int, metavar="N",
-                   help="the first N test images only (default: the images the run tested on: all of them, or its "
-                        "own --limit-test)")
+    p.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        help="test-time augmentation (default: the run's own: "
+        "flip-translate for the fast presets, flip for s10-best, none "
+        "for s10)",
+    )
+    p.add_argument(
+        "--limit-test",
+        type=int,
+        metavar="N",
+        help="the first N test images only (default: the images the run tested on: all of them, or its "
+        "own --limit-test)",
+    )
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", type=Path, help="JSON file (default: RUN_DIR/evaluate-TTA.json, or CKPT.evaluate-TTA.json "
-                                            "beside a checkpoint file outside a run folder)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="JSON file (default: RUN_DIR/evaluate-TTA.json, or CKPT.evaluate-TTA.json "
+        "beside a checkpoint file outside a run folder)",
+    )
     _add_quiet_flag(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -150,19 +189,35 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("gradcam", help="GradCAM heat maps over image files or the most confident test mistakes, "
-                                       "as a PNG grid")
+    p = sub.add_parser(
+        "gradcam", help="GradCAM heat maps over image files or the most confident test mistakes, as a PNG grid"
+    )
     p.add_argument("checkpoint", type=Path, metavar="RUN_DIR_OR_CKPT")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (any size; resized as predict does)")
-    p.add_argument("--misclassified", type=int, metavar="N",
-                   help="also the N most confident mistakes on the test set (default 10 when no IMAGE is given)")
-    p.add_argument("--layer", metavar="NAME", help="the layer to explain, a dotted name as `cifarkit summary` "
-                                                   "lists them (default: the last conv block of at least 8x8)")
-    p.add_argument("--target", choices=("pred", "true"), default="pred",
-                   help="explain the predicted class (default) or the true one (test images only)")
-    p.add_argument("--out", type=Path, metavar="FILE",
-                   help="the PNG (default RUN_DIR/gradcam.png, or CKPT.gradcam.png beside a checkpoint file outside "
-                        "a run folder)")
+    p.add_argument(
+        "--misclassified",
+        type=int,
+        metavar="N",
+        help="also the N most confident mistakes on the test set (default 10 when no IMAGE is given)",
+    )
+    p.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="the layer to explain, a dotted name as `cifarkit summary` "
+        "lists them (default: the last conv block of at least 8x8)",
+    )
+    p.add_argument(
+        "--target",
+        choices=("pred", "true"),
+        default="pred",
+        help="explain the predicted class (default) or the true one (test images only)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="the PNG (default RUN_DIR/gradcam.png, or CKPT.gradcam.png beside a checkpoint file outside a run folder)",
+    )
     p.set_defaults(images_anywhere=True)  # `gradcam RUN --misclassified 2 a.png` as well as `gradcam RUN a.png ...`
     _add_run_data_flags(p)
     p.add_argument("--device", default="auto")
@@ -180,9 +235,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (checked with onnxruntime) and/or an app bundle")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")
     p.add_argument("--onnx", type=Path, metavar="FILE", help="write an ONNX model (needs cifarkit[onnx])")
-    p.add_argument("--raw-input", action="store_true",
-                   help="the ONNX model takes raw pixels 0..255 and normalises itself (default: normalised input)")
-    p.add_argument("--app", type=Path, metavar="DIR", help="write a folder that runs the app without cifarkit "
-                                                           "(safetensors weights, app.py, HuggingFace-Spaces-ready)")
+    p.add_argument(
+        "--raw-input",
+        action="store_true",
+        help="the ONNX model takes raw pixels 0..255 and normalises itself (default: normalised input)",
+    )
+    p.add_argument(
+        "--app",
+        type=Path,
+        metavar="DIR",
+        help="write a folder that runs the app without cifarkit "
+        "(safetensors weights, app.py, HuggingFace-Spaces-ready)",
+    )
     _add_run_data_flags(p)
     p.set_defaults(func=cmd_export)

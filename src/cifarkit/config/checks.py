@@ -1,6 +1,7 @@
 """The checks a value passes before it becomes a setting, written once: TrainConfig's ranges, and the objects
 the Python API builds by hand (Augment, a checkpoint's image size, --checkpoint-every) use the same ones.
 """
+
 from __future__ import annotations
 
 import math

@@ -6,6 +6,7 @@ is a comment, and so is the rest of a line after whitespace and `#` (what the au
 entry: why it is there). The entries are recorded in the run's config (TrainConfig.exclude), so a resume leaves out
 the same images; data/exclude.py applies them. Free of torch: the flags parse --exclude FILE while they are built.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,10 +30,11 @@ def parse_exclude_text(text: str, source: str) -> list[str]:
             seen.add(entry)
             entries.append(entry)
     if not entries:
-        raise UserError(f"--exclude {source}: names no image (only blank lines and # comments); give one training "
-                        "image a line: an index for CIFAR, a path such as train/cat/0001.png for image folders")
+        raise UserError(
+            f"--exclude {source}: names no image (only blank lines and # comments); give one training "
+            "image a line: an index for CIFAR, a path such as train/cat/0001.png for image folders"
+        )
     return entries
-
 
 
 def read_exclude_file(path: str | os.PathLike) -> list[str]:
@@ -40,7 +42,6 @@ def read_exclude_file(path: str | os.PathLike) -> list[str]:
     from ..files.reader import read_text
 
     return parse_exclude_text(read_text(path, "exclude list", limit=MAX_EXCLUDE_BYTES), os.fspath(path))
-
 
 
 def parse_exclude_flag(text: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 cli.py generates the `cifarkit train` flags from these declarations and config.validate() names the flags.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,14 +41,33 @@ class Setting:
     type: Any = None  # the field's type without None (bool, int, float, str), from its annotation; filled in below
 
 
-def setting(default: Any, help: str, group: str, *, flag: str | None = None, cli: bool = True,
-            train_only: bool = False, machine: bool = False, choices: tuple[str, ...] | None = None,
-            metavar: str | None = None, parse: Callable[[str], Any] | None = None) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    group: str,
+    *,
+    flag: str | None = None,
+    cli: bool = True,
+    train_only: bool = False,
+    machine: bool = False,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+) -> Any:
     """A TrainConfig field that declares its help, group and flag (default: the field name, `--max-lr`)."""
     if group not in GROUPS:
         raise ValueError(f"setting group {group!r}: choose one of {', '.join(GROUPS)}")
-    info = Setting(help=help, group=group, flag=flag or "", cli=cli, train_only=train_only, machine=machine,
-                   choices=choices, metavar=metavar, parse=parse)
+    info = Setting(
+        help=help,
+        group=group,
+        flag=flag or "",
+        cli=cli,
+        train_only=train_only,
+        machine=machine,
+        choices=choices,
+        metavar=metavar,
+        parse=parse,
+    )
     return dataclasses.field(default=default, metadata={"setting": info})
 
 

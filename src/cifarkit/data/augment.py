@@ -3,6 +3,7 @@
 Every random draw comes from an explicit torch.Generator, so a run is
 reproducible from its seed and a checkpoint can save the generator's state.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,36 +42,57 @@ class Augment:
         def three(values, low: float) -> bool:
             return isinstance(values, (tuple, list)) and len(values) == 3 and all(real(v, low, 1) for v in values)
 
-        problems = [f"{name}={value!r} {what}" for name, value, ok, what in (
-            ("pad_crop", self.pad_crop, whole(self.pad_crop), "must be a whole number of pixels >= 0"),
-            ("cutout_size", self.cutout_size, whole(self.cutout_size), "must be a whole number of pixels >= 0"),
-            ("cutout_prob", self.cutout_prob, real(self.cutout_prob, 0, 1), "must be a probability in [0, 1]"),
-            ("brightness", self.brightness, real(self.brightness, 0, math.inf), "must be >= 0 (standard units)"),
-            ("contrast", self.contrast, real(self.contrast, 0, 1) and self.contrast < 1, "must be in [0, 1)"),
-            ("mean", self.mean, three(self.mean, 0), "must be 3 channel means, fractions of 255 in [0, 1]"),
-            ("std", self.std, three(self.std, 1e-6), "must be 3 channel standard deviations, fractions of 255 in "
-                                                     "(0, 1]"),
-        ) if not ok]
+        problems = [
+            f"{name}={value!r} {what}"
+            for name, value, ok, what in (
+                ("pad_crop", self.pad_crop, whole(self.pad_crop), "must be a whole number of pixels >= 0"),
+                ("cutout_size", self.cutout_size, whole(self.cutout_size), "must be a whole number of pixels >= 0"),
+                ("cutout_prob", self.cutout_prob, real(self.cutout_prob, 0, 1), "must be a probability in [0, 1]"),
+                ("brightness", self.brightness, real(self.brightness, 0, math.inf), "must be >= 0 (standard units)"),
+                ("contrast", self.contrast, real(self.contrast, 0, 1) and self.contrast < 1, "must be in [0, 1)"),
+                ("mean", self.mean, three(self.mean, 0), "must be 3 channel means, fractions of 255 in [0, 1]"),
+                (
+                    "std",
+                    self.std,
+                    three(self.std, 1e-6),
+                    "must be 3 channel standard deviations, fractions of 255 in (0, 1]",
+                ),
+            )
+            if not ok
+        ]
         if problems:
             raise ValueError("Augment: " + "; ".join(problems))
 
     @classmethod
-    def from_config(cls, config, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> "Augment":
+    def from_config(cls, config, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> Augment:
         """The augmentation a TrainConfig asks for, normalising with the dataset's statistics."""
-        return cls(config.pad_crop, config.flip, config.cutout_size, config.cutout_prob, tuple(mean), tuple(std),
-                   config.brightness, config.contrast)
+        return cls(
+            config.pad_crop,
+            config.flip,
+            config.cutout_size,
+            config.cutout_prob,
+            tuple(mean),
+            tuple(std),
+            config.brightness,
+            config.contrast,
+        )
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator, flips: torch.Tensor | None = None
-                 ) -> torch.Tensor:
+    def __call__(
+        self, images: torch.Tensor, generator: torch.Generator, flips: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """uint8 (N,3,H,W) -> normalised float32 (N,3,H,W), each image with its own random draws.
 
         `flips` (N bools), when given, says which images to mirror instead of a random draw.
         """
         side = min(images.shape[-2:])  # reflect padding needs pad < side; a hole that is drawn must fit
-        too_large = [f"{name}={value} must be {what} the images' side ({side} px)" for name, value, ok, what in (
-            ("pad_crop", self.pad_crop, self.pad_crop < side, "below"),
-            ("cutout_size", self.cutout_size, self.cutout_size <= side or not self.cutout_prob, "at most"),
-        ) if not ok]
+        too_large = [
+            f"{name}={value} must be {what} the images' side ({side} px)"
+            for name, value, ok, what in (
+                ("pad_crop", self.pad_crop, self.pad_crop < side, "below"),
+                ("cutout_size", self.cutout_size, self.cutout_size <= side or not self.cutout_prob, "at most"),
+            )
+            if not ok
+        ]
         if too_large:
             raise ValueError("Augment: " + "; ".join(too_large))
         x = normalize(images, self.mean, self.std)
@@ -166,7 +188,6 @@ def cutout(x: torch.Tensor, size: int, p: float, generator: torch.Generator) -> 
     in_cols = (xs >= left[:, None]) & (xs < left[:, None] + size)  # (N,W)
     hole = in_rows[:, :, None] & in_cols[:, None, :] & apply[:, None, None]  # (N,H,W)
     return x.masked_fill(hole[:, None], 0.0)
-
 
 
 def color_jitter(x: torch.Tensor, brightness: float, contrast: float, generator: torch.Generator) -> torch.Tensor:

@@ -12,17 +12,18 @@ its number of steps (the schedule is untouched) and its batches shrink: a CPU sp
 images that still teach something. Which images are left out is a pure function of (seed, epoch) and the
 losses at the epoch's start, which the checkpoint keeps.
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
-from .augment import Augment, alternating_flips, bernoulli, random_window
 from ..config.train_config import TrainConfig
-from .dataset import Dataset
 from ..optim.schedule import steps_per_epoch
+from .augment import Augment, alternating_flips, bernoulli, random_window
+from .dataset import Dataset
 
 
 def derived_seed(*keys: int | str) -> int:
@@ -55,8 +56,15 @@ def easy_images(losses: torch.Tensor) -> torch.Tensor:
     return losses < losses.mean()
 
 
-def training_batch(data: Dataset, idx: torch.Tensor, augment: Augment, g: torch.Generator, channels_last: bool,
-                   flips: torch.Tensor | None = None, window: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def training_batch(
+    data: Dataset,
+    idx: torch.Tensor,
+    augment: Augment,
+    g: torch.Generator,
+    channels_last: bool,
+    flips: torch.Tensor | None = None,
+    window: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The training images `idx`, augmented with `g`'s draws, and their labels.
 
     `flips`, when given, says which of all the training images this epoch mirrors (alternating flips);
@@ -82,8 +90,11 @@ class BatchStream:
         self.data, self.config, self.device = data, config, device
         self.keys = ("order", "augment") if purpose == "train" else (f"{purpose}-order", f"{purpose}-augment")
         self.augment = Augment.from_config(config, *data.channel_stats())
-        self.even_flips = even_epoch_flips(len(data.train_labels), device, config.seed) \
-            if purpose == "train" and config.alternate_flip and config.flip else None
+        self.even_flips = (
+            even_epoch_flips(len(data.train_labels), device, config.seed)
+            if purpose == "train" and config.alternate_flip and config.flip
+            else None
+        )
         self.steps_per_epoch = steps_per_epoch(len(data.train_labels), config.batch_size)
         self.small_crop_epochs = config.small_crop_epochs if purpose == "train" else 0
 
@@ -108,17 +119,23 @@ class BatchStream:
         pruned epoch, the kept images split evenly over the epoch's steps."""
         n, k, steps = len(self.data.train_labels), len(order), self.steps_per_epoch
         if k == n:
-            return order[step * self.config.batch_size:(step + 1) * self.config.batch_size]
-        return order[step * k // steps:(step + 1) * k // steps]
+            return order[step * self.config.batch_size : (step + 1) * self.config.batch_size]
+        return order[step * k // steps : (step + 1) * k // steps]
 
     def batch(self, order: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `step` of `epoch`, augmented: the same on every rank, which then trains on its slice."""
         cfg = self.config
         flips = None if self.even_flips is None else alternating_flips(self.even_flips, epoch)
         window = cfg.small_crop if epoch < self.small_crop_epochs else 0
-        return training_batch(self.data, self.indices(order, step), self.augment,
-                              generator(self.device, cfg.seed, self.keys[1], epoch, step), cfg.channels_last, flips,
-                              window)
+        return training_batch(
+            self.data,
+            self.indices(order, step),
+            self.augment,
+            generator(self.device, cfg.seed, self.keys[1], epoch, step),
+            cfg.channels_last,
+            flips,
+            window,
+        )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless: epoch after epoch (what a DataLoader would give the range test)."""
@@ -160,8 +177,10 @@ class Pruning:
         self.losses[self.stream.indices(order, step)] = losses
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"losses": self.losses, "at_epoch_start": self.losses if self.at_epoch_start is None
-                else self.at_epoch_start}
+        return {
+            "losses": self.losses,
+            "at_epoch_start": self.losses if self.at_epoch_start is None else self.at_epoch_start,
+        }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.losses.copy_(state["losses"])

@@ -5,6 +5,7 @@ holds neither layout, an official archive copied there is unpacked, else the arc
 Every file is checked for structure (a broken file is an error whatever its MD5) and, where the official
 MD5 is known, for its MD5 (a re-encoded copy with other MD5s is used, and the user is told).
 """
+
 from __future__ import annotations
 
 import io
@@ -16,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import CLASSES, Dataset, composed, default_data_dir, link_problem
-from .download import fetch_archive, md5_of, safe_extract
 from ..errors import UserError
 from ..files.reader import MiB, read_bytes
+from .dataset import CLASSES, Dataset, composed, default_data_dir, link_problem
+from .download import fetch_archive, md5_of, safe_extract
 
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -54,10 +55,15 @@ CIFAR100_DIR = "cifar-100-python"
 OFFLINE_DOCS = "docs/getting-started.md#offline"  # the docs' section on getting the data without a network
 # What a user may copy onto a machine without a network, by the name of the archive that would be downloaded
 WHERE_FROM = {
-    "cifar-10-python.tar.gz": ("CIFAR-10", f"the official archive cifar-10-python.tar.gz or {BIN_ARCHIVE}, or the "
-                               f"folder it unpacks to ({PY_DIR} or {BIN_DIR})"),
-    "cifar-100-python.tar.gz": ("CIFAR-100", "the official archive cifar-100-python.tar.gz, or the folder it unpacks "
-                                "to (cifar-100-python)"),
+    "cifar-10-python.tar.gz": (
+        "CIFAR-10",
+        f"the official archive cifar-10-python.tar.gz or {BIN_ARCHIVE}, or the "
+        f"folder it unpacks to ({PY_DIR} or {BIN_DIR})",
+    ),
+    "cifar-100-python.tar.gz": (
+        "CIFAR-100",
+        "the official archive cifar-100-python.tar.gz, or the folder it unpacks to (cifar-100-python)",
+    ),
 }
 CIFAR100_FILE_MD5 = {  # of the files in the official archive
     "train": "16019d7e3df5f24257cddd939b257f8d",
@@ -101,8 +107,10 @@ def read_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One `cifar-10-batches-py` file -> (uint8 (N,3,32,32), int64 (N,))."""
     d = _read_pickle(path, "CIFAR-10 batch", "cifarkit data --data-dir DIR")
     if not isinstance(d, dict) or _key(d, "data") is None or _key(d, "labels") is None:
-        raise UserError(f"{path}: a pickle, but not a CIFAR-10 batch (no 'data' and 'labels'); "
-                        "point --data-dir at the official cifar-10-batches-py folder")
+        raise UserError(
+            f"{path}: a pickle, but not a CIFAR-10 batch (no 'data' and 'labels'); "
+            "point --data-dir at the official cifar-10-batches-py folder"
+        )
     images = _images(path, _key(d, "data"))
     labels = _as_labels(path, _key(d, "labels"))
     _check_labels(path, labels, len(images))
@@ -116,8 +124,10 @@ def read_bin_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     raw = np.frombuffer(read_bytes(path, "CIFAR-10 batch", BATCH_LIMIT), dtype=np.uint8)
     record = 1 + IMAGE_BYTES
     if raw.size == 0 or raw.size % record:
-        raise UserError(f"{path}: {raw.size} bytes is not a whole number of {record}-byte records "
-                        "(truncated or corrupt); delete it and re-download")
+        raise UserError(
+            f"{path}: {raw.size} bytes is not a whole number of {record}-byte records "
+            "(truncated or corrupt); delete it and re-download"
+        )
     raw = raw.reshape(-1, record)
     labels = raw[:, 0].astype(np.int64)
     _check_labels(path, labels, len(raw))
@@ -130,10 +140,15 @@ def _as_labels(path: Path, labels: Any) -> np.ndarray:
         values = np.asarray(labels)
     except (ValueError, OverflowError):
         values = np.asarray([], dtype=object)
-    if values.ndim != 1 or not (np.issubdtype(values.dtype, np.integer) or values.dtype == object and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in values.tolist())):
-        raise UserError(f"{path}: the labels must be whole numbers (found {values.dtype} values such as "
-                        f"{values.tolist()[:3] if values.ndim else values!r}); the file is not an intact batch")
+    if values.ndim != 1 or not (
+        np.issubdtype(values.dtype, np.integer)
+        or values.dtype == object
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in values.tolist())
+    ):
+        raise UserError(
+            f"{path}: the labels must be whole numbers (found {values.dtype} values such as "
+            f"{values.tolist()[:3] if values.ndim else values!r}); the file is not an intact batch"
+        )
     try:
         return values.astype(np.int64)
     except OverflowError:
@@ -175,12 +190,12 @@ def _refuse_repeated_names(meta_file: Path, names, remedy: str) -> None:
         seen[name] = seen.get(name, 0) + 1
     repeated = [f"{name!r} ({count} times)" for name, count in seen.items() if count > 1]
     if repeated:
-        raise UserError(f"{meta_file}: the class names repeat: {', '.join(repeated)}; every class needs a name of "
-                        f"its own; {remedy}")
+        raise UserError(
+            f"{meta_file}: the class names repeat: {', '.join(repeated)}; every class needs a name of its own; {remedy}"
+        )
 
 
-def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True,
-                 verify_md5: bool = True) -> Dataset:
+def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True, verify_md5: bool = True) -> Dataset:
     """The dataset from `data_dir` (see default_data_dir), downloading it first if absent."""
     root = default_data_dir(data_dir)
     found = find_layout(root) if root.exists() else None
@@ -190,8 +205,10 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
         if given is not None:  # a copy of an official archive: unpacked here, its files checked one by one below
             safe_extract(given, root)
         elif not download:
-            raise UserError(f"{root}: no CIFAR-10 here (expected {PY_DIR}/ or {BIN_DIR}/); download it with "
-                            f"`cifarkit data --data-dir DIR`, or {offline_advice(Path(ARCHIVE_URL).name)}")
+            raise UserError(
+                f"{root}: no CIFAR-10 here (expected {PY_DIR}/ or {BIN_DIR}/); download it with "
+                f"`cifarkit data --data-dir DIR`, or {offline_advice(Path(ARCHIVE_URL).name)}"
+            )
         else:
             download_and_extract(root)
         found = find_layout(root)
@@ -211,8 +228,16 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
             checks[path.name] = _check(path, known, verify_md5)
         splits.append((torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))))
     (train_x, train_y), (test_x, test_y) = splits
-    return Dataset(train_x, train_y, test_x, test_y, classes=read_classes(layout, folder),
-                   root=folder, layout=layout, checks=checks)
+    return Dataset(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        classes=read_classes(layout, folder),
+        root=folder,
+        layout=layout,
+        checks=checks,
+    )
 
 
 def _check(path: Path, known: dict[str, str], verify_md5: bool) -> str:
@@ -236,15 +261,19 @@ def _read_pickle(path: Path, what: str, fetch: str) -> Any:
     try:
         return _ArrayUnpickler(io.BytesIO(blob), encoding="latin1").load()
     except Exception as e:  # truncated or not a pickle at all: any unpickling failure means the same to the user
-        raise UserError(f"{path}: not a readable {what} ({type(e).__name__}: {e}); the file is truncated or "
-                        "corrupt: delete it and re-download") from None
+        raise UserError(
+            f"{path}: not a readable {what} ({type(e).__name__}: {e}); the file is truncated or "
+            "corrupt: delete it and re-download"
+        ) from None
 
 
 def _images(path: Path, data: Any) -> np.ndarray:
     """A pickle's 'data': uint8 rows of 3072 bytes -> (N, 3, 32, 32)."""
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
-        raise UserError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), "
-                        f"found {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+        raise UserError(
+            f"{path}: 'data' must be a uint8 array of shape (N, 3072), "
+            f"found {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}"
+        )
     return data.reshape(-1, 3, 32, 32)
 
 
@@ -264,8 +293,9 @@ def read_cifar100_split(path: Path, labels: str) -> tuple[np.ndarray, np.ndarray
     return images, y
 
 
-def load_cifar100(data_dir: str | os.PathLike | None = None, labels: str = "fine", download: bool = True,
-                  verify_md5: bool = True) -> Dataset:
+def load_cifar100(
+    data_dir: str | os.PathLike | None = None, labels: str = "fine", download: bool = True, verify_md5: bool = True
+) -> Dataset:
     """CIFAR-100 from `data_dir` (its `cifar-100-python` folder, or that folder itself), downloading the official
     archive first if absent; `labels` fine (100 classes) or coarse (20 superclasses), names from its meta file."""
     if labels not in ("fine", "coarse"):
@@ -278,8 +308,10 @@ def load_cifar100(data_dir: str | os.PathLike | None = None, labels: str = "fine
         if given.is_file():  # a copy of the official archive: unpacked here, its files checked one by one below
             safe_extract(given, root)
         elif not download:
-            raise UserError(f"{root}: no CIFAR-100 here (expected {CIFAR100_DIR}/); download it with `cifarkit data "
-                            f"--dataset cifar100 --data-dir DIR`, or {offline_advice(given.name)}")
+            raise UserError(
+                f"{root}: no CIFAR-100 here (expected {CIFAR100_DIR}/); download it with `cifarkit data "
+                f"--dataset cifar100 --data-dir DIR`, or {offline_advice(given.name)}"
+            )
         else:
             download_and_extract(root, CIFAR100_URL, CIFAR100_MD5)
         if not folder.is_dir():
@@ -298,15 +330,18 @@ def load_cifar100(data_dir: str | os.PathLike | None = None, labels: str = "fine
     _refuse_repeated_names(folder / "meta", names, "restore the official file")
     checks["meta"] = _check(folder / "meta", CIFAR100_FILE_MD5, verify_md5)
     (train_x, train_y), (test_x, test_y) = splits
-    return Dataset(train_x, train_y, test_x, test_y, classes=tuple(names), name="cifar100", root=folder,
-                   layout="py", checks=checks)
+    return Dataset(
+        train_x, train_y, test_x, test_y, classes=tuple(names), name="cifar100", root=folder, layout="py", checks=checks
+    )
 
 
 def offline_advice(archive_name: str) -> str:
     """How to give the data without a network: what to copy, how to point at it, where the docs say more."""
     _, files = WHERE_FROM.get(archive_name, (archive_name, f"the archive {archive_name}"))
-    return (f"without a network, copy {files}, into a folder on this machine and point --data-dir DIR (or the "
-            f"CIFARKIT_DATA environment variable) at that folder; see the docs' offline section ({OFFLINE_DOCS})")
+    return (
+        f"without a network, copy {files}, into a folder on this machine and point --data-dir DIR (or the "
+        f"CIFARKIT_DATA environment variable) at that folder; see the docs' offline section ({OFFLINE_DOCS})"
+    )
 
 
 def _refuse_unusable(root: Path, names: tuple[str, ...]) -> None:
@@ -315,11 +350,14 @@ def _refuse_unusable(root: Path, names: tuple[str, ...]) -> None:
     for name in names:
         problem = link_problem(root / name)
         if problem:
-            raise UserError(f"{root / name}: {problem}; point the link at the folder that holds the files, "
-                            "or remove it")
+            raise UserError(
+                f"{root / name}: {problem}; point the link at the folder that holds the files, or remove it"
+            )
         if (root / name).exists() and not (root / name).is_dir():
-            raise UserError(f"{root / name}: a file, not the folder of that name the archive unpacks to; move it "
-                            "away, or point --data-dir at the folder that holds the data")
+            raise UserError(
+                f"{root / name}: a file, not the folder of that name the archive unpacks to; move it "
+                "away, or point --data-dir at the folder that holds the data"
+            )
 
 
 def download_and_extract(root: Path, url: str = ARCHIVE_URL, md5: str = ARCHIVE_MD5) -> Path:

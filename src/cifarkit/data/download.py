@@ -1,5 +1,6 @@
 """Getting an official dataset archive onto this machine: download (progress bar, MD5-checked, nothing left behind
 when it fails) and safe extraction. What the archives hold is read by cifar.py."""
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,10 @@ def fetch_archive(root: Path, url: str, md5: str, what: str, offline_advice: str
     When the download fails, the message says that `what` is not in `root` and gives `offline_advice`; the folders
     made for the download are removed again, so a mistyped --data-dir is not left behind."""
     if (root / "train").is_dir():  # `--dataset folder` forgotten: never download 160 MB among the user's images
-        raise UserError(f"--data-dir {root}: holds train/ (an image folder dataset), not {Path(url).name}'s "
-                        "CIFAR; pass --dataset folder to use its images")
+        raise UserError(
+            f"--data-dir {root}: holds train/ (an image folder dataset), not {Path(url).name}'s "
+            "CIFAR; pass --dataset folder to use its images"
+        )
     made = [folder for folder in (root, *root.parents) if not folder.exists()]  # deepest first
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -65,13 +68,16 @@ def _download(url: str, archive: Path, md5: str, what: str, offline_advice: str)
                     out.write(chunk)
                     bar.update(len(chunk))
     except (OSError, _NetworkError) as e:  # URLError, timeouts and refused connections are all OSErrors
-        raise UserError(f"no {what} in {archive.parent}, and downloading it from {url} failed ({e}); "
-                        f"{offline_advice}") from None
+        raise UserError(
+            f"no {what} in {archive.parent}, and downloading it from {url} failed ({e}); {offline_advice}"
+        ) from None
     got = md5_of(archive)
     if got != md5:
         archive.unlink()
-        raise UserError(f"{archive}: MD5 {got} does not match the official {md5}; the download is "
-                        "corrupt and was deleted; run the command again")
+        raise UserError(
+            f"{archive}: MD5 {got} does not match the official {md5}; the download is "
+            "corrupt and was deleted; run the command again"
+        )
 
 
 def _remove_empty(folders: list[Path]) -> None:
@@ -89,11 +95,14 @@ def safe_extract(archive: Path, target: Path) -> None:
             for member in tar.getmembers():
                 dest = (target / member.name).resolve()
                 if dest != target and target not in dest.parents:
-                    raise UserError(f"{archive}: member {member.name!r} would be written outside {target}; "
-                                    "refusing to extract this archive")
+                    raise UserError(
+                        f"{archive}: member {member.name!r} would be written outside {target}; "
+                        "refusing to extract this archive"
+                    )
                 if not (member.isfile() or member.isdir()):
-                    raise UserError(f"{archive}: member {member.name!r} is a link or special file; "
-                                    "refusing to extract this archive")
+                    raise UserError(
+                        f"{archive}: member {member.name!r} is a link or special file; refusing to extract this archive"
+                    )
             tar.extractall(target, filter="data")
     except tarfile.TarError as e:
         raise UserError(f"{archive}: not a readable tar.gz archive ({e}); delete it and download again") from None

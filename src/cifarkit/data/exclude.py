@@ -1,6 +1,7 @@
 """Applying an exclude list (config/exclude_list.py reads it) to a dataset: which training images a run
 leaves out, named as audit.csv names them (an index for CIFAR, a relative path for image folders).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -44,10 +45,15 @@ def excluded_positions(data: Dataset, entries: list[str]) -> torch.Tensor:
     unknown = [e for e in entries if e not in position]
     if unknown:
         shown = ", ".join(repr(e) for e in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        what = ("paths relative to the dataset folder, e.g. " + repr(names[0]) if data.layout == "folder" and names
-                else f"indices 0 to {len(names) - 1}")
-        raise UserError(f"--exclude: {len(unknown)} entr{'y' if len(unknown) == 1 else 'ies'} name no training image "
-                        f"of {data.root or data.name}: {shown}; entries are {what}")
+        what = (
+            "paths relative to the dataset folder, e.g. " + repr(names[0])
+            if data.layout == "folder" and names
+            else f"indices 0 to {len(names) - 1}"
+        )
+        raise UserError(
+            f"--exclude: {len(unknown)} entr{'y' if len(unknown) == 1 else 'ies'} name no training image "
+            f"of {data.root or data.name}: {shown}; entries are {what}"
+        )
     return torch.tensor(sorted(position[e] for e in entries), dtype=torch.int64)
 
 
@@ -67,11 +73,16 @@ def exclude_images(data: Dataset, entries: list[str] | None, within: int | None 
     keep = torch.ones(n, dtype=torch.bool)
     keep[positions[positions < n]] = False
     if not keep.any():
-        raise UserError(f"--exclude: leaves out every one of the {n} training images; nothing would be left to "
-                        "train on")
+        raise UserError(
+            f"--exclude: leaves out every one of the {n} training images; nothing would be left to train on"
+        )
     keep = keep.to(data.train_images.device)
-    return dataclasses.replace(limited, train_images=limited.train_images[keep],
-                               train_labels=limited.train_labels[keep], excluded=tuple(positions.tolist()))
+    return dataclasses.replace(
+        limited,
+        train_images=limited.train_images[keep],
+        train_labels=limited.train_labels[keep],
+        excluded=tuple(positions.tolist()),
+    )
 
 
 def kept_positions(data: Dataset, entries: list[str] | None, within: int | None = None) -> torch.Tensor:

@@ -12,6 +12,7 @@ in cifarkit's own cache folder (see default_cache_dir) under a key of the file l
 run reads one file; one file per folder and image size, the stale one removed when the folder changes. Other files
 among the images are skipped with a warning.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .dataset import Dataset, composed, default_data_dir
 from ..errors import UserError
 from ..files.atomic import WriteError, save_torch
 from ..runtime.device import available_cpus
+from .dataset import Dataset, composed, default_data_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_IMAGE_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
@@ -51,8 +52,10 @@ def read_image(path: str | os.PathLike, size: int = 32) -> torch.Tensor:
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # we refuse by our own limit below
             with Image.open(path) as img:
                 if img.width * img.height > MAX_IMAGE_PIXELS:
-                    raise UserError(f"{path}: {img.width}x{img.height} pixels is too large an image "
-                                    f"(limit {MAX_IMAGE_PIXELS:,}); downscale it first")
+                    raise UserError(
+                        f"{path}: {img.width}x{img.height} pixels is too large an image "
+                        f"(limit {MAX_IMAGE_PIXELS:,}); downscale it first"
+                    )
                 img = ImageOps.exif_transpose(img)
                 if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                     # One fixed scale for every image, so a brighter file never reads darker than a dimmer one.
@@ -145,8 +148,10 @@ def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
             raise UserError(f"{folder}: the class folder name {entry.name!r} is not valid UTF-8; rename it") from None
         (name,) = composed([entry.name])
         if name in folders:
-            raise UserError(f"{folder}: the class folders {folders[name].name!r} and {entry.name!r} are one name "
-                            "written in two Unicode forms (composed and decomposed accents); merge them into one")
+            raise UserError(
+                f"{folder}: the class folders {folders[name].name!r} and {entry.name!r} are one name "
+                "written in two Unicode forms (composed and decomposed accents); merge them into one"
+            )
         folders[name] = entry
     classes = tuple(folders)
     files, skipped, revisits, empty = [], [], [], []
@@ -162,16 +167,23 @@ def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     if not classes:
         raise UserError(f"{folder}: no class folders (expected {folder}/CLASS/IMAGE.png)")
     if empty:
-        raise UserError(f"{folder}: class folder(s) without images: {', '.join(empty)} (images end in "
-                        f"{', '.join(IMAGE_SUFFIXES)})")
+        raise UserError(
+            f"{folder}: class folder(s) without images: {', '.join(empty)} (images end in {', '.join(IMAGE_SUFFIXES)})"
+        )
     if skipped:
-        warnings.warn(f"{folder}: skipped {len(skipped)} file(s) that are not of the image types read here "
-                      f"({', '.join(IMAGE_SUFFIXES)}), e.g. "
-                      f"{', '.join(str(p) for p in skipped[:3])}", stacklevel=3)
+        warnings.warn(
+            f"{folder}: skipped {len(skipped)} file(s) that are not of the image types read here "
+            f"({', '.join(IMAGE_SUFFIXES)}), e.g. "
+            f"{', '.join(str(p) for p in skipped[:3])}",
+            stacklevel=3,
+        )
     if revisits:
-        warnings.warn(f"{folder}: skipped {len(revisits)} symlinked folder(s) that lead to a folder already read, "
-                      "above their class or into another class (a loop, a second link, other classes' images), "
-                      f"e.g. {', '.join(str(p) for p in revisits[:3])}", stacklevel=3)
+        warnings.warn(
+            f"{folder}: skipped {len(revisits)} symlinked folder(s) that lead to a folder already read, "
+            "above their class or into another class (a loop, a second link, other classes' images), "
+            f"e.g. {', '.join(str(p) for p in revisits[:3])}",
+            stacklevel=3,
+        )
     return classes, files
 
 
@@ -185,11 +197,16 @@ def _refuse_shared_class_folders(folder: Path, folders: dict[str, Path], class_d
     if shared:
         target, names = shared[0]
         links = [repr(folders[name].name) for name in names if folders[name].is_symlink()]
-        how = f"{' and '.join(links)} {'is a symlink' if len(links) == 1 else 'are symlinks'} to it" if links else (
-            "mounted twice")
-        raise UserError(f"{folder}: the class folders {' and '.join(repr(folders[n].name) for n in names)} are one "
-                        f"folder, {target} ({how}): two classes would train on the same images; remove the link, "
-                        "or give each class its own images")
+        how = (
+            f"{' and '.join(links)} {'is a symlink' if len(links) == 1 else 'are symlinks'} to it"
+            if links
+            else ("mounted twice")
+        )
+        raise UserError(
+            f"{folder}: the class folders {' and '.join(repr(folders[n].name) for n in names)} are one "
+            f"folder, {target} ({how}): two classes would train on the same images; remove the link, "
+            "or give each class its own images"
+        )
 
 
 def _cache_key(root: Path, image_size: int, splits: dict[str, list[tuple[Path, int]]]) -> str:
@@ -199,8 +216,11 @@ def _cache_key(root: Path, image_size: int, splits: dict[str, list[tuple[Path, i
             stat = path.stat()
             # The path below the root (the same folder reached as imgs, /abs/imgs or a link keeps one key), as the
             # bytes the OS holds: a file name need not be valid UTF-8
-            digest.update(f"\n{split}\t{label}\t".encode() + os.fsencode(path.relative_to(root))
-                          + f"\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+            digest.update(
+                f"\n{split}\t{label}\t".encode()
+                + os.fsencode(path.relative_to(root))
+                + f"\t{stat.st_size}\t{stat.st_mtime_ns}".encode()
+            )
     return digest.hexdigest()[:32]
 
 
@@ -214,12 +234,24 @@ def _decode(files: list[tuple[Path, int]], image_size: int, desc: str, progress:
             return e
 
     with ThreadPoolExecutor(max_workers=available_cpus()) as pool:  # a container's share, not the host's CPUs
-        decoded = list(tqdm(pool.map(one, [p for p, _ in files]), total=len(files), desc=desc, unit="img",
-                            disable=not progress, file=sys.stderr, leave=False))
+        decoded = list(
+            tqdm(
+                pool.map(one, [p for p, _ in files]),
+                total=len(files),
+                desc=desc,
+                unit="img",
+                disable=not progress,
+                file=sys.stderr,
+                leave=False,
+            )
+        )
     failed = [str(e) for e in decoded if isinstance(e, UserError)]
     if failed:
-        raise UserError(f"{len(failed)} image file(s) could not be read: " + "; ".join(failed[:5])
-                        + ("; ..." if len(failed) > 5 else ""))
+        raise UserError(
+            f"{len(failed)} image file(s) could not be read: "
+            + "; ".join(failed[:5])
+            + ("; ..." if len(failed) > 5 else "")
+        )
     return torch.stack(decoded)
 
 
@@ -240,28 +272,40 @@ def memory_budget() -> int:
         return 8 << 30
 
 
-def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progress: bool = True,
-                cache_dir: str | os.PathLike | None = None, test_only: bool = False) -> Dataset:
+def load_folder(
+    data_dir: str | os.PathLike | None,
+    image_size: int = 32,
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    test_only: bool = False,
+) -> Dataset:
     """The image folders under `data_dir` (train/ and test/ or val/) as a Dataset (see the module's docstring).
     `test_only` (evaluate, GradCAM, the app): train/ is listed for its classes, but where no cache holds its
     images they are not decoded: the Dataset has none. `cache_dir`, as $CIFARKIT_CACHE, names a cache folder whose
     cifarkit-folders/ sub-folder holds the cache (default: default_cache_dir())."""
     root = default_data_dir(data_dir)
     if not (root / "train").is_dir():
-        raise UserError(f"{root}: no train/ folder; --dataset folder reads DIR/train/CLASS/*.png and "
-                        "DIR/test/CLASS/*.png (or DIR/val/CLASS/...)")
+        raise UserError(
+            f"{root}: no train/ folder; --dataset folder reads DIR/train/CLASS/*.png and "
+            "DIR/test/CLASS/*.png (or DIR/val/CLASS/...)"
+        )
     test_dir = next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
     if test_dir is None:
         raise UserError(f"{root}: no test/ (or val/) folder beside train/")
     if test_dir.name == "test" and (root / "val").is_dir():
-        warnings.warn(f"{root}: val/ is not read when test/ is there (test/ is the test set); --val-split N holds "
-                      "N images out of train/ as a validation split", stacklevel=2)
+        warnings.warn(
+            f"{root}: val/ is not read when test/ is there (test/ is the test set); --val-split N holds "
+            "N images out of train/ as a validation split",
+            stacklevel=2,
+        )
     classes, train_files = list_split(root / "train")
     test_classes, test_files = list_split(test_dir)
     if set(test_classes) != set(classes):
-        raise UserError(f"{root}: train/ and {test_dir.name}/ hold different classes: only in train/: "
-                        f"{', '.join(sorted(set(classes) - set(test_classes))) or '-'}; only in {test_dir.name}/: "
-                        f"{', '.join(sorted(set(test_classes) - set(classes))) or '-'}")
+        raise UserError(
+            f"{root}: train/ and {test_dir.name}/ hold different classes: only in train/: "
+            f"{', '.join(sorted(set(classes) - set(test_classes))) or '-'}; only in {test_dir.name}/: "
+            f"{', '.join(sorted(set(test_classes) - set(classes))) or '-'}"
+        )
     if test_classes != classes:  # the same names sorted otherwise (decomposed on one side): train/'s order rules
         test_files = [(path, classes.index(test_classes[label])) for path, label in test_files]
     if len(classes) < 2:
@@ -270,20 +314,27 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
     fits_whole = (len(train_files) + len(test_files)) * image_bytes <= budget
     count = len(test_files) if test_only else len(train_files) + len(test_files)
     if count * image_bytes > budget:
-        raise UserError(f"{root}: {count:,} images at {image_size}x{image_size} take "
-                        f"{count * image_bytes / 2**30:.1f} GiB, over the {budget / 2**30:.1f} GiB budget (half the "
-                        "RAM); use a smaller --image-size or a subset of the images")
+        raise UserError(
+            f"{root}: {count:,} images at {image_size}x{image_size} take "
+            f"{count * image_bytes / 2**30:.1f} GiB, over the {budget / 2**30:.1f} GiB budget (half the "
+            "RAM); use a smaller --image-size or a subset of the images"
+        )
     splits = {"train": train_files, "test": test_files}
     cache = Path(cache_dir) / CACHE_SUBFOLDER if cache_dir else default_cache_dir()
     # one cache file per folder and image size: FOLDER-SIZE-KEY.pt, the key changing with any file
     prefix = f"{hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:12]}-{image_size}px-"
     cache_file = cache / f"{prefix}{_cache_key(root, image_size, splits)}.pt"
-    tensors = (_read_cache(cache_file, {name: len(files) for name, files in splits.items()}, image_size)
-               if fits_whole else None)  # test_only on a machine where train/ does not fit
+    tensors = (
+        _read_cache(cache_file, {name: len(files) for name, files in splits.items()}, image_size)
+        if fits_whole
+        else None
+    )  # test_only on a machine where train/ does not fit
     if tensors is None and test_only:  # no cache written: it would lack the training images
         splits["train"] = []
-        tensors = {"train": torch.empty((0, 3, image_size, image_size), dtype=torch.uint8),
-                   "test": _decode(test_files, image_size, f"decoding {test_dir.name}/", progress)}
+        tensors = {
+            "train": torch.empty((0, 3, image_size, image_size), dtype=torch.uint8),
+            "test": _decode(test_files, image_size, f"decoding {test_dir.name}/", progress),
+        }
     elif tensors is None:
         tensors = {name: _decode(files, image_size, f"decoding {name}/", progress) for name, files in splits.items()}
         try:
@@ -297,8 +348,17 @@ def load_folder(data_dir: str | os.PathLike | None, image_size: int = 32, progre
                     with contextlib.suppress(OSError):  # another user's file, or one open elsewhere: left there
                         stale.unlink()
     labels = {name: torch.tensor([label for _, label in files], dtype=torch.int64) for name, files in splits.items()}
-    return Dataset(tensors["train"], labels["train"], tensors["test"], labels["test"], classes=classes, name="folder",
-                   root=root, layout="folder", checks={"cache": str(cache_file)})
+    return Dataset(
+        tensors["train"],
+        labels["train"],
+        tensors["test"],
+        labels["test"],
+        classes=classes,
+        name="folder",
+        root=root,
+        layout="folder",
+        checks={"cache": str(cache_file)},
+    )
 
 
 def _read_cache(path: Path, counts: dict[str, int], image_size: int) -> dict[str, torch.Tensor] | None:
@@ -308,8 +368,9 @@ def _read_cache(path: Path, counts: dict[str, int], image_size: int) -> dict[str
     try:
         cached = torch.load(path, map_location="cpu", weights_only=True)
         if cached.get("format") == CACHE_FORMAT and all(
-                cached[name].dtype == torch.uint8 and tuple(cached[name].shape) == (n, 3, image_size, image_size)
-                for name, n in counts.items()):
+            cached[name].dtype == torch.uint8 and tuple(cached[name].shape) == (n, 3, image_size, image_size)
+            for name, n in counts.items()
+        ):
             return {name: cached[name] for name in counts}
     except Exception:  # truncated, another format, not a dict: decode again
         pass

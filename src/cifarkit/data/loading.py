@@ -1,5 +1,6 @@
 """The one way in to a dataset: by name (cifar10 | cifar100 | folder), then shaped for a run (first N
 images, the validation split)."""
+
 from __future__ import annotations
 
 import os
@@ -7,17 +8,24 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .exclude import exclude_images
-from .cifar import load_cifar10, load_cifar100
 from ..config.train_config import TrainConfig
-from .dataset import Dataset, composed
 from ..errors import UserError
+from .cifar import load_cifar10, load_cifar100
+from .dataset import Dataset, composed
+from .exclude import exclude_images
 from .folder import load_folder
 
 
-def load_dataset(name: str = "cifar10", data_dir: str | os.PathLike | None = None, *, labels: str = "fine",
-                 image_size: int = 32, download: bool = True, progress: bool = True, test_only: bool = False
-                 ) -> Dataset:
+def load_dataset(
+    name: str = "cifar10",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    labels: str = "fine",
+    image_size: int = 32,
+    download: bool = True,
+    progress: bool = True,
+    test_only: bool = False,
+) -> Dataset:
     """The whole dataset `name` from `data_dir` (default $CIFARKIT_DATA, else ~/.cache/cifarkit). `test_only`:
     a folder's training images may be left out (none, when they are not decoded yet) for what needs only the test
     set."""
@@ -32,12 +40,14 @@ def load_dataset(name: str = "cifar10", data_dir: str | os.PathLike | None = Non
 
 def load_for(config: TrainConfig, progress: bool = True) -> Dataset:
     """The dataset a config names, from its data_dir."""
-    return load_dataset(config.dataset, config.data_dir, labels=config.labels, image_size=config.image_size,
-                        progress=progress)
+    return load_dataset(
+        config.dataset, config.data_dir, labels=config.labels, image_size=config.image_size, progress=progress
+    )
 
 
-def load_for_checkpoint(ckpt: dict[str, Any], data_dir: str | os.PathLike | None = None,
-                        limit_test: int | None = None) -> Dataset:
+def load_for_checkpoint(
+    ckpt: dict[str, Any], data_dir: str | os.PathLike | None = None, limit_test: int | None = None
+) -> Dataset:
     """The dataset a checkpoint's run was trained on, for evaluate/gradcam/app, its test set limited as the run's
     (or to `limit_test`): from `data_dir` (the flag), else $CIFARKIT_DATA, else the run's own data_dir only if
     it exists here (a path from another machine is a hint, never created), else the default cache folder. Data
@@ -48,28 +58,37 @@ def load_for_checkpoint(ckpt: dict[str, Any], data_dir: str | os.PathLike | None
     if data_dir and not Path(data_dir).expanduser().is_dir():  # a slip of the keyboard: never a download into it
         raise UserError(f"--data-dir {data_dir}: no such folder")
     if where is None and config.dataset == "folder" and config.data_dir:  # no default folder holds the user's images
-        raise UserError(f"the run's image folder {config.data_dir} is not here (moved, or a path relative to "
-                        "where it trained?); pass --data-dir where its train/ and test/ are")
+        raise UserError(
+            f"the run's image folder {config.data_dir} is not here (moved, or a path relative to "
+            "where it trained?); pass --data-dir where its train/ and test/ are"
+        )
     # CIFAR may still be fetched, into the default folder only: the run's own was on another machine
     data = load_dataset(config.dataset, where, labels=config.labels, image_size=config.image_size, test_only=True)
     if tuple(data.classes) != composed(ckpt["classes"]):  # a checkpoint may hold a Mac's decomposed names
-        raise UserError(f"{data.root}: its classes ({', '.join(data.classes[:5])}, ...) are not the ones the model "
-                        f"was trained on ({', '.join(ckpt['classes'][:5])}, ...); pass the run's --data-dir")
+        raise UserError(
+            f"{data.root}: its classes ({', '.join(data.classes[:5])}, ...) are not the ones the model "
+            f"was trained on ({', '.join(ckpt['classes'][:5])}, ...); pass the run's --data-dir"
+        )
     return data.limit(test=limit_test or config.limit_test)
 
 
 def shape_for(data: Dataset, config: TrainConfig) -> Dataset:
     """The run's view of `data`: its first limit_train / limit_test images, less the training images --exclude
-    lists, then val_split of the training images held out (stratified, by the seed). Applied once: a dataset already split is returned as it is.
-    A dataset given through the Python API is checked here first (Dataset.check)."""
+    lists, then val_split of the training images held out (stratified, by the seed). Applied once: a dataset
+    already split is returned as it is. A dataset given through the Python API is checked here first
+    (Dataset.check)."""
     if not isinstance(data, Dataset):
-        raise UserError(f"data: a cifarkit.data.dataset.Dataset (e.g. from cifarkit.data.loading.load_for), not "
-                        f"{type(data).__name__}")
+        raise UserError(
+            f"data: a cifarkit.data.dataset.Dataset (e.g. from cifarkit.data.loading.load_for), not "
+            f"{type(data).__name__}"
+        )
     data.check()
     if data.val_labels is not None:
         return data
-    for flag, limit, have in (("--limit-train", config.limit_train, len(data.train_labels)),
-                              ("--limit-test", config.limit_test, len(data.test_labels))):
+    for flag, limit, have in (
+        ("--limit-train", config.limit_train, len(data.train_labels)),
+        ("--limit-test", config.limit_test, len(data.test_labels)),
+    ):
         if limit is not None and limit > have:  # the run is smaller than asked for: say so, not silently
             warnings.warn(f"{flag} {limit}: the data has only {have} images; using all {have}", stacklevel=2)
     # --exclude: the listed training images left out of the first limit_train (entries checked against the data)

@@ -4,6 +4,7 @@ report/gradcam.py for `cifarkit gradcam` and report.html, coloured over an image
 The model's weights are never touched: GradCAM runs on an fp32 copy in eval mode (`cam_model`), with
 gradients enabled for that copy only. Captum loads late, so a run without it still finishes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,9 @@ def cam_model(model: nn.Module) -> nn.Module:
     return net
 
 
-def gradcam_maps(net: nn.Module, x: torch.Tensor, layer: str, targets: torch.Tensor,
-                 on_batch: Callable[[int], object] | None = None) -> torch.Tensor:
+def gradcam_maps(
+    net: nn.Module, x: torch.Tensor, layer: str, targets: torch.Tensor, on_batch: Callable[[int], object] | None = None
+) -> torch.Tensor:
     """GradCAM heat maps (N, H, W) in [0, 1] for normalised images `x` (N, 3, H, W) and class indices `targets`
     (N,): Captum's LayerGradCam at `layer` (a dotted name), ReLU'd, upsampled bilinearly to the input size and
     scaled so each map's maximum is 1 (a map with no positive evidence stays 0). `net`: a `cam_model`.
@@ -43,10 +45,11 @@ def gradcam_maps(net: nn.Module, x: torch.Tensor, layer: str, targets: torch.Ten
     module = net.get_submodule(layer)
     out = []
     for start in range(0, len(x), BATCH):
-        batch = x[start:start + BATCH].float().clone()  # a fresh tensor: never one made under inference_mode
+        batch = x[start : start + BATCH].float().clone()  # a fresh tensor: never one made under inference_mode
         with torch.enable_grad():
-            maps = LayerGradCam(net, module).attribute(batch, target=targets[start:start + BATCH].tolist(),
-                                                       relu_attributions=True)
+            maps = LayerGradCam(net, module).attribute(
+                batch, target=targets[start : start + BATCH].tolist(), relu_attributions=True
+            )
         maps = LayerAttribution.interpolate(maps.detach(), tuple(x.shape[-2:]), interpolate_mode="bilinear")
         out.append(maps[:, 0].clamp_min(0))
         if on_batch is not None:
@@ -57,9 +60,11 @@ def gradcam_maps(net: nn.Module, x: torch.Tensor, layer: str, targets: torch.Ten
 
 
 # matplotlib's "jet" (blue low, red high) as (position, value) knots per channel, so that the app needs no matplotlib
-JET = (((0, 0.35, 0.66, 0.89, 1), (0, 0, 1, 1, 0.5)),
-       ((0, 0.125, 0.375, 0.64, 0.91, 1), (0, 0, 1, 1, 0, 0)),
-       ((0, 0.11, 0.34, 0.65, 1), (0.5, 1, 1, 0, 0)))
+JET = (
+    ((0, 0.35, 0.66, 0.89, 1), (0, 0, 1, 1, 0.5)),
+    ((0, 0.125, 0.375, 0.64, 0.91, 1), (0, 0, 1, 1, 0, 0)),
+    ((0, 0.11, 0.34, 0.65, 1), (0.5, 1, 1, 0, 0)),
+)
 
 
 def heat_colours(heat: np.ndarray) -> np.ndarray:
@@ -74,8 +79,9 @@ def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.5) -> np.nda
     return (np.clip(mixed, 0, 1) * 255).round().astype(np.uint8)
 
 
-def checked_layer(model: nn.Module, layer: str | None, image_size: int = 32) -> tuple[str, tuple[int, int, int],
-                                                                                      str | None]:
+def checked_layer(
+    model: nn.Module, layer: str | None, image_size: int = 32
+) -> tuple[str, tuple[int, int, int], str | None]:
     """(name, output shape, warning) of the layer to explain: `layer`, or the default when None. An unknown
     name is a UserError listing the valid ones; a map under 5x5 comes with a warning."""
     layers = feature_layers(model, image_size)
@@ -94,8 +100,9 @@ def load_test_set(ckpt: dict[str, Any], data_dir: str | os.PathLike | None) -> t
     return data.test_images, data.test_labels
 
 
-def test_set_or_none(ckpt: dict[str, Any], data_dir: str | os.PathLike | None, command: str, without: str
-                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
+def test_set_or_none(
+    ckpt: dict[str, Any], data_dir: str | os.PathLike | None, command: str, without: str
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """load_test_set for what can do without the images (the app, the bundle): None when they cannot be read,
     said on stderr with what is left `without` them, unless `data_dir` was given by name (a slip is an error)."""
     try:
@@ -109,6 +116,6 @@ def test_set_or_none(ckpt: dict[str, Any], data_dir: str | os.PathLike | None, c
 
 def require_captum() -> None:
     try:
-        import captum.attr  # noqa: F401
+        import captum.attr  # noqa: F401 (only whether it imports)
     except ImportError:
         raise UserError(f"GradCAM needs captum: {CAPTUM_HINT}") from None

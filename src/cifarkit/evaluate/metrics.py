@@ -1,5 +1,6 @@
 """From a model's logits to numbers: prediction over a dataset (with test-time augmentation), accuracy
 and loss, the confusion matrix, per-class accuracy, and the mistakes."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,10 +16,18 @@ from ..runtime.device import autocast
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, dtype: torch.dtype = torch.float32,
-                   channels_last: bool = True, tta: str = "none", mean: tuple[float, ...] = MEAN,
-                   std: tuple[float, ...] = STD, tta_below: float = 1.0,
-                   on_batch: Callable[[int], object] | None = None) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int = 1024,
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = True,
+    tta: str = "none",
+    mean: tuple[float, ...] = MEAN,
+    std: tuple[float, ...] = STD,
+    tta_below: float = 1.0,
+    on_batch: Callable[[int], object] | None = None,
+) -> torch.Tensor:
     """float32 logits (N, classes) for uint8 images: normalised with the dataset's `mean`/`std`, never randomly
     augmented; with `tta`, the mean logits over deterministic test-time views (see augment.tta_views).
 
@@ -30,7 +39,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 102
     device = images.device
     out = []
     for start in range(0, len(images), batch_size):
-        x = normalize(images[start:start + batch_size], mean, std)
+        x = normalize(images[start : start + batch_size], mean, std)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
@@ -57,7 +66,7 @@ def loss_and_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> np.ndarray:
     """counts[true, predicted]"""
     flat = labels.cpu().long() * num_classes + predicted.cpu().long()
-    return torch.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes).numpy()
+    return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes).numpy()
 
 
 def per_class_accuracy(counts: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ Every writer goes to a temporary name in the destination folder, flushes and
 fsyncs it, then renames it over the destination (rename is atomic on POSIX
 within one file system).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +12,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import torch
 

@@ -5,6 +5,7 @@ A path given where a file belongs may be a folder, a FIFO (a plain open() waits 
 can recurse, or hold integers of thousands of digits that Python refuses to convert. Each is refused here with a
 UserError naming the file, before any of its content is used.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,13 @@ TEXT_LIMIT = 256 * MiB  # metrics.csv: one short row an epoch
 MAX_JSON_DEPTH = 32  # what cifarkit writes nests 3 deep at most
 MAX_INT_DIGITS = 30  # every whole number cifarkit writes fits in 20 digits (a seed, a step count)
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 # a JSON string (escapes included) and the brackets that nest: the depth is counted outside strings
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
@@ -50,8 +56,10 @@ def open_regular(path: str | os.PathLike, what: str, limit: int) -> BinaryIO:
         if kind is not None:
             raise UserError(f"{path}: cannot be read as a {what}: it is {kind}, not a file")
         if info.st_size > limit:
-            raise UserError(f"{path}: {size_text(info.st_size)}, more than any {what} cifarkit writes "
-                            f"({size_text(limit)} at most); is it the right file?")
+            raise UserError(
+                f"{path}: {size_text(info.st_size)}, more than any {what} cifarkit writes "
+                f"({size_text(limit)} at most); is it the right file?"
+            )
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -67,8 +75,9 @@ def read_bytes(path: str | os.PathLike, what: str, limit: int) -> bytes:
         except OSError as e:
             raise UserError(f"{path}: cannot be read as a {what} ({e.strerror or e})") from None
     if len(data) > limit:  # it grew after the check
-        raise UserError(f"{path}: more than any {what} cifarkit writes ({size_text(limit)} at most); is it the right "
-                        "file?")
+        raise UserError(
+            f"{path}: more than any {what} cifarkit writes ({size_text(limit)} at most); is it the right file?"
+        )
     return data
 
 
@@ -91,7 +100,7 @@ def _whole_number(text: str) -> int:
 
 
 def json_depth_problem(text: str) -> str:
-    """"" if `text` nests brackets at most MAX_JSON_DEPTH deep (outside strings), else what is wrong."""
+    """ "" if `text` nests brackets at most MAX_JSON_DEPTH deep (outside strings), else what is wrong."""
     depth = 0
     for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub('""', text)):
         depth += 1 if bracket.group() in "[{" else -1

@@ -4,6 +4,7 @@
 torch only and no other cifarkit module: `cifarkit summary` lists these names, and the exported app bundle
 carries this code (bundle.py copies it).
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,14 +18,18 @@ def feature_layers(model: nn.Module, image_size: int = 32) -> dict[str, tuple[in
     """{dotted name: (channels, height, width) of its output} for every Conv2d and every module holding one
     whose output is a map, in the order a forward pass finishes them (one pass on a blank image, in eval
     mode: BatchNorm statistics are untouched, and the model's mode is restored)."""
-    holders = {name: module for name, module in model.named_modules()
-               if name and any(isinstance(m, nn.Conv2d) for m in module.modules())}
+    holders = {
+        name: module
+        for name, module in model.named_modules()
+        if name and any(isinstance(m, nn.Conv2d) for m in module.modules())
+    }
     shapes: dict[str, tuple[int, int, int]] = {}
 
     def record(name: str):
         def hook(_module, _inputs, output):
             if isinstance(output, torch.Tensor) and output.dim() == 4:
                 shapes[name] = tuple(int(s) for s in output.shape[1:])
+
         return hook
 
     handles = [module.register_forward_hook(record(name)) for name, module in holders.items()]
@@ -47,8 +52,9 @@ def default_layer(model: nn.Module, layers: dict[str, tuple[int, int, int]]) -> 
 
     Block outputs, not raw convolutions: the S10 ResNet's layer3 convolves 8x8 maps but outputs 4x4 ones,
     so its last block of at least 8x8 is layer2 (256 x 8 x 8)."""
-    blocks = [name for name in layers
-              if any(isinstance(child, nn.Conv2d) for child in model.get_submodule(name).children())]
+    blocks = [
+        name for name in layers if any(isinstance(child, nn.Conv2d) for child in model.get_submodule(name).children())
+    ]
     candidates = blocks or [name for name in layers if isinstance(model.get_submodule(name), nn.Conv2d)]
     if not candidates:
         raise ValueError("the model has no convolution for GradCAM to look at")
@@ -60,12 +66,16 @@ def layer_problem(name: str, layers: dict[str, tuple[int, int, int]]) -> tuple[b
     """(valid, message) for a layer a user named: unknown names are invalid (the message lists the valid
     ones); maps under 5x5 are valid with a warning; else (True, None)."""
     if name not in layers:
-        return False, (f"no layer {name!r} to explain; choose one of: "
-                       + ", ".join(f"{n} ({h}x{w})" for n, (_, h, w) in layers.items()))
+        return False, (
+            f"no layer {name!r} to explain; choose one of: "
+            + ", ".join(f"{n} ({h}x{w})" for n, (_, h, w) in layers.items())
+        )
     _, h, w = layers[name]
     if min(h, w) < MIN_USEFUL_SIZE:
-        return True, (f"layer {name} outputs {h}x{w} maps: under {MIN_USEFUL_SIZE}x{MIN_USEFUL_SIZE} a GradCAM "
-                      "heat map is too coarse to show where the model looked; prefer a layer with a larger map")
+        return True, (
+            f"layer {name} outputs {h}x{w} maps: under {MIN_USEFUL_SIZE}x{MIN_USEFUL_SIZE} a GradCAM "
+            "heat map is too coarse to show where the model looked; prefer a layer with a larger map"
+        )
     return True, None
 
 
@@ -75,8 +85,9 @@ def describe_layers(model: nn.Module, image_size: int = 32) -> str:
     default = default_layer(model, layers)
     lines = [f"GradCAM layers (cifarkit gradcam --layer NAME), in forward order; default {default}:"]
     for name, (c, h, w) in layers.items():
-        note = "  <- default" if name == default else ("  (under 5x5: too coarse)" if min(h, w) < MIN_USEFUL_SIZE
-                                                       else "")
+        note = (
+            "  <- default" if name == default else ("  (under 5x5: too coarse)" if min(h, w) < MIN_USEFUL_SIZE else "")
+        )
         kind = type(model.get_submodule(name)).__name__
         lines.append(f"  {name:<28}{kind:<12}{c:>5} x {h:>2} x {w:<2}{note}")
     return "\n".join(lines)

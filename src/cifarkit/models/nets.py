@@ -4,10 +4,11 @@
 high accuracy on a CPU: a whitening stem fitted to the data, then three conv groups without residuals
 (the design ideas of Page's and Jordan's (airbench) fast CIFAR-10 work; the code is ours).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
-from typing import Callable
 
 import torch
 from torch import nn
@@ -63,9 +64,13 @@ class S10ResNet(ScaledLogits):
         w = width
         super().__init__()
         self.prep = conv_bn(3, w)
-        self.layer1 = nn.Sequential(conv_bn(w, 2 * w, pool=True), Residual(nn.Sequential(conv_bn(2 * w, 2 * w), conv_bn(2 * w, 2 * w))))
+        self.layer1 = nn.Sequential(
+            conv_bn(w, 2 * w, pool=True), Residual(nn.Sequential(conv_bn(2 * w, 2 * w), conv_bn(2 * w, 2 * w)))
+        )
         self.layer2 = conv_bn(2 * w, 4 * w, pool=True)
-        self.layer3 = nn.Sequential(conv_bn(4 * w, 8 * w, pool=True), Residual(nn.Sequential(conv_bn(8 * w, 8 * w), conv_bn(8 * w, 8 * w))))
+        self.layer3 = nn.Sequential(
+            conv_bn(4 * w, 8 * w, pool=True), Residual(nn.Sequential(conv_bn(8 * w, 8 * w), conv_bn(8 * w, 8 * w)))
+        )
         # global max-pool: at 32x32 exactly the S10 notebook's MaxPool2d(4) over the 4x4 map (no parameters,
         # the same numbers); at other image sizes it pools whatever map layer3 leaves
         self.pool = nn.AdaptiveMaxPool2d(1)
@@ -79,8 +84,13 @@ class ConvGroup(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, bn_momentum: float):
         super().__init__(
-            _dirac_conv(c_in, c_out), nn.MaxPool2d(2), _bias_only_bn(c_out, bn_momentum), nn.GELU(),
-            _dirac_conv(c_out, c_out), _bias_only_bn(c_out, bn_momentum), nn.GELU(),
+            _dirac_conv(c_in, c_out),
+            nn.MaxPool2d(2),
+            _bias_only_bn(c_out, bn_momentum),
+            nn.GELU(),
+            _dirac_conv(c_out, c_out),
+            _bias_only_bn(c_out, bn_momentum),
+            nn.GELU(),
         )
 
 
@@ -88,7 +98,7 @@ def _dirac_conv(c_in: int, c_out: int) -> nn.Conv2d:
     """A 3x3 conv whose first min(c_in, c_out) filters start as the identity: an implicit residual at init."""
     conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False)
     with torch.no_grad():
-        nn.init.dirac_(conv.weight[:min(c_in, c_out)])
+        nn.init.dirac_(conv.weight[: min(c_in, c_out)])
     return conv
 
 
@@ -107,8 +117,13 @@ class FastNet(ScaledLogits):
     with a high momentum (recent batches dominate the statistics), which suits runs of few steps.
     """
 
-    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256),
-                 bn_momentum: float = 0.4, logit_scale: float = 1 / 9):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        widths: tuple[int, int, int] = (64, 256, 256),
+        bn_momentum: float = 0.4,
+        logit_scale: float = 1 / 9,
+    ):
         super().__init__()
         stem_width = 2 * 3 * 2 * 2  # every 2x2x3 patch direction, and its negative
         self.stem = nn.Conv2d(3, stem_width, kernel_size=2, bias=True)

@@ -7,6 +7,7 @@ rising to `decay` at the end, where it averages away the noise of the last high-
 last step the model takes the slow weights, so the trained model *is* the average (unlike an EMA,
 which is a second model).
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,9 @@ from torch import nn
 class Lookahead:
     def __init__(self, model: nn.Module, decay: float, every: int, total_steps: int):
         if not 0 < decay < 1 or every < 1 or total_steps < 1:
-            raise ValueError(f"Lookahead: need 0 < decay < 1, every >= 1, total_steps >= 1 "
-                             f"(got {decay}, {every}, {total_steps})")
+            raise ValueError(
+                f"Lookahead: need 0 < decay < 1, every >= 1, total_steps >= 1 (got {decay}, {every}, {total_steps})"
+            )
         self.model, self.decay, self.every, self.total_steps = model, decay, every, total_steps
         # floating-point entries of the state dict: parameters and BatchNorm running statistics
         self.slow = {name: t.detach().clone() for name, t in model.state_dict().items() if t.is_floating_point()}

@@ -16,10 +16,12 @@ torch.optim.SGD's Nesterov/heavy-ball step with L2 weight decay, the same arithm
 single optimiser, schedule and checkpoint serve a hybrid run. The state is one momentum buffer per
 parameter, as SGD's: `state_dict()` round-trips, and a resumed run continues bitwise.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -27,8 +29,9 @@ import torch
 NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
 
 
-def orthogonalize(updates: torch.Tensor, steps: int = 3, dtype: torch.dtype = torch.bfloat16,
-                  eps: float = 1e-7) -> torch.Tensor:
+def orthogonalize(
+    updates: torch.Tensor, steps: int = 3, dtype: torch.dtype = torch.bfloat16, eps: float = 1e-7
+) -> torch.Tensor:
     """Push the singular values of a matrix, or of each matrix in a stack (B x m x n), towards 1.
 
     Returns a tensor of `updates`' shape and dtype with the same singular vectors; computed in `dtype`.
@@ -53,11 +56,21 @@ class Muon(torch.optim.Optimizer):
     choice), float32 elsewhere.
     """
 
-    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9, nesterov: bool = True,
-                 weight_decay: float = 0.0, ns_steps: int = 3, ns_dtype: torch.dtype = torch.bfloat16):
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 0.0,
+        ns_steps: int = 3,
+        ns_dtype: torch.dtype = torch.bfloat16,
+    ):
         if lr < 0 or not 0 <= momentum < 1 or weight_decay < 0 or ns_steps < 1:
-            raise ValueError(f"Muon: need lr >= 0, 0 <= momentum < 1, weight_decay >= 0, ns_steps >= 1 "
-                             f"(got {lr}, {momentum}, {weight_decay}, {ns_steps})")
+            raise ValueError(
+                f"Muon: need lr >= 0, 0 <= momentum < 1, weight_decay >= 0, ns_steps >= 1 "
+                f"(got {lr}, {momentum}, {weight_decay}, {ns_steps})"
+            )
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, use_muon=False)
         super().__init__(params, defaults)
         self.ns_steps, self.ns_dtype = ns_steps, ns_dtype
@@ -65,8 +78,9 @@ class Muon(torch.optim.Optimizer):
             if group["use_muon"] and any(p.ndim < 2 for p in group["params"]):
                 raise ValueError("Muon: a use_muon group holds only matrices or filters (>= 2 dimensions)")
 
-    def _momentum_updates(self, group: dict[str, Any], grads: list[torch.Tensor],
-                          params: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _momentum_updates(
+        self, group: dict[str, Any], grads: list[torch.Tensor], params: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
         """SGD's momentum (dampening 0): buf <- momentum * buf + g; the update is buf, or g + momentum * buf."""
         momentum = group["momentum"]
         if momentum == 0:
@@ -82,7 +96,7 @@ class Muon(torch.optim.Optimizer):
         return torch._foreach_add(grads, bufs, alpha=momentum) if group["nesterov"] else bufs
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001 - torch.optim's signature
+    def step(self, closure=None):  # torch.optim's signature
         loss = None
         if closure is not None:
             with torch.enable_grad():

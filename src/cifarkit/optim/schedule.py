@@ -5,6 +5,7 @@ exactly as in the S10 notebook); `planned_schedule` replays it on a dummy
 parameter, which gives the whole planned curve as plain numbers for plots
 and tests before any training happens.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,9 +13,9 @@ import math
 import torch
 from torch.optim.lr_scheduler import OneCycleLR
 
+from ..config.presets import lowest_pct_start
 from ..config.train_config import TrainConfig
 from ..errors import Unschedulable
-from ..config.presets import lowest_pct_start
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
@@ -28,15 +29,20 @@ def check_schedule(config: TrainConfig, steps_per_epoch: int) -> None:
     total_steps = config.epochs * steps_per_epoch
     if float(config.pct_start * total_steps) - 1 == 0:
         lowest = lowest_pct_start(total_steps, config.three_phase)
-        raise Unschedulable(f"--pct-start {config.pct_start:g} of {total_steps} steps ({config.epochs} epoch(s) x "
-                            f"{steps_per_epoch} steps) puts the lr peak on the first step, which OneCycleLR cannot "
-                            "schedule: " + (f"use --pct-start {lowest:g} (the smallest share that peaks after "
-                                            "it), or change --epochs" if lowest else "change --pct-start, --epochs")
-                            + " or --batch-size (or the number of training images: --limit-train, --val-split)")
+        raise Unschedulable(
+            f"--pct-start {config.pct_start:g} of {total_steps} steps ({config.epochs} epoch(s) x "
+            f"{steps_per_epoch} steps) puts the lr peak on the first step, which OneCycleLR cannot "
+            "schedule: "
+            + (
+                f"use --pct-start {lowest:g} (the smallest share that peaks after it), or change --epochs"
+                if lowest
+                else "change --pct-start, --epochs"
+            )
+            + " or --batch-size (or the number of training images: --limit-train, --val-split)"
+        )
 
 
-def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, max_lr: float,
-              steps_per_epoch: int) -> OneCycleLR:
+def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, max_lr: float, steps_per_epoch: int) -> OneCycleLR:
     """One Cycle peaking at `max_lr` (times a parameter group's "lr_scale", where it has one)."""
     check_schedule(config, steps_per_epoch)
 

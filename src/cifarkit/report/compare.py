@@ -6,6 +6,7 @@ shows only the settings that differ between the runs. Runs of different datasets
 different number of classes) are listed side by side, but their accuracies are not overlaid: the page and the
 table carry a note saying why.
 """
+
 from __future__ import annotations
 
 import base64
@@ -70,11 +71,14 @@ def expand(paths: list[str | os.PathLike]) -> list[Path]:
         if not path.is_dir():
             raise UserError(f"{given}: no such folder; give run folders (holding config.json) or a folder of them")
         inner = _runs_in(path)
-        inner += [run for sub in sorted(p for p in path.iterdir() if p.is_dir() and p not in inner)
-                  for run in _runs_in(sub)]
+        inner += [
+            run for sub in sorted(p for p in path.iterdir() if p.is_dir() and p not in inner) for run in _runs_in(sub)
+        ]
         if not inner:
-            raise UserError(f"{given}: not a cifarkit run folder (no config.json) and holds none; give run folders "
-                            "or a folder of them (e.g. a time_to_accuracy.py --out folder)")
+            raise UserError(
+                f"{given}: not a cifarkit run folder (no config.json) and holds none; give run folders "
+                "or a folder of them (e.g. a time_to_accuracy.py --out folder)"
+            )
         found.extend(inner)
     if not found:
         raise UserError("compare needs at least one run folder")
@@ -119,8 +123,10 @@ def mixed_datasets_note(runs: list[Run]) -> str | None:
     classes = sorted({r.results["classes"] for r in runs if r.results and "classes" in r.results})
     if len(kinds) > 1 or len(classes) > 1:
         shown = ", ".join(kinds) + (f"; {', '.join(map(str, classes))} classes" if len(classes) > 1 else "")
-        return (f"these runs are of different datasets ({shown}): their accuracies are not comparable, so the "
-                "accuracy curves are not overlaid")
+        return (
+            f"these runs are of different datasets ({shown}): their accuracies are not comparable, so the "
+            "accuracy curves are not overlaid"
+        )
     return None
 
 
@@ -152,11 +158,21 @@ def table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in runs:
         res = r.results or {}
-        rows.append([r.name, _value(r.config.get("preset")), r.dataset, *(_setting(r, k) for k in differ),
-                     _pct(res.get("test_accuracy")), _pct(res.get("val_accuracy")),
-                     f"{res['wall_time_s']:.0f}" if isinstance(res.get("wall_time_s"), (int, float)) else "-",
-                     f"{res['train_images_per_second']:.0f}"
-                     if isinstance(res.get("train_images_per_second"), (int, float)) else "-", r.status])
+        rows.append(
+            [
+                r.name,
+                _value(r.config.get("preset")),
+                r.dataset,
+                *(_setting(r, k) for k in differ),
+                _pct(res.get("test_accuracy")),
+                _pct(res.get("val_accuracy")),
+                f"{res['wall_time_s']:.0f}" if isinstance(res.get("wall_time_s"), (int, float)) else "-",
+                f"{res['train_images_per_second']:.0f}"
+                if isinstance(res.get("train_images_per_second"), (int, float))
+                else "-",
+                r.status,
+            ]
+        )
     return header, rows
 
 
@@ -174,10 +190,12 @@ def format_table(runs: list[Run]) -> str:
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 SPLITS = (("train", ":", "none"), ("val", "--", "bottom"), ("test", "-", "full"))  # (split, line style, fill)
 SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
-CAPTION = ("Each run's loss and accuracy per epoch, and its lr at the end of each epoch: one colour per run (past "
-           "ten runs, also a marker shape). Train: dotted line, hollow markers; validation: dashed line, half-filled "
-           "markers; test: solid line, filled markers. A split evaluated once (e.g. the test set at the end of a run "
-           "with a validation split, or a 1-epoch run) is a single marker.")
+CAPTION = (
+    "Each run's loss and accuracy per epoch, and its lr at the end of each epoch: one colour per run (past "
+    "ten runs, also a marker shape). Train: dotted line, hollow markers; validation: dashed line, half-filled "
+    "markers; test: solid line, filled markers. A split evaluated once (e.g. the test set at the end of a run "
+    "with a validation split, or a 1-epoch run) is a single marker."
+)
 
 
 def run_style(i: int) -> dict[str, Any]:
@@ -209,21 +227,36 @@ def plot_compare(runs: list[Run]) -> bytes:
                     # eval_every may skip epochs; with a validation split the test set is evaluated once, at the end
                     shown = [r for r in h if math.isfinite(r.get(f"{split}_{key}", math.nan))]
                     if shown:
-                        axes[key].plot([r["epoch"] for r in shown], [r[f"{split}_{key}"] for r in shown],
-                                       linestyle=line, fillstyle=fill, markersize=5, **style)
+                        axes[key].plot(
+                            [r["epoch"] for r in shown],
+                            [r[f"{split}_{key}"] for r in shown],
+                            linestyle=line,
+                            fillstyle=fill,
+                            markersize=5,
+                            **style,
+                        )
         # the legend's handles and labels given outright: matplotlib leaves out a label starting with "_" (a run
         # folder named _a) when it collects them from the lines itself
         named = [(Line2D([], [], markersize=5, **run_style(i)), run.name) for i, run in enumerate(runs) if run.history]
-        splits = [(Line2D([], [], color="0.35", marker="o", linestyle=line, fillstyle=fill, markersize=5),
-                   SPLIT_NAMES[split]) for split, line, fill in SPLITS
-                  if any(math.isfinite(r.get(f"{split}_loss", math.nan)) for run in runs for r in run.history)]
+        splits = [
+            (Line2D([], [], color="0.35", marker="o", linestyle=line, fillstyle=fill, markersize=5), SPLIT_NAMES[split])
+            for split, line, fill in SPLITS
+            if any(math.isfinite(r.get(f"{split}_loss", math.nan)) for run in runs for r in run.history)
+        ]
         titles = {"acc": "accuracy", "loss": "loss", "lr": "lr (end of epoch)"}
         for key, ax in axes.items():
             ax.set_ylabel(titles[key])
             ax.grid(True, alpha=0.3)
             entries = named + (splits if key != "lr" else [])
-            ax.legend([e[0] for e in entries], [e[1] for e in entries], title="run" if key == "lr" else "run, split",
-                      fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), ncols=1 + len(entries) // 18)
+            ax.legend(
+                [e[0] for e in entries],
+                [e[1] for e in entries],
+                title="run" if key == "lr" else "run, split",
+                fontsize=8,
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1),
+                ncols=1 + len(entries) // 18,
+            )
         axes["lr"].set_xlabel("epoch")
         axes[panels[0]].set_title("Per epoch: one colour per run; line style and marker fill: the split (legend)")
         return png_bytes(fig)
@@ -234,12 +267,19 @@ def compare_html(runs: list[Run]) -> str:
 
     header, rows = table(runs)
     esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cifarkit compare</title><style>{STYLE}"
-             f"</style></head><body><h1>cifarkit compare: {len(runs)} runs</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>cifarkit compare</title><style>{STYLE}"
+        f"</style></head><body><h1>cifarkit compare: {len(runs)} runs</h1>"
+    ]
     if (note := mixed_datasets_note(runs)) is not None:
         parts.append(f"<p class='note'><b>Note</b>: {esc(note)}.</p>")
-    parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>" + "".join(
-        "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
+    parts.append(
+        "<table><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in header)
+        + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+        + "</table>"
+    )
     if any(r.history for r in runs):
         png = base64.b64encode(plot_compare(runs)).decode()
         parts.append(f"<h2>Curves</h2><p>{esc(CAPTION)}</p><img alt='curves' src='data:image/png;base64,{png}'>")

@@ -4,6 +4,7 @@ Plots that need the data or the model (samples, augmentations, mistakes, confusi
 training; report_page builds RUN_DIR/report.html from the run folder's files alone. Every figure is made in
 `figure`, where its text is literal.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,8 @@ from matplotlib.transforms import Bbox
 
 from ..data.augment import Augment, denormalize, normalize
 from ..data.dataset import MEAN, STD, Dataset
-from ..files.atomic import write_bytes
 from ..evaluate.metrics import confusion_matrix, mistakes, per_class_accuracy
+from ..files.atomic import write_bytes
 from ..rundir.run_dir import RunDir
 
 FEW_CLASSES = 20  # up to this many classes, the confusion matrix and per-class plots write every number
@@ -62,10 +63,21 @@ def plot_lr_find(result: Any, path: str | os.PathLike) -> None:
     with figure(figsize=(7, 4.5)) as (fig, ax):
         ax.plot(result.lrs, result.losses, color="tab:blue", label="smoothed training loss")
         s, m = result.suggestion_index, result.min_loss_index
-        ax.scatter([result.lrs[s]], [result.losses[s]], color="tab:red", zorder=3,
-                   label=f"suggestion (steepest descent): {result.suggestion:.3g}")
-        ax.scatter([result.lrs[m]], [result.losses[m]], color="tab:green", marker="v", zorder=3,
-                   label=f"loss minimum: {result.min_loss_lr:.3g}")
+        ax.scatter(
+            [result.lrs[s]],
+            [result.losses[s]],
+            color="tab:red",
+            zorder=3,
+            label=f"suggestion (steepest descent): {result.suggestion:.3g}",
+        )
+        ax.scatter(
+            [result.lrs[m]],
+            [result.losses[m]],
+            color="tab:green",
+            marker="v",
+            zorder=3,
+            label=f"loss minimum: {result.min_loss_lr:.3g}",
+        )
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
@@ -96,18 +108,24 @@ def plot_schedule(lrs: list[float], steps_per_epoch: int, path: str | os.PathLik
         ax.set_title(f"One Cycle schedule: {len(lrs)} steps, {steps_per_epoch} per epoch")
         ax.grid(True, alpha=0.3)
         ax.get_xlim(), ax.get_ylim()  # the autoscaled limits, settled before anything is measured in pixels
-        taken = [Bbox.from_bounds(x - 5, y - 5, 10, 10)  # the marked points themselves, in pixels
-                 for x, y in ax.transData.transform([(epochs[i], lrs[i]) for i in marks])]
+        taken = [
+            Bbox.from_bounds(x - 5, y - 5, 10, 10)  # the marked points themselves, in pixels
+            for x, y in ax.transData.transform([(epochs[i], lrs[i]) for i in marks])
+        ]
         for i, names in marks.items():
-            label_point(ax, f"{' = '.join(names)} {lrs[i]:.3g}\n(epoch {epochs[i]:.2f})", (epochs[i], lrs[i]),
-                        line, taken)
+            label_point(
+                ax, f"{' = '.join(names)} {lrs[i]:.3g}\n(epoch {epochs[i]:.2f})", (epochs[i], lrs[i]), line, taken
+            )
         save_figure(fig, path)
 
 
 # Where a label may sit, in points from its point: nearest first, upper right first; the text is aligned away
 # from the point (left of it: right-aligned, above it: bottom-aligned)
-_BESIDE = [(dx * r, dy * r) for r in (6, 18, 36, 60)
-           for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0))]
+_BESIDE = [
+    (dx * r, dy * r)
+    for r in (6, 18, 36, 60)
+    for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0))
+]
 _ALIGN = {1: ("left", "bottom"), 0: ("center", "center"), -1: ("right", "top")}
 
 
@@ -123,8 +141,13 @@ def label_point(ax: Any, text: str, xy: tuple[float, float], line: Line2D, taken
         probe = ax.annotate(text, xy, xytext=offset, textcoords="offset points", ha=ha, va=va, fontsize=8)
         box = probe.get_window_extent()
         probe.remove()
-        fits = inside.containsx(box.x0) and inside.containsx(box.x1) and inside.containsy(box.y0) and \
-            inside.containsy(box.y1) and not any(box.overlaps(other) for other in taken)
+        fits = (
+            inside.containsx(box.x0)
+            and inside.containsx(box.x1)
+            and inside.containsy(box.y0)
+            and inside.containsy(box.y1)
+            and not any(box.overlaps(other) for other in taken)
+        )
         if fits and fallback is None:
             fallback = (offset, ha, va, box)
         if fits and not drawn.intersects_bbox(box.padded(4), filled=False):
@@ -133,29 +156,51 @@ def label_point(ax: Any, text: str, xy: tuple[float, float], line: Line2D, taken
         offset, ha, va, box = fallback or (_BESIDE[0], "left", "bottom", box)
     taken.append(box)
     far = max(abs(offset[0]), abs(offset[1])) > _BESIDE[0][0]
-    return ax.annotate(text, xy, xytext=offset, textcoords="offset points", ha=ha, va=va, fontsize=8,
-                       arrowprops={"arrowstyle": "-", "color": "0.45", "lw": 0.7, "shrinkA": 1, "shrinkB": 4}
-                       if far else None)
+    return ax.annotate(
+        text,
+        xy,
+        xytext=offset,
+        textcoords="offset points",
+        ha=ha,
+        va=va,
+        fontsize=8,
+        arrowprops={"arrowstyle": "-", "color": "0.45", "lw": 0.7, "shrinkA": 1, "shrinkB": 4} if far else None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- images
+
 
 def _display(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """Normalised float (N,3,H,W) -> uint8 (N,H,W,3) for imshow."""
     return denormalize(images.cpu(), mean, std).permute(0, 2, 3, 1).numpy()
 
 
-def plot_image_grid(images: torch.Tensor, titles: list[str], path: str | os.PathLike, cols: int,
-                    title: str, cell_width: float = 1.3, mean: tuple[float, ...] = MEAN,
-                    std: tuple[float, ...] = STD) -> None:
+def plot_image_grid(
+    images: torch.Tensor,
+    titles: list[str],
+    path: str | os.PathLike,
+    cols: int,
+    title: str,
+    cell_width: float = 1.3,
+    mean: tuple[float, ...] = MEAN,
+    std: tuple[float, ...] = STD,
+) -> None:
     """A grid of images (uint8, or float normalised with `mean`/`std` as the model sees them), a caption each."""
     pixels = _display(images if images.is_floating_point() else normalize(images.cpu(), mean, std), mean, std)
     draw_cells(list(zip(pixels, titles)), cols, title, path, cell_width)
 
 
-def draw_cells(cells: list[tuple[np.ndarray, str]], cols: int, title: str, path: str | os.PathLike,
-               cell_width: float = 1.3, cell_height: float = 1.5, title_size: float | None = None,
-               empty: str = "") -> int:
+def draw_cells(
+    cells: list[tuple[np.ndarray, str]],
+    cols: int,
+    title: str,
+    path: str | os.PathLike,
+    cell_width: float = 1.3,
+    cell_height: float = 1.5,
+    title_size: float | None = None,
+    empty: str = "",
+) -> int:
     """Images in a grid, `cols` a row, each cell (pixels (H, W, 3) uint8, a caption of up to two lines above them),
     all on one Axes placed in inches (an Axes per image costs 20-50 ms each to make, lay out and draw: seconds at
     the end of every run; benchmarks/plots.py); `empty`: the text when there are no cells. Returns the rows."""
@@ -182,39 +227,70 @@ def draw_cells(cells: list[tuple[np.ndarray, str]], cols: int, title: str, path:
     return rows
 
 
-def plot_samples(images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], path: str | os.PathLike,
-                 per_class: int = 2) -> None:
+def plot_samples(
+    images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], path: str | os.PathLike, per_class: int = 2
+) -> None:
     """The first `per_class` training images of every class that has any, with class names."""
     labels = labels.cpu()
     picks = [i for c in range(len(classes)) for i in torch.nonzero(labels == c).flatten()[:per_class].tolist()]
-    plot_image_grid(images.cpu()[picks], [classes[int(labels[i])] for i in picks], path, cols=10,
-                    title="Training images")
+    plot_image_grid(
+        images.cpu()[picks], [classes[int(labels[i])] for i in picks], path, cols=10, title="Training images"
+    )
 
 
-def plot_augmented(images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], augment: Augment,
-                   path: str | os.PathLike, count: int = 6, draws: int = 5, seed: int = 0) -> None:
+def plot_augmented(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: tuple[str, ...],
+    augment: Augment,
+    path: str | os.PathLike,
+    count: int = 6,
+    draws: int = 5,
+    seed: int = 0,
+) -> None:
     """`count` training images as stored (first column), then `draws` augmented versions of each."""
     generator = torch.Generator().manual_seed(seed)
     originals = images[:count].cpu()
     rows, titles = [], []
     for i in range(len(originals)):
-        rows += [normalize(originals[i:i + 1], augment.mean, augment.std),
-                 augment(originals[i:i + 1].expand(draws, -1, -1, -1), generator)]
+        rows += [
+            normalize(originals[i : i + 1], augment.mean, augment.std),
+            augment(originals[i : i + 1].expand(draws, -1, -1, -1), generator),
+        ]
         titles += [classes[int(labels[i])]] + [f"draw {d + 1}" for d in range(draws)]
-    plot_image_grid(torch.cat(rows), titles, path, cols=draws + 1, mean=augment.mean, std=augment.std,
-                    title="Augmented images (first column: original)")
+    plot_image_grid(
+        torch.cat(rows),
+        titles,
+        path,
+        cols=draws + 1,
+        mean=augment.mean,
+        std=augment.std,
+        title="Augmented images (first column: original)",
+    )
 
 
-def plot_misclassified(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, classes: tuple[str, ...],
-                       path: str | os.PathLike, count: int = 30) -> int:
+def plot_misclassified(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    probs: torch.Tensor,
+    classes: tuple[str, ...],
+    path: str | os.PathLike,
+    count: int = 30,
+) -> int:
     """The test images the model got wrong, most confident mistakes first; returns how many were wrong."""
     labels, probs = labels.cpu(), probs.cpu()
     confidence, predicted = probs.max(1)
     wrong = mistakes(labels, probs)
     order = wrong[:count]
     titles = [f"true {classes[int(labels[i])]}\npred {classes[int(predicted[i])]} {confidence[i]:.0%}" for i in order]
-    plot_image_grid(images.cpu()[order], titles, path, cols=10, cell_width=1.75,
-                    title=f"Misclassified test images, most confident first ({len(wrong)} wrong of {len(labels)})")
+    plot_image_grid(
+        images.cpu()[order],
+        titles,
+        path,
+        cols=10,
+        cell_width=1.75,
+        title=f"Misclassified test images, most confident first ({len(wrong)} wrong of {len(labels)})",
+    )
     return len(wrong)
 
 
@@ -227,7 +303,10 @@ def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.
     # bar instead, and every few classes named
     annotate, ticks = n <= FEW_CLASSES, range(0, n, math.ceil(n / 25))
     with figure(1, 2, figsize=(15, 6.5)) as (fig, axes):
-        for ax, values, title, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f")):
+        for ax, values, title, fmt in (
+            (axes[0], counts, "counts", "d"),
+            (axes[1], normalised, "row-normalised", ".2f"),
+        ):
             image = ax.imshow(values, cmap="Blues")
             ax.set_xticks(ticks, [classes[i] for i in ticks], rotation=45, ha="right", fontsize=None if annotate else 7)
             ax.set_yticks(ticks, [classes[i] for i in ticks], fontsize=None if annotate else 7)
@@ -239,8 +318,15 @@ def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.
                 continue
             top = values.max() or 1
             for (r, c), v in np.ndenumerate(values):
-                ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=7,
-                        color="white" if v > 0.6 * top else "black")
+                ax.text(
+                    c,
+                    r,
+                    format(v, fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v > 0.6 * top else "black",
+                )
         fig.tight_layout()
         save_figure(fig, path)
 
@@ -272,6 +358,7 @@ def plot_results(run: RunDir, data: Dataset, augment: Augment, probs: torch.Tens
 
 # ---------------------------------------------------------------------------------------------- curves
 
+
 def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:
     """Loss and accuracy per epoch, train, validation (when the run has a split) and test, with the lr underneath."""
     epochs = [r["epoch"] for r in history]
@@ -282,8 +369,12 @@ def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> Non
                 # eval_every may skip epochs; with a validation split the test set is evaluated once, at the end
                 shown = [r for r in history if math.isfinite(r.get(f"{split}_{key}", math.nan))]
                 if shown:
-                    ax.plot([r["epoch"] for r in shown], [r[f"{split}_{key}"] for r in shown], marker="o",
-                            label=f"{'validation' if split == 'val' else 'test'} {label}")
+                    ax.plot(
+                        [r["epoch"] for r in shown],
+                        [r[f"{split}_{key}"] for r in shown],
+                        marker="o",
+                        label=f"{'validation' if split == 'val' else 'test'} {label}",
+                    )
             ax.set_ylabel(label)
             ax.grid(True, alpha=0.3)
             ax.legend()

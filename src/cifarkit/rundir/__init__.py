@@ -1,8 +1,9 @@
 """The run folder, the contract between train, report, evaluate, resume, compare, app and audit: the
 name of every file in it, where commands may write, and the checkpoint.
 """
-from .run_dir import RunDir, check_output, default_output, run_of
+
 from .checkpoint import RunState, load_checkpoint
 from .outputs import refuse_inside_data
+from .run_dir import RunDir, check_output, default_output, run_of
 
 __all__ = ["RunDir", "RunState", "check_output", "default_output", "load_checkpoint", "refuse_inside_data", "run_of"]

@@ -6,6 +6,7 @@ version, model name, config, classes, mean/std, max lr and its source, the model
 when on), the raw training weights and EMA count (with EMA), Lookahead's slow weights, optimiser,
 scheduler, grad scaler and the RunState below.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,8 @@ import torch
 
 from ..config.train_config import TrainConfig
 from ..errors import UserError
-from ..models.nets import MODELS, build_model
 from ..files.reader import open_regular
+from ..models.nets import MODELS, build_model
 from .run_dir import RunDir
 
 CHECKPOINT_FORMAT = 1
@@ -56,8 +57,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "format" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path}: not a cifarkit checkpoint (no format version or model weights)")
     if ckpt["format"] != CHECKPOINT_FORMAT:
-        raise UserError(f"{path}: checkpoint format {ckpt['format']!r}, this cifarkit reads format "
-                        f"{CHECKPOINT_FORMAT}; use the cifarkit version that wrote it ({ckpt.get('cifarkit', 'unknown')})")
+        raise UserError(
+            f"{path}: checkpoint format {ckpt['format']!r}, this cifarkit reads format "
+            f"{CHECKPOINT_FORMAT}; use the cifarkit version that wrote it ({ckpt.get('cifarkit', 'unknown')})"
+        )
     for key in ("model", "training_weights"):  # weights only ever load by copy (see _drop_assign_flags)
         _drop_assign_flags(ckpt.get(key))
     problem = _structure_problem(ckpt)
@@ -77,8 +80,10 @@ def _check_config(ckpt: dict[str, Any], path: Path) -> None:
         raise UserError(str(e) if str(e).startswith(source) else f"{source}: {e}") from None
     size = ckpt.get("image_size", 32)
     if size != config.image_size:
-        raise UserError(f"{path}: its image size {size} is not its config's --image-size {config.image_size}; "
-                        "a checkpoint cifarkit wrote has the same in both")
+        raise UserError(
+            f"{path}: its image size {size} is not its config's --image-size {config.image_size}; "
+            "a checkpoint cifarkit wrote has the same in both"
+        )
 
 
 def _load(f: Any, path: Path) -> Any:
@@ -88,16 +93,28 @@ def _load(f: Any, path: Path) -> Any:
     except Exception as e:  # pickle's UnpicklingError and friends (torch's own text advises the unsafe load: not shown)
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         if "weights_only" in str(e):  # torch's advice to load it unsafely (or to allow-list) left out; its reason kept
-            lines = [line.removeprefix("WeightsUnpickler error:").split(". Please use")[0].strip()
-                     for line in lines if "GLOBAL" in line]
+            lines = [
+                line.removeprefix("WeightsUnpickler error:").split(". Please use")[0].strip()
+                for line in lines
+                if "GLOBAL" in line
+            ]
         reason = f": {lines[0]}" if lines else ""
-        raise UserError(f"{path}: refused or unreadable as a checkpoint ({type(e).__name__}{reason}). Only cifarkit "
-                        "checkpoints of plain tensors load; a file that carries code is never executed") from None
+        raise UserError(
+            f"{path}: refused or unreadable as a checkpoint ({type(e).__name__}{reason}). Only cifarkit "
+            "checkpoints of plain tensors load; a file that carries code is never executed"
+        ) from None
 
 
 # The first bytes of files that get passed where a checkpoint belongs (arguments swapped, a run's other files)
-_OTHER_FILES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-                (b"RIFF", "a WebP image"), (b"BM", "a BMP image"), (b"{", "JSON or text"), (b"[", "JSON or text"))
+_OTHER_FILES = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"RIFF", "a WebP image"),
+    (b"BM", "a BMP image"),
+    (b"{", "JSON or text"),
+    (b"[", "JSON or text"),
+)
 
 
 def _other_kind_of_file(f: Any) -> str:
@@ -131,9 +148,13 @@ def _drop_assign_flags(weights: Any) -> None:
 def _structure_problem(ckpt: dict[str, Any]) -> str:
     """What is wrong with a loaded checkpoint's structure ("" when nothing): checked once, here, so no command
     meets a KeyError or a half-loaded model later."""
+
     def floats(value: Any, n: int) -> bool:
-        return isinstance(value, (list, tuple)) and len(value) == n and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == n
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        )
 
     if not isinstance(ckpt.get("model_name"), str) or ckpt["model_name"] not in MODELS:
         return f"model_name {ckpt.get('model_name')!r} is not one of {', '.join(MODELS)}"
@@ -146,8 +167,10 @@ def _structure_problem(ckpt: dict[str, Any]) -> str:
         return "its normalisation (mean, std: three numbers each) is missing or invalid"
     for name, (low, high) in (("mean", MEAN_RANGE), ("std", STD_RANGE)):  # NaN fails both comparisons
         if not all(low <= v <= high for v in ckpt[name]):
-            return (f"its normalisation {name} {list(ckpt[name])} is not that of pixels in [0, 1] (each in "
-                    f"[{low:g}, {high:.3g}]), so its predictions would be NaN or meaningless")
+            return (
+                f"its normalisation {name} {list(ckpt[name])} is not that of pixels in [0, 1] (each in "
+                f"[{low:g}, {high:.3g}]), so its predictions would be NaN or meaningless"
+            )
     size = ckpt.get("image_size", 32)  # absent in checkpoints from before datasets: CIFAR's 32
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         return f"its image size {size!r} is not a whole number of pixels"
@@ -161,6 +184,5 @@ def _structure_problem(ckpt: dict[str, Any]) -> str:
         build_model(ckpt["model_name"], num_classes=len(classes)).load_state_dict(weights)
     except RuntimeError as e:  # missing/unexpected keys, size mismatches: the weights of another network
         first_reason = (str(e).splitlines()[1:] or [str(e)])[0].strip()  # below torch's "Error(s) in loading" line
-        return (f"its weights do not fit model {ckpt['model_name']!r} with {len(classes)} classes "
-                f"({first_reason[:300]})")
+        return f"its weights do not fit model {ckpt['model_name']!r} with {len(classes)} classes ({first_reason[:300]})"
     return ""

@@ -2,6 +2,7 @@
 
 Commands import these names from rundir.py, which finds, checks, reads and writes the files.
 """
+
 from __future__ import annotations
 
 CONFIG = "config.json"
@@ -28,8 +29,17 @@ PLOTS = (
     ("plots/gradcam.png", "GradCAM of the most confident mistakes"),
 )
 # What a run folder holds; --overwrite removes exactly these (and RUN_PATTERNS) before starting again.
-RUN_FILES = (CONFIG, METRICS, RESULTS, ENDED, CHECKPOINT, LR_FIND_JSON, MODEL_SUMMARY, REPORT,
-             *(name for name, _ in PLOTS))
+RUN_FILES = (
+    CONFIG,
+    METRICS,
+    RESULTS,
+    ENDED,
+    CHECKPOINT,
+    LR_FIND_JSON,
+    MODEL_SUMMARY,
+    REPORT,
+    *(name for name, _ in PLOTS),
+)
 RUN_FOLDERS = ("checkpoints", "plots", "tb")  # made by a run (tb: --tensorboard's default)
 JUNK = (".DS_Store", "Thumbs.db", ".ipynb_checkpoints")  # what desktops and notebooks leave in any folder
 RUN_PATTERNS = ("evaluate-*.json", "gradcam.png")  # what `cifarkit evaluate` / `gradcam` write into a run by default
@@ -50,17 +60,57 @@ SWEEP_FILES = (STUDY_DB, BEST_CONFIG, *SWEEP_PLOTS)
 # suffixes, so an output onto one is a slip that would destroy a trained model.
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
 # metrics.csv's columns in order; val_loss/val_acc only in runs with a validation split
-METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-                 "images_per_s", "seconds")
+METRIC_FIELDS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "images_per_s",
+    "seconds",
+)
 
 # results.json's fields as a run writes them: what read_results checks
 RESULT_TYPES = {
-    **dict.fromkeys(("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
-                     "train_images_per_second", "train_seconds", "wall_time_s", "max_lr", "ema_decay"), "a number"),
-    **dict.fromkeys(("params", "epochs", "batch_size", "steps", "classes", "image_size", "n_val", "n_train", "n_test",
-                     "train_images_seen", "seed", "processes"), "a whole number"),
-    **dict.fromkeys(("preset", "model", "dataset", "max_lr_source", "dtype", "tta", "data", "data_layout", "run_dir"),
-                    "text"),
+    **dict.fromkeys(
+        (
+            "test_accuracy",
+            "test_loss",
+            "val_accuracy",
+            "val_loss",
+            "train_accuracy",
+            "train_loss",
+            "train_images_per_second",
+            "train_seconds",
+            "wall_time_s",
+            "max_lr",
+            "ema_decay",
+        ),
+        "a number",
+    ),
+    **dict.fromkeys(
+        (
+            "params",
+            "epochs",
+            "batch_size",
+            "steps",
+            "classes",
+            "image_size",
+            "n_val",
+            "n_train",
+            "n_test",
+            "train_images_seen",
+            "seed",
+            "processes",
+        ),
+        "a whole number",
+    ),
+    **dict.fromkeys(
+        ("preset", "model", "dataset", "max_lr_source", "dtype", "tta", "data", "data_layout", "run_dir"), "text"
+    ),
     "channels_last": "true or false",
 }
 TYPE_CHECKS = {

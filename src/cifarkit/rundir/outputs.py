@@ -1,5 +1,6 @@
 """Where a command's output may go, beyond a run folder's own rules (rundir.check_output): never among the data
 that a command reads, where the next run would read it as data or it would replace a data file."""
+
 from __future__ import annotations
 
 import os
@@ -28,6 +29,8 @@ def refuse_inside_data(output: str | os.PathLike, flag: str, *areas: Path) -> No
     target = Path(os.path.realpath(Path(output).expanduser()))
     for area in areas:
         if target.is_relative_to(os.path.realpath(area)):
-            raise UserError(f"{flag} {output}: inside the data in {area}; an output never goes among the data a "
-                            "command reads (the next run would read it as data, or it would replace a data file): "
-                            "choose a place outside it")
+            raise UserError(
+                f"{flag} {output}: inside the data in {area}; an output never goes among the data a "
+                "command reads (the next run would read it as data, or it would replace a data file): "
+                "choose a place outside it"
+            )

@@ -5,6 +5,7 @@ each of them finds a file through `RunDir`, so a path is spelled once, here, and
 command reads from or writes into a run folder lies inside it (no symlink leads out), is read through the checked
 reader (reader.py), and is written only into a folder that is the run's own (its marker says so).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,14 +20,37 @@ from typing import Any
 from ..config.train_config import TrainConfig
 from ..errors import UserError
 from ..files.atomic import WriteError, save_torch, write_bytes, write_json, write_text
-from ..runtime.invoked import program
 from ..files.reader import MiB, read_bytes, read_json, read_text
-from .names import (  # noqa: F401 (re-exported: the names every command imports from here)
-    CONFIG, METRICS, RESULTS, CHECKPOINT, LR_FIND_JSON, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, ENDED, PLOTS,
-    RUN_FILES, RUN_FOLDERS, JUNK, RUN_PATTERNS, COMMAND_PLOTS, LOCK, MARKER, MARKER_FORMAT, STUDY_DB,
-    BEST_CONFIG, SWEEP_PLOTS, SWEEP_FILES, WEIGHT_SUFFIXES, METRIC_FIELDS, RESULT_TYPES, TYPE_CHECKS,
-)
+from ..runtime.invoked import program
 from ..version import __version__
+from .names import (  # noqa: F401 (re-exported: the names every command imports from here)
+    BEST_CONFIG,
+    CHECKPOINT,
+    COMMAND_PLOTS,
+    CONFIG,
+    ENDED,
+    JUNK,
+    LOCK,
+    LR_FIND_JSON,
+    LR_FIND_PLOT,
+    MARKER,
+    MARKER_FORMAT,
+    METRIC_FIELDS,
+    METRICS,
+    MODEL_SUMMARY,
+    PLOTS,
+    REPORT,
+    RESULT_TYPES,
+    RESULTS,
+    RUN_FILES,
+    RUN_FOLDERS,
+    RUN_PATTERNS,
+    STUDY_DB,
+    SWEEP_FILES,
+    SWEEP_PLOTS,
+    TYPE_CHECKS,
+    WEIGHT_SUFFIXES,
+)
 
 
 class RunDir:
@@ -39,7 +63,7 @@ class RunDir:
         self._lock: int | None = None
         self._owned = self._marked = False  # known once the folder's marker is found or written
 
-    def lock(self) -> "RunDir":
+    def lock(self) -> RunDir:
         """Hold the folder's lock while this process writes it: a second process gets a clear error. An OS lock
         (flock), so it ends with the process, however it dies: a kill -9 leaves no stale lock."""
         if not self.writes or self._lock is not None:
@@ -61,8 +85,10 @@ class RunDir:
             except OSError:
                 holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
                 os.close(fd)
-                raise UserError(f"{self.path}: another cifarkit process (pid {holder}) is writing this run folder; "
-                                "wait for it to finish, or choose another --out") from None
+                raise UserError(
+                    f"{self.path}: another cifarkit process (pid {holder}) is writing this run folder; "
+                    "wait for it to finish, or choose another --out"
+                ) from None
             try:  # the lock counts only if its file is still the folder's (not one unlinked after we opened it)
                 if os.stat(self.path / LOCK).st_ino == os.fstat(fd).st_ino:
                     break
@@ -93,8 +119,10 @@ class RunDir:
         path = self.path / name
         real, root = Path(os.path.realpath(path)), Path(os.path.realpath(self.path))
         if not real.is_relative_to(root):
-            raise UserError(f"{path}: a symlink out of the run folder (to {real}); cifarkit reads and writes only "
-                            "files inside a run folder: replace the link by the file itself, or remove it")
+            raise UserError(
+                f"{path}: a symlink out of the run folder (to {real}); cifarkit reads and writes only "
+                "files inside a run folder: replace the link by the file itself, or remove it"
+            )
         return path
 
     def __truediv__(self, name: str) -> Path:
@@ -116,8 +144,10 @@ class RunDir:
         if self.writes and not self._marked:
             others = self.others()  # none in a folder that is the run's own
             if others:
-                raise UserError(f"{self.path}: a folder of other files ({_some(others)}), not a cifarkit run; "
-                                "cifarkit writes only into a new or empty folder, or a run's own")
+                raise UserError(
+                    f"{self.path}: a folder of other files ({_some(others)}), not a cifarkit run; "
+                    "cifarkit writes only into a new or empty folder, or a run's own"
+                )
             if self.regular_file(MARKER) is None:  # also a run from before markers: marked from now on
                 write_json(self.inside(MARKER), {"format": MARKER_FORMAT, "cifarkit": __version__})
             self._owned = self._marked = True
@@ -130,7 +160,8 @@ class RunDir:
         markers, a config.json that parses as a cifarkit config beside a checkpoint."""
         if not self._owned and self.path.is_dir():
             self._owned = self._holds(MARKER, lambda v: isinstance(v, dict) and v.get("format") == MARKER_FORMAT) or (
-                self.regular_file(CHECKPOINT) is not None and self._holds(CONFIG, _is_config))
+                self.regular_file(CHECKPOINT) is not None and self._holds(CONFIG, _is_config)
+            )
         return self._owned
 
     def _holds(self, name: str, check: Any) -> bool:
@@ -195,8 +226,10 @@ class RunDir:
             return None
         value = read_json(path, f"cifarkit {name}", advice="; restore it or start the run again")
         if not isinstance(value, dict):  # `null`, a list: not what any run writes
-            raise UserError(f"{path}: not a cifarkit {name} (expected an object of name: value, found "
-                            f"{type(value).__name__}); restore it or start the run again")
+            raise UserError(
+                f"{path}: not a cifarkit {name} (expected an object of name: value, found "
+                f"{type(value).__name__}); restore it or start the run again"
+            )
         return value
 
     def read_results(self) -> dict[str, Any] | None:
@@ -206,8 +239,10 @@ class RunDir:
         for key, value in (results or {}).items():
             expected = RESULT_TYPES.get(key)
             if expected is not None and not TYPE_CHECKS[expected](value):
-                raise UserError(f"{self.path / RESULTS}: {key} is {json.dumps(value)[:60]}, not {expected}; restore "
-                                "the file, or delete it and write the run's ending again with --resume")
+                raise UserError(
+                    f"{self.path / RESULTS}: {key} is {json.dumps(value)[:60]}, not {expected}; restore "
+                    "the file, or delete it and write the run's ending again with --resume"
+                )
         return results
 
     def read_metrics(self) -> list[dict[str, float]]:
@@ -224,8 +259,10 @@ class RunDir:
         except (TypeError, ValueError, csv.Error) as e:  # csv.Error: e.g. a field over csv's 128 KB limit
             # csv counts the line it failed in only once it has read it whole
             line, reason = (reader.line_num + 1, f" ({e})") if isinstance(e, csv.Error) else (reader.line_num, "")
-            raise UserError(f"{path}: line {line}: not a row of numbers{reason}; restore the file or delete it "
-                            "(report.html then leaves the table out)") from None
+            raise UserError(
+                f"{path}: line {line}: not a row of numbers{reason}; restore the file or delete it "
+                "(report.html then leaves the table out)"
+            ) from None
         return rows
 
     def regular_file(self, name: str) -> Path | None:
@@ -270,9 +307,11 @@ class RunDir:
             try:
                 save_torch(self.output(CHECKPOINT), checkpoint)
             except WriteError as e:  # a full disk, a read-only folder...: the previous checkpoint is untouched
-                raise UserError(f"{self.checkpoint}: could not write the checkpoint ({e.reason}); the previous "
-                                f"one is intact. Fix the cause, then continue with: {program()} train --resume "
-                                f"{self.path}") from None
+                raise UserError(
+                    f"{self.checkpoint}: could not write the checkpoint ({e.reason}); the previous "
+                    f"one is intact. Fix the cause, then continue with: {program()} train --resume "
+                    f"{self.path}"
+                ) from None
         return self.checkpoint
 
 
@@ -331,4 +370,3 @@ def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
     if target.name in SWEEP_FILES and any((sweep / name).is_file() for name in (STUDY_DB, BEST_CONFIG)):
         raise UserError(f"{output}: a file of the sweep in {sweep}; write the output elsewhere")
     return path
-

@@ -1,4 +1,5 @@
 """Where and how a run computes: device, autocast precision, threads, the CPU allocator, machine info."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,10 +14,10 @@ from typing import Any
 
 import torch
 
-from . import distributed
 from ..config.train_config import DEVICES, TrainConfig
 from ..errors import UserError
 from ..version import __version__
+from . import distributed
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,8 +34,10 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"--device {name!r}: unknown device; choose one of {', '.join(DEVICES)} (or cuda:N)")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: no CUDA GPU is visible to PyTorch (torch {torch.__version__}, "
-                            f"CUDA build: {torch.version.cuda or 'no'}); use --device cpu or auto")
+            raise UserError(
+                f"--device {name}: no CUDA GPU is visible to PyTorch (torch {torch.__version__}, "
+                f"CUDA build: {torch.version.cuda or 'no'}); use --device cpu or auto"
+            )
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
@@ -101,8 +104,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         return torch.float16
     if precision == "bf16":
         if device.type == "cpu" and not cpu_has_fast_bf16():
-            warnings.warn("--precision bf16: this CPU has no native bf16 (AVX512-BF16/AMX), so it is emulated and "
-                          "typically much slower than fp32; --precision auto picks fp32 here", stacklevel=2)
+            warnings.warn(
+                "--precision bf16: this CPU has no native bf16 (AVX512-BF16/AMX), so it is emulated and "
+                "typically much slower than fp32; --precision auto picks fp32 here",
+                stacklevel=2,
+            )
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -152,8 +158,9 @@ def setup_runtime(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
     if config.threads:
         threads = min(config.threads, available_cpus())
         if threads < config.threads:  # more threads than CPUs only makes them wait for each other (500x measured)
-            warnings.warn(f"--threads {config.threads}: this process may use {threads} CPU(s); using {threads}",
-                          stacklevel=2)
+            warnings.warn(
+                f"--threads {config.threads}: this process may use {threads} CPU(s); using {threads}", stacklevel=2
+            )
         torch.set_num_threads(threads)
     device = resolve_device(config.device)
     if device.type == "cpu":
@@ -167,8 +174,9 @@ def kept_for_the_caller() -> contextlib.ExitStack:
     kept = contextlib.ExitStack()
     kept.callback(torch.set_num_threads, torch.get_num_threads())
     # the CPU generator, and the current GPU's where the caller has used CUDA (forking others would start them)
-    kept.enter_context(torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_initialized()
-                                             else []))
+    kept.enter_context(
+        torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_initialized() else [])
+    )
     return kept
 
 
@@ -191,9 +199,16 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     model, flags = cpu_info()
     cpu = model or platform.processor() or platform.machine()
     kind = next((name for flag, name in CPU_KINDS.items() if flag in flags), "unknown")
-    info = {"cpu": cpu, "cpu_kind": kind, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "cifarkit": __version__,
-            "device": str(device)}
+    info = {
+        "cpu": cpu,
+        "cpu_kind": kind,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cifarkit": __version__,
+        "device": str(device),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     # kernels held below what the CPU has (e.g. to time an AVX2-only machine's code paths on a newer one)
@@ -206,6 +221,9 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 def describe_machine(info: dict[str, Any]) -> str:
     """machine_info as the one line that the benchmarks print beside their numbers."""
     limits = info.get("kernel_limits", {})
-    return (f"{info['cpu']} ({info['cpu_kind']}), {info['cpu_count']} CPUs, {info['torch_threads']} torch threads, "
-            f"torch {info['torch']}, device {info['device']}" + (f", {info['gpu']}" if "gpu" in info else "")
-            + (f", kernels limited by {' '.join(f'{k}={v}' for k, v in limits.items())}" if limits else ""))
+    return (
+        f"{info['cpu']} ({info['cpu_kind']}), {info['cpu_count']} CPUs, {info['torch_threads']} torch threads, "
+        f"torch {info['torch']}, device {info['device']}"
+        + (f", {info['gpu']}" if "gpu" in info else "")
+        + (f", kernels limited by {' '.join(f'{k}={v}' for k, v in limits.items())}" if limits else "")
+    )

@@ -4,6 +4,7 @@ Every rank holds the whole dataset and builds the same global batch (same order,
 draws), then trains on its own slice of it; DDP averages the gradients. The global batch size and the
 lr schedule are those of the config, so a run on N processes follows the single-process run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,9 +14,10 @@ import os
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -98,8 +100,10 @@ def check_timeout(timeout_s: Any) -> float:
     """--dist-timeout: a number of seconds in (0, MAX_TIMEOUT_S] (NaN and infinity refused)."""
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= MAX_TIMEOUT_S:
         shown = f"{timeout_s:g}" if isinstance(timeout_s, (int, float)) else repr(timeout_s)
-        raise UserError(f"--dist-timeout {shown}: must be a number of seconds above 0 and at most "
-                        f"{MAX_TIMEOUT_S:.0e} (about 31 years; torch's deadlines overflow a little beyond 7e9 s)")
+        raise UserError(
+            f"--dist-timeout {shown}: must be a number of seconds above 0 and at most "
+            f"{MAX_TIMEOUT_S:.0e} (about 31 years; torch's deadlines overflow a little beyond 7e9 s)"
+        )
     return float(timeout_s)
 
 
@@ -111,9 +115,11 @@ def _whole(name: str, low: int, high: float = math.inf) -> int:
         value = None
     if value is None or not low <= value <= high:
         bound = f"in [{low}, {high:.0f}]" if high < math.inf else f">= {low}"
-        raise UserError(f"the environment's {name}={text!r} is not a whole number {bound}: torchrun sets it for each "
-                        f"process; unset {'it' if name == 'WORLD_SIZE' else 'it and WORLD_SIZE'} to train in one "
-                        "process")
+        raise UserError(
+            f"the environment's {name}={text!r} is not a whole number {bound}: torchrun sets it for each "
+            f"process; unset {'it' if name == 'WORLD_SIZE' else 'it and WORLD_SIZE'} to train in one "
+            "process"
+        )
     return value
 
 
@@ -125,9 +131,11 @@ def job_from_env() -> Distributed:
     world = _whole("WORLD_SIZE", 1)
     missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
     if missing:  # e.g. a WORLD_SIZE left over in the shell from an earlier job
-        raise UserError(f"the environment sets WORLD_SIZE={world} but not {' or '.join(missing)}: only part of a "
-                        "torchrun job. Start the job with torchrun (e.g. torchrun --nproc_per_node 2 -m cifarkit "
-                        "train ...), or unset WORLD_SIZE to train in one process")
+        raise UserError(
+            f"the environment sets WORLD_SIZE={world} but not {' or '.join(missing)}: only part of a "
+            "torchrun job. Start the job with torchrun (e.g. torchrun --nproc_per_node 2 -m cifarkit "
+            "train ...), or unset WORLD_SIZE to train in one process"
+        )
     _whole("MASTER_PORT", 1, 65535)
     rank = _whole("RANK", 0, world - 1)
     return Distributed(rank, world, _whole("LOCAL_RANK", 0, world - 1) if "LOCAL_RANK" in os.environ else rank)
@@ -144,34 +152,44 @@ def init_from_env(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S, co
     joined = dist.is_available() and dist.is_initialized()  # by the caller, in its own way
     job = current() if joined else job_from_env()
     if job.enabled and config is not None and config.max_lr == "find":
-        raise UserError(f"--max-lr find under torchrun: run `{program()} lr-find` in one process first, then pass "
-                        "its suggestion as --max-lr")
+        raise UserError(
+            f"--max-lr find under torchrun: run `{program()} lr-find` in one process first, then pass "
+            "its suggestion as --max-lr"
+        )
     if job.enabled and config is not None and config.prune_easy:
-        raise UserError("--prune-easy under torchrun: not supported (a process sees only its share's losses); "
-                        "drop it, or train in one process")
+        raise UserError(
+            "--prune-easy under torchrun: not supported (a process sees only its share's losses); "
+            "drop it, or train in one process"
+        )
     if joined or not job.enabled:
         return current()
     address, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
     try:
         socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as e:
-        raise UserError(f"the environment's MASTER_ADDR={address!r}: cannot find that host "
-                        f"({getattr(e, 'strerror', None) or e}); set it to the address of rank 0's machine") from None
+        raise UserError(
+            f"the environment's MASTER_ADDR={address!r}: cannot find that host "
+            f"({getattr(e, 'strerror', None) or e}); set it to the address of rank 0's machine"
+        ) from None
     use_cuda = device != "cpu" and torch.cuda.is_available()
     if use_cuda:
         if job.local_rank >= torch.cuda.device_count():
-            raise UserError(f"LOCAL_RANK {job.local_rank}: this machine has {torch.cuda.device_count()} GPU(s); "
-                            "start at most one process per GPU (torchrun --nproc_per_node)")
+            raise UserError(
+                f"LOCAL_RANK {job.local_rank}: this machine has {torch.cuda.device_count()} GPU(s); "
+                "start at most one process per GPU (torchrun --nproc_per_node)"
+            )
         torch.cuda.set_device(job.local_rank)
     try:
         with _c_level_stderr_held():  # each failed try logs C++ stack frames: on failure this line says it all
             dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=timeout_s))
     except RuntimeError as e:  # torch's DistNetworkError, DistStoreError: a timeout, a refused or odd connection
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"rank {job.rank} of {job.world_size} could not join the job at MASTER_ADDR={address} "
-                        f"MASTER_PORT={port} within --dist-timeout {timeout_s:g} s ({type(e).__name__}: "
-                        f"{reason[:300]}); check that all {job.world_size} processes were started and that "
-                        "MASTER_ADDR and MASTER_PORT name rank 0's machine and a port open on it") from None
+        raise UserError(
+            f"rank {job.rank} of {job.world_size} could not join the job at MASTER_ADDR={address} "
+            f"MASTER_PORT={port} within --dist-timeout {timeout_s:g} s ({type(e).__name__}: "
+            f"{reason[:300]}); check that all {job.world_size} processes were started and that "
+            "MASTER_ADDR and MASTER_PORT name rank 0's machine and a port open on it"
+        ) from None
     return current()
 
 

@@ -1,4 +1,5 @@
 """How the user started cifarkit, so that a command it suggests (to resume a run, to find an lr) runs as printed."""
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 views), GradCAM, the app's start. One look everywhere: tqdm on stderr (stdout stays the command's answer), gone
 when done, off with --quiet (progress=False in the Python API).
 """
+
 from __future__ import annotations
 
 import sys
@@ -11,8 +12,16 @@ from tqdm import tqdm
 
 def progress_bar(total: int, desc: str, enabled: bool = True, initial: int = 0, unit: str = "it") -> tqdm:
     """A bar of `total` units (`initial` already done) named `desc`; a no-op object when not `enabled`."""
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, leave=False,
-                dynamic_ncols=True, file=sys.stderr)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit=unit,
+        disable=not enabled,
+        leave=False,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
 
 
 def predicting(what: str, tta: str = "none", tta_below: float = 1.0) -> str:

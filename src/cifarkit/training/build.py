@@ -1,5 +1,6 @@
 """What a run trains: the initialised model, the wrapper the training step calls, and its optimiser with parameter
 groups (schedule.py: the lr)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.augment import normalize
 from ..config.train_config import TrainConfig
+from ..data.augment import normalize
 from ..data.dataset import MEAN, STD
 from ..errors import UserError
 from ..models.nets import build_model
@@ -25,21 +26,37 @@ def parameter_groups(model: nn.Module, config: TrainConfig, lr: float) -> list[d
     muon = config.optimizer == "muon"
     filters = [p for p in trainable if p.ndim == 4] if muon else []
     # last, so that the first group is always the one at lr `lr` (what metrics.csv and the range test show)
-    filter_group = [{"params": filters, "lr": config.muon_lr, "lr_scale": config.muon_lr / lr, "weight_decay": 0.0,
-                     "momentum": config.muon_momentum, "nesterov": True, "use_muon": True}] if filters else []
+    filter_group = (
+        [
+            {
+                "params": filters,
+                "lr": config.muon_lr,
+                "lr_scale": config.muon_lr / lr,
+                "weight_decay": 0.0,
+                "momentum": config.muon_momentum,
+                "nesterov": True,
+                "use_muon": True,
+            }
+        ]
+        if filters
+        else []
+    )
     rest = [p for p in trainable if not (muon and p.ndim == 4)]
     if config.norm_lr_scale == 1:
         return [{"params": rest, "lr": lr, "weight_decay": config.weight_decay}] + filter_group
     norm = [p for p in rest if p.ndim <= 1]  # BatchNorm weights/biases and conv/linear biases
     weights = [p for p in rest if p.ndim > 1]
     scale = config.norm_lr_scale
-    return [{"params": weights, "lr": lr, "weight_decay": config.weight_decay},
-            {"params": norm, "lr": lr * scale, "weight_decay": config.weight_decay / scale, "lr_scale": scale},
-            *filter_group]
+    return [
+        {"params": weights, "lr": lr, "weight_decay": config.weight_decay},
+        {"params": norm, "lr": lr * scale, "weight_decay": config.weight_decay / scale, "lr_scale": scale},
+        *filter_group,
+    ]
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: torch.device,
-                    dtype: torch.dtype = torch.float32) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, config: TrainConfig, lr: float, device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.optim.Optimizer:
     """The run's optimiser at peak lr `lr`; `dtype` is the run's autocast dtype (Muon orthogonalises in bf16
     where the run computes in bf16, or on CUDA, and in float32 elsewhere)."""
     groups = parameter_groups(model, config, lr)
@@ -53,9 +70,14 @@ def build_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: to
     return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov, **fused)
 
 
-def prepare_model(config: TrainConfig, device: torch.device, num_classes: int = 10,
-                  train_images: torch.Tensor | None = None, mean: tuple[float, ...] = MEAN,
-                  std: tuple[float, ...] = STD) -> nn.Module:
+def prepare_model(
+    config: TrainConfig,
+    device: torch.device,
+    num_classes: int = 10,
+    train_images: torch.Tensor | None = None,
+    mean: tuple[float, ...] = MEAN,
+    std: tuple[float, ...] = STD,
+) -> nn.Module:
     """The initialised model on `device`, once its training sizes are checked (check_training_sizes); a model with a
     data-dependent initialisation (`init_from_data`, e.g. the fast net's whitening stem) gets it from the first
     5,000 of `train_images` (uint8, the whole training set)."""
@@ -77,23 +99,33 @@ def check_training_sizes(model: nn.Module, config: TrainConfig, train_count: int
     --batch-size): BatchNorm then has one value per channel and cannot train."""
     lone_image = config.batch_size == 1 or (train_count is not None and train_count % config.batch_size == 1)
     for flag, size in ((("--small-crop", config.small_crop),) if config.small_crop else ()) + (
-            ("--image-size", config.image_size),):
+        ("--image-size", config.image_size),
+    ):
         positions, where = _narrowest_normalised_map(model, size)
         if positions == 0 or (positions == 1 and lone_image):
             least = next(s for s in range(size + 1, 4 * size + 32) if _narrowest_normalised_map(model, s)[0] > 1)
-            batch = "" if positions == 0 else (
-                f", and a batch of one image ({train_count} training images at --batch-size {config.batch_size}) "
-                "gives BatchNorm one value per channel")
-            raise UserError(f"{flag} {size}: model {config.model} narrows a {size}x{size} image to {where}{batch}; "
-                            f"use {flag} {least} or more" + (", or a --batch-size that leaves no image alone"
-                                                               if positions else ""))
+            batch = (
+                ""
+                if positions == 0
+                else (
+                    f", and a batch of one image ({train_count} training images at --batch-size {config.batch_size}) "
+                    "gives BatchNorm one value per channel"
+                )
+            )
+            raise UserError(
+                f"{flag} {size}: model {config.model} narrows a {size}x{size} image to {where}{batch}; "
+                f"use {flag} {least} or more" + (", or a --batch-size that leaves no image alone" if positions else "")
+            )
 
 
 def _narrowest_normalised_map(model: nn.Module, size: int) -> tuple[int, str]:
     """(positions, description) of the smallest map a BatchNorm sees at `size`; 0 when a pooling has nothing left."""
     seen: list[tuple[str, int, int]] = []
-    hooks = [module.register_forward_pre_hook(lambda _m, inputs, name=name: seen.append((name, *inputs[0].shape[2:])))
-             for name, module in model.named_modules() if isinstance(module, nn.BatchNorm2d)]
+    hooks = [
+        module.register_forward_pre_hook(lambda _m, inputs, name=name: seen.append((name, *inputs[0].shape[2:])))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.BatchNorm2d)
+    ]
     training = model.training
     try:
         model.eval()  # running statistics: nothing learns from the blank image

@@ -1,6 +1,7 @@
 """What the training loop tells its observers (Trainer(observers=...), train(observers=...)): a base class with a
 no-op default for every hook, so an observer writes only the hooks it needs (TensorBoard logging, a sweep's
 pruning). Steps are counted from 1 over the whole run, so a resumed run continues the same axis."""
+
 from __future__ import annotations
 
 from typing import Any

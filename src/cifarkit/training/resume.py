@@ -1,6 +1,7 @@
 """Exact resume: everything that shapes a run's result, from a Trainer into a checkpoint (plain tensors and
 containers, weights_only-loadable) and back.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,11 @@ def checkpoint_of(trainer: Trainer) -> dict[str, Any]:
         "max_lr": trainer.max_lr,
         "max_lr_source": trainer.max_lr_source,
         "model": trainer.eval_model.state_dict(),  # the weights evaluate / predict / export use
-        **({"training_weights": trainer.model.state_dict(), "ema_n_averaged": trainer.ema.n_averaged}
-           if trainer.ema is not None else {}),
+        **(
+            {"training_weights": trainer.model.state_dict(), "ema_n_averaged": trainer.ema.n_averaged}
+            if trainer.ema is not None
+            else {}
+        ),
         **({"lookahead": trainer.lookahead.state_dict()} if trainer.lookahead is not None else {}),
         **({"pruning": trainer.pruning.state_dict()} if trainer.pruning is not None else {}),
         "optimizer": trainer.optimizer.state_dict(),
@@ -43,12 +47,16 @@ def checkpoint_of(trainer: Trainer) -> dict[str, Any]:
 def restore(trainer: Trainer, ckpt: dict[str, Any]) -> None:
     """Continue `trainer` from a checkpoint (see load_checkpoint) of its run's model."""
     if ckpt["model_name"] != trainer.config.model:
-        raise UserError(f"{trainer.run.checkpoint}: a checkpoint of model {ckpt['model_name']!r}, "
-                        f"this run trains {trainer.config.model!r}")
+        raise UserError(
+            f"{trainer.run.checkpoint}: a checkpoint of model {ckpt['model_name']!r}, "
+            f"this run trains {trainer.config.model!r}"
+        )
     if trainer.ema is not None:
         if "training_weights" not in ckpt:
-            raise UserError(f"{trainer.run.checkpoint}: saved without a weight average, but this run has ema_decay "
-                            f"{trainer.config.ema_decay}")
+            raise UserError(
+                f"{trainer.run.checkpoint}: saved without a weight average, but this run has ema_decay "
+                f"{trainer.config.ema_decay}"
+            )
         trainer.model.load_state_dict(ckpt["training_weights"])
         trainer.ema.module.load_state_dict(ckpt["model"])
         trainer.ema.n_averaged.copy_(ckpt["ema_n_averaged"])
@@ -56,8 +64,10 @@ def restore(trainer: Trainer, ckpt: dict[str, Any]) -> None:
         trainer.model.load_state_dict(ckpt["model"])
     if trainer.lookahead is not None:
         if "lookahead" not in ckpt:
-            raise UserError(f"{trainer.run.checkpoint}: saved without Lookahead's slow weights, but this run has "
-                            f"lookahead_decay {trainer.config.lookahead_decay}")
+            raise UserError(
+                f"{trainer.run.checkpoint}: saved without Lookahead's slow weights, but this run has "
+                f"lookahead_decay {trainer.config.lookahead_decay}"
+            )
         trainer.lookahead.load_state_dict(ckpt["lookahead"])
     if trainer.pruning is not None:
         if "pruning" not in ckpt:

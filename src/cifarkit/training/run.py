@@ -1,34 +1,36 @@
 """One training run, top to bottom: claim (or reopen) its folder, settle the max lr, train, write the ending.
 
-    train(config, run_dir)              a new run (an existing run in run_dir is refused unless overwrite)
-    train(config, run_dir, resume=True) the run in run_dir continues from its checkpoint
+train(config, run_dir)              a new run (an existing run in run_dir is refused unless overwrite)
+train(config, run_dir, resume=True) the run in run_dir continues from its checkpoint
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from ..runtime import distributed
-from ..rundir.checkpoint import load_checkpoint
 from ..config.train_config import MACHINE_SETTINGS, TrainConfig
 from ..data.dataset import Dataset, composed
 from ..data.loading import load_for, shape_for
 from ..errors import Diverged, Stopped, UserError
-from ..runtime.invoked import program
 from ..models.nets import build_model, summary
-from .observer import Observer
+from ..optim.schedule import check_schedule, planned_schedule, steps_per_epoch
 from ..report.figures import plot_results, plot_schedule
 from ..report.page import write_report
+from ..rundir.checkpoint import load_checkpoint
 from ..rundir.outputs import data_areas, refuse_inside_data
 from ..rundir.run_dir import CONFIG, ENDED, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
+from ..runtime import distributed
 from ..runtime.device import kept_for_the_caller, resolve_device
-from ..optim.schedule import check_schedule, planned_schedule, steps_per_epoch
-from .stopping import Interrupted
+from ..runtime.invoked import program
+from .observer import Observer
 from .resume import restore
+from .stopping import Interrupted
 from .trainer import Trainer
 
 # What a finished run adds to its folder after the last epoch (write_ending); a resume completes what is missing.
@@ -43,8 +45,10 @@ def timestamped_run_path(name: str) -> Path:
 def check_checkpoint_every(steps: Any) -> None:
     """--checkpoint-every N: a whole number of steps; 0 (the default) checkpoints at the end of each epoch only."""
     if isinstance(steps, bool) or not (isinstance(steps, int) and steps >= 0):
-        raise UserError(f"--checkpoint-every {steps!r}: must be a whole number of steps >= 1 (0 or absent: at the "
-                        "end of each epoch)")
+        raise UserError(
+            f"--checkpoint-every {steps!r}: must be a whole number of steps >= 1 (0 or absent: at the "
+            "end of each epoch)"
+        )
 
 
 def new_run_dir(config: TrainConfig) -> Path:
@@ -62,10 +66,19 @@ def new_run_dir(config: TrainConfig) -> Path:
     raise UserError(f"{base}: 999 runs started this second already; pass --out DIR")
 
 
-def train(config: TrainConfig | None, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
-          overwrite: bool = False, progress: bool = True, checkpoint_every: int = 0,
-          data: Dataset | None = None, dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
-          tensorboard: str | os.PathLike | bool | None = None, observers: Sequence[Observer] = ()) -> dict[str, Any]:
+def train(
+    config: TrainConfig | None,
+    run_dir: str | os.PathLike | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    checkpoint_every: int = 0,
+    data: Dataset | None = None,
+    dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
+    tensorboard: str | os.PathLike | bool | None = None,
+    observers: Sequence[Observer] = (),
+) -> dict[str, Any]:
     """Train `config` into `run_dir` and return the results (also written to RUN_DIR/results.json).
 
     tensorboard: True for TensorBoard event files in RUN_DIR/tb, or a folder DIR of many runs (this one in
@@ -80,21 +93,42 @@ def train(config: TrainConfig | None, run_dir: str | os.PathLike | None = None, 
     if resume and config is None:
         config = TrainConfig(**dict.fromkeys(MACHINE_SETTINGS))
     if not isinstance(config, TrainConfig):
-        raise UserError(f"config: a cifarkit.TrainConfig (e.g. preset_config('s10', epochs=2)), not "
-                        f"{type(config).__name__}")
+        raise UserError(
+            f"config: a cifarkit.TrainConfig (e.g. preset_config('s10', epochs=2)), not {type(config).__name__}"
+        )
     check_checkpoint_every(checkpoint_every)
     # the caller's threads and random state, the folder's lock and a TensorBoard writer, given back however the
     # run ends (the writer first: last in)
     with kept_for_the_caller() as held:
-        return _train(config, run_dir, held, resume=resume, overwrite=overwrite, progress=progress,
-                      checkpoint_every=checkpoint_every, data=data, dist_timeout_s=dist_timeout_s,
-                      tensorboard=tensorboard, observers=list(observers))
+        return _train(
+            config,
+            run_dir,
+            held,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            checkpoint_every=checkpoint_every,
+            data=data,
+            dist_timeout_s=dist_timeout_s,
+            tensorboard=tensorboard,
+            observers=list(observers),
+        )
 
 
-def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: contextlib.ExitStack, *, resume: bool,
-           overwrite: bool, progress: bool, checkpoint_every: int, data: Dataset | None,
-           dist_timeout_s: float, tensorboard: str | os.PathLike | bool | None, observers: list[Any]
-           ) -> dict[str, Any]:
+def _train(
+    config: TrainConfig,
+    run_dir: str | os.PathLike | None,
+    held: contextlib.ExitStack,
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    checkpoint_every: int,
+    data: Dataset | None,
+    dist_timeout_s: float,
+    tensorboard: str | os.PathLike | bool | None,
+    observers: list[Any],
+) -> dict[str, Any]:
     started = time.perf_counter()
     if not resume:
         config.validate()  # once, before any work (on resume: the checkpoint's settings, in reopen)
@@ -114,22 +148,25 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
             run_dir = ranks.broadcast(str(new_run_dir(config)) if ranks.is_main else "")
         others = RunDir(run_dir).others()
         if others:  # the data folder, a folder of images: a run never mixes its files into them
-            raise UserError(f"--out {run_dir}: a folder of other files ({', '.join(others[:3])}"
-                            f"{', ...' if len(others) > 3 else ''}), not a run; choose a new or empty folder")
+            raise UserError(
+                f"--out {run_dir}: a folder of other files ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}), not a run; choose a new or empty folder"
+            )
         run = RunDir(run_dir, writes=ranks.is_main).lock()  # a second process writing this folder is refused
         held.callback(run.unlock)
         if made:  # a run that fails before its first file leaves no empty folder behind
             held.callback(run.discard_if_unused)
         existing = run.existing()
         if existing and not overwrite:
-            raise UserError(f"--out {run.path}: already holds a run ({', '.join(existing)}); pass --resume "
-                            f"{run.path} to continue it, --overwrite to replace it, or choose another --out")
+            raise UserError(
+                f"--out {run.path}: already holds a run ({', '.join(existing)}); pass --resume "
+                f"{run.path} to continue it, --overwrite to replace it, or choose another --out"
+            )
     if tensorboard not in (None, False) and ranks.is_main:  # its folder is checked before the data is read, and
         from .tensorboard import TensorBoard  # before --overwrite clears anything: a refusal leaves the old run whole
 
         # --tensorboard DIR: one subfolder a run, named as its folder, so `tensorboard --logdir DIR` compares them
-        observers.append(TensorBoard(run / "tb") if tensorboard is True else
-                         TensorBoard(tensorboard, run_dir=run.path))
+        observers.append(TensorBoard(run / "tb") if tensorboard is True else TensorBoard(tensorboard, run_dir=run.path))
         held.callback(observers[-1].close)
     if not resume:
         ranks.barrier()  # every rank has looked before rank 0 clears the folder
@@ -145,15 +182,19 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
     if not resume:  # what the trainer would refuse, before a range test is spent on it
         check_schedule(config, per_epoch)
     elif tuple(data.classes) != composed(checkpoint["classes"]):
-        raise UserError(f"{run.checkpoint}: the run trained on the classes "
-                        f"{', '.join(checkpoint['classes'][:5])}, ...; the data in "
-                        f"{config.data_dir or 'the default data folder'} has {', '.join(data.classes[:5])}, ...: "
-                        "resume with the --data-dir it started on")
+        raise UserError(
+            f"{run.checkpoint}: the run trained on the classes "
+            f"{', '.join(checkpoint['classes'][:5])}, ...; the data in "
+            f"{config.data_dir or 'the default data folder'} has {', '.join(data.classes[:5])}, ...: "
+            "resume with the --data-dir it started on"
+        )
     elif checkpoint["scheduler"]["total_steps"] != steps:  # other data: the schedule would stop short or overrun
-        raise UserError(f"{run.checkpoint}: the run started with a schedule of "
-                        f"{checkpoint['scheduler']['total_steps']} steps; the data in "
-                        f"{config.data_dir or 'the default data folder'} gives {steps} ({len(data.train_labels)} "
-                        f"training images at batch {config.batch_size}): resume with the --data-dir it started on")
+        raise UserError(
+            f"{run.checkpoint}: the run started with a schedule of "
+            f"{checkpoint['scheduler']['total_steps']} steps; the data in "
+            f"{config.data_dir or 'the default data folder'} gives {steps} ({len(data.train_labels)} "
+            f"training images at batch {config.batch_size}): resume with the --data-dir it started on"
+        )
     # The max lr: the checkpoint's on resume (a range test's result is never redone), else found or given.
     max_lr, source = (checkpoint["max_lr"], checkpoint["max_lr_source"]) if resume else (None, "config")
     if config.max_lr == "find" and not resume:
@@ -162,11 +203,22 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         found = find_lr(config, data, run, progress=progress)
         max_lr, source = found.suggestion, "lr-find"
         if progress:
-            print(f"LR range test: suggestion {found.suggestion:.3g} (loss minimum at {found.min_loss_lr:.3g}); "
-                  f"see {run / LR_FIND_PLOT}", file=sys.stderr)
+            print(
+                f"LR range test: suggestion {found.suggestion:.3g} (loss minimum at {found.min_loss_lr:.3g}); "
+                f"see {run / LR_FIND_PLOT}",
+                file=sys.stderr,
+            )
 
-    trainer = Trainer(config, run, data=data, max_lr=max_lr, max_lr_source=source, progress=progress,
-                      checkpoint_every=checkpoint_every, observers=observers)
+    trainer = Trainer(
+        config,
+        run,
+        data=data,
+        max_lr=max_lr,
+        max_lr_source=source,
+        progress=progress,
+        checkpoint_every=checkpoint_every,
+        observers=observers,
+    )
     built = time.perf_counter()
     if resume:
         restore(trainer, checkpoint)
@@ -179,35 +231,50 @@ def _train(config: TrainConfig, run_dir: str | os.PathLike | None, held: context
         if run.writes:  # continued by hand (a pruned trial trained on to its end): no longer ended
             (run / ENDED).unlink(missing_ok=True)
         if progress:
-            print(f"resuming {run.path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step_in_epoch}",
-                  file=sys.stderr)
+            print(
+                f"resuming {run.path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step_in_epoch}",
+                file=sys.stderr,
+            )
     else:
         run.write_json(CONFIG, config.to_dict())
         if run.writes:
-            plot_schedule(planned_schedule(config, trainer.max_lr, trainer.steps_per_epoch), trainer.steps_per_epoch,
-                          run.plot("lr_schedule"))
-    trained = (lambda: sum(r["seconds"] for r in trainer.state.history) + trainer.state.train_seconds)
+            plot_schedule(
+                planned_schedule(config, trainer.max_lr, trainer.steps_per_epoch),
+                trainer.steps_per_epoch,
+                run.plot("lr_schedule"),
+            )
+
+    def trained():
+        return sum(r["seconds"] for r in trainer.state.history) + trainer.state.train_seconds
+
     trained_before = trained()  # by earlier sessions of a resumed run
     try:
         results = {**trainer.fit(), "run_dir": str(run.path)}
         # where this session's seconds went up to the final number (the ending's plots and report come after);
         # set-up is the model, its whitening, the optimiser, and a --max-lr find range test
-        results["timing"] = {"data_s": loaded - started, "set_up_s": built - loaded,
-                             "train_steps_s": trained() - trained_before, "evaluation_s": trainer.eval_seconds,
-                             "to_final_number_s": time.perf_counter() - started}
+        results["timing"] = {
+            "data_s": loaded - started,
+            "set_up_s": built - loaded,
+            "train_steps_s": trained() - trained_before,
+            "evaluation_s": trainer.eval_seconds,
+            "to_final_number_s": time.perf_counter() - started,
+        }
     except Diverged as e:
         run.write_json(ENDED, {"reason": "diverged", "message": str(e)})
         raise
     except Interrupted as e:
-        raise Stopped(f"stopped by {e}; checkpoint saved. Continue with: {program()} train --resume {run.path} "
-                      f"(in Python: train(None, {str(run.path)!r}, resume=True))") from None
+        raise Stopped(
+            f"stopped by {e}; checkpoint saved. Continue with: {program()} train --resume {run.path} "
+            f"(in Python: train(None, {str(run.path)!r}, resume=True))"
+        ) from None
     if run.writes:
         write_ending(run, trainer, results)
     return results
 
 
-def reopen(run_dir: str | os.PathLike | None, given: TrainConfig, writes: bool = True
-           ) -> tuple[RunDir, TrainConfig, dict[str, Any]]:
+def reopen(
+    run_dir: str | os.PathLike | None, given: TrainConfig, writes: bool = True
+) -> tuple[RunDir, TrainConfig, dict[str, Any]]:
     """The run folder to resume, its settings and its checkpoint; `writes`: this process writes the folder (under
     torchrun, rank 0 alone: the others never take its lock, not even to look).
 
@@ -221,18 +288,23 @@ def reopen(run_dir: str | os.PathLike | None, given: TrainConfig, writes: bool =
         raise UserError(f"--resume {run.path}: no config.json there; is this a cifarkit run folder?")
     if not os.path.lexists(run.checkpoint):
         run.lock().unlock()  # a run still before its first checkpoint is named as running, not as one to restart
-        raise UserError(f"--resume {run.path}: no checkpoint yet (checkpoints/last.pt); start the run again "
-                        "with --overwrite")
+        raise UserError(
+            f"--resume {run.path}: no checkpoint yet (checkpoints/last.pt); start the run again with --overwrite"
+        )
     checkpoint = load_checkpoint(run.checkpoint)  # refuses a hostile file (or its config) before any work
     saved = TrainConfig.from_dict(checkpoint["config"], source=f"{run.checkpoint}: its config")
     written = TrainConfig.from_json(run / CONFIG)
-    differ = [f"{name} {getattr(written, name)!r} (checkpoint: {getattr(saved, name)!r})"
-              for name in saved.to_dict() if name not in MACHINE_SETTINGS
-              and getattr(written, name) != getattr(saved, name)]
+    differ = [
+        f"{name} {getattr(written, name)!r} (checkpoint: {getattr(saved, name)!r})"
+        for name in saved.to_dict()
+        if name not in MACHINE_SETTINGS and getattr(written, name) != getattr(saved, name)
+    ]
     if differ:
-        raise UserError(f"--resume {run.path}: config.json disagrees with the checkpoint it belongs to: "
-                        f"{', '.join(differ)}. A run continues with the settings it was trained with; restore "
-                        "config.json, or start a new run (--config FILE --out NEW_DIR) to change them")
+        raise UserError(
+            f"--resume {run.path}: config.json disagrees with the checkpoint it belongs to: "
+            f"{', '.join(differ)}. A run continues with the settings it was trained with; restore "
+            "config.json, or start a new run (--config FILE --out NEW_DIR) to change them"
+        )
     for name in MACHINE_SETTINGS:  # what the caller gives (a --no-compile too), else what the run had
         setattr(saved, name, getattr(saved, name) if getattr(given, name) is None else getattr(given, name))
     return run, saved.validate(), checkpoint
@@ -247,5 +319,6 @@ def write_ending(run: RunDir, trainer: Trainer, results: dict[str, Any]) -> None
     run.write_text(MODEL_SUMMARY, summary(build_model(trainer.config.model, len(data.classes))))
     run.write_json(RESULTS, results)
     from ..report.gradcam import plot_mistakes_gradcam  # without captum: one line saying how to get it, no plot
+
     plot_mistakes_gradcam(run, data.test_images, data.test_labels, probs)
     write_report(run)

@@ -1,10 +1,11 @@
 """Ctrl-C and SIGTERM during training: turned into a flag the loop checks between steps, so it can checkpoint
 before it stops (trainer.py), and the exception that then ends the run (run.py turns it into a message)."""
+
 from __future__ import annotations
 
 import contextlib
 import signal
-from typing import Iterator
+from collections.abc import Iterator
 
 
 class Interrupted(Exception):

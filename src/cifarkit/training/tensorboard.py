@@ -3,6 +3,7 @@
 Steps are counted from 1 over the whole run (epoch * steps_per_epoch + step in the epoch), so a resumed
 run continues the same axis; its writer purges what an interrupted session logged after the checkpoint.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .observer import Observer
 from ..files.atomic import write_text
 from ..rundir.run_dir import CONFIG
+from .observer import Observer
 
 OWNER_FILE = "cifarkit-run.txt"  # in an event folder: the run folder whose events it holds
 
@@ -46,8 +47,9 @@ class TensorBoard(Observer):
         try:  # now, before any training: SummaryWriter would fail only after the first steps
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise UserError(f"--tensorboard {log_dir}: cannot make that folder ({e.strerror or e}); "
-                            "choose another") from None
+            raise UserError(
+                f"--tensorboard {log_dir}: cannot make that folder ({e.strerror or e}); choose another"
+            ) from None
         if run_dir is not None:
             self._claim(run_dir)
         self.writer: Any = None
@@ -57,16 +59,21 @@ class TensorBoard(Observer):
         try:
             owner = owner_file.read_text(encoding="utf-8", errors="replace") if owner_file.exists() else None
             if owner is None and any(self.log_dir.glob("events.out.tfevents.*")):
-                raise UserError(f"--tensorboard: {self.log_dir} holds TensorBoard events of no cifarkit run (no "
-                                f"{OWNER_FILE}); move them away, or give another --tensorboard DIR")
+                raise UserError(
+                    f"--tensorboard: {self.log_dir} holds TensorBoard events of no cifarkit run (no "
+                    f"{OWNER_FILE}); move them away, or give another --tensorboard DIR"
+                )
             if owner not in (None, str(run_dir)) and (Path(owner) / CONFIG).exists():
-                raise UserError(f"--tensorboard: {self.log_dir} holds the events of another run ({owner}); a run "
-                                f"of the same folder name elsewhere? Give this one another --tensorboard DIR or "
-                                f"--out name")
+                raise UserError(
+                    f"--tensorboard: {self.log_dir} holds the events of another run ({owner}); a run "
+                    f"of the same folder name elsewhere? Give this one another --tensorboard DIR or "
+                    f"--out name"
+                )
             write_text(owner_file, str(run_dir))
         except OSError as e:
-            raise UserError(f"--tensorboard: cannot record the run in {owner_file} ({e.strerror or e}); "
-                            "choose another folder") from None
+            raise UserError(
+                f"--tensorboard: cannot record the run in {owner_file} ({e.strerror or e}); choose another folder"
+            ) from None
 
     def _open(self, trainer: Any) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -114,12 +121,15 @@ class TensorBoard(Observer):
         """The run's settings with its final numbers, for TensorBoard's HParams tab."""
         from torch.utils.tensorboard.summary import hparams
 
-        config = {k: (v if isinstance(v, (bool, int, float, str)) else str(v))
-                  for k, v in trainer.config.to_dict().items()}
+        config = {
+            k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in trainer.config.to_dict().items()
+        }
         config["max_lr"] = float(trainer.max_lr)  # the number trained with (also after --max-lr find)
-        metrics = {f"hparam/{k}": float(results[k]) for k in ("test_accuracy", "test_loss", "val_accuracy",
-                                                              "val_loss", "train_accuracy", "train_loss")
-                   if isinstance(results.get(k), (int, float)) and math.isfinite(results[k])}
+        metrics = {
+            f"hparam/{k}": float(results[k])
+            for k in ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss")
+            if isinstance(results.get(k), (int, float)) and math.isfinite(results[k])
+        }
         for summary in hparams(config, metrics):
             self.writer.file_writer.add_summary(summary)
         step = global_step(trainer)

@@ -7,36 +7,38 @@ Design choices, each for speed or reproducibility:
 - losses and accuracies accumulate on the device; the host syncs only every few steps (progress bar).
 The Trainer writes only through its RunDir (metrics.csv, the checkpoint); the others are run.py's and report.py's.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..runtime import distributed
-from ..data.batches import BatchStream, Pruning
-from .build import build_optimizer, for_training, freeze_stem, prepare_model
-from ..rundir.checkpoint import RunState
 from ..config.train_config import TrainConfig
+from ..data.batches import BatchStream, Pruning
 from ..data.dataset import Dataset
 from ..data.loading import load_for, shape_for
 from ..errors import Diverged, UserError
-from ..optim.lookahead import Lookahead
 from ..evaluate.metrics import loss_and_correct, predict_logits
 from ..models.nets import count_parameters
-from .observer import Observer
-from ..runtime.progress import predicting, progress_bar
-from ..rundir.run_dir import RunDir
-from ..runtime.device import autocast, machine_info, setup_runtime
+from ..optim.lookahead import Lookahead
 from ..optim.schedule import one_cycle
+from ..rundir.checkpoint import RunState
+from ..rundir.run_dir import RunDir
+from ..runtime import distributed
+from ..runtime.device import autocast, machine_info, setup_runtime
+from ..runtime.progress import predicting, progress_bar
+from .build import build_optimizer, for_training, freeze_stem, prepare_model
+from .observer import Observer
 from .resume import checkpoint_of
 from .stopping import interrupted_by, stop_requests
 
@@ -47,9 +49,17 @@ SYNC_EVERY = {"cpu": 1, "cuda": 10, "mps": 10}
 class Trainer:
     """Owns the model, optimiser, schedule and data of one run, and its run folder."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike, data: Dataset | None = None,
-                 max_lr: float | None = None, max_lr_source: str = "config", progress: bool = True,
-                 checkpoint_every: int = 0, observers: Sequence[Observer] = ()):
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | os.PathLike,
+        data: Dataset | None = None,
+        max_lr: float | None = None,
+        max_lr_source: str = "config",
+        progress: bool = True,
+        checkpoint_every: int = 0,
+        observers: Sequence[Observer] = (),
+    ):
         self.config = config  # validated by run.train (or the caller)
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.device, self.dtype = setup_runtime(config)
@@ -57,7 +67,6 @@ class Trainer:
         self.run.writes = self.run.writes and self.dist.is_main  # rank 0 alone writes the run folder
         self.progress = progress and self.dist.is_main
         self.checkpoint_every = checkpoint_every
-        # e.g. track.TensorBoard: .after_sync(trainer, step_loss, lrs), .after_epoch(trainer, row), .at_end(trainer, results)
         self.observers = list(observers)
         if data is None:
             data = load_for(config, progress=self.progress)
@@ -67,8 +76,9 @@ class Trainer:
         self.pruning = Pruning(self.batches) if config.prune_easy else None  # InfoBatch, see batches.py
         if self.pruning is not None and self.dist.enabled:
             raise UserError("--prune-easy under torchrun: not supported (a process sees only its share's losses)")
-        self.model = prepare_model(config, self.device, len(self.data.classes), self.data.train_images,
-                                   self.mean, self.std)
+        self.model = prepare_model(
+            config, self.device, len(self.data.classes), self.data.train_images, self.mean, self.std
+        )
         if self.dist.enabled and config.sync_bn:
             if self.device.type != "cuda":
                 raise UserError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA only; drop the flag on CPU")
@@ -84,10 +94,16 @@ class Trainer:
         self.scheduler = one_cycle(self.optimizer, config, max_lr, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         # the weight average (BatchNorm buffers included) that is evaluated and saved when ema_decay > 0
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
-            if config.ema_decay else None
-        self.lookahead = Lookahead(self.model, config.lookahead_decay, config.lookahead_every,
-                                   config.epochs * self.steps_per_epoch) if config.lookahead_decay else None
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+            if config.ema_decay
+            else None
+        )
+        self.lookahead = (
+            Lookahead(self.model, config.lookahead_decay, config.lookahead_every, config.epochs * self.steps_per_epoch)
+            if config.lookahead_decay
+            else None
+        )
         self.state = RunState()
         self._session_start, self._wall_before = time.perf_counter(), 0.0  # the wall clock; fit() restarts it
         self.test_logits: torch.Tensor | None = None  # of the latest test evaluation, single process only
@@ -108,8 +124,13 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor, global_size: int | None = None,
-                   weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        global_size: int | None = None,
+        weights: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step on (this rank's slice of) a batch of augmented images.
 
         `global_size` is the size of the whole batch over all ranks; `weights`, each image's weight in the mean loss.
@@ -159,8 +180,9 @@ class Trainer:
         # float64: sums of float32 losses stay exact, so a resumed run adds up to the same numbers (MPS lacks it)
         local = torch.zeros(2, device=self.device, dtype=torch.float32 if self.device.type == "mps" else torch.float64)
         base_loss, base_correct = s.loss_sum, s.correct
-        bar = progress_bar(self.steps_per_epoch, f"epoch {s.epoch + 1}/{cfg.epochs}", self.progress,
-                           initial=s.step_in_epoch)
+        bar = progress_bar(
+            self.steps_per_epoch, f"epoch {s.epoch + 1}/{cfg.epochs}", self.progress, initial=s.step_in_epoch
+        )
         started = time.perf_counter()
         base_seconds, base_seen = s.train_seconds, s.seen
         sync_every = SYNC_EVERY.get(self.device.type, 10)
@@ -185,16 +207,25 @@ class Trainer:
                     # sync point: the host reads the device's numbers (and the ranks each other's) only here
                     totals = self.dist.sum(local.clone())
                     if not math.isfinite(totals[0].item()):  # a NaN/inf loss since the last sync (on CPU: this step)
-                        saved = (f"The last good checkpoint is {self.run.checkpoint}" if self.run.checkpoint.exists()
-                                 else "No checkpoint was written yet")
-                        raise Diverged(f"the loss became {totals[0].item()} at epoch {s.epoch + 1}, step {step + 1} "
-                                       f"(lr {lr:.3g}); training stopped. {saved}; try a lower --max-lr")
+                        saved = (
+                            f"The last good checkpoint is {self.run.checkpoint}"
+                            if self.run.checkpoint.exists()
+                            else "No checkpoint was written yet"
+                        )
+                        raise Diverged(
+                            f"the loss became {totals[0].item()} at epoch {s.epoch + 1}, step {step + 1} "
+                            f"(lr {lr:.3g}); training stopped. {saved}; try a lower --max-lr"
+                        )
                     s.loss_sum, s.correct = base_loss + totals[0].item(), base_correct + int(totals[1].item())
                     s.train_seconds = base_seconds + time.perf_counter() - started
                     for observer in self.observers:  # this step's mean loss (this rank's) and the lrs it used
                         observer.after_sync(self, batch_loss.item() / len(y), lrs)
-                    bar.set_postfix(loss=f"{s.loss_sum / s.seen:.3f}", acc=f"{s.correct / s.seen:.3f}", lr=f"{lr:.2e}",
-                                    img_s=f"{(s.seen - base_seen) / max(s.train_seconds - base_seconds, 1e-9):.0f}")
+                    bar.set_postfix(
+                        loss=f"{s.loss_sum / s.seen:.3f}",
+                        acc=f"{s.correct / s.seen:.3f}",
+                        lr=f"{lr:.2e}",
+                        img_s=f"{(s.seen - base_seen) / max(s.train_seconds - base_seconds, 1e-9):.0f}",
+                    )
                     stopping = self.dist.any(bool(stop["signal"]), self.device)
                     if stopping and not at_end:  # at the end, fit() first finishes the epoch
                         self.save_checkpoint()
@@ -223,13 +254,20 @@ class Trainer:
                 # not evaluated this epoch: nan in metrics.csv, a gap in the curves. With a validation
                 # split, validation runs when due and the test set only after the last epoch.
                 val_loss, val_acc = self.evaluate("val") if validating and due else (math.nan, math.nan)
-                test_loss, test_acc = self.evaluate("test") if last or (due and not validating) else (math.nan,
-                                                                                                      math.nan)
-                row = {"epoch": s.epoch + 1, "lr": last_lr,
-                       "train_loss": s.loss_sum / s.seen, "train_acc": s.correct / s.seen,
-                       **({"val_loss": val_loss, "val_acc": val_acc} if validating else {}),
-                       "test_loss": test_loss, "test_acc": test_acc,
-                       "images_per_s": s.seen / s.train_seconds, "seconds": s.train_seconds}
+                test_loss, test_acc = (
+                    self.evaluate("test") if last or (due and not validating) else (math.nan, math.nan)
+                )
+                row = {
+                    "epoch": s.epoch + 1,
+                    "lr": last_lr,
+                    "train_loss": s.loss_sum / s.seen,
+                    "train_acc": s.correct / s.seen,
+                    **({"val_loss": val_loss, "val_acc": val_acc} if validating else {}),
+                    "test_loss": test_loss,
+                    "test_acc": test_acc,
+                    "images_per_s": s.seen / s.train_seconds,
+                    "seconds": s.train_seconds,
+                }
                 s.history.append(row)
                 s.epoch += 1
                 s.step_in_epoch, s.loss_sum, s.correct, s.seen, s.train_seconds = 0, 0.0, 0, 0, 0.0
@@ -237,10 +275,14 @@ class Trainer:
                 self.save_checkpoint()
                 if self.progress:
                     tested = (f"val loss {val_loss:.4f} acc {val_acc:.2%}  " if math.isfinite(val_acc) else "") + (
-                        f"test loss {test_loss:.4f} acc {test_acc:.2%}" if math.isfinite(test_acc) else "test -")
-                    print(f"epoch {row['epoch']:>3}/{cfg.epochs}  lr {row['lr']:.2e}  "
-                          f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}  {tested}  "
-                          f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s", file=sys.stderr)
+                        f"test loss {test_loss:.4f} acc {test_acc:.2%}" if math.isfinite(test_acc) else "test -"
+                    )
+                    print(
+                        f"epoch {row['epoch']:>3}/{cfg.epochs}  lr {row['lr']:.2e}  "
+                        f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}  {tested}  "
+                        f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s",
+                        file=sys.stderr,
+                    )
                 for observer in self.observers:
                     observer.after_epoch(self, row)
                 if self.dist.any(bool(stop["signal"]), self.device):
@@ -257,8 +299,12 @@ class Trainer:
         images, labels = self.dist.shard(all_images), self.dist.shard(all_labels)
         # the last test with six views takes minutes on a CPU: a bar says how far it is
         cfg = self.config
-        with progress_bar(len(images), predicting("testing" if split == "test" else "validating", cfg.tta,
-                                                  cfg.tta_below), self.progress, unit="img") as bar:
+        with progress_bar(
+            len(images),
+            predicting("testing" if split == "test" else "validating", cfg.tta, cfg.tta_below),
+            self.progress,
+            unit="img",
+        ) as bar:
             logits = self.predict(images, bar.update)
         if split == "test":  # the plots at the end use these rather than predicting again (TTA makes that costly)
             self.test_logits = logits if self.dist.world_size == 1 else None
@@ -270,16 +316,27 @@ class Trainer:
         """The evaluated model's logits for uint8 images, normalised as in training, with the run's TTA
         (`on_batch`: see metrics.predict_logits)."""
         cfg = self.config
-        return predict_logits(self.eval_model, images, cfg.eval_batch_size, self.dtype, cfg.channels_last, cfg.tta,
-                              self.mean, self.std, cfg.tta_below, on_batch)
+        return predict_logits(
+            self.eval_model,
+            images,
+            cfg.eval_batch_size,
+            self.dtype,
+            cfg.channels_last,
+            cfg.tta,
+            self.mean,
+            self.std,
+            cfg.tta_below,
+            on_batch,
+        )
 
     def final_test_logits(self) -> torch.Tensor:
         """The final model's test-set logits: those of the last evaluation (TTA makes predicting again costly)."""
         if self.test_logits is not None:
             return self.test_logits
         cfg = self.config
-        with progress_bar(len(self.data.test_labels), predicting("testing", cfg.tta, cfg.tta_below), self.progress,
-                          unit="img") as bar:
+        with progress_bar(
+            len(self.data.test_labels), predicting("testing", cfg.tta, cfg.tta_below), self.progress, unit="img"
+        ) as bar:
             return self.predict(self.data.test_images, bar.update)
 
     def results(self) -> dict[str, Any]:
@@ -289,18 +346,39 @@ class Trainer:
         train_images = sum(r["images_per_s"] * r["seconds"] for r in s.history)
         train_seconds = sum(r["seconds"] for r in s.history)
         return {
-            "preset": cfg.preset, "model": cfg.model, "params": count_parameters(self.model),
-            "epochs": cfg.epochs, "batch_size": cfg.batch_size, "steps": self.scheduler.last_epoch,
-            "dataset": cfg.dataset, "classes": len(self.data.classes), "image_size": self.data.image_size,
-            "test_accuracy": last["test_acc"], "test_loss": last["test_loss"],
-            **({"val_accuracy": last["val_acc"], "val_loss": last["val_loss"], "n_val": len(self.data.val_labels)}
-               if self.data.val_labels is not None else {}),
-            "train_accuracy": last["train_acc"], "train_loss": last["train_loss"],
-            "train_images_per_second": train_images / train_seconds, "train_seconds": train_seconds,
+            "preset": cfg.preset,
+            "model": cfg.model,
+            "params": count_parameters(self.model),
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "steps": self.scheduler.last_epoch,
+            "dataset": cfg.dataset,
+            "classes": len(self.data.classes),
+            "image_size": self.data.image_size,
+            "test_accuracy": last["test_acc"],
+            "test_loss": last["test_loss"],
+            **(
+                {"val_accuracy": last["val_acc"], "val_loss": last["val_loss"], "n_val": len(self.data.val_labels)}
+                if self.data.val_labels is not None
+                else {}
+            ),
+            "train_accuracy": last["train_acc"],
+            "train_loss": last["train_loss"],
+            "train_images_per_second": train_images / train_seconds,
+            "train_seconds": train_seconds,
             "train_images_seen": round(train_images),  # fewer than epochs x n_train with --prune-easy
-            "wall_time_s": s.wall_seconds, "max_lr": self.max_lr, "max_lr_source": self.max_lr_source,
-            "dtype": str(self.dtype).replace("torch.", ""), "channels_last": cfg.channels_last,
-            "ema_decay": cfg.ema_decay, "tta": cfg.tta,
-            "seed": cfg.seed, "processes": self.dist.world_size, "n_train": len(self.data.train_labels), "n_test": len(self.data.test_labels),
-            "data": str(self.data.root), "data_layout": self.data.layout, **machine_info(self.device),
+            "wall_time_s": s.wall_seconds,
+            "max_lr": self.max_lr,
+            "max_lr_source": self.max_lr_source,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "channels_last": cfg.channels_last,
+            "ema_decay": cfg.ema_decay,
+            "tta": cfg.tta,
+            "seed": cfg.seed,
+            "processes": self.dist.world_size,
+            "n_train": len(self.data.train_labels),
+            "n_test": len(self.data.test_labels),
+            "data": str(self.data.root),
+            "data_layout": self.data.layout,
+            **machine_info(self.device),
         }

@@ -1,6 +1,7 @@
 """Where a sweep's study lives (optuna's RDB storage: SQLite alone, PostgreSQL for many workers): opened once
 workers race to create it, and its URL never shown with its password.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,16 +30,14 @@ def without_password(text: str, url: str) -> str:
         shown = f"{scheme}://{user}:***@{host}"
         # a driver may quote it decoded, or the part after an '@' in it, which it took for the host
         secrets = [password, urllib.parse.unquote(password)]
-        secrets += [password[i + 1:] + "@" for i, char in enumerate(password) if char == "@"]
+        secrets += [password[i + 1 :] + "@" for i, char in enumerate(password) if char == "@"]
     secrets += [m.group(2) for m in _PASSWORD_PARAMETER.finditer(url)]
     text = text.replace(url, _PASSWORD_PARAMETER.sub(r"\1***", shown))
     # elsewhere in the text, a secret of under 4 characters would also hide ordinary words (one followed by the
     # '@' it was split at is specific enough)
-    for secret in sorted({s for s in secrets if len(s) >= 4 or len(s) > 1 and s.endswith("@")}, key=len,
-                         reverse=True):
+    for secret in sorted({s for s in secrets if len(s) >= 4 or len(s) > 1 and s.endswith("@")}, key=len, reverse=True):
         text = text.replace(secret, "***@" if secret.endswith("@") else "***")
     return text
-
 
 
 def open_study(storage: str, name: str, prune: bool, startup_trials: int, sampler_seed: int | None) -> Any:
@@ -51,7 +50,6 @@ def open_study(storage: str, name: str, prune: bool, startup_trials: int, sample
     finally:
         for warning in said:
             warnings.warn(without_password(str(warning.message), storage), warning.category, stacklevel=2)
-
 
 
 def _open_study(storage: str, name: str, prune: bool, startup_trials: int, sampler_seed: int | None) -> Any:
@@ -69,13 +67,23 @@ def _open_study(storage: str, name: str, prune: bool, startup_trials: int, sampl
                 time.sleep(0.5 * (attempt + 1))
                 continue
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(without_password(
-                f"--storage {storage}: cannot open the study database ({type(e).__name__}: {reason}); check that the "
-                "server runs and is reachable at that host and port, the user, password and database name, and that "
-                "its driver is installed (cifarkit[sweep])", storage)) from None
+            raise UserError(
+                without_password(
+                    f"--storage {storage}: cannot open the study database ({type(e).__name__}: {reason}); check that "
+                    "the server runs and is reachable at that host and port, the user, password and database name, "
+                    "and that its driver is installed (cifarkit[sweep])",
+                    storage,
+                )
+            ) from None
         try:
-            return optuna.create_study(storage=rdb, study_name=name, direction="maximize", load_if_exists=True,
-                                       pruner=pruner, sampler=optuna.samplers.TPESampler(seed=sampler_seed))
+            return optuna.create_study(
+                storage=rdb,
+                study_name=name,
+                direction="maximize",
+                load_if_exists=True,
+                pruner=pruner,
+                sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+            )
         except optuna.exceptions.DuplicatedStudyError:
             if not race:
                 raise

@@ -7,6 +7,7 @@ default) may stop it there. The study lives in OUT/study.db (SQLite) unless --st
 sweep. `--trials N` is the study's total of trials that ended (complete, pruned, or failed by their own settings:
 diverged, or refused as unschedulable), whichever worker ran them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,13 +24,19 @@ from typing import Any
 
 from ..config.train_config import SETTINGS, TrainConfig
 from ..errors import Diverged, RecipeFailed, Stopped, UserError
-from .storage import open_study
-from ..training.observer import Observer
 from ..rundir.run_dir import BEST_CONFIG, CONFIG, ENDED, STUDY_DB, SWEEP_PLOTS, RunDir
+from ..training.observer import Observer
+from .storage import open_study
 
 # TrainConfig's numbers a sweep may tune (the validation split defines the objective, so it is not one of them)
-TUNABLE = ("max_lr", *(n for n, s in SETTINGS.items()
-                       if s.type in (int, float) and s.type is not bool and not s.machine and n != "val_split"))
+TUNABLE = (
+    "max_lr",
+    *(
+        n
+        for n, s in SETTINGS.items()
+        if s.type in (int, float) and s.type is not bool and not s.machine and n != "val_split"
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +58,9 @@ def parse_param(text: str) -> Param:
     name, sep, spec = text.partition("=")
     name = name.strip().replace("-", "_")
     if name not in TUNABLE:
-        raise UserError(f"--param {text}: unknown setting {name!r}; the numbers a sweep can tune are "
-                        f"{', '.join(TUNABLE)}")
+        raise UserError(
+            f"--param {text}: unknown setting {name!r}; the numbers a sweep can tune are {', '.join(TUNABLE)}"
+        )
     parts = spec.split(":")
     log = parts[0] == "log"
     if log:
@@ -64,8 +72,10 @@ def parse_param(text: str) -> Param:
         low, high = (int(p) if integer else float(p) for p in parts)
     except ValueError:
         kind = "whole numbers" if integer else "numbers"
-        raise UserError(f"--param {text}: expected {name}=LOW:HIGH or {name}=log:LOW:HIGH with {kind}, e.g. "
-                        f"{name}={'1:8' if integer else '0.1:0.5'}") from None
+        raise UserError(
+            f"--param {text}: expected {name}=LOW:HIGH or {name}=log:LOW:HIGH with {kind}, e.g. "
+            f"{name}={'1:8' if integer else '0.1:0.5'}"
+        ) from None
     if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
         raise UserError(f"--param {text}: the low end must be below the high end")
     if log and low <= 0:
@@ -79,21 +89,33 @@ def keep_to_the_studys_setup(study: Any, base: TrainConfig, params: list[Param])
     computes (the data folder, threads, --compile) may differ."""
     from ..config.train_config import MACHINE_SETTINGS
 
-    setup = {"settings": {k: v for k, v in base.to_dict().items() if k not in MACHINE_SETTINGS},
-             "params": [dataclasses.asdict(p) for p in params]}
+    setup = {
+        "settings": {k: v for k, v in base.to_dict().items() if k not in MACHINE_SETTINGS},
+        "params": [dataclasses.asdict(p) for p in params],
+    }
     setup = json.loads(json.dumps(setup))  # as the study stores it
     recorded = study.user_attrs.get("setup")
     if recorded is None:
         study.set_user_attr("setup", setup)
         return
-    differ = [f"{k} {setup['settings'].get(k)!r} (the study's: {v!r})" for k, v in recorded["settings"].items()
-              if setup["settings"].get(k) != v]
+    differ = [
+        f"{k} {setup['settings'].get(k)!r} (the study's: {v!r})"
+        for k, v in recorded["settings"].items()
+        if setup["settings"].get(k) != v
+    ]
     if recorded["params"] != setup["params"]:
-        differ.append("--param " + " ".join(_param_text(p) for p in setup["params"]) + " (the study's: "
-                      + " ".join(_param_text(p) for p in recorded["params"]) + ")")
+        differ.append(
+            "--param "
+            + " ".join(_param_text(p) for p in setup["params"])
+            + " (the study's: "
+            + " ".join(_param_text(p) for p in recorded["params"])
+            + ")"
+        )
     if differ:
-        raise UserError(f"study {study.study_name!r} was started with other settings: {'; '.join(differ)}. Continue it "
-                        "with its own command, or sweep into another --out (or --study NAME)")
+        raise UserError(
+            f"study {study.study_name!r} was started with other settings: {'; '.join(differ)}. Continue it "
+            "with its own command, or sweep into another --out (or --study NAME)"
+        )
 
 
 def _param_text(p: dict[str, Any]) -> str:
@@ -122,8 +144,10 @@ class ReportValidation(Observer):
         if math.isfinite(row.get("val_acc", math.nan)) and not math.isfinite(row.get("val_loss", 0.0)):
             # the last step's update made the weights NaN after its loss was taken: every prediction is NaN, and
             # the validation accuracy (argmax of NaN: class 0) is no result
-            raise Diverged(f"the validation loss became {row['val_loss']} after epoch {int(row['epoch'])} (lr "
-                           f"{row['lr']:.3g}): the weights are no longer finite; try a lower --max-lr")
+            raise Diverged(
+                f"the validation loss became {row['val_loss']} after epoch {int(row['epoch'])} (lr "
+                f"{row['lr']:.3g}): the weights are no longer finite; try a lower --max-lr"
+            )
         if math.isfinite(row.get("val_acc", math.nan)):
             self.trial.report(row["val_acc"], int(row["epoch"]))
             # after the last epoch there is nothing left to save: the trial finishes and counts as complete
@@ -134,9 +158,18 @@ class ReportValidation(Observer):
         pass
 
 
-def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, storage: str | None = None,
-          study_name: str | None = None, prune: bool = True, startup_trials: int = 5,
-          sampler_seed: int | None = None, progress: bool = True) -> dict[str, Any]:
+def sweep(
+    base: TrainConfig,
+    params: list[Param],
+    trials: int,
+    out: str | Path,
+    storage: str | None = None,
+    study_name: str | None = None,
+    prune: bool = True,
+    startup_trials: int = 5,
+    sampler_seed: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run (or continue) the sweep until the study has `trials` ended trials; returns the best trial's summary."""
     from ..data.loading import load_for, shape_for
     from ..training.run import train
@@ -159,8 +192,9 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
             try:
                 dataclasses.replace(base, **{p.name: end}).validate()
             except UserError as e:
-                raise UserError(f"--param {p.name}={p.low:g}:{p.high:g}: its end {end:g} is not a valid value ({e})"
-                                ) from None
+                raise UserError(
+                    f"--param {p.name}={p.low:g}:{p.high:g}: its end {end:g} is not a valid value ({e})"
+                ) from None
     try:
         import optuna
     except ImportError:
@@ -183,23 +217,30 @@ def sweep(base: TrainConfig, params: list[Param], trials: int, out: str | Path, 
         config = dataclasses.replace(base, **{p.name: p.suggest(trial) for p in params})
         run_dir = out / f"trial-{trial.number}"
         if (run_dir / CONFIG).exists():  # trial numbers are never reused: this is another study's run
-            raise UserError(f"{run_dir}: holds a run that is not trial {trial.number} of this study (another study "
-                            "swept into this folder, or its study.db was replaced); sweep into another --out")
+            raise UserError(
+                f"{run_dir}: holds a run that is not trial {trial.number} of this study (another study "
+                "swept into this folder, or its study.db was replaced); sweep into another --out"
+            )
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         config.validate()
         if progress:
-            print(f"trial {trial.number}: {', '.join(f'{p.name} {trial.params[p.name]:.4g}' for p in params)}",
-                  file=sys.stderr)
+            print(
+                f"trial {trial.number}: {', '.join(f'{p.name} {trial.params[p.name]:.4g}' for p in params)}",
+                file=sys.stderr,
+            )
         try:
-            results = train(config, run_dir, overwrite=True, progress=progress, data=data,
-                            observers=[ReportValidation(trial)])
+            results = train(
+                config, run_dir, overwrite=True, progress=progress, data=data, observers=[ReportValidation(trial)]
+            )
         except optuna.TrialPruned as e:  # the run folder says so too (`cifarkit compare` shows it)
             RunDir(run_dir).write_json(ENDED, {"reason": "pruned", "message": str(e)})
             raise
         except Stopped:  # Ctrl-C: the trial is left failed, and the sweep (not the run) is what continues
-            raise Stopped(f"stopped during trial {trial.number} ({run_dir}); it is not counted. Continue the sweep "
-                            "with the same command: it runs the trials still to do") from None
+            raise Stopped(
+                f"stopped during trial {trial.number} ({run_dir}); it is not counted. Continue the sweep "
+                "with the same command: it runs the trials still to do"
+            ) from None
         except RecipeFailed as e:
             what = "diverged" if isinstance(e, Diverged) else "refused"
             trial.set_user_attr(what, str(e))
@@ -223,15 +264,23 @@ def finish(study: Any, base: TrainConfig, params: list[Param], out: Path) -> dic
 
     counts = trial_counts(study)
     if not counts["complete"]:
-        raise UserError(f"{out}: no trial of the study has finished: {why_none_finished(study, counts)}; no "
-                        f"{BEST_CONFIG} was written")
+        raise UserError(
+            f"{out}: no trial of the study has finished: {why_none_finished(study, counts)}; no "
+            f"{BEST_CONFIG} was written"
+        )
     best = study.best_trial
     config = dataclasses.replace(base, **{p.name: best.params[p.name] for p in params if p.name in best.params})
     write_json(out / BEST_CONFIG, config.to_dict())
     plots = write_plots(study, out)
-    return {"best_value": best.value, "best_params": best.params, "best_trial": best.number,
-            "best_run_dir": best.user_attrs.get("run_dir"), "best_config": str(out / BEST_CONFIG),
-            "trials": counts, "plots": plots}
+    return {
+        "best_value": best.value,
+        "best_params": best.params,
+        "best_trial": best.number,
+        "best_run_dir": best.user_attrs.get("run_dir"),
+        "best_config": str(out / BEST_CONFIG),
+        "trials": counts,
+        "plots": plots,
+    }
 
 
 def trial_counts(study: Any) -> dict[str, int]:
@@ -251,12 +300,25 @@ def why_none_finished(study: Any, counts: dict[str, int]) -> str:
     """How the trials ended, e.g. 'all 3 trials diverged (trial 2: the loss became nan at epoch 2, step 1 (lr
     1.49e+06)); lower ...': each cause with its latest trial's reason, and what to change."""
     trials = study.get_trials(deepcopy=False)
-    reasons = {why: next((f" (trial {t.number}: {t.user_attrs[why].split(';')[0]})" for t in reversed(trials)
-                          if why in t.user_attrs), "") for why in ("diverged", "refused")}
+    reasons = {
+        why: next(
+            (
+                f" (trial {t.number}: {t.user_attrs[why].split(';')[0]})"
+                for t in reversed(trials)
+                if why in t.user_attrs
+            ),
+            "",
+        )
+        for why in ("diverged", "refused")
+    }
     named = {"failed": "stopped or crashed", "running": "still running in another worker"}
-    advice = {"diverged": "lower the --param ranges that made the loss diverge (e.g. max_lr's high end)",
-              "refused": "change the settings the refusal names", "pruned": "pass --no-prune or more --startup-trials",
-              "failed": "run the same command again to run them anew", "running": "wait for the other workers"}
+    advice = {
+        "diverged": "lower the --param ranges that made the loss diverge (e.g. max_lr's high end)",
+        "refused": "change the settings the refusal names",
+        "pruned": "pass --no-prune or more --startup-trials",
+        "failed": "run the same command again to run them anew",
+        "running": "wait for the other workers",
+    }
     causes = [why for why, n in counts.items() if n]
     if not causes:
         return "the study holds no trial; run the sweep again"
