@@ -116,7 +116,7 @@ def test_color_jitter_shifts_then_scales_each_image_within_its_ranges():
         ({"pad_crop": -1}, "pad_crop=-1 must be a whole number of pixels >= 0"),
         ({"cutout_size": 2.5}, "cutout_size=2.5 must be a whole number"),
         ({"cutout_prob": 1.5}, r"cutout_prob=1.5 must be a probability in \[0, 1\]"),
-        ({"brightness": float("nan")}, "brightness=nan must be >= 0"),
+        ({"brightness": float("nan")}, r"brightness=nan must be in \[0, 2\]"),
         ({"contrast": 1.0}, r"contrast=1.0 must be in \[0, 1\)"),
         ({"mean": (0.5, 0.5)}, "mean=.* must be 3 channel means"),
         ({"std": (0.2, 0.0, 0.2)}, "std=.* must be 3 channel standard deviations"),
@@ -126,6 +126,21 @@ def test_color_jitter_shifts_then_scales_each_image_within_its_ranges():
 def test_an_augment_built_by_hand_is_range_checked(kwargs, message):
     with pytest.raises(ValueError, match=f"Augment: {message}"):
         Augment(**kwargs)
+
+
+@pytest.mark.parametrize("brightness, allowed", [(2.0, True), (2.5, False), (-0.1, False)])
+def test_the_flag_and_an_augment_built_by_hand_take_the_same_brightness_range(brightness, allowed):
+    from cifarkit.config import TrainConfig
+    from cifarkit.errors import UserError
+
+    if allowed:
+        Augment(brightness=brightness)
+        TrainConfig(brightness=brightness).validate()
+        return
+    with pytest.raises(ValueError, match=r"must be in \[0, 2\] \(standard units\)"):
+        Augment(brightness=brightness)
+    with pytest.raises(UserError, match=r"must be in \[0, 2\] \(standard units\)"):
+        TrainConfig(brightness=brightness).validate()
 
 
 def test_an_augment_larger_than_the_images_is_refused_by_name():

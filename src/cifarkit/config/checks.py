@@ -26,3 +26,14 @@ def is_positive(x: Any) -> bool:
 def is_fraction(x: Any) -> bool:
     """In [0, 1)."""
     return is_finite(x) and 0 <= x < 1
+
+
+def in_range(x: Any, low: float, high: float) -> bool:
+    """A finite number in [low, high]."""
+    return is_finite(x) and low <= x <= high
+
+
+# The augmentation's brightness jitter, in standard units of the normalised image: the --brightness flag and an
+# Augment built by hand accept the same range, and say so in the same words.
+BRIGHTNESS_RANGE = (0.0, 2.0)
+BRIGHTNESS_RULE = "must be in [0, 2] (standard units)"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .checks import is_finite, is_fraction, is_positive, is_whole
+from .checks import BRIGHTNESS_RANGE, BRIGHTNESS_RULE, in_range, is_finite, is_fraction, is_positive, is_whole
 from .exclude_list import parse_exclude_flag
 from .presets import PRESETS, follow_length
 from .settings import Setting, number_or_find, setting
@@ -411,9 +411,7 @@ class TrainConfig:
             "small_crop_epochs",
             "goes with --small-crop PX: both 0 (off) or both set" + by_preset("small_crop"),
         )
-        need(
-            is_finite(self.brightness) and 0 <= self.brightness <= 2, "brightness", "must be in [0, 2] (standard units)"
-        )
+        need(in_range(self.brightness, *BRIGHTNESS_RANGE), "brightness", BRIGHTNESS_RULE)
         need(is_fraction(self.contrast), "contrast", "must be in [0, 1)")
         need(
             isinstance(self.device, str) and (self.device in DEVICES or self.device.startswith("cuda:")),

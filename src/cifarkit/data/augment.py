@@ -6,13 +6,12 @@ reproducible from its seed and a checkpoint can save the generator's state.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..config.checks import BRIGHTNESS_RANGE, BRIGHTNESS_RULE, in_range, is_fraction, is_whole
 from ..config.train_config import TTA_MODES
 from .dataset import MEAN, STD
 
@@ -33,23 +32,17 @@ class Augment:
     contrast: float = 0.0
 
     def __post_init__(self):  # built by hand (the Python API), not through TrainConfig's checked flags
-        def whole(x) -> bool:  # numpy's integers and floats count too: numbers.Integral / Real
-            return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 0
-
-        def real(x, low: float, high: float) -> bool:
-            return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) and low <= x <= high
-
-        def three(values, low: float) -> bool:
-            return isinstance(values, (tuple, list)) and len(values) == 3 and all(real(v, low, 1) for v in values)
+        def three(values, low: float) -> bool:  # numpy's numbers count too, as in every check here
+            return isinstance(values, (tuple, list)) and len(values) == 3 and all(in_range(v, low, 1) for v in values)
 
         problems = [
             f"{name}={value!r} {what}"
             for name, value, ok, what in (
-                ("pad_crop", self.pad_crop, whole(self.pad_crop), "must be a whole number of pixels >= 0"),
-                ("cutout_size", self.cutout_size, whole(self.cutout_size), "must be a whole number of pixels >= 0"),
-                ("cutout_prob", self.cutout_prob, real(self.cutout_prob, 0, 1), "must be a probability in [0, 1]"),
-                ("brightness", self.brightness, real(self.brightness, 0, math.inf), "must be >= 0 (standard units)"),
-                ("contrast", self.contrast, real(self.contrast, 0, 1) and self.contrast < 1, "must be in [0, 1)"),
+                ("pad_crop", self.pad_crop, is_whole(self.pad_crop), "must be a whole number of pixels >= 0"),
+                ("cutout_size", self.cutout_size, is_whole(self.cutout_size), "must be a whole number of pixels >= 0"),
+                ("cutout_prob", self.cutout_prob, in_range(self.cutout_prob, 0, 1), "must be a probability in [0, 1]"),
+                ("brightness", self.brightness, in_range(self.brightness, *BRIGHTNESS_RANGE), BRIGHTNESS_RULE),
+                ("contrast", self.contrast, is_fraction(self.contrast), "must be in [0, 1)"),
                 ("mean", self.mean, three(self.mean, 0), "must be 3 channel means, fractions of 255 in [0, 1]"),
                 (
                     "std",

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..config.checks import is_whole
 from ..config.train_config import TrainConfig
 from ..errors import UserError
 from ..files.reader import open_regular
@@ -172,7 +173,7 @@ def _structure_problem(ckpt: dict[str, Any]) -> str:
                 f"[{low:g}, {high:.3g}]), so its predictions would be NaN or meaningless"
             )
     size = ckpt.get("image_size", 32)  # absent in checkpoints from before datasets: CIFAR's 32
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if not is_whole(size, 1):
         return f"its image size {size!r} is not a whole number of pixels"
     weights = ckpt.get("model")
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):

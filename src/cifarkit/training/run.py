@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config.checks import is_whole
 from ..config.train_config import MACHINE_SETTINGS, TrainConfig
 from ..data.dataset import Dataset, composed
 from ..data.loading import load_for, shape_for
@@ -44,7 +45,7 @@ def timestamped_run_path(name: str) -> Path:
 
 def check_checkpoint_every(steps: Any) -> None:
     """--checkpoint-every N: a whole number of steps; 0 (the default) checkpoints at the end of each epoch only."""
-    if isinstance(steps, bool) or not (isinstance(steps, int) and steps >= 0):
+    if not is_whole(steps):
         raise UserError(
             f"--checkpoint-every {steps!r}: must be a whole number of steps >= 1 (0 or absent: at the "
             "end of each epoch)"
