@@ -613,3 +613,14 @@ def test_a_preset_at_its_own_length_is_exactly_the_preset(capsys):
     with pytest.raises(UserError, match="--small-crop-epochs 6: must be a whole number of epochs below --epochs"):
         TrainConfig.from_dict({**saved, "epochs": 2}).validate()
     assert build_config(None, None, {"epochs": 30}).pct_start == 5 / 24  # a share already: s10 peaks at 5/24 of any run
+
+
+def test_evaluates_tta_help_gives_each_presets_own_from_the_presets(capsys):
+    from cifarkit.config import PRESETS, preset_config
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name in PRESETS:  # each preset named once, beside the tta it sets
+        tta = preset_config(name).tta
+        assert re.search(rf"[(;] ?[\w, -]*\b{re.escape(name)}\b[\w, -]*: {tta}\b", help_text), (name, tta)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config.notes import presets_note
 from ..config.settings import GROUPS, Setting
 from ..config.train_config import MACHINE_SETTINGS, PRESETS, SETTINGS, TrainConfig, build_config
 from ..errors import Stopped, UserError
@@ -28,25 +29,6 @@ from .model_commands import add_commands
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(SETTINGS["data_dir"].flag, help=SETTINGS["data_dir"].help)
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def presets_note(name: str) -> str:
-    """Each preset's value of setting `name`, from PRESETS: " (s10, s10-best: 24; fast-v1: 12; fast: 9; ...)"."""
-    defaults = TrainConfig().to_dict()
-    presets: dict[str, list[str]] = {}
-    for preset, changes in PRESETS.items():
-        presets.setdefault(_shown({**defaults, **changes}[name]), []).append(preset)
-    if list(presets) == ["None"]:
-        return ""  # unset in every preset: the help says what that means
-    if len(presets) == 1:
-        return f" (default {next(iter(presets))})"
-    return " (" + "; ".join(", ".join(names) + f": {value}" for value, names in presets.items()) + ")"
 
 
 def _argument_type(s: Setting) -> Callable[[str], Any]:

@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config.notes import presets_note
 from ..config.train_config import SETTINGS, TTA_MODES
 from ..errors import UserError
 
@@ -159,9 +160,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tta",
         choices=TTA_MODES,
-        help="test-time augmentation (default: the run's own: "
-        "flip-translate for the fast presets, flip for s10-best, none "
-        "for s10)",
+        help="test-time augmentation; default: the run's own" + presets_note("tta"),
     )
     p.add_argument(
         "--limit-test",
