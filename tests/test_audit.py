@@ -231,16 +231,16 @@ def test_a_resumed_run_leaves_out_the_same_images(planted_run, tmp_path, crash_a
 
 def test_exclude_applies_within_limit_train_and_names_unknown_entries(tiny_py):
     from cifarkit import TrainConfig
-    from cifarkit.data.loading import load_dataset, shape_for
+    from cifarkit.data.loading import load_dataset, run_view
 
     data = load_dataset("cifar10", tiny_py)
-    shaped = shape_for(data, TrainConfig(exclude=["0", "3", "150"], limit_train=100))
+    shaped = run_view(data, TrainConfig(exclude=["0", "3", "150"], limit_train=100))
     assert len(shaped.train_labels) == 98  # 150 lies beyond the first 100: nothing to leave out there
     assert torch.equal(shaped.train_images[0], data.train_images[1])
     with pytest.raises(UserError, match=r"2 entries name no training image .*'200', 'x'.*indices 0 to 199"):
-        shape_for(data, TrainConfig(exclude=["1", "200", "x"]))
+        run_view(data, TrainConfig(exclude=["1", "200", "x"]))
     with pytest.raises(UserError, match="every one of the 2 training images"):
-        shape_for(data, TrainConfig(exclude=["0", "1"], limit_train=2))
+        run_view(data, TrainConfig(exclude=["0", "1"], limit_train=2))
 
 
 def test_an_exclude_file_that_names_nothing_or_is_missing_is_refused(tiny_py, tmp_path, capsys):
@@ -257,7 +257,7 @@ def test_exclude_names_folder_images_by_their_path(tmp_path, monkeypatch):
     from PIL import Image
 
     from cifarkit import TrainConfig
-    from cifarkit.data.loading import load_dataset, shape_for
+    from cifarkit.data.loading import load_dataset, run_view
 
     monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
     for split, n in (("train", 3), ("test", 1)):
@@ -266,10 +266,10 @@ def test_exclude_names_folder_images_by_their_path(tmp_path, monkeypatch):
             for i in range(n):
                 Image.new("RGB", (32, 32), colour).save(tmp_path / "d" / split / c / f"{i}.png")
     data = load_dataset("folder", tmp_path / "d", progress=False)
-    shaped = shape_for(data, TrainConfig(dataset="folder", exclude=["train/dog/1.png", "train/cat/0.png"]))
+    shaped = run_view(data, TrainConfig(dataset="folder", exclude=["train/dog/1.png", "train/cat/0.png"]))
     assert shaped.train_labels.tolist() == [0, 0, 1, 1]
     with pytest.raises(UserError, match=r"'dog/1.png'.*e.g. 'train/cat/0.png'"):
-        shape_for(data, TrainConfig(dataset="folder", exclude=["dog/1.png"]))
+        run_view(data, TrainConfig(dataset="folder", exclude=["dog/1.png"]))
 
 
 # -- bad input: a clear error, nothing written -------------------------------------------------------------------

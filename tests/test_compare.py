@@ -12,7 +12,7 @@ from cifarkit.cli.main import main
 
 @pytest.fixture(scope="module")
 def two_runs(trained_run, tmp_path_factory):
-    """(folder, [run a, run b]): the session's finished run and a 1-epoch one with another max lr and seed."""
+    """(folder, [run a, run b]): the shared finished run and a 1-epoch one with another max lr and seed."""
     from cifarkit import TrainConfig, train
 
     root, _ = trained_run

@@ -257,7 +257,7 @@ def test_resume_refuses_flags_that_would_change_the_run_and_accepts_machine_ones
     assert "with --epochs --max-lr --no-nesterov:" in err and "keeps the settings it was started with" in err
     assert main(["train", "--resume", str(run), "--out", str(root / "elsewhere")]) == 2
     assert "--out" in capsys.readouterr().err
-    # where the data is and the thread count may differ between sessions: past the check (this run is finished)
+    # where the data is and the thread count may differ between a run's processes: past the check (this run is finished)
     assert (
         main(
             [

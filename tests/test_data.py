@@ -17,7 +17,7 @@ from cifarkit.data import cifar as data_mod
 from cifarkit.data import dataset as dataset_mod
 from cifarkit.data.cifar import download_and_extract, load_cifar10, safe_extract
 from cifarkit.data.dataset import describe
-from cifarkit.data.loading import load_for
+from cifarkit.data.loading import load_run_data
 from cifarkit.errors import UserError
 
 
@@ -189,7 +189,7 @@ def test_without_a_network_the_error_says_once_what_to_copy_and_where_and_leaves
         load_cifar10()
     config = TrainConfig(data_dir=str(tmp_path / "someone" / "elses" / "data"))  # as read from their config.json
     with pytest.raises(UserError, match="CIFARKIT_DATA"):
-        load_for(config)
+        load_run_data(config)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -392,11 +392,11 @@ def _hand_made(**changes):
     ],
 )
 def test_a_hand_made_dataset_is_refused_by_name_before_training(changes, message):
-    from cifarkit.data.loading import shape_for
+    from cifarkit.data.loading import run_view
 
     config = TrainConfig(limit_train=10)
-    assert len(shape_for(_hand_made(), config).train_labels) == 10  # the valid one passes
+    assert len(run_view(_hand_made(), config).train_labels) == 10  # the valid one passes
     with pytest.raises(UserError, match=message):
-        shape_for(_hand_made(**changes), config)
+        run_view(_hand_made(**changes), config)
     with pytest.raises(UserError, match="data: a cifarkit.data.dataset.Dataset .*not tuple"):
-        shape_for((_hand_made().train_images, _hand_made().train_labels), config)
+        run_view((_hand_made().train_images, _hand_made().train_labels), config)

@@ -518,11 +518,11 @@ def test_the_validation_split_is_stratified_fixed_by_the_seed_and_apart_from_tra
 def test_a_limit_above_the_datas_size_is_said_not_silently_ignored(tiny_py):
     from cifarkit.config.train_config import TrainConfig
     from cifarkit.data.cifar import load_cifar10
-    from cifarkit.data.loading import shape_for
+    from cifarkit.data.loading import run_view
 
     data = load_cifar10(tiny_py, download=False)
     with pytest.warns(UserWarning, match=r"--limit-train 1000: the data has only 200 images; using all 200"):
-        shaped = shape_for(data, TrainConfig(limit_train=1000, limit_test=50))
+        shaped = run_view(data, TrainConfig(limit_train=1000, limit_test=50))
     assert len(shaped.train_labels) == 200 and len(shaped.test_labels) == 50
 
 

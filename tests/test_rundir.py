@@ -64,21 +64,21 @@ def test_what_a_failed_start_leaves_is_no_folder_of_other_files_and_a_users_grad
         (left / name).mkdir(parents=True)
     (left / "tb" / "events.out.tfevents.1").write_bytes(b"")
     (left / ".DS_Store").write_bytes(b"")
-    assert RunDir(left).others() == [] and RunDir(left).existing() == []
+    assert RunDir(left).foreign_files() == [] and RunDir(left).existing() == []
     photos = tmp_path / "photos"
     photos.mkdir()
     for name in ("gradcam.png", "holiday.jpg"):
         (photos / name).write_bytes(b"")
-    assert RunDir(photos).existing() == [] and RunDir(photos).others() == ["gradcam.png", "holiday.jpg"]
+    assert RunDir(photos).existing() == [] and RunDir(photos).foreign_files() == ["gradcam.png", "holiday.jpg"]
     RunDir(photos).clear()
     assert (photos / "gradcam.png").exists()
     for name, file in (("plots", "holiday.jpg"), ("checkpoints", "resnet50.pth"), ("tb", "notes.txt")):
         mine = tmp_path / f"mine-{name}" / name  # a user's folder that a run's is named like: theirs
         mine.mkdir(parents=True)
         (mine / file).write_bytes(b"")
-        assert RunDir(mine.parent).existing() == [] and RunDir(mine.parent).others() == [name]
+        assert RunDir(mine.parent).existing() == [] and RunDir(mine.parent).foreign_files() == [name]
     (tmp_path / "repo" / ".git").mkdir(parents=True)
-    assert RunDir(tmp_path / "repo").others() == [".git"]
+    assert RunDir(tmp_path / "repo").foreign_files() == [".git"]
 
 
 def test_a_lock_whose_file_was_removed_under_it_is_taken_afresh(tmp_path, monkeypatch):
@@ -143,7 +143,7 @@ def test_a_folder_is_a_run_only_when_its_files_say_so(tmp_path):
     assert (
         not run.owned()
         and run.existing() == []
-        and run.others() == sorted(["config.json", "model.txt", "plots", "report.html", "results.json"])
+        and run.foreign_files() == sorted(["config.json", "model.txt", "plots", "report.html", "results.json"])
     )
     run.clear()
     with pytest.raises(UserError, match=r"mine: a folder of other files \(config.json, model.txt, plots, \.\.\.\)"):

@@ -56,7 +56,7 @@ def audit(
     (default RUN_DIR/audit): new, empty, or an earlier audit's (whose finished folds are reused). Writes
     audit.csv, audit.json, audit.html and exclude.txt there.
     """
-    from ..data.loading import load_dataset, load_for_checkpoint
+    from ..data.loading import load_checkpoint_data, load_dataset
     from ..evaluate.inference import load_model
     from ..runtime.device import inference_precision, resolve_device
 
@@ -81,7 +81,7 @@ def audit(
     folder = Path(out) if out is not None else run.path / "audit"
     refuse_inside_data(folder, "--out", *data_areas(config.dataset, data_dir or config.data_dir))
     _check_folder(folder)
-    data = load_for_checkpoint(ckpt, data_dir)  # the moved folder, other classes: refused here
+    data = load_checkpoint_data(ckpt, data_dir)  # the moved folder, other classes: refused here
     if len(data.train_labels) == 0:  # an image folder read for its test images alone
         data = load_dataset(
             config.dataset, data.root, labels=config.labels, image_size=config.image_size, progress=progress

@@ -212,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_lr_find(args: argparse.Namespace) -> int:
     import time
 
-    from ..data.loading import load_for
+    from ..data.loading import load_run_data
     from ..runtime.device import resolve_device
     from ..training.lr_finder import find_lr, range_test_folder
     from ..training.run import timestamped_run_path
@@ -222,7 +222,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     out = args.out or timestamped_run_path(f"lr-find-{config.preset}")
     folder = range_test_folder(out, config)  # checked before the data is read
     started = time.perf_counter()
-    result = find_lr(config, load_for(config, progress=not args.quiet), folder, progress=not args.quiet)
+    result = find_lr(config, load_run_data(config, progress=not args.quiet), folder, progress=not args.quiet)
     print(
         f"suggested max lr {result.suggestion:.3g} (steepest descent of the smoothed loss); "
         f"loss minimum at lr {result.min_loss_lr:.3g}; {len(result.lrs)} steps"
@@ -332,23 +332,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {near[0]}?)" if near else ""))
     func: Callable[[argparse.Namespace], int] = args.func
 
-    def said() -> str:  # under torchrun, which process says it (known once the command has set up its ranks)
+    def speaker() -> str:  # under torchrun, which process says it (known once the command has set up its ranks)
         rank = distributed.current()
         return f"cifarkit {args.command}" + (f" (rank {rank.rank} of {rank.world_size})" if rank.enabled else "")
 
     with warnings.catch_warnings():
         # a warning is one line, as an error is, not Python's path:line and source line
-        warnings.showwarning = lambda message, *_: print(f"{said()}: warning: {message}", file=sys.stderr)
+        warnings.showwarning = lambda message, *_: print(f"{speaker()}: warning: {message}", file=sys.stderr)
         try:
             return func(config_defaults(parser, args, argv))
         except Stopped as e:  # Ctrl-C / SIGTERM after a checkpoint: not an error, and the message says how to go on
-            print(f"{said()}: {e}", file=sys.stderr)
+            print(f"{speaker()}: {e}", file=sys.stderr)
             return 130
         except UserError as e:
-            print(f"{said()}: error: {e}", file=sys.stderr)
+            print(f"{speaker()}: error: {e}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            print(f"{said()}: interrupted", file=sys.stderr)
+            print(f"{speaker()}: interrupted", file=sys.stderr)
             return 130
         except BrokenPipeError:  # `cifarkit summary | head`: the reader has gone, nothing left to say
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -8,7 +8,7 @@ from .cifar import load_cifar10, load_cifar100
 from .dataset import CLASSES, MEAN, STD, Dataset
 from .exclude import exclude_images
 from .folder import load_folder, read_image
-from .loading import load_dataset, load_for, load_for_checkpoint, shape_for
+from .loading import load_checkpoint_data, load_dataset, load_run_data, run_view
 
 __all__ = [
     "Augment",
@@ -22,9 +22,9 @@ __all__ = [
     "load_cifar100",
     "load_dataset",
     "load_folder",
-    "load_for",
-    "load_for_checkpoint",
+    "load_run_data",
+    "load_checkpoint_data",
     "normalize",
     "read_image",
-    "shape_for",
+    "run_view",
 ]

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import UserError
 from ..files.reader import MiB, read_bytes
-from .dataset import CLASSES, Dataset, composed, default_data_dir, link_problem
+from .dataset import CLASSES, Dataset, default_data_dir, link_problem, to_nfc
 from .download import fetch_archive, md5_of, safe_extract
 
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -186,7 +186,7 @@ def read_classes(layout: str, folder: Path) -> tuple[str, ...]:
 def _refuse_repeated_names(meta_file: Path, names, remedy: str) -> None:
     """A meta file naming one class twice (compared as class names are: NFC) is refused, naming the repeats."""
     seen: dict[str, int] = {}
-    for name in composed(str(n) for n in names):
+    for name in to_nfc(str(n) for n in names):
         seen[name] = seen.get(name, 0) + 1
     repeated = [f"{name!r} ({count} times)" for name, count in seen.items() if count > 1]
     if repeated:

@@ -43,7 +43,7 @@ class Dataset:
     checks: dict[str, str] = field(default_factory=dict)  # file name -> what its check found
     val_images: torch.Tensor | None = None
     val_labels: torch.Tensor | None = None
-    # the positions in the whole training set that --exclude left out, once applied (shape_for runs more than once
+    # the positions in the whole training set that --exclude left out, once applied (run_view runs more than once
     # on a run's data; the exclusion must happen once); None: not applied
     excluded: tuple[int, ...] | None = None
 
@@ -165,7 +165,7 @@ class Dataset:
 _TENSORS = ("train_images", "train_labels", "test_images", "test_labels", "val_images", "val_labels")
 
 
-def composed(names) -> tuple[str, ...]:
+def to_nfc(names) -> tuple[str, ...]:
     """Class names as they are compared: in Unicode's composed form (NFC). macOS writes file names decomposed, so a
     folder copied from a Mac names the same class in other code points."""
     return tuple(unicodedata.normalize("NFC", name) for name in names)

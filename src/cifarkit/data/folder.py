@@ -30,7 +30,7 @@ import torch
 from ..errors import UserError
 from ..files.atomic import WriteError, save_torch
 from ..runtime.device import available_cpus
-from .dataset import Dataset, composed, default_data_dir
+from .dataset import Dataset, default_data_dir, to_nfc
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_IMAGE_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
@@ -137,7 +137,7 @@ def _class_files(class_dir: Path, other_classes: set[Path]) -> tuple[list[Path],
 
 def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     """The classes of one split (its folder names, sorted as they are written, named in Unicode's composed form:
-    data.composed) and its (image file, class index) pairs, sorted."""
+    dataset.to_nfc) and its (image file, class index) pairs, sorted."""
     folders = {}  # class name (NFC) -> its folder, in the folders' order
     for entry in _listdir(folder):
         if not entry.is_dir() or entry.name.startswith("."):
@@ -146,7 +146,7 @@ def list_split(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
             entry.name.encode("utf-8")
         except UnicodeEncodeError:  # the name could not be written in reports, plots or checkpoints
             raise UserError(f"{folder}: the class folder name {entry.name!r} is not valid UTF-8; rename it") from None
-        (name,) = composed([entry.name])
+        (name,) = to_nfc([entry.name])
         if name in folders:
             raise UserError(
                 f"{folder}: the class folders {folders[name].name!r} and {entry.name!r} are one name "

@@ -11,7 +11,7 @@ from typing import Any
 from ..config.train_config import TrainConfig
 from ..errors import UserError
 from .cifar import load_cifar10, load_cifar100
-from .dataset import Dataset, composed
+from .dataset import Dataset, to_nfc
 from .exclude import exclude_images
 from .folder import load_folder
 
@@ -38,14 +38,14 @@ def load_dataset(
     raise ValueError(f"unknown dataset {name!r}")
 
 
-def load_for(config: TrainConfig, progress: bool = True) -> Dataset:
+def load_run_data(config: TrainConfig, progress: bool = True) -> Dataset:
     """The dataset a config names, from its data_dir."""
     return load_dataset(
         config.dataset, config.data_dir, labels=config.labels, image_size=config.image_size, progress=progress
     )
 
 
-def load_for_checkpoint(
+def load_checkpoint_data(
     ckpt: dict[str, Any], data_dir: str | os.PathLike | None = None, limit_test: int | None = None
 ) -> Dataset:
     """The dataset a checkpoint's run was trained on, for evaluate/gradcam/app, its test set limited as the run's
@@ -64,7 +64,7 @@ def load_for_checkpoint(
         )
     # CIFAR may still be fetched, into the default folder only: the run's own was on another machine
     data = load_dataset(config.dataset, where, labels=config.labels, image_size=config.image_size, test_only=True)
-    if tuple(data.classes) != composed(ckpt["classes"]):  # a checkpoint may hold a Mac's decomposed names
+    if tuple(data.classes) != to_nfc(ckpt["classes"]):  # a checkpoint may hold a Mac's decomposed names
         raise UserError(
             f"{data.root}: its classes ({', '.join(data.classes[:5])}, ...) are not the ones the model "
             f"was trained on ({', '.join(ckpt['classes'][:5])}, ...); pass the run's --data-dir"
@@ -72,14 +72,14 @@ def load_for_checkpoint(
     return data.limit(test=limit_test or config.limit_test)
 
 
-def shape_for(data: Dataset, config: TrainConfig) -> Dataset:
+def run_view(data: Dataset, config: TrainConfig) -> Dataset:
     """The run's view of `data`: its first limit_train / limit_test images, less the training images --exclude
     lists, then val_split of the training images held out (stratified, by the seed). Applied once: a dataset
     already split is returned as it is. A dataset given through the Python API is checked here first
     (Dataset.check)."""
     if not isinstance(data, Dataset):
         raise UserError(
-            f"data: a cifarkit.data.dataset.Dataset (e.g. from cifarkit.data.loading.load_for), not "
+            f"data: a cifarkit.data.dataset.Dataset (e.g. from cifarkit.data.loading.load_run_data), not "
             f"{type(data).__name__}"
         )
     data.check()

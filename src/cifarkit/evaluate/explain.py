@@ -94,9 +94,9 @@ def checked_layer(
 
 def load_test_set(ckpt: dict[str, Any], data_dir: str | os.PathLike | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's test images (uint8) and labels: the one place GradCAM, the app and the bundle read a dataset."""
-    from ..data.loading import load_for_checkpoint
+    from ..data.loading import load_checkpoint_data
 
-    data = load_for_checkpoint(ckpt, data_dir)
+    data = load_checkpoint_data(ckpt, data_dir)
     return data.test_images, data.test_labels
 
 

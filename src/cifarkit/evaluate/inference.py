@@ -19,7 +19,7 @@ from torch import nn
 from ..config.train_config import TrainConfig
 from ..data.augment import normalize
 from ..data.folder import read_image
-from ..data.loading import load_for_checkpoint
+from ..data.loading import load_checkpoint_data
 from ..errors import UserError
 from ..models.nets import build_model
 from ..rundir.checkpoint import load_checkpoint
@@ -58,7 +58,7 @@ def evaluate_checkpoint(
     config = TrainConfig.from_dict(ckpt["config"])
     tta = tta or config.tta  # by default the test-time augmentation the run reported with
     dtype = inference_precision(config.precision, dev)
-    data = load_for_checkpoint(ckpt, data_dir, limit_test).to(dev)
+    data = load_checkpoint_data(ckpt, data_dir, limit_test).to(dev)
     with progress_bar(len(data.test_labels), predicting("testing", tta, config.tta_below), progress, unit="img") as bar:
         logits = predict_logits(
             model,

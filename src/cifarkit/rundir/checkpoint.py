@@ -40,7 +40,7 @@ class RunState:
     correct: int = 0
     seen: int = 0
     train_seconds: float = 0.0  # of the epoch so far
-    wall_seconds: float = 0.0  # of the whole run so far, over all sessions
+    wall_seconds: float = 0.0  # of the whole run so far, over every process that trained it
     history: list[dict[str, float]] = field(default_factory=list)  # metrics.csv rows
 
 

@@ -142,7 +142,7 @@ class RunDir:
         files (a user's project, a dataset) is refused, so no command mixes its files into one."""
         path = self.inside(name)
         if self.writes and not self._marked:
-            others = self.others()  # none in a folder that is the run's own
+            others = self.foreign_files()  # none in a folder that is the run's own
             if others:
                 raise UserError(
                     f"{self.path}: a folder of other files ({_some(others)}), not a cifarkit run; "
@@ -186,7 +186,7 @@ class RunDir:
         listed = [name for name in RUN_FILES if present(name)]
         return listed + sorted(p.name for pattern in RUN_PATTERNS for p in self.path.glob(pattern) if present(p.name))
 
-    def others(self) -> list[str]:
+    def foreign_files(self) -> list[str]:
         """What a folder that holds no run has in it: a user's files, which a new run never joins. The lock, a
         desktop's or notebook's JUNK and what a start that failed leaves (an --overwrite's emptied checkpoints/ and
         plots/, the tb/ of event files that --tensorboard makes before the data loads) do not count."""

@@ -168,7 +168,7 @@ def setup_runtime(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
     return device, resolve_precision(config.precision, device)
 
 
-def kept_for_the_caller() -> contextlib.ExitStack:
+def restored_on_exit() -> contextlib.ExitStack:
     """Give back torch's thread count and random state as the caller had them once a run (train, find_lr) is
     over: the run sets both (--threads, --seed), and a notebook's own work goes on after it."""
     kept = contextlib.ExitStack()

@@ -142,7 +142,7 @@ def _narrowest_normalised_map(model: nn.Module, size: int) -> tuple[int, str]:
     return height * width, f"a {height}x{width} map at {name}"
 
 
-def for_training(model: nn.Module, device: torch.device, distributed: bool, compile: bool) -> nn.Module:
+def training_module(model: nn.Module, device: torch.device, distributed: bool, compile: bool) -> nn.Module:
     """What the training step calls: the model, or DDP around it (DDP notes the parameters that train when it is
     built: wrap again after freezing one), compiled with `compile` (evaluation, EMA and checkpoints use the plain
     module, so checkpoints hold its own keys)."""

@@ -24,12 +24,12 @@ from torch_lr_finder import LRFinder, TrainDataLoaderIter
 from ..config.train_config import TrainConfig
 from ..data.batches import BatchStream
 from ..data.dataset import Dataset
-from ..data.loading import shape_for
+from ..data.loading import run_view
 from ..errors import UserError
 from ..report.figures import plot_lr_find
 from ..rundir.outputs import data_areas, refuse_inside_data
 from ..rundir.run_dir import CONFIG, LR_FIND_JSON, LR_FIND_PLOT, RunDir
-from ..runtime.device import kept_for_the_caller, setup_runtime
+from ..runtime.device import restored_on_exit, setup_runtime
 from ..runtime.invoked import program
 from .build import build_optimizer, prepare_model
 
@@ -215,7 +215,7 @@ def range_test_folder(out: str | os.PathLike, config: TrainConfig | None = None)
         raise UserError(
             f"--out {out}: holds a training run, whose range test files this would replace; choose another --out"
         )
-    others = run.others()
+    others = run.foreign_files()
     if others:
         raise UserError(
             f"--out {out}: a folder of other files ({', '.join(others[:3])}"
@@ -240,8 +240,8 @@ def find_lr(
         )
     # a RunDir was checked already: a training run's own range test, or the CLI's --out
     run = run_dir if isinstance(run_dir, RunDir) else range_test_folder(run_dir, config)
-    with kept_for_the_caller():
-        result = _sweep(config, shape_for(data, config), progress)
+    with restored_on_exit():
+        result = _sweep(config, run_view(data, config), progress)
     run.write_json(LR_FIND_JSON, result.to_dict())
     if run.writes:
         plot_lr_find(result, run.output(LR_FIND_PLOT))

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..config.checks import is_whole
 from ..config.train_config import MACHINE_SETTINGS, TrainConfig
-from ..data.dataset import Dataset, composed
-from ..data.loading import load_for, shape_for
+from ..data.dataset import Dataset, to_nfc
+from ..data.loading import load_run_data, run_view
 from ..errors import Diverged, Stopped, UserError
 from ..models.nets import build_model, summary
 from ..optim.schedule import check_schedule, planned_schedule, steps_per_epoch
@@ -27,7 +27,7 @@ from ..rundir.checkpoint import load_checkpoint
 from ..rundir.outputs import data_areas, refuse_inside_data
 from ..rundir.run_dir import CONFIG, ENDED, LR_FIND_PLOT, MODEL_SUMMARY, REPORT, RESULTS, RunDir
 from ..runtime import distributed
-from ..runtime.device import kept_for_the_caller, resolve_device
+from ..runtime.device import resolve_device, restored_on_exit
 from ..runtime.invoked import program
 from .observer import Observer
 from .resume import restore
@@ -35,7 +35,7 @@ from .stopping import Interrupted
 from .trainer import Trainer
 
 # What a finished run adds to its folder after the last epoch (write_ending); a resume completes what is missing.
-ENDING = (RESULTS, MODEL_SUMMARY, REPORT)
+FINAL_FILES = (RESULTS, MODEL_SUMMARY, REPORT)
 
 
 def timestamped_run_path(name: str) -> Path:
@@ -100,7 +100,7 @@ def train(
     check_checkpoint_every(checkpoint_every)
     # the caller's threads and random state, the folder's lock and a TensorBoard writer, given back however the
     # run ends (the writer first: last in)
-    with kept_for_the_caller() as held:
+    with restored_on_exit() as held:
         return _train(
             config,
             run_dir,
@@ -147,7 +147,7 @@ def _train(
         made = run_dir is None or not Path(run_dir).exists()
         if run_dir is None:
             run_dir = ranks.broadcast(str(new_run_dir(config)) if ranks.is_main else "")
-        others = RunDir(run_dir).others()
+        others = RunDir(run_dir).foreign_files()
         if others:  # the data folder, a folder of images: a run never mixes its files into them
             raise UserError(
                 f"--out {run_dir}: a folder of other files ({', '.join(others[:3])}"
@@ -174,15 +174,15 @@ def _train(
         run.clear()
     if data is None:
         with ranks.main_first():  # one download (or decode), not one per process
-            data = load_for(config, progress=progress and ranks.is_main)
-    data = shape_for(data, config)  # the range test and the trainer see the same training images
+            data = load_run_data(config, progress=progress and ranks.is_main)
+    data = run_view(data, config)  # the range test and the trainer see the same training images
     loaded = time.perf_counter()
 
     per_epoch = steps_per_epoch(len(data.train_labels), config.batch_size)
     steps = config.epochs * per_epoch
     if not resume:  # what the trainer would refuse, before a range test is spent on it
         check_schedule(config, per_epoch)
-    elif tuple(data.classes) != composed(checkpoint["classes"]):
+    elif tuple(data.classes) != to_nfc(checkpoint["classes"]):
         raise UserError(
             f"{run.checkpoint}: the run trained on the classes "
             f"{', '.join(checkpoint['classes'][:5])}, ...; the data in "
@@ -224,7 +224,7 @@ def _train(
     if resume:
         restore(trainer, checkpoint)
         if trainer.state.epoch >= config.epochs:  # trained to the end: what is left is the ending, if anything
-            if all((run / name).exists() for name in ENDING):
+            if all((run / name).exists() for name in FINAL_FILES):
                 raise UserError(f"--resume {run.path}: the run already finished all {config.epochs} epochs")
             results = {**trainer.results(), "run_dir": str(run.path)}
             write_ending(run, trainer, results)
@@ -248,10 +248,10 @@ def _train(
     def trained():
         return sum(r["seconds"] for r in trainer.state.history) + trainer.state.train_seconds
 
-    trained_before = trained()  # by earlier sessions of a resumed run
+    trained_before = trained()  # by the earlier processes of a resumed run
     try:
         results = {**trainer.fit(), "run_dir": str(run.path)}
-        # where this session's seconds went up to the final number (the ending's plots and report come after);
+        # where this process's seconds went up to the final number (the ending's plots and report come after);
         # set-up is the model, its whitening, the optimiser, and a --max-lr find range test
         results["timing"] = {
             "data_s": loaded - started,

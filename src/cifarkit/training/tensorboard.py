@@ -1,7 +1,7 @@
 """TensorBoard logging of a training run: an Observer (observer.py) of the Trainer.
 
 Steps are counted from 1 over the whole run (epoch * steps_per_epoch + step in the epoch), so a resumed
-run continues the same axis; its writer purges what an interrupted session logged after the checkpoint.
+run continues the same axis; its writer purges what an interrupted process logged after the checkpoint.
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ class TensorBoard(Observer):
     def _open(self, trainer: Any) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        done = global_step(trainer) - 1  # the step just taken is this session's first
+        done = global_step(trainer) - 1  # the step just taken is this process's first
         # a new run purges everything an earlier run left in the folder (step >= 0); a resumed one what its
-        # interrupted session logged after the checkpoint it continues from (step > done)
+        # interrupted process logged after the checkpoint it continues from (step > done)
         self.writer = SummaryWriter(str(self.log_dir), purge_step=done + 1 if done else 0)
         if done == 0:
             self._write_once(trainer)

@@ -26,7 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..config.train_config import TrainConfig
 from ..data.batches import BatchStream, Pruning
 from ..data.dataset import Dataset
-from ..data.loading import load_for, shape_for
+from ..data.loading import load_run_data, run_view
 from ..errors import Diverged, UserError
 from ..evaluate.metrics import loss_and_correct, predict_logits
 from ..models.nets import count_parameters
@@ -37,7 +37,7 @@ from ..rundir.run_dir import RunDir
 from ..runtime import distributed
 from ..runtime.device import autocast, machine_info, setup_runtime
 from ..runtime.progress import predicting, progress_bar
-from .build import build_optimizer, for_training, freeze_stem, prepare_model
+from .build import build_optimizer, freeze_stem, prepare_model, training_module
 from .observer import Observer
 from .resume import checkpoint_of
 from .stopping import interrupted_by, stop_requests
@@ -69,8 +69,8 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.observers = list(observers)
         if data is None:
-            data = load_for(config, progress=self.progress)
-        self.data = shape_for(data, config).to(self.device)
+            data = load_run_data(config, progress=self.progress)
+        self.data = run_view(data, config).to(self.device)
         self.batches = BatchStream(self.data, config, self.device)  # normalises with the training images' stats
         self.mean, self.std = self.batches.augment.mean, self.batches.augment.std
         self.pruning = Pruning(self.batches) if config.prune_easy else None  # InfoBatch, see batches.py
@@ -83,7 +83,7 @@ class Trainer:
             if self.device.type != "cuda":
                 raise UserError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA only; drop the flag on CPU")
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        self.train_model = for_training(self.model, self.device, self.dist.enabled, config.compile)
+        self.train_model = training_module(self.model, self.device, self.dist.enabled, config.compile)
         if max_lr is None:
             if isinstance(config.max_lr, str):
                 raise ValueError("max_lr='find': run the range test (cifarkit.training.run.train does) and pass max_lr")
@@ -105,9 +105,9 @@ class Trainer:
             else None
         )
         self.state = RunState()
-        self._session_start, self._wall_before = time.perf_counter(), 0.0  # the wall clock; fit() restarts it
+        self._process_start, self._wall_before = time.perf_counter(), 0.0  # the wall clock; fit() restarts it
         self.test_logits: torch.Tensor | None = None  # of the latest test evaluation, single process only
-        self.eval_seconds = 0.0  # this session's, in evaluate(): the timing breakdown of run.train
+        self.eval_seconds = 0.0  # this process's, in evaluate(): the timing breakdown of run.train
 
     @property
     def eval_model(self) -> nn.Module:
@@ -119,7 +119,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         # the wall clock up to now, as the train seconds are: a run killed after this checkpoint and resumed
         # accounts its time the same way in both (wall >= train)
-        self.state.wall_seconds = self._wall_before + time.perf_counter() - self._session_start
+        self.state.wall_seconds = self._wall_before + time.perf_counter() - self._process_start
         return self.run.save_checkpoint(checkpoint_of(self))
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -159,7 +159,7 @@ class Trainer:
             self.ema.update_parameters(self.model)
         return summed, (logits.argmax(1) == labels).sum()
 
-    def epoch_order(self, epoch: int) -> torch.Tensor:
+    def images_of_epoch(self, epoch: int) -> torch.Tensor:
         """The images of `epoch` in order (with --prune-easy, what the losses at the epoch's start leave)."""
         if self.pruning is None:
             return self.batches.order(epoch)
@@ -174,11 +174,13 @@ class Trainer:
         cfg, s = self.config, self.state
         self.model.train()  # evaluation switched BatchNorm to its running statistics
         if cfg.stem_bias_epochs and s.epoch >= cfg.stem_bias_epochs and freeze_stem(self.model):
-            self.train_model = for_training(self.model, self.device, self.dist.enabled, cfg.compile)
-        order = self.epoch_order(s.epoch)
-        # this session's sums of this rank's images; added to the run state (all ranks) at sync points
+            self.train_model = training_module(self.model, self.device, self.dist.enabled, cfg.compile)
+        order = self.images_of_epoch(s.epoch)
+        # this process's sums of this rank's images; added to the run state (all ranks) at sync points
         # float64: sums of float32 losses stay exact, so a resumed run adds up to the same numbers (MPS lacks it)
-        local = torch.zeros(2, device=self.device, dtype=torch.float32 if self.device.type == "mps" else torch.float64)
+        rank_sums = torch.zeros(
+            2, device=self.device, dtype=torch.float32 if self.device.type == "mps" else torch.float64
+        )
         base_loss, base_correct = s.loss_sum, s.correct
         bar = progress_bar(
             self.steps_per_epoch, f"epoch {s.epoch + 1}/{cfg.epochs}", self.progress, initial=s.step_in_epoch
@@ -200,12 +202,12 @@ class Trainer:
                     self.pruning.record(order, step, self.image_losses)
                 s.step_in_epoch += 1
                 s.seen += global_size
-                local += torch.stack([batch_loss.to(local.dtype), batch_correct.to(local.dtype)])
+                rank_sums += torch.stack([batch_loss.to(rank_sums.dtype), batch_correct.to(rank_sums.dtype)])
                 bar.update(1)
                 at_end = s.step_in_epoch == self.steps_per_epoch
                 if at_end or s.step_in_epoch % sync_every == 0 or self.checkpoint_due():
                     # sync point: the host reads the device's numbers (and the ranks each other's) only here
-                    totals = self.dist.sum(local.clone())
+                    totals = self.dist.sum(rank_sums.clone())
                     if not math.isfinite(totals[0].item()):  # a NaN/inf loss since the last sync (on CPU: this step)
                         saved = (
                             f"The last good checkpoint is {self.run.checkpoint}"
@@ -244,7 +246,7 @@ class Trainer:
         """Train for the configured epochs (from the current state), writing metrics.csv and the checkpoint
         after every epoch; returns the results (see `results`)."""
         cfg, s = self.config, self.state
-        self._session_start, self._wall_before = time.perf_counter(), s.wall_seconds
+        self._process_start, self._wall_before = time.perf_counter(), s.wall_seconds
         with stop_requests() as stop:
             while s.epoch < cfg.epochs:
                 last_lr = self.train_epoch(stop)

@@ -171,7 +171,7 @@ def sweep(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or continue) the sweep until the study has `trials` ended trials; returns the best trial's summary."""
-    from ..data.loading import load_for, shape_for
+    from ..data.loading import load_run_data, run_view
     from ..training.run import train
 
     if trials < 1:
@@ -210,8 +210,8 @@ def sweep(
     keep_to_the_studys_setup(study, base, params)
     if sampler_seed is not None:  # a continued sweep draws on from where it stopped, not its first trials again
         study.sampler = optuna.samplers.TPESampler(seed=(sampler_seed + len(study.trials)) % 2**32)
-    data = load_for(base, progress=progress)  # once for every trial (each shapes it: limits, validation split)
-    shape_for(data, base)  # a validation split larger than the data is named now, not inside the first trial
+    data = load_run_data(base, progress=progress)  # once for every trial (each shapes it: limits, validation split)
+    run_view(data, base)  # a validation split larger than the data is named now, not inside the first trial
 
     def objective(trial: Any) -> float:
         config = dataclasses.replace(base, **{p.name: p.suggest(trial) for p in params})
