@@ -119,7 +119,7 @@ def cifarkit_pipeline(
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, run_dir, data=data, progress=False)
         started = time.perf_counter()  # a batch as the epoch makes them (strides included: no recompiling later)
-        trainer.train_step(*trainer.global_batch(trainer.epoch_order(0), 0, 0))
+        trainer.train_step(*trainer.global_batch(trainer.images_of_epoch(0), 0, 0))
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         warm_up = time.perf_counter() - started

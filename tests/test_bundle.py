@@ -120,12 +120,14 @@ def test_app_py_refuses_what_it_cannot_copy(tmp_path, monkeypatch):
     from cifarkit.app import bundle_source
     from cifarkit.errors import UserError
 
-    (tmp_path / "bundle_app.py").write_text("from .helpers import helper\n\ndef main():\n    return helper()\n")
-    (tmp_path / "helpers.py").write_text("def helper():\n    from .models import build_model\n    return 1\n")
+    app = tmp_path / "app"  # a package like cifarkit's: the bundle's module in app/, what it uses beside it
+    app.mkdir()
+    (app / "bundle_app.py").write_text("from .helpers import helper\n\ndef main():\n    return helper()\n")
+    (app / "helpers.py").write_text("def helper():\n    from .models import build_model\n    return 1\n")
     monkeypatch.setattr(bundle_source, "PACKAGE", tmp_path)
     with pytest.raises(UserError, match="helpers.helper imports .models in its body"):
         bundle_source.inline()
-    (tmp_path / "helpers.py").write_text("import math\n\nSCALE = 2\n\ndef helper():\n    return math.pi * SCALE\n")
+    (app / "helpers.py").write_text("import math\n\nSCALE = 2\n\ndef helper():\n    return math.pi * SCALE\n")
     source = bundle_source.inline()
     namespace = {}
     exec(compile(source.replace('if __name__ == "__main__"', "if False"), "app.py", "exec"), namespace)

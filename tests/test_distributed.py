@@ -43,7 +43,7 @@ def tiny(data_dir) -> TrainConfig:
 def _first_step_worker(rank, world, store, data_dir, out):
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     trainer = Trainer(tiny(data_dir), out / f"rank{rank}", progress=False)
-    x, y = trainer.global_batch(trainer.epoch_order(0), 0, 0)
+    x, y = trainer.global_batch(trainer.images_of_epoch(0), 0, 0)
     x, y = x[:45], y[:45]  # an uneven split (23 + 22): the weighting must still give the global mean's gradient
     trainer.train_step(trainer.dist.shard(x), trainer.dist.shard(y), len(y))
     if rank == 0:
@@ -61,7 +61,7 @@ def test_first_step_gradient_equals_the_global_batch_gradient(tiny_py, tmp_path)
     # the reference in one process: each slice through its own BatchNorm statistics, as on its rank,
     # weighted by its share of the global batch
     trainer = Trainer(tiny(tiny_py), tmp_path / "single", progress=False)
-    x, y = trainer.global_batch(trainer.epoch_order(0), 0, 0)
+    x, y = trainer.global_batch(trainer.images_of_epoch(0), 0, 0)
     x, y = x[:45], y[:45]
     trainer.model.train()
     for xs, ys in zip(x.tensor_split(2), y.tensor_split(2)):

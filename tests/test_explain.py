@@ -164,7 +164,7 @@ def test_gradcam_cli_on_files_and_mistakes(half_trained, tmp_path, capsys):
 
 
 def test_gradcam_api_rows_maps_and_default_output(half_trained, tmp_path):
-    from cifarkit.evaluate.explain import gradcam_command
+    from cifarkit.report.gradcam import gradcam_command
 
     root, _ = half_trained
     info = gradcam_command(root / "run", save_test_images(root / "data", tmp_path, 6), target="pred")
@@ -259,7 +259,7 @@ def test_gradcam_shows_its_progress_on_stderr_unless_quiet(half_trained, tmp_pat
         main(["gradcam", str(root / "run"), "--misclassified", "3", "--out", str(tmp_path / "b.png"), "--quiet"]) == 0
     )
     assert capsys.readouterr().err == ""
-    from cifarkit.evaluate.explain import gradcam_command
+    from cifarkit.report.gradcam import gradcam_command
 
     gradcam_command(root / "run", misclassified=3, out=tmp_path / "c.png", progress=False)
     assert capsys.readouterr().err == ""

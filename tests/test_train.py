@@ -234,7 +234,7 @@ def test_cli_train_refuses_to_clobber_a_run(tiny_py, tmp_path, capsys):
 
 def test_ema_is_the_decayed_average_of_the_weights_and_is_what_gets_evaluated(tiny_py, tmp_path):
     trainer = Trainer(tiny_config(tiny_py, ema_decay=0.9), tmp_path / "run", progress=False)
-    order = trainer.epoch_order(0)
+    order = trainer.images_of_epoch(0)
     snapshots = []
     for step in range(3):
         trainer.train_step(*trainer.global_batch(order, 0, step))
@@ -270,7 +270,7 @@ def test_alternate_flip_mirrors_an_image_in_consecutive_epochs(tiny_py, tmp_path
     trainer = Trainer(
         tiny_config(tiny_py, alternate_flip=True, pad_crop=0, cutout_size=0), tmp_path / "run", progress=False
     )
-    order = trainer.epoch_order(0)
+    order = trainer.images_of_epoch(0)
     (x0, y0), (x1, y1) = trainer.global_batch(order, 0, 0), trainer.global_batch(order, 1, 0)
     assert torch.equal(y0, y1) and torch.equal(x1, x0.flip(3))
 
@@ -315,7 +315,7 @@ def test_compile_trains_through_the_compiled_model_and_saves_the_plain_one(tiny_
     eager = Trainer(tiny_config(tiny_py), tmp_path / "eager", progress=False)
     compiled = Trainer(tiny_config(tiny_py, compile=True), tmp_path / "compiled", progress=False)
     assert compiled.train_model is not compiled.model and compiled.train_model._orig_mod is compiled.model
-    batch = eager.global_batch(eager.epoch_order(0), 0, 0)
+    batch = eager.global_batch(eager.images_of_epoch(0), 0, 0)
     before = torch.cat([p.detach().flatten() for p in eager.model.parameters()])
     # one step from the same weights: the same loss and update, up to inductor's reordering of float sums
     assert compiled.train_step(*batch)[0].item() == pytest.approx(eager.train_step(*batch)[0].item(), rel=1e-5)

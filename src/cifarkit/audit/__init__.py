@@ -6,7 +6,8 @@ audit.html, listed in audit.csv, and taken back by `cifarkit train --exclude` (e
     summary = audit("runs/fast-1", split="all", folds=5)    # RUN_DIR/audit/{audit.csv,audit.json,audit.html,...}
 
 Modules: run (the audit top to bottom), folds (K-fold run folders), predict (probabilities and embeddings),
-issues (Datalab and train/test duplicates), outputs (the files), page (audit.html), exclude (exclude lists).
+issues (Datalab and train/test duplicates), outputs (the files), page (audit.html); exclude lists are read by
+config/exclude_list.py and applied by data/exclude.py.
 `cifarkit.audit(...)` is `cifarkit.audit.audit(...)`: the package is callable, as the design's public API names it.
 Importing this package loads neither torch nor cleanlab: `audit` loads them when first used.
 """
@@ -18,7 +19,6 @@ import types
 from typing import Any
 
 from ..config.exclude_list import parse_exclude_text, read_exclude_file
-from ..data.exclude import exclude_images
 
 __all__ = ["audit", "exclude_images", "parse_exclude_text", "read_exclude_file"]
 
@@ -28,6 +28,10 @@ def __getattr__(name: str) -> Any:
         from .run import audit
 
         return audit
+    if name == "exclude_images":  # data/ loads torch
+        from ..data.exclude import exclude_images
+
+        return exclude_images
     raise AttributeError(f"module 'cifarkit.audit' has no attribute {name!r}")
 
 

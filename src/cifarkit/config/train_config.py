@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .checks import BRIGHTNESS_RANGE, BRIGHTNESS_RULE, in_range, is_finite, is_fraction, is_positive, is_whole
 from .exclude_list import parse_exclude_flag
 from .presets import PRESETS, follow_length
 from .settings import Setting, number_or_find, setting
+from .validation import DEVICES, value_rules
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "sgd", "muon")
 ANNEAL = ("linear", "cos")
@@ -288,7 +287,6 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Refuse impossible values before any work starts, naming the flag; returns self for chaining."""
-        from ..models.nets import MODELS, has_whitening_stem  # late import: models imports torch, config stays light
 
         def need(ok: bool, name: str, what: str) -> None:
             if not ok:
@@ -299,135 +297,8 @@ class TrainConfig:
             need(not _type_problem(s, value), s.name, f"must be {_type_problem(s, value)}")  # as from_dict checks
             if s.choices is not None:
                 need(value in s.choices, s.name, f"choose one of {', '.join(s.choices)}")
-        need(self.preset in PRESETS, "preset", f"unknown preset; choose one of {', '.join(PRESETS)}")
-        need(self.model in MODELS, "model", f"unknown model; choose one of {', '.join(MODELS)}")
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            need(is_whole(getattr(self, name), 1), name, "must be a whole number >= 1")
-        if isinstance(self.max_lr, str):
-            need(self.max_lr == "find", "max_lr", "must be a positive number or 'find'")
-            need(
-                self.optimizer != "muon",
-                "max_lr",
-                "the range test sweeps one lr, Muon's filters have their own: "
-                "give --max-lr and --muon-lr (or search both with `cifarkit sweep`)",
-            )
-        else:
-            need(is_positive(self.max_lr), "max_lr", "must be a positive number or 'find'")
-        need(is_finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        need(is_positive(self.muon_lr), "muon_lr", "must be a positive number")
-        for name in ("momentum", "base_momentum", "max_momentum", "muon_momentum"):
-            need(is_fraction(getattr(self, name)), name, "must be in [0, 1)")
-        need(is_positive(self.norm_lr_scale), "norm_lr_scale", "must be a positive number")
-        need(
-            is_whole(self.eval_every, 0),
-            "eval_every",
-            "must be a whole number of epochs >= 0 (0: only after the last epoch)",
-        )
-        need(is_fraction(self.label_smoothing), "label_smoothing", "must be in [0, 1)")
-        need(is_fraction(self.prune_easy), "prune_easy", "must be in [0, 1) (0: every image, every epoch)")
-        need(is_finite(self.tta_below) and 0 < self.tta_below <= 1, "tta_below", "must be a probability in (0, 1]")
-        need(
-            is_finite(self.pct_start) and 0 < self.pct_start < 1,
-            "pct_start",
-            "the peak must fall strictly inside the schedule: 0 < pct_start < 1 (the S10 recipe: 5/24)",
-        )
-        need(
-            not self.three_phase or self.pct_start <= 0.5,
-            "pct_start",
-            "with --three-phase the lr rises and falls back over pct_start of the steps each: must be <= 0.5",
-        )
-        need(is_positive(self.lr_find_start), "lr_find_start", "must be a positive number")
-        need(
-            is_positive(self.lr_find_end) and self.lr_find_end > self.lr_find_start,
-            "lr_find_end",
-            f"must be a number above {SETTINGS['lr_find_start'].flag} ({self.lr_find_start})",
-        )
-        need(is_whole(self.lr_find_iters, 20), "lr_find_iters", "must be a whole number of steps >= 20")
-        need(
-            is_fraction(self.ema_decay), "ema_decay", "must be in [0, 1) (0 disables the average; typical: 0.99-0.999)"
-        )
-        need(
-            is_fraction(self.lookahead_decay),
-            "lookahead_decay",
-            "must be in [0, 1) (0 disables Lookahead; airbench: 0.95**5 = 0.774)",
-        )
-        need(is_whole(self.lookahead_every, 1), "lookahead_every", "must be a whole number of steps >= 1")
-        need(is_positive(self.div_factor), "div_factor", "must be > 0")
-        need(is_positive(self.final_div_factor), "final_div_factor", "must be > 0")
-        need(
-            is_whole(self.image_size, 16) and self.image_size <= 512,
-            "image_size",
-            "must be a whole number of pixels in [16, 512]",
-        )
-        need(
-            self.dataset == "folder" or self.image_size == 32,
-            "image_size",
-            f"CIFAR images are 32x32; --image-size is for --dataset folder (this run: {self.dataset})",
-        )
-        for name, most in (("pad_crop", min(16, self.image_size - 1)), ("cutout_size", min(32, self.image_size))):
-            value = getattr(self, name)  # reflect padding needs pad < the image's side, the hole must fit in it
-            need(is_whole(value, 0) and value <= most, name, f"must be a whole number of pixels in [0, {most}]")
-        need(
-            is_finite(self.cutout_prob) and 0 <= self.cutout_prob <= 1, "cutout_prob", "must be a probability in [0, 1]"
-        )
-        need(is_whole(self.stem_bias_epochs, 0), "stem_bias_epochs", "must be a whole number of epochs >= 0 (0: all)")
-        need(
-            self.stem_bias_epochs == 0 or has_whitening_stem(self.model),
-            "stem_bias_epochs",
-            f"model {self.model} has no whitening stem (fast, fast-small have one); the fast presets set it, so "
-            "with another model add --stem-bias-epochs 0",
-        )
-
-        def by_preset(name: str) -> str:  # a preset's small windows may not fit the user's --epochs or size
-            value = getattr(self, name)
-            return (
-                ""
-                if not value or PRESETS.get(self.preset, {}).get(name) != value
-                else (
-                    f"; the {self.preset} preset sets {SETTINGS[name].flag} {value}: give your own, or --small-crop 0 "
-                    "--small-crop-epochs 0 for full size throughout"
-                )
-            )
-
-        need(
-            is_whole(self.small_crop, 0) and (self.small_crop == 0 or 8 <= self.small_crop < self.image_size),
-            "small_crop",
-            f"must be 0 (off) or a whole number of pixels in [8, {self.image_size}) (--image-size)"
-            + by_preset("small_crop"),
-        )
-        need(
-            is_whole(self.small_crop_epochs, 0) and self.small_crop_epochs < self.epochs,
-            "small_crop_epochs",
-            f"must be a whole number of epochs below --epochs ({self.epochs}): the last ones train at full size"
-            + (
-                f" (at most {self.epochs - 1})"
-                if is_whole(self.epochs, 2)
-                else " (one epoch: --small-crop 0 --small-crop-epochs 0)"
-            )
-            + by_preset("small_crop_epochs"),
-        )
-        need(
-            (self.small_crop == 0) == (self.small_crop_epochs == 0),
-            "small_crop_epochs",
-            "goes with --small-crop PX: both 0 (off) or both set" + by_preset("small_crop"),
-        )
-        need(in_range(self.brightness, *BRIGHTNESS_RANGE), "brightness", BRIGHTNESS_RULE)
-        need(is_fraction(self.contrast), "contrast", "must be in [0, 1)")
-        need(
-            isinstance(self.device, str) and (self.device in DEVICES or self.device.startswith("cuda:")),
-            "device",
-            f"unknown device; choose one of {', '.join(DEVICES)} (or cuda:N)",
-        )
-        need(self.threads is None or is_whole(self.threads, 1), "threads", "must be a whole number >= 1")
-        for name in ("limit_train", "limit_test"):
-            need(getattr(self, name) is None or is_whole(getattr(self, name), 1), name, "must be a whole number >= 1")
-        need(is_whole(self.seed, 0) and self.seed < 2**63, "seed", "must be a whole number >= 0")
-        need(
-            self.dataset == "cifar100" or self.labels == "fine",
-            "labels",
-            f"coarse labels exist for CIFAR-100 only (this run: --dataset {self.dataset})",
-        )
-        need(is_whole(self.val_split, 0), "val_split", "must be a whole number of images >= 0")
+        for ok, name, what in value_rules(self, lambda name: SETTINGS[name].flag):
+            need(ok, name, what)
         return self
 
 

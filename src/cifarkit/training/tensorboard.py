@@ -89,7 +89,7 @@ class TensorBoard(Observer):
         """The augmented-image grid of the first batch, and the model graph if it traces (a warning if not)."""
         from ..data.augment import denormalize
 
-        x, _ = trainer.global_batch(trainer.epoch_order(0), 0, 0)  # a pure function of (seed, epoch, step)
+        x, _ = trainer.global_batch(trainer.images_of_epoch(0), 0, 0)  # a pure function of (seed, epoch, step)
         self.writer.add_images("augmented", denormalize(x[:32].float().cpu(), trainer.mean, trainer.std), 0)
         try:
             model = copy.deepcopy(trainer.eval_model).float().eval()  # never the trained model's BatchNorm state

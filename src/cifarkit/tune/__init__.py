@@ -1,7 +1,8 @@
 """Sweeps: Optuna over TrainConfig's numbers on the validation split (SQLite alone, PostgreSQL for many
-workers).
+workers). `cifarkit sweep` is tune/sweep.py's `sweep` (not named here so that the module keeps its name).
 """
 
-from .sweep import parse_param, sweep
+from .storage import without_password
+from .sweep import parse_param
 
-__all__ = ["parse_param", "sweep"]
+__all__ = ["parse_param", "without_password"]
