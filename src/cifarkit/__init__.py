@@ -7,9 +7,10 @@ Importing the package is light and has no side effects: torch, matplotlib and to
 when `train` (or a module that needs them) is first used.
 """
 
+import importlib
 from typing import Any
 
-from .config.train_config import PRESETS, TrainConfig, preset_config
+from .config import PRESETS, TrainConfig, preset_config
 from .errors import UserError
 from .version import __version__
 
@@ -22,7 +23,6 @@ def __getattr__(name: str) -> Any:
 
         return train
     if name == "audit":  # the data audit (a callable package: cifarkit.audit(run_dir, ...)); torch loads on use
-        from . import audit
-
-        return audit
+        # import_module, not `from . import audit`: that would ask this function for the name again
+        return importlib.import_module(".audit", __name__)
     raise AttributeError(f"module 'cifarkit' has no attribute {name!r}")
