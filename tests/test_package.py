@@ -185,3 +185,15 @@ def test_no_module_is_over_400_lines_and_the_trainer_writes_no_files_itself():
     assert not internal_imports()["training.trainer"] & {"training.run", "training.lr_finder", "evaluate.inference"}
     trainer = (root / "training" / "trainer.py").read_text()
     assert not [name for name in ('"checkpoints', '"metrics.csv"', '"results.json"', "matplotlib") if name in trainer]
+
+
+def test_no_package_names_a_function_after_one_of_its_modules():
+    # `from cifarkit.cli import main` must give the module main.py, not a function its __init__ re-exports
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "cifarkit"
+    for package in PACKAGE_ORDER:
+        modules = {p.stem for p in (root / package).glob("*.py")}
+        exported = set(getattr(importlib.import_module(f"cifarkit.{package}"), "__all__", ()))
+        assert not exported & modules, (package, exported & modules)
