@@ -71,27 +71,6 @@ PACKAGE_ORDER = (
 BASE_MODULES = ("errors", "version")
 
 
-# The packages, lowest first: a module imports only from its own package, a lower one, or the base modules
-# (errors, version); `cifarkit/__init__.py` and `__main__.py` stand above them all.
-PACKAGE_ORDER = (
-    "files",
-    "models",
-    "config",
-    "runtime",
-    "optim",
-    "data",
-    "rundir",
-    "evaluate",
-    "report",
-    "training",
-    "tune",
-    "audit",
-    "app",
-    "cli",
-)
-BASE_MODULES = ("errors", "version")
-
-
 def internal_imports() -> dict[str, set[str]]:
     """module (dotted, below cifarkit: "training.trainer", a package's __init__ as "training") -> the cifarkit
     modules it imports, anywhere in its body (late imports count too)."""
