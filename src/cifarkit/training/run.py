@@ -100,11 +100,11 @@ def train(
     check_checkpoint_every(checkpoint_every)
     # the caller's threads and random state, the folder's lock and a TensorBoard writer, given back however the
     # run ends (the writer first: last in)
-    with restored_on_exit() as held:
+    with restored_on_exit() as on_exit:
         return _train(
             config,
             run_dir,
-            held,
+            on_exit,
             resume=resume,
             overwrite=overwrite,
             progress=progress,
@@ -119,7 +119,7 @@ def train(
 def _train(
     config: TrainConfig,
     run_dir: str | os.PathLike | None,
-    held: contextlib.ExitStack,
+    on_exit: contextlib.ExitStack,
     *,
     resume: bool,
     overwrite: bool,
@@ -139,7 +139,7 @@ def _train(
     if resume:
         run, config, checkpoint = reopen(run_dir, config, writes=ranks.is_main)
         resolve_device(config.device)  # a missing GPU is reported before any data is read
-        held.callback(run.lock().unlock)
+        on_exit.callback(run.lock().unlock)
     else:
         resolve_device(config.device)  # ... and before any folder is made
         # never among the data it reads: its plots in a class folder would be the next run's training images
@@ -154,9 +154,9 @@ def _train(
                 f"{', ...' if len(others) > 3 else ''}), not a run; choose a new or empty folder"
             )
         run = RunDir(run_dir, writes=ranks.is_main).lock()  # a second process writing this folder is refused
-        held.callback(run.unlock)
+        on_exit.callback(run.unlock)
         if made:  # a run that fails before its first file leaves no empty folder behind
-            held.callback(run.discard_if_unused)
+            on_exit.callback(run.discard_if_unused)
         existing = run.existing()
         if existing and not overwrite:
             raise UserError(
@@ -168,7 +168,7 @@ def _train(
 
         # --tensorboard DIR: one subfolder a run, named as its folder, so `tensorboard --logdir DIR` compares them
         observers.append(TensorBoard(run / "tb") if tensorboard is True else TensorBoard(tensorboard, run_dir=run.path))
-        held.callback(observers[-1].close)
+        on_exit.callback(observers[-1].close)
     if not resume:
         ranks.barrier()  # every rank has looked before rank 0 clears the folder
         run.clear()
