@@ -108,7 +108,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     noisy_results = run("noisy", out / "noisy-data")
     started = time.perf_counter()
-    summary = audit(out / "noisy", split="train", folds=args.folds, preset=args.preset, fold_overrides=overrides)
+    # the noisy copy named: $CIFARKIT_DATA (or --data-dir's clean copy) must not stand in for the run's own data
+    summary = audit(
+        out / "noisy",
+        split="train",
+        folds=args.folds,
+        preset=args.preset,
+        data_dir=out / "noisy-data",
+        fold_overrides=overrides,
+    )
     timing["audit_s"] = round(time.perf_counter() - started, 1)
     with open(out / "noisy" / "audit" / "audit.csv", newline="") as f:
         flagged = {int(r["image"]) for r in csv.DictReader(f) if r["split"] == "train" and r["issue"] == "label"}
