@@ -56,7 +56,7 @@ def add_commands(
     config_from_args: Callable[[argparse.Namespace], Any],
 ) -> None:
     """compare and sweep, with their flags (`train_flags` adds every flag that defines a training run,
-    `config_from_args` makes the TrainConfig of those flags: cli.py's, passed in so that cli_track needs no cli)."""
+    `config_from_args` makes the TrainConfig of those flags: main.py's, passed in so that this module needs no main)."""
     p = sub.add_parser(
         "compare",
         help="several run folders side by side: a table of what differs and the results, "

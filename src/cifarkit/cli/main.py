@@ -1,6 +1,6 @@
 """The `cifarkit` command: argparse sub-commands mapped onto the Python API.
 
-The flags that set a TrainConfig field are generated from the field's declaration in config.py (help,
+The flags that set a TrainConfig field are generated from the field's declaration in config/train_config.py (help,
 group, flag, type, choices), so a new setting is declared there only.
 
 Exit codes: 0 success, 2 user error (message, no traceback), 1 a bug (traceback).
@@ -311,9 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.set_defaults(func=cmd_report)
 
-    add_commands(sub)  # evaluate, predict, gradcam, app, export (cli_app.py)
-    add_track_commands(sub, add_train_flags, config_from_args)  # compare, sweep (cli_track.py)
-    add_audit_commands(sub)  # audit (cli_audit.py)
+    add_commands(sub)  # evaluate, predict, gradcam, app, export (model_commands.py)
+    add_track_commands(sub, add_train_flags, config_from_args)  # compare, sweep (experiment_commands.py)
+    add_audit_commands(sub)  # audit (audit_commands.py)
     return parser
 
 

@@ -1,6 +1,6 @@
 """The sub-commands about a trained model: `evaluate`, `predict`, and those that show it to people: `gradcam`,
-`app` and `export` (ONNX and the app bundle). Their flags here, their work in inference.py, explain.py, app.py and
-bundle.py (loaded on use)."""
+`app` and `export` (ONNX and the app bundle). Their flags here, their work in evaluate/, report/gradcam.py and app/
+(loaded on use)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """How a setting declares itself: its help, group and command-line flag (TrainConfig's fields use `setting`).
 
-cli.py generates the `cifarkit train` flags from these declarations and config.validate() names the flags.
+cli/main.py generates the `cifarkit train` flags from these declarations and config.validate() names the flags.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A `Dataset` holds a whole image-classification dataset as uint8 tensors (train, test and, when asked for,
 a validation split held out of train), its class names and where it came from. The readers that make
-one are cifar.py (the official CIFAR-10/100 archives) and folder.py (image folders); datasets.py picks
+one are cifar.py (the official CIFAR-10/100 archives) and folder.py (image folders); loading.py picks
 one by name.
 """
 

@@ -1,6 +1,6 @@
 """The run folder's contract (DESIGN.md): the name of every file a run folder holds and what its files hold.
 
-Commands import these names from rundir.py, which finds, checks, reads and writes the files.
+Commands import these names from run_dir.py, which finds, checks, reads and writes the files.
 """
 
 from __future__ import annotations

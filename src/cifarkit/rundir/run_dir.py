@@ -1,9 +1,9 @@
-"""One run's folder: its lock, every path checked, atomic writes, listing and clearing (the names: runfiles.py).
+"""One run's folder: its lock, every path checked, atomic writes, listing and clearing (the names: names.py).
 
 The folder is the contract between train, resume, the range test, report and evaluate (DESIGN.md):
 each of them finds a file through `RunDir`, so a path is spelled once, here, and checked once, here: every file a
 command reads from or writes into a run folder lies inside it (no symlink leads out), is read through the checked
-reader (reader.py), and is written only into a folder that is the run's own (its marker says so).
+reader (files/reader.py), and is written only into a folder that is the run's own (its marker says so).
 """
 
 from __future__ import annotations

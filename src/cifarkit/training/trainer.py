@@ -5,7 +5,8 @@ Design choices, each for speed or reproducibility:
   (batches.BatchStream), with draws that are pure functions of (seed, epoch, step), so resuming at any
   step reproduces the uninterrupted run without replaying RNGs;
 - losses and accuracies accumulate on the device; the host syncs only every few steps (progress bar).
-The Trainer writes only through its RunDir (metrics.csv, the checkpoint); the others are run.py's and report.py's.
+The Trainer writes only through its RunDir (metrics.csv, the checkpoint); run.py and the report package write
+the rest.
 """
 
 from __future__ import annotations
