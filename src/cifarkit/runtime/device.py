@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from ..config.train_config import DEVICES, TrainConfig
+from ..config.train_config import TrainConfig
+from ..config.validation import DEVICES
 from ..errors import UserError
 from ..version import __version__
 from . import distributed
