@@ -170,6 +170,30 @@ def test_the_cli_audits_the_test_split_into_the_run_folder(planted_run, tmp_path
     assert main(["audit", str(copy), "--quiet"]) == 0  # an earlier audit's folder is written again
 
 
+def test_the_run_report_links_a_finished_audit_and_says_how_to_begin_or_continue_one(planted_run, tmp_path, capsys):
+    from cifarkit.report import write_report
+
+    _, run = planted_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("audit"))
+    assert "No audit of this run's data yet" in write_report(copy).read_text()
+    (copy / "audit").mkdir()  # begun, not finished: no audit.json
+    assert "has not finished" in write_report(copy).read_text()
+    assert main(["audit", str(copy), "--quiet"]) == 0  # rebuilds the run's report.html
+    assert f"report: {copy / 'report.html'}" in capsys.readouterr().out
+    page = (copy / "report.html").read_text()
+    saved = json.loads((copy / "audit" / "audit.json").read_text())
+    assert "href='audit/audit.html'" in page and "href='audit/exclude.txt'" in page
+    label = saved["counts"]["per_issue"]["test"]["label"]
+    assert re.search(rf"<tr><td>test</td><td class='num'>100</td>.*?<td class='num'>{label}</td>", page)
+    # a test-split audit leaves out the training images that duplicate test images: the exact and the near one
+    assert (
+        saved["excluded"] == 2 and f"--exclude {copy / 'audit' / 'exclude.txt'}</code> retrains without the 2 " in page
+    )
+    (copy / "audit" / "audit.json").write_text("{not json")
+    assert "Not shown: " in write_report(copy).read_text()  # the rest of the report is still built
+
+
 # -- --exclude ------------------------------------------------------------------------------------------------------
 
 

@@ -135,7 +135,7 @@ def test_the_page_opens_with_a_summary_in_words_then_the_evaluations_and_says_wh
 
 
 def test_the_summary_gives_units_and_leaves_out_what_is_missing_or_mistyped():
-    from cifarkit.report.page import summary
+    from cifarkit.report.summary import summary
 
     sentence, rows = summary(
         {"model": "s10", "preset": "s10", "epochs": 24},

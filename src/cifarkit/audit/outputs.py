@@ -10,12 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 from ..files.atomic import write_json, write_text
+from ..rundir.names import AUDIT_CSV, AUDIT_HTML, AUDIT_JSON, EXCLUDE_TXT
 from .issues import ISSUES, TRAIN_TEST
 
-AUDIT_CSV = "audit.csv"
-AUDIT_JSON = "audit.json"
-AUDIT_HTML = "audit.html"
-EXCLUDE_TXT = "exclude.txt"
 COLUMNS = (
     "split",
     "image",
@@ -40,9 +37,9 @@ def csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def exclude_text(rows: list[dict], dataset: str) -> str:
-    """exclude.txt: each training image flagged as a label issue or a duplicate of a test image, once, with why
-    after a #."""
+def excluded(rows: list[dict]) -> dict[str, str]:
+    """{training image: why it is left out}: each image flagged as a label issue or a duplicate of a test image,
+    once, in the rows' order."""
     why: dict[str, str] = {}
     for row in rows:
         if row["split"] == "train" and row["issue"] in EXCLUDED_ISSUES and row["image"] not in why:
@@ -51,6 +48,12 @@ def exclude_text(rows: list[dict], dataset: str) -> str:
                 if row["issue"] == "label"
                 else f"duplicates test image {row['duplicate_image']} (distance {row['score']:.4g})"
             )
+    return why
+
+
+def exclude_text(rows: list[dict], dataset: str) -> str:
+    """exclude.txt: the excluded training images, one a line, with why after a #."""
+    why = excluded(rows)
     kind = "indices into the training set" if dataset != "folder" else "paths relative to the dataset folder"
     header = [
         f"# training images to leave out ({kind}): {len(why)}",
@@ -74,7 +77,8 @@ def counts(rows: list[dict], classes: tuple[str, ...]) -> dict:
 
 
 def write_outputs(folder: Path, rows: list[dict], summary: dict, page: str, dataset: str) -> dict[str, Path]:
-    """Write the four files; audit.json last."""
+    """Write the four files; audit.json last (with how many images exclude.txt lists)."""
+    summary["excluded"] = len(excluded(rows))
     paths = {name: folder / name for name in (AUDIT_CSV, EXCLUDE_TXT, AUDIT_HTML, AUDIT_JSON)}
     write_text(paths[AUDIT_CSV], csv_text(rows))
     write_text(paths[EXCLUDE_TXT], exclude_text(rows, dataset))

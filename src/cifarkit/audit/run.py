@@ -17,6 +17,7 @@ from ..data.exclude import image_names, kept_positions
 from ..errors import UserError
 from ..files.atomic import write_json
 from ..files.reader import read_json
+from ..rundir.names import AUDIT_FOLDER, REPORT
 from ..rundir.outputs import data_areas, refuse_inside_data
 from ..rundir.run_dir import RunDir
 from ..version import __version__
@@ -78,7 +79,7 @@ def audit(
     dev = resolve_device(device)
     model, ckpt = load_model(run.checkpoint, dev)
     config = TrainConfig.from_dict(ckpt["config"])
-    folder = Path(out) if out is not None else run.path / "audit"
+    folder = Path(out) if out is not None else run.path / AUDIT_FOLDER
     refuse_inside_data(folder, "--out", *data_areas(config.dataset, data_dir or config.data_dir))
     _check_folder(folder)
     data = load_checkpoint_data(ckpt, data_dir)  # the moved folder, other classes: refused here
@@ -243,6 +244,7 @@ def audit(
         }
         summary["folder"] = str(folder)
         write_outputs(folder, rows, summary, page, config.dataset)
+        summary["report"] = _link_from_report(run, folder)
         return summary
     finally:
         lock.unlock()
@@ -291,6 +293,19 @@ def _settings_line(settings: dict, config: TrainConfig) -> str:
             f", {settings['folds']} folds of {settings['fold_preset']} ({recipe['model']}, {recipe['epochs']} epochs)"
         )
     return line + f", near duplicates below {NEAR_DUPLICATE_THRESHOLD} x the median distance"
+
+
+def _link_from_report(run: RunDir, folder: Path) -> str | None:
+    """Rebuild the run's report.html, which links the audit in its default folder; the report's path, or None
+    where there is no report to rebuild (an audit elsewhere, a run without one, a folder not the run's own)."""
+    from ..report.page import write_report
+
+    if folder.resolve() != (run.path / AUDIT_FOLDER).resolve() or not (run.path / REPORT).is_file():
+        return None
+    try:
+        return str(write_report(run))
+    except UserError:
+        return None
 
 
 def finished(folder: str | os.PathLike) -> bool:

@@ -28,6 +28,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         f"({summary['timing']['total_s']:.0f}s); retrain without the flagged training images: "
         f"cifarkit train ... --exclude {folder / 'exclude.txt'}"
     )
+    if summary["report"]:
+        print(f"report: {summary['report']} links the audit")
     return 0
 
 

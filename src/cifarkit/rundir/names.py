@@ -45,6 +45,13 @@ JUNK = (".DS_Store", "Thumbs.db", ".ipynb_checkpoints")  # what desktops and not
 RUN_PATTERNS = ("evaluate-*.json", "gradcam.png")  # what `cifarkit evaluate` / `gradcam` write into a run by default
 # (file, heading): what report.html shows after PLOTS of those commands' outputs (gradcam: e.g. once Captum is there)
 COMMAND_PLOTS = (("gradcam.png", "GradCAM drawn after the run (cifarkit gradcam RUN_DIR)"),)
+# `cifarkit audit RUN_DIR` writes into RUN_DIR/audit/ (its fold-K/ run folders beside these); audit.json is written
+# last, so its presence says the audit finished. Never removed by --overwrite: the audit is of the data.
+AUDIT_FOLDER = "audit"
+AUDIT_CSV = "audit.csv"
+AUDIT_JSON = "audit.json"
+AUDIT_HTML = "audit.html"
+EXCLUDE_TXT = "exclude.txt"
 LOCK = ".cifarkit.lock"
 # Written with a folder's first run file: what makes a folder a run's own (the folder's files say so, not its name
 # or a config.json that anyone may have). Runs from before markers are recognised by a config.json that parses as a
