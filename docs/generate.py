@@ -46,16 +46,15 @@ def commands() -> dict[str, tuple[str, argparse.ArgumentParser]]:
     from cifarkit.cli.main import build_parser
 
     parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    helps = {a.dest: a.help or "" for a in sub._get_subactions()}
-    return {name: (helps.get(name, ""), p) for name, p in sub.choices.items()}
+    return {name: (parser.command_help[name], p) for name, p in parser.commands.items()}
 
 
 def groups(parser: argparse.ArgumentParser) -> list[tuple[str, list[argparse.Action]]]:
     """(group title, its actions) as `--help` shows them, without --help itself and empty groups."""
     shown_groups = []
+    # argparse has no public list of a parser's groups and their actions: --help reads these same two
     for group in parser._action_groups:
-        actions = [a for a in group._group_actions if not isinstance(a, argparse._HelpAction)]
+        actions = [a for a in group._group_actions if "--help" not in a.option_strings]
         if actions:
             shown_groups.append((group.title or "", actions))
     return shown_groups
@@ -128,7 +127,7 @@ def command_page(name: str, summary: str, parser: argparse.ArgumentParser) -> st
                     if action.default in (None, argparse.SUPPRESS, False) or not action.option_strings
                     else shown(action.default)
                 )
-            if action.choices and not isinstance(action, argparse._SubParsersAction):
+            if action.choices:  # a command's parser has no sub-commands: its choices are values
                 what += " Choices: " + ", ".join(str(c) for c in action.choices) + "."
             lines.append(f"| {names} | {cell(what)} | {cell(default)} | {cell(presets)} |")
         lines.append("")

@@ -287,11 +287,12 @@ def _train_parser():
     from cifarkit.cli.main import build_parser
 
     parser = build_parser()
-    return parser, next(a for a in parser._actions if a.dest == "command").choices
+    return parser, parser.commands
 
 
 def _flags(command: str) -> set[str]:
     _, commands = _train_parser()
+    # argparse has no public list of a parser's flags: its actions are where they are
     return {flag for action in commands[command]._actions for flag in action.option_strings}
 
 
@@ -404,7 +405,8 @@ def test_each_flag_sets_its_setting():
 def test_config_file_is_the_defaults_and_flags_override_it(tmp_path):
     import json
 
-    from cifarkit.cli.main import build_parser, config_from_args, parse_args
+    from cifarkit.cli.flags import parse_args
+    from cifarkit.cli.main import build_parser, config_from_args
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps(preset_config("fast", epochs=3, seed=4).to_dict()))
@@ -433,7 +435,7 @@ def test_help_shows_the_presets_values_from_presets(monkeypatch):
 
     monkeypatch.setitem(PRESETS, "zz-probe", {"epochs": 77, "alternate_flip": True})
     _, commands = _train_parser()
-    helps = {a.dest: a.help for a in commands["train"]._actions}
+    helps = {a.dest: a.help for a in commands["train"]._actions}  # no public list of a parser's actions
     assert "zz-probe: 77" in helps["epochs"] and "fast-v1: 12" in helps["epochs"]
     assert "s10, s10-best: 24" in helps["epochs"]
     assert "fast-v1, " in helps["alternate_flip"] and "zz-probe: on" in helps["alternate_flip"]

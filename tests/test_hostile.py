@@ -90,13 +90,13 @@ def test_2_a_locked_run_folder_is_refused_and_default_names_are_unique(tiny_py, 
     refused(capsys, ["train", "--resume", str(tmp_path / "run")], "another cifarkit process")  # not "start again"
     # under torchrun only rank 0 looks at the lock: the other ranks, never taking it, cannot mistake each other
     # for "another process"
-    from cifarkit.training.run import reopen
+    from cifarkit.training.run_folder import reopen
 
     with pytest.raises(UserError, match="no checkpoint yet"):
         reopen(tmp_path / "run", TrainConfig(), writes=False)
     assert held._lock is not None
     monkeypatch.chdir(tmp_path)
-    from cifarkit.training.run import new_run_dir
+    from cifarkit.training.run_folder import new_run_dir
 
     names = {new_run_dir(TrainConfig()) for _ in range(3)}  # within one second
     assert len(names) == 3 and all(p.is_dir() for p in names)

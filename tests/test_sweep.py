@@ -177,7 +177,8 @@ def test_a_study_without_a_finished_trial_names_each_cause(tmp_path):
     from optuna.trial import create_trial
 
     from cifarkit import TrainConfig
-    from cifarkit.tune.sweep import finish, parse_param
+    from cifarkit.tune.outcome import finish
+    from cifarkit.tune.params import parse_param
 
     s = optuna.create_study(direction="maximize")
     made = {"params": {"max_lr": 0.5}, "distributions": {"max_lr": FloatDistribution(0.1, 1)}}

@@ -13,7 +13,7 @@ from cifarkit.cli.main import main
 from cifarkit.errors import UserError
 from cifarkit.rundir.checkpoint import load_checkpoint
 from cifarkit.training.resume import checkpoint_of
-from cifarkit.training.run import reopen
+from cifarkit.training.run_folder import reopen
 from cifarkit.training.trainer import Trainer
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .parser import Commands
+
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from ..audit import audit
@@ -33,7 +35,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: Commands) -> None:
     """The `audit` sub-command."""
     from ..config.train_config import PRESETS, SETTINGS
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from .flags import add_train_flags, config_from_args
+from .parser import Commands
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -22,11 +23,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from ..runtime.invoked import program
-    from ..tune.sweep import parse_param, sweep
+    from ..tune.params import parse_param
+    from ..tune.sweep import sweep
 
     params = [parse_param(text) for text in args.param or ()]  # refused by name before anything else
     summary = sweep(
-        args.config_from_args(args),
+        config_from_args(args),
         params,
         args.trials,
         args.out,
@@ -50,13 +52,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(
-    sub: argparse._SubParsersAction,
-    train_flags: Callable[[argparse.ArgumentParser], None],
-    config_from_args: Callable[[argparse.Namespace], Any],
-) -> None:
-    """compare and sweep, with their flags (`train_flags` adds every flag that defines a training run,
-    `config_from_args` makes the TrainConfig of those flags: main.py's, passed in so that this module needs no main)."""
+def add_commands(sub: Commands) -> None:
+    """compare and sweep, with their flags (sweep's: every flag that defines a training run, flags.py's)."""
     p = sub.add_parser(
         "compare",
         help="several run folders side by side: a table of what differs and the results, "
@@ -73,7 +70,7 @@ def add_commands(
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("sweep", help="tune settings with Optuna on a validation split; each trial a run folder")
-    train_flags(p)
+    add_train_flags(p)
     group = p.add_argument_group("sweep")
     group.add_argument(
         "--param",
@@ -111,4 +108,4 @@ def add_commands(
     )
     group.add_argument("--sampler-seed", type=int, metavar="N", help="seed of the TPE sampler (default random)")
     group.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-    p.set_defaults(func=cmd_sweep, config_from_args=config_from_args)
+    p.set_defaults(func=cmd_sweep)

@@ -1,7 +1,7 @@
 """The `cifarkit` command: argparse sub-commands mapped onto the Python API.
 
-The flags that set a TrainConfig field are generated from the field's declaration in config/train_config.py (help,
-group, flag, type, choices), so a new setting is declared there only.
+The flags that set a TrainConfig field are generated from the field's declaration (flags.py); the commands of
+other groups are added by their modules (model_commands.py, experiment_commands.py, audit_commands.py).
 
 Exit codes: 0 success, 2 user error (message, no traceback), 1 a bug (traceback).
 """
@@ -15,140 +15,23 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from ..config.notes import presets_note
-from ..config.settings import GROUPS, Setting
-from ..config.train_config import MACHINE_SETTINGS, PRESETS, SETTINGS, TrainConfig, build_config
+from ..config.train_config import MACHINE_SETTINGS, SETTINGS, TrainConfig
 from ..errors import Stopped, UserError
 from ..runtime import distributed
 from .audit_commands import add_commands as add_audit_commands
 from .experiment_commands import add_commands as add_track_commands
+from .flags import (
+    add_data_flags,
+    add_quiet_flag,
+    add_run_flags,
+    add_train_flags,
+    config_defaults,
+    config_from_args,
+    refuse_run_changing_flags,
+)
 from .model_commands import add_commands
-
-
-def _add_data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(SETTINGS["data_dir"].flag, help=SETTINGS["data_dir"].help)
-
-
-def _argument_type(s: Setting) -> Callable[[str], Any]:
-    if s.parse is None:
-        return s.type
-
-    def parse(text: str) -> Any:
-        try:
-            return s.parse(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    return parse
-
-
-def _add_setting(group: argparse._ArgumentGroup, s: Setting) -> None:
-    """One flag for one TrainConfig field; default None: keep the preset's (or --config's) value."""
-    kwargs: dict[str, Any] = {
-        "dest": s.name,
-        "default": None,
-        "help": (s.help + presets_note(s.name)).replace("%", "%%"),
-    }
-    if s.type is bool:
-        kwargs["action"] = argparse.BooleanOptionalAction  # --x and --no-x
-    else:
-        kwargs.update(
-            type=_argument_type(s),
-            choices=s.choices,
-            metavar=s.metavar or (None if s.choices else s.flag[2:].upper().replace("-", "_")),
-        )
-    group.add_argument(s.flag, **kwargs)
-
-
-def _add_setting_flags(p: argparse.ArgumentParser, train: bool) -> None:
-    recipe = p.add_argument_group(GROUPS["recipe"])
-    recipe.add_argument("--preset", help=f"recipe to start from: {', '.join(PRESETS)} (default s10)")
-    recipe.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help="a config.json (e.g. RUN_DIR/config.json) to start from instead of a preset: its "
-        "settings become the flags' defaults",
-    )
-    for key, title in GROUPS.items():
-        members = [s for s in SETTINGS.values() if s.group == key and s.cli and (train or not s.train_only)]
-        if members:
-            group = p.add_argument_group(title)
-            for s in members:
-                _add_setting(group, s)
-
-
-def add_run_flags(p: argparse.ArgumentParser) -> None:
-    """--preset, --config and a flag per TrainConfig setting but the train-only ones (lr-find)."""
-    _add_setting_flags(p, train=False)
-
-
-def add_train_flags(p: argparse.ArgumentParser) -> None:
-    """--preset, --config and a flag per TrainConfig setting: every flag that defines a training run (train,
-    benchmarks/time_to_accuracy.py)."""
-    _add_setting_flags(p, train=True)
-
-
-def _add_quiet_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
-
-
-def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
-    """The (sub-)parser that parsed the command's own flags: `cifarkit train`'s for `cifarkit train ...`."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
-            return _command_parser(action.choices[getattr(args, action.dest)], args)
-    return parser
-
-
-def config_defaults(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None = None
-) -> argparse.Namespace:
-    """With --config FILE, parse `argv` again with the file's settings as the defaults (as timm's train.py does),
-    so flags override a saved config the way they override a preset; else `args` as it is."""
-    if getattr(args, "config", None) is None or args.preset is not None or getattr(args, "resume", None) is not None:
-        return args  # nothing to load, or refused by name (config_from_args, refuse_run_changing_flags)
-    saved = TrainConfig.from_json(args.config).to_dict()  # an unknown key is refused, naming the file and key
-    _command_parser(parser, args).set_defaults(**{name: v for name, v in saved.items() if SETTINGS[name].cli})
-    return parser.parse_args(argv)
-
-
-def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """parser.parse_args, with a --config FILE's settings as the defaults (config_defaults)."""
-    return config_defaults(parser, parser.parse_args(argv), argv)
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The run's config: --config FILE or --preset (default s10), then every setting flag given. Not validated:
-    run.train() validates what it is given, once; other users call validate()."""
-    overrides = {name: getattr(args, name, None) for name, s in SETTINGS.items() if s.cli}
-    return build_config(args.preset, args.config, overrides)
-
-
-def _typed(s: Setting, value: object) -> str:
-    """The flag as the user typed it: --max-lr, or --no-nesterov for a switch turned off."""
-    return f"--no-{s.flag[2:]}" if value is False else s.flag
-
-
-def refuse_run_changing_flags(args: argparse.Namespace) -> None:
-    """With --resume, a flag that would change the run is refused by name rather than silently ignored."""
-    given = [f"--{name}" for name in ("preset", "config") if getattr(args, name, None) is not None]
-    given += [
-        _typed(s, getattr(args, s.name))
-        for s in SETTINGS.values()
-        if s.cli and not s.machine and getattr(args, s.name, None) is not None
-    ]
-    given += [flag for flag, on in (("--out", args.out is not None), ("--overwrite", args.overwrite)) if on]
-    if given:
-        machine = ", ".join(SETTINGS[name].flag for name in MACHINE_SETTINGS)
-        raise UserError(
-            f"--resume {args.resume} with {' '.join(given)}: a resumed run keeps the settings it was "
-            f"started with (from its checkpoint); only {machine}, --quiet, --tensorboard, "
-            "--checkpoint-every and --dist-timeout may change. Drop those flags, or start a new run "
-            "with --out"
-        )
+from .parser import CommandParser, command_parser
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -215,7 +98,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from ..data.loading import load_run_data
     from ..runtime.device import resolve_device
     from ..training.lr_finder import find_lr, range_test_folder
-    from ..training.run import timestamped_run_path
+    from ..training.run_folder import timestamped_run_path
 
     config = config_from_args(args).validate()
     resolve_device(config.device)
@@ -242,20 +125,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> CommandParser:
     from ..runtime.invoked import program
     from ..version import __version__
 
     # usage lines name the program as it was started (.venv/bin/cifarkit, python -m cifarkit), so they run as shown
-    parser = argparse.ArgumentParser(prog=program(), description="Train image classifiers on CIFAR-10.")
+    parser = CommandParser(prog=program(), description="Train image classifiers on CIFAR-10.")
     parser.add_argument("--version", action="version", version=f"cifarkit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_commands(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
         "data",
         help="download CIFAR-10/100 if absent, else check the local copy (or read an image folder) and describe it",
     )
-    _add_data_flags(p)
+    add_data_flags(p)
     for name in ("dataset", "labels", "image_size"):
         p.add_argument(
             SETTINGS[name].flag,
@@ -275,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a model; writes RUN_DIR/{config.json,metrics.csv,results.json,checkpoints/}"
     )
     add_train_flags(p)
-    _add_quiet_flag(p)
+    add_quiet_flag(p)
     p.add_argument("--out", type=Path, help="run folder (default runs/PRESET-TIMESTAMP)")
     p.add_argument(
         "--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
@@ -303,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lr-find", help="LR range test on training batches: suggests the One Cycle peak")
     add_run_flags(p)
-    _add_quiet_flag(p)
+    add_quiet_flag(p)
     p.add_argument("--out", type=Path, help="folder for lr_find.json and lr_find.png (default runs/lr-find-...)")
     p.set_defaults(func=cmd_lr_find)
 
@@ -312,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     add_commands(sub)  # evaluate, predict, gradcam, app, export (model_commands.py)
-    add_track_commands(sub, add_train_flags, config_from_args)  # compare, sweep (experiment_commands.py)
+    add_track_commands(sub)  # compare, sweep (experiment_commands.py)
     add_audit_commands(sub)  # audit (audit_commands.py)
     return parser
 
@@ -326,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         words = list(sys.argv[1:] if argv is None else argv)
         at = words.index(args.command) if args.command in words else len(words)
         after = extra[0] in words[at + 1 :]
-        command = _command_parser(parser, args) if after else parser
+        command = command_parser(parser, args) if after else parser
+        # argparse lists a parser's flags nowhere public: its actions are the one place they are
         flags = [o for a in command._actions for o in a.option_strings]
         near = difflib.get_close_matches(extra[0].split("=")[0], flags, n=1)
         command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {near[0]}?)" if near else ""))

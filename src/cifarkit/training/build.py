@@ -7,12 +7,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..config.train_config import TrainConfig
 from ..data.augment import normalize
-from ..data.dataset import MEAN, STD
+from ..data.dataset import MEAN, STD, Dataset
 from ..errors import UserError
 from ..models.nets import build_model
+from ..optim.lookahead import Lookahead
 from ..optim.muon import Muon
 
 
@@ -91,6 +93,44 @@ def prepare_model(
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def run_model(
+    config: TrainConfig, device: torch.device, distributed: bool, data: Dataset, mean: Any, std: Any
+) -> nn.Module:
+    """The run's initialised model (prepare_model); under torchrun with --sync-bn, its BatchNorm layers
+    synchronised over the ranks."""
+    model = prepare_model(config, device, len(data.classes), data.train_images, mean, std)
+    if distributed and config.sync_bn:
+        if device.type != "cuda":
+            raise UserError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA only; drop the flag on CPU")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def configured_max_lr(config: TrainConfig) -> float:
+    """The config's max lr as a number; 'find' is the range test's to settle before a Trainer is built."""
+    if isinstance(config.max_lr, str):
+        raise ValueError("max_lr='find': run the range test (cifarkit.training.run.train does) and pass max_lr")
+    return float(config.max_lr)
+
+
+def weight_averages(
+    model: nn.Module, config: TrainConfig, total_steps: int
+) -> tuple[AveragedModel | None, Lookahead | None]:
+    """The EMA of the weights (BatchNorm buffers included: it is what is evaluated and saved when ema_decay > 0)
+    and Lookahead's slow weights, each None when its setting is off."""
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        if config.ema_decay
+        else None
+    )
+    lookahead = (
+        Lookahead(model, config.lookahead_decay, config.lookahead_every, total_steps)
+        if config.lookahead_decay
+        else None
+    )
+    return ema, lookahead
 
 
 def check_training_sizes(model: nn.Module, config: TrainConfig, train_count: int | None = None) -> None:

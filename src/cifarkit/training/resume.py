@@ -51,27 +51,27 @@ def restore(trainer: Trainer, ckpt: dict[str, Any]) -> None:
             f"{trainer.run.checkpoint}: a checkpoint of model {ckpt['model_name']!r}, "
             f"this run trains {trainer.config.model!r}"
         )
+    cfg = trainer.config
+    for part, key, saved_without in (  # what this run keeps beside its weights, under its key in the checkpoint
+        (trainer.ema, "training_weights", f"a weight average, but this run has ema_decay {cfg.ema_decay}"),
+        (
+            trainer.lookahead,
+            "lookahead",
+            f"Lookahead's slow weights, but this run has lookahead_decay {cfg.lookahead_decay}",
+        ),
+        (trainer.pruning, "pruning", "the losses --prune-easy needs"),
+    ):
+        if part is not None and key not in ckpt:
+            raise UserError(f"{trainer.run.checkpoint}: saved without {saved_without}")
     if trainer.ema is not None:
-        if "training_weights" not in ckpt:
-            raise UserError(
-                f"{trainer.run.checkpoint}: saved without a weight average, but this run has ema_decay "
-                f"{trainer.config.ema_decay}"
-            )
         trainer.model.load_state_dict(ckpt["training_weights"])
         trainer.ema.module.load_state_dict(ckpt["model"])
         trainer.ema.n_averaged.copy_(ckpt["ema_n_averaged"])
     else:
         trainer.model.load_state_dict(ckpt["model"])
     if trainer.lookahead is not None:
-        if "lookahead" not in ckpt:
-            raise UserError(
-                f"{trainer.run.checkpoint}: saved without Lookahead's slow weights, but this run has "
-                f"lookahead_decay {trainer.config.lookahead_decay}"
-            )
         trainer.lookahead.load_state_dict(ckpt["lookahead"])
     if trainer.pruning is not None:
-        if "pruning" not in ckpt:
-            raise UserError(f"{trainer.run.checkpoint}: saved without the losses --prune-easy needs")
         trainer.pruning.load_state_dict(ckpt["pruning"])
     trainer.optimizer.load_state_dict(ckpt["optimizer"])
     trainer.scheduler.load_state_dict(ckpt["scheduler"])

@@ -2,7 +2,7 @@
 workers). `cifarkit sweep` is tune/sweep.py's `sweep` (not named here so that the module keeps its name).
 """
 
+from .params import parse_param
 from .storage import without_password
-from .sweep import parse_param
 
 __all__ = ["parse_param", "without_password"]
