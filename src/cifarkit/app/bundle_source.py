@@ -7,6 +7,7 @@ from it, and imports no cifarkit.
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 from ..errors import UserError
@@ -76,65 +77,8 @@ def _module(name: str) -> tuple[str, dict[str, ast.stmt], dict[str, tuple[str, s
 def inline(roots: tuple[str, ...] = ROOTS, module: str = MODULE) -> str:
     """app.py: `roots` of `module` and, transitively, every cifarkit definition they use, each copied from its
     module's source, modules in dependency order; a definition that imports cifarkit in its body is refused."""
-    modules: dict[str, tuple] = {}
-    wanted: dict[str, set[str]] = {}
-    imports: dict[str, set[int]] = {}
-    after: dict[str, set[str]] = {}  # module -> the modules whose definitions it uses
-    todo = [(module, name) for name in roots]
-    while todo:
-        mod, name = todo.pop()
-        if name in wanted.setdefault(mod, set()):
-            continue
-        source, defs, relative, absolute = modules.setdefault(mod, _module(mod))
-        if name in relative:
-            target, original = relative[name]
-            after.setdefault(mod, set()).add(target)
-            todo.append((target, original))
-            continue
-        if name not in defs:
-            raise UserError(f"bundle: {mod}.py has no top-level {name}")
-        wanted[mod].add(name)
-        visitor = _Names()
-        visitor.visit(defs[name])
-        if visitor.relative:
-            raise UserError(f"bundle: {mod}.{name} imports .{visitor.relative[0]} in its body; app.py cannot")
-        for used in visitor.names:
-            if used in defs or used in relative:
-                todo.append((mod, used))
-            elif used in absolute:
-                imports.setdefault(mod, set()).add(id(absolute[used]))
-    order: list[str] = []
-
-    def place(mod: str) -> None:
-        if mod not in order:
-            for dep in sorted(after.get(mod, ())):
-                place(dep)
-            order.append(mod)
-
-    for mod in sorted(modules):
-        place(mod)
-    head, body, seen = [], [], {}
-    for mod in order:
-        source, defs, relative, absolute = modules[mod]
-        lines = source.splitlines()
-        nodes = {
-            id(n): n
-            for n in (
-                *[defs[name] for name in wanted.get(mod, ())],
-                *[n for n in absolute.values() if id(n) in imports.get(mod, ())],
-            )
-        }
-        for node in sorted(nodes.values(), key=lambda n: n.lineno):
-            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            text = "\n".join(lines[start - 1 : node.end_lineno])
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                if text not in head:
-                    head.append(text)
-                continue
-            for name in [n for n, d in defs.items() if d is node]:
-                if seen.setdefault(name, text) != text:
-                    raise UserError(f"bundle: two different definitions of {name} ({mod}.py and another)")
-            body.append(f"# from cifarkit/{mod.replace('.', '/')}.py\n{text}")
+    used = _definitions_used(roots, module)
+    head, body = _copied_source(used, _dependency_order(used))
     return (
         '"""A CIFAR classifier with GradCAM and a Gradio page, exported by cifarkit: the model definition,\n'
         "inference and the page only. Generated from cifarkit's source; imports no cifarkit.\n\n"
@@ -146,3 +90,105 @@ def inline(roots: tuple[str, ...] = ROOTS, module: str = MODULE) -> str:
         + "\n\n\n".join(body)
         + '\n\n\nif __name__ == "__main__":\n    sys.exit(main())\n'
     )
+
+
+@dataclasses.dataclass
+class _Used:
+    """What app.py copies, found by following names from its roots, each by module (dotted, below cifarkit)."""
+
+    modules: dict[str, tuple] = dataclasses.field(default_factory=dict)  # module -> _module(module)
+    wanted: dict[str, set[str]] = dataclasses.field(default_factory=dict)  # module -> its definitions to copy
+    imports: dict[str, set[int]] = dataclasses.field(default_factory=dict)  # module -> id() of its imports to copy
+    after: dict[str, set[str]] = dataclasses.field(default_factory=dict)  # module -> the modules whose names it uses
+
+
+def _definitions_used(roots: tuple[str, ...], module: str) -> _Used:
+    """Every definition `roots` of `module` use, transitively through cifarkit's relative imports, and the
+    imports of other packages they need."""
+    used = _Used()
+    todo = [(module, name) for name in roots]
+    while todo:
+        mod, name = todo.pop()
+        if name in used.wanted.setdefault(mod, set()):
+            continue
+        _, defs, relative, absolute = used.modules.setdefault(mod, _module(mod))
+        if name in relative:  # imported from another cifarkit module: its definition there is the one copied
+            target, original = relative[name]
+            used.after.setdefault(mod, set()).add(target)
+            todo.append((target, original))
+            continue
+        if name not in defs:
+            raise UserError(f"bundle: {mod}.py has no top-level {name}")
+        used.wanted[mod].add(name)
+        todo.extend(_names_to_follow(mod, name, defs, relative, absolute, used.imports))
+    return used
+
+
+def _names_to_follow(
+    mod: str,
+    name: str,
+    defs: dict[str, ast.stmt],
+    relative: dict[str, tuple[str, str]],
+    absolute: dict[str, ast.stmt],
+    imports: dict[str, set[int]],
+) -> list[tuple[str, str]]:
+    """The names of `mod` that definition `name` uses (its own definitions and cifarkit imports), to copy next;
+    the other packages' imports it uses are added to `imports`."""
+    visitor = _Names()
+    visitor.visit(defs[name])
+    if visitor.relative:
+        raise UserError(f"bundle: {mod}.{name} imports .{visitor.relative[0]} in its body; app.py cannot")
+    follow = []
+    for used in visitor.names:
+        if used in defs or used in relative:
+            follow.append((mod, used))
+        elif used in absolute:
+            imports.setdefault(mod, set()).add(id(absolute[used]))
+    return follow
+
+
+def _dependency_order(used: _Used) -> list[str]:
+    """The modules, each after the modules whose definitions it uses (app.py defines a name before its use)."""
+    order: list[str] = []
+
+    def place(mod: str) -> None:
+        if mod not in order:
+            for dep in sorted(used.after.get(mod, ())):
+                place(dep)
+            order.append(mod)
+
+    for mod in sorted(used.modules):
+        place(mod)
+    return order
+
+
+def _copied_source(used: _Used, order: list[str]) -> tuple[list[str], list[str]]:
+    """(import statements, definitions) as app.py holds them: each copied from its module's source in the module's
+    order, a definition headed by the file it comes from."""
+    head, body, seen = [], [], {}
+    for mod in order:
+        source, defs, _, absolute = used.modules[mod]
+        lines = source.splitlines()
+        nodes = {
+            id(n): n
+            for n in (
+                *[defs[name] for name in used.wanted.get(mod, ())],
+                *[n for n in absolute.values() if id(n) in used.imports.get(mod, ())],
+            )
+        }
+        for node in sorted(nodes.values(), key=lambda n: n.lineno):
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            text = "\n".join(lines[start - 1 : node.end_lineno])
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                head.append(text)  # the same import in two modules: written once (inline sorts a set of them)
+                continue
+            _refuse_a_second_definition(seen, [n for n, d in defs.items() if d is node], text, mod)
+            body.append(f"# from cifarkit/{mod.replace('.', '/')}.py\n{text}")
+    return head, body
+
+
+def _refuse_a_second_definition(seen: dict[str, str], names: list[str], text: str, mod: str) -> None:
+    """app.py has one namespace: a name defined differently in two modules cannot be in it twice."""
+    for name in names:
+        if seen.setdefault(name, text) != text:
+            raise UserError(f"bundle: two different definitions of {name} ({mod}.py and another)")
