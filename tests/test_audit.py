@@ -450,3 +450,95 @@ def test_the_page_shows_its_images_in_chromium_without_sideways_scrolling(audite
         assert "given: " in browser.find_element(By.CSS_SELECTOR, ".cell").text
     finally:
         browser.quit()
+
+
+# -- the app's audit tab --------------------------------------------------------------------------------------------
+
+
+def audit_browser(run, data):
+    from cifarkit.app.audit_tab import AuditBrowser, audit_images
+
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    return AuditBrowser.of_run(run, audit_images(ckpt, str(data)))
+
+
+def test_the_app_browses_the_audit_by_issue_and_class_with_each_duplicate_beside_its_twin(audited, planted_run):
+    from cifarkit.app.audit_tab import ALL_CLASSES, ZOOM, AuditBrowser
+
+    _, rows = audited
+    root, run = planted_run
+    browser = audit_browser(run, root / "data")
+    labels = [r for r in rows if r["issue"] == "label"]
+    assert browser.issues()[0] == (f"probable label errors ({len(labels)})", "label")
+    gallery, table, line = browser.show("label", ALL_CLASSES, 100)
+    assert len(gallery) == len(table) == len(labels) and line.startswith(f"{len(labels)} of {len(labels)} probable")
+    captions = {caption.split(":")[0]: caption for _, caption in gallery}
+    for i in TEST_FLIPS:
+        row = next(r for r in labels if r["split"] == "test" and r["image"] == str(i))
+        assert captions[f"test {i}"].startswith(f"test {i}: given {row['given_label']} → {row['suggested_label']} ")
+    assert all(picture.shape == (32 * ZOOM, 32 * ZOOM, 3) for picture, _ in gallery)
+    given = labels[0]["given_label"]
+    _, table, _ = browser.show("label", given, 100)
+    assert table and all(r[4] == given for r in table)  # given_label is the table's fifth column
+
+    gallery, _, _ = browser.show("train_test_duplicate", ALL_CLASSES, 100)
+    pairs = {caption.split(" (")[0]: picture for picture, caption in gallery}
+    exact = pairs[f"test {EXACT[0]}"]  # the pair side by side: identical pixels left and right of the gap
+    assert exact.shape == (32 * ZOOM, (64 + 2) * ZOOM, 3)
+    assert (exact[:, : 32 * ZOOM] == exact[:, 34 * ZOOM :]).all() and f"test {NEAR[0]}" in pairs
+
+    without = AuditBrowser.of_run(run, None)  # the run's data not readable here: the rows alone
+    gallery, table, line = without.show("label", ALL_CLASSES, 5)
+    assert gallery == [] and len(table) == 5 and "images not shown" in line
+
+
+def test_the_app_shows_the_audit_in_a_tab_in_chromium(audited, planted_run, tmp_path, monkeypatch):
+    import gradio
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_app import check_gallery_layout, chromium, free_port, need_browser
+
+    from cifarkit.app.serve import serve
+
+    need_browser()
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager downloads nothing
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    root, run = planted_run
+    _, rows = audited
+    port = free_port()
+    driver = None
+    try:
+        serve(run, "127.0.0.1", port, str(root / "data"), block=False, progress=False)
+        driver = chromium(tmp_path / "profile", logging=False)
+        wait = WebDriverWait(driver, 60)
+        driver.get(f"http://127.0.0.1:{port}/")
+        tab = wait.until(
+            lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text == "Data audit"]
+        )
+        tab[0].click()
+        labels = [r for r in rows if r["issue"] == "label"]
+        captions = check_gallery_layout(driver, "audit-gallery", min(20, len(labels)), snug=False)
+        assert (
+            captions[0]
+            == next(f"{r['split']} {r['image']}: given {r['given_label']} → {r['suggested_label']}" for r in labels)
+            + f" {float(labels[0]['confidence']):.0%}"
+        )
+        assert f"{run / 'audit' / 'audit.html'}" in driver.find_element(By.ID, "audit-about").text
+        grid = driver.find_element(By.CSS_SELECTOR, "#audit-rows [role=grid]")
+        assert grid.get_attribute("aria-rowcount") == str(1 + len(captions))  # the heading row, then one a row shown
+        driver.find_element(By.CSS_SELECTOR, "#audit-issue input").click()  # another issue: the duplicates
+        wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=dropdown-option][aria-label^='test images']")
+        )[0].click()
+        wait.until(lambda d: "= train" in d.find_element(By.ID, "audit-gallery").text)
+        pairs = [c for c in driver.find_element(By.ID, "audit-gallery").text.splitlines() if " = train " in c]
+        assert f"test {EXACT[0]} " in " ".join(pairs) and f"test {NEAR[0]} " in " ".join(pairs)
+        shape = driver.execute_script(  # a pair is drawn whole, twice as wide as high: not squeezed into a square
+            "const i = document.querySelector('#audit-gallery .thumbnail-item img'); return [i.width, i.height]"
+        )
+        assert shape[0] > 1.8 * shape[1], shape
+        driver.save_screenshot("/tmp/audit-tab.png")
+    finally:
+        if driver is not None:
+            driver.quit()
+        gradio.close_all()

@@ -37,15 +37,18 @@ MAX_UPLOAD = "25mb"  # Gradio refuses larger uploads; read_image refuses images 
 # each caption sits under its image, wrapped where it must be (CIFAR-100 or folder class names can be long); only
 # a caption over 3 lines is cut (the page's top-k names the class whole).
 PAGE_CSS = """
-#examples > label[data-testid="block-label"], #mistakes > label[data-testid="block-label"] {
-  position: static; margin: var(--block-label-margin); }
+#examples > label[data-testid="block-label"], #mistakes > label[data-testid="block-label"],
+#audit-gallery > label[data-testid="block-label"] { position: static; margin: var(--block-label-margin); }
 #examples .grid-wrap { overflow-y: auto; }
 #examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)); grid-auto-rows: auto; }
-#mistakes .grid-container { grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); grid-auto-rows: auto; }
-#examples .thumbnail-item, #mistakes .thumbnail-item { aspect-ratio: auto; height: auto; display: flex;
-  flex-direction: column; }
+#mistakes .grid-container, #audit-gallery .grid-container {
+  grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); grid-auto-rows: auto; }
+#examples .thumbnail-item, #mistakes .thumbnail-item, #audit-gallery .thumbnail-item {
+  aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
 #examples .thumbnail-item > img, #mistakes .thumbnail-item > img { aspect-ratio: 1; height: auto; }
-#examples .caption-label, #mistakes .caption-label { position: static; max-width: none; white-space: normal;
+#audit-gallery .thumbnail-item > img { aspect-ratio: auto; height: auto; object-fit: contain; }
+#examples .caption-label, #mistakes .caption-label, #audit-gallery .caption-label {
+  position: static; max-width: none; white-space: normal;
   overflow-wrap: anywhere; text-align: center; border: none; border-radius: 0; display: -webkit-box;
   -webkit-box-orient: vertical; -webkit-line-clamp: 3; overflow: hidden; padding: 0 var(--spacing-sm);
   margin: var(--spacing-xs) 0; }
@@ -272,68 +275,3 @@ def launch(demo: Any, host: str | None, port: int | None, block: bool = True) ->
     if block:
         demo.block_thread()
     return demo
-
-
-def serve(
-    checkpoint: str | os.PathLike,
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    data_dir: str | None = None,
-    block: bool = True,
-    progress: bool = True,
-) -> Any:
-    """`cifarkit app`: load the checkpoint once, offer 10 test images, and serve the page; `progress`: a bar on
-    stderr over the start's steps (importing gradio alone takes seconds)."""
-    from ..evaluate.explain import test_set_or_none
-    from ..evaluate.inference import image_size, load_model
-    from ..rundir.run_dir import run_of
-    from ..runtime.device import resolve_device
-    from ..runtime.progress import progress_bar
-
-    with progress_bar(4, "starting the app: loading gradio", progress, unit="step") as bar:
-        try:
-            import captum.attr  # noqa: F401 (only whether it imports)
-            import gradio  # noqa: F401 (only whether it imports)
-        except ImportError as e:
-            raise UserError(
-                f"the app needs gradio and captum ({e.name} is missing): pip install 'cifarkit[app]'"
-            ) from None
-        bar.update()
-        bar.set_description("starting the app: loading the model")  # drawn at once: each step said as it starts
-        model, ckpt = load_model(checkpoint, resolve_device("auto"))
-        bar.update()
-        bar.set_description("starting the app: reading the test images")
-        images, labels = test_set_or_none(ckpt, data_dir, "app", "; upload only") or (None, None)
-        bar.update()
-        bar.set_description("starting the app: preparing the examples and the page")
-        clf = Classifier(
-            model,
-            ckpt["classes"],
-            ckpt["mean"],
-            ckpt["std"],
-            image_size(ckpt),
-            examples=example_images(images, labels) if images is not None else [],
-            candidates=(lambda: (images, labels)) if images is not None else None,
-            precision=ckpt["config"].get("precision", "fp32"),
-        )
-        run = run_of(checkpoint)
-        results = run.read_results() or {}
-        accuracy = f"; test accuracy {results['test_accuracy']:.2%}" if "test_accuracy" in results else ""
-        about = f"Model `{ckpt['model_name']}` from run `{run.path.name}`{accuracy}. {len(ckpt['classes'])} classes."
-        demo = build_demo(clf, "cifarkit: what does the model see?", about)
-        bar.update()
-    try:
-        return launch(demo, host, port, block)
-    except OSError as e:  # gradio's own words name launch()'s server_port and an environment variable
-        raise UserError(
-            f"--port {port}: cannot serve on {host}:{port}, the port is in use or the address is not "
-            f"this machine's ({str(e).split('.')[0]}); choose another --port or --host"
-        ) from None
-
-
-def example_images(images: torch.Tensor, labels: torch.Tensor, count: int = 10) -> list[tuple[torch.Tensor, int]]:
-    """The first test image of each class, in class order, up to `count` (then the next ones in order)."""
-    labels = labels.cpu()
-    picks = [int(torch.nonzero(labels == c).flatten()[0]) for c in labels.unique().tolist()][:count]
-    picks += [i for i in range(len(labels)) if i not in picks][: count - len(picks)]
-    return [(images[i].cpu(), int(labels[i])) for i in picks]

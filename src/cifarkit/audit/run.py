@@ -57,7 +57,7 @@ def audit(
     (default RUN_DIR/audit): new, empty, or an earlier audit's (whose finished folds are reused). Writes
     audit.csv, audit.json, audit.html and exclude.txt there.
     """
-    from ..data.loading import load_checkpoint_data, load_dataset
+    from ..data.loading import load_checkpoint_data
     from ..evaluate.inference import load_model
     from ..runtime.device import inference_precision, resolve_device
 
@@ -82,11 +82,7 @@ def audit(
     folder = Path(out) if out is not None else run.path / AUDIT_FOLDER
     refuse_inside_data(folder, "--out", *data_areas(config.dataset, data_dir or config.data_dir))
     _check_folder(folder)
-    data = load_checkpoint_data(ckpt, data_dir)  # the moved folder, other classes: refused here
-    if len(data.train_labels) == 0:  # an image folder read for its test images alone
-        data = load_dataset(
-            config.dataset, data.root, labels=config.labels, image_size=config.image_size, progress=progress
-        ).limit(test=config.limit_test)
+    data = load_checkpoint_data(ckpt, data_dir, with_train=True)  # the moved folder, other classes: refused here
     kept = kept_positions(data, config.exclude, config.limit_train)  # the images the run trained on
     train_names = [image_names(data, "train")[i] for i in kept.tolist()]
     test_names = image_names(data, "test")[: len(data.test_labels)]

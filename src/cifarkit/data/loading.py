@@ -46,12 +46,16 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> Dataset:
 
 
 def load_checkpoint_data(
-    ckpt: dict[str, Any], data_dir: str | os.PathLike | None = None, limit_test: int | None = None
+    ckpt: dict[str, Any],
+    data_dir: str | os.PathLike | None = None,
+    limit_test: int | None = None,
+    with_train: bool = False,
 ) -> Dataset:
     """The dataset a checkpoint's run was trained on, for evaluate/gradcam/app, its test set limited as the run's
     (or to `limit_test`): from `data_dir` (the flag), else $CIFARKIT_DATA, else the run's own data_dir only if
     it exists here (a path from another machine is a hint, never created), else the default cache folder. Data
-    whose classes are not the checkpoint's is refused."""
+    whose classes are not the checkpoint's is refused. `with_train`: an image folder's training images too (read
+    for its test images alone otherwise; CIFAR's archives hold both)."""
     config = TrainConfig.from_dict(ckpt["config"])
     hint = config.data_dir if config.data_dir and Path(config.data_dir).expanduser().is_dir() else None
     where = data_dir or os.environ.get("CIFARKIT_DATA") or hint
@@ -63,7 +67,9 @@ def load_checkpoint_data(
             "where it trained?); pass --data-dir where its train/ and test/ are"
         )
     # CIFAR may still be fetched, into the default folder only: the run's own was on another machine
-    data = load_dataset(config.dataset, where, labels=config.labels, image_size=config.image_size, test_only=True)
+    data = load_dataset(
+        config.dataset, where, labels=config.labels, image_size=config.image_size, test_only=not with_train
+    )
     if tuple(data.classes) != to_nfc(ckpt["classes"]):  # a checkpoint may hold a Mac's decomposed names
         raise UserError(
             f"{data.root}: its classes ({', '.join(data.classes[:5])}, ...) are not the ones the model "
