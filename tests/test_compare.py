@@ -166,7 +166,7 @@ def test_every_panel_names_every_run_in_a_colour_and_marker_of_its_own(two_runs,
     from matplotlib.colors import to_hex
 
     from cifarkit.report import compare as compare_module
-    from cifarkit.report import figures as report
+    from cifarkit.report import drawing as report
 
     _, (a, b) = two_runs
     many = tmp_path / "many"

@@ -19,6 +19,7 @@ from cifarkit import TrainConfig, train
 from cifarkit.cli.main import main
 from cifarkit.data import cifar, folder
 from cifarkit.data.dataset import MEAN, STD
+from cifarkit.data.download import md5_of
 from cifarkit.data.loading import load_dataset
 from cifarkit.errors import UserError
 
@@ -66,7 +67,7 @@ def test_cifar100_downloads_checks_and_extracts_the_official_archive(tmp_path, m
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(source / "cifar-100-python", arcname="cifar-100-python")
     monkeypatch.setattr(cifar, "CIFAR100_URL", archive.as_uri())
-    monkeypatch.setattr(cifar, "CIFAR100_MD5", cifar.md5_of(archive))
+    monkeypatch.setattr(cifar, "CIFAR100_MD5", md5_of(archive))
     data = load_dataset("cifar100", tmp_path / "cache", labels="coarse")
     assert len(data.train_labels) == 200 and (tmp_path / "cache" / "cifar-100-python" / "meta").exists()
     monkeypatch.setattr(cifar, "CIFAR100_MD5", "0" * 32)

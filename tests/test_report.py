@@ -83,7 +83,7 @@ def test_many_classes_get_a_colour_bar_not_a_number_in_every_cell(tmp_path, monk
 def test_an_image_grid_says_when_it_has_nothing_to_show(tmp_path):
     from PIL import Image
 
-    from cifarkit.report.figures import draw_cells
+    from cifarkit.report.image_grids import draw_cells
 
     assert draw_cells([], 10, "GradCAM", tmp_path / "empty.png", empty="no images (no mistakes to show)") == 1
     pixels = [(np.full((8, 8, 3), 200, dtype=np.uint8), f"image {i}") for i in range(7)]
@@ -149,12 +149,12 @@ def test_the_summary_gives_units_and_leaves_out_what_is_missing_or_mistyped():
 
 
 def captured_figures(monkeypatch):
-    """The Figure objects the report module saves, kept for the test to look at."""
-    from cifarkit.report import figures as report
+    """The Figure objects the report package saves (each through drawing.png_bytes), kept for the test to look at."""
+    from cifarkit.report import drawing
 
     figures = []
-    real = report.png_bytes
-    monkeypatch.setattr(report, "png_bytes", lambda fig: figures.append(fig) or real(fig))
+    real = drawing.png_bytes
+    monkeypatch.setattr(drawing, "png_bytes", lambda fig: figures.append(fig) or real(fig))
     return figures
 
 

@@ -40,7 +40,7 @@ def test_a_damaged_json_file_is_named(tmp_path):
 
 
 def test_a_commands_default_output_goes_into_the_run_folder_else_beside_a_loose_checkpoint(tmp_path, monkeypatch):
-    from cifarkit.rundir.run_dir import default_output
+    from cifarkit.rundir.outputs import default_output
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

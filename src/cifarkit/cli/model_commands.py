@@ -11,6 +11,7 @@ from pathlib import Path
 from ..config.notes import presets_note
 from ..config.train_config import SETTINGS, TTA_MODES
 from ..errors import UserError
+from .parser import Commands
 
 
 def _add_run_data_flags(p: argparse.ArgumentParser) -> None:
@@ -66,7 +67,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError("--raw-input shapes the ONNX model's input: it goes with --onnx FILE")
     if args.data_dir is not None and args.app is None:
         raise UserError("--data-dir is where the app bundle's example images come from: it goes with --app DIR")
-    from ..rundir.run_dir import check_output
+    from ..rundir.outputs import check_output
 
     for output in (args.onnx, args.app):  # checked before any work: never onto the checkpoint or the run's files
         if output is not None:
@@ -106,8 +107,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate.inference import evaluate_checkpoint
     from ..files.atomic import write_json
     from ..rundir.checkpoint import load_checkpoint
-    from ..rundir.outputs import data_areas, refuse_inside_data
-    from ..rundir.run_dir import check_output, default_output
+    from ..rundir.outputs import check_output, data_areas, default_output, refuse_inside_data
 
     if args.limit_test is not None and args.limit_test < 1:
         raise UserError(f"--limit-test {args.limit_test}: must be a whole number of images >= 1")
@@ -152,7 +152,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: Commands) -> None:
     """evaluate, predict, gradcam, app and export, with their flags."""
     p = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a checkpoint, as JSON")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_OR_RUN_DIR")

@@ -20,7 +20,8 @@ from typing import Any
 
 from ..config.train_config import SETTINGS
 from ..errors import UserError
-from ..rundir.run_dir import CONFIG, ENDED, METRICS, RunDir, check_output
+from ..rundir.outputs import check_output
+from ..rundir.run_dir import CONFIG, ENDED, METRICS, RunDir
 
 # Shown in columns of their own, or where a run is computed rather than what it is: never a "differing setting".
 _NOT_COMPARED = {"preset", "dataset"} | {name for name, s in SETTINGS.items() if s.machine}
@@ -210,7 +211,7 @@ def plot_compare(runs: list[Run]) -> bytes:
     legend naming every run (and, where splits are drawn, what each line style means)."""
     from matplotlib.lines import Line2D
 
-    from .figures import figure, png_bytes
+    from .drawing import figure, png_bytes
 
     overlay_acc = mixed_datasets_note(runs) is None
     panels = (["acc"] if overlay_acc else []) + ["loss", "lr"]

@@ -2,59 +2,34 @@
 
 Plots that need the data or the model (samples, augmentations, mistakes, confusion) are drawn at the end of
 training; report_page builds RUN_DIR/report.html from the run folder's files alone. Every figure is made in
-`figure`, where its text is literal.
+drawing.py's `figure`, where its text is literal; the grids of images are image_grids.py's.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import os
-from collections.abc import Iterator
 from typing import Any
 
-import matplotlib
 import numpy as np
 import torch
-
-# Figures without pyplot: no global figure state and no backend switch, so drawing here never changes the
-# caller's matplotlib (a notebook's inline backend keeps working); Figure.savefig renders with Agg by itself.
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.path import Path as LinePath
 from matplotlib.transforms import Bbox
 
-from ..data.augment import Augment, denormalize, normalize
-from ..data.dataset import MEAN, STD, Dataset
-from ..evaluate.metrics import confusion_matrix, mistakes, per_class_accuracy
-from ..files.atomic import write_bytes
+from ..data.augment import Augment
+from ..data.dataset import Dataset
+from ..evaluate.metrics import confusion_matrix, per_class_accuracy
 from ..rundir.run_dir import RunDir
+from .drawing import figure, save_figure
+from .image_grids import (  # noqa: F401 (draw_cells re-exported: the plots' one import place for benchmarks/)
+    draw_cells,
+    plot_augmented,
+    plot_misclassified,
+    plot_samples,
+)
 
 FEW_CLASSES = 20  # up to this many classes, the confusion matrix and per-class plots write every number
-# Class, file and run names come from the user's data; matplotlib would parse one holding `$...$` as mathtext
-# (and raise on an unknown command such as `$\badcmd$`), so no text of a figure here is parsed.
-LITERAL_TEXT = {"text.parse_math": False}
-
-
-@contextlib.contextmanager
-def figure(*args: Any, figsize: tuple[float, float], **kwargs: Any) -> Iterator[tuple[Figure, Any]]:
-    """A pyplot-free `plt.subplots` (the same arguments) as the block in which the figure is drawn and saved:
-    every text made in it is literal (LITERAL_TEXT). Tick labels are made, and text parsed, when the figure is
-    drawn, so save it inside the block; the setting holds only there, and the caller's own figures keep theirs."""
-    with matplotlib.rc_context(LITERAL_TEXT):
-        fig = Figure(figsize=figsize)
-        yield fig, fig.subplots(*args, **kwargs)
-
-
-def png_bytes(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def save_figure(fig: Figure, path: str | os.PathLike) -> None:
-    write_bytes(path, png_bytes(fig))
 
 
 def plot_lr_find(result: Any, path: str | os.PathLike) -> None:
@@ -166,132 +141,6 @@ def label_point(ax: Any, text: str, xy: tuple[float, float], line: Line2D, taken
         fontsize=8,
         arrowprops={"arrowstyle": "-", "color": "0.45", "lw": 0.7, "shrinkA": 1, "shrinkB": 4} if far else None,
     )
-
-
-# ---------------------------------------------------------------------------------------------- images
-
-
-def _display(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """Normalised float (N,3,H,W) -> uint8 (N,H,W,3) for imshow."""
-    return denormalize(images.cpu(), mean, std).permute(0, 2, 3, 1).numpy()
-
-
-def plot_image_grid(
-    images: torch.Tensor,
-    titles: list[str],
-    path: str | os.PathLike,
-    cols: int,
-    title: str,
-    cell_width: float = 1.3,
-    mean: tuple[float, ...] = MEAN,
-    std: tuple[float, ...] = STD,
-) -> None:
-    """A grid of images (uint8, or float normalised with `mean`/`std` as the model sees them), a caption each."""
-    pixels = _display(images if images.is_floating_point() else normalize(images.cpu(), mean, std), mean, std)
-    draw_cells(list(zip(pixels, titles)), cols, title, path, cell_width)
-
-
-def draw_cells(
-    cells: list[tuple[np.ndarray, str]],
-    cols: int,
-    title: str,
-    path: str | os.PathLike,
-    cell_width: float = 1.3,
-    cell_height: float = 1.5,
-    title_size: float | None = None,
-    empty: str = "",
-) -> int:
-    """Images in a grid, `cols` a row, each cell (pixels (H, W, 3) uint8, a caption of up to two lines above them),
-    all on one Axes placed in inches (an Axes per image costs 20-50 ms each to make, lay out and draw: seconds at
-    the end of every run; benchmarks/plots.py); `empty`: the text when there are no cells. Returns the rows."""
-    rows = max(1, math.ceil(len(cells) / cols))
-    width, height, header = cols * cell_width, rows * cell_height, 0.45  # inches; header: the title's room
-    with figure(figsize=(width, height + header)) as (fig, ax):
-        ax.set_position((0, 0, 1, height / (height + header)))
-        side = min(cell_width, cell_height) - 0.35  # room for a two-line caption of 7 pt
-        for i, (pixels, caption) in enumerate(cells):
-            row, col = divmod(i, cols)
-            left, top = col * cell_width + (cell_width - side) / 2, (row + 1) * cell_height - side - 0.05
-            # extent (left, right, bottom, top) with y growing downwards (ylim below): row 0 of the image on top
-            ax.imshow(pixels, interpolation="nearest", extent=(left, left + side, top + side, top))
-            ax.text(left + side / 2, top - 0.04, caption, ha="center", va="bottom", fontsize=7)
-        if not cells:
-            ax.text(0.1, cell_height / 2, empty, fontsize=9)
-        ax.set_xlim(0, width)
-        ax.set_ylim(height, 0)
-        ax.set_aspect("equal")
-        ax.axis("off")
-        # the title 0.1 in below the top whatever the figure's height (suptitle's default y is a fraction of it)
-        fig.suptitle(title, fontsize=title_size, y=1 - 0.1 / (height + header), va="top")
-        save_figure(fig, path)
-    return rows
-
-
-def plot_samples(
-    images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], path: str | os.PathLike, per_class: int = 2
-) -> None:
-    """The first `per_class` training images of every class that has any, with class names."""
-    labels = labels.cpu()
-    picks = [i for c in range(len(classes)) for i in torch.nonzero(labels == c).flatten()[:per_class].tolist()]
-    plot_image_grid(
-        images.cpu()[picks], [classes[int(labels[i])] for i in picks], path, cols=10, title="Training images"
-    )
-
-
-def plot_augmented(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    classes: tuple[str, ...],
-    augment: Augment,
-    path: str | os.PathLike,
-    count: int = 6,
-    draws: int = 5,
-    seed: int = 0,
-) -> None:
-    """`count` training images as stored (first column), then `draws` augmented versions of each."""
-    generator = torch.Generator().manual_seed(seed)
-    originals = images[:count].cpu()
-    rows, titles = [], []
-    for i in range(len(originals)):
-        rows += [
-            normalize(originals[i : i + 1], augment.mean, augment.std),
-            augment(originals[i : i + 1].expand(draws, -1, -1, -1), generator),
-        ]
-        titles += [classes[int(labels[i])]] + [f"draw {d + 1}" for d in range(draws)]
-    plot_image_grid(
-        torch.cat(rows),
-        titles,
-        path,
-        cols=draws + 1,
-        mean=augment.mean,
-        std=augment.std,
-        title="Augmented images (first column: original)",
-    )
-
-
-def plot_misclassified(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    probs: torch.Tensor,
-    classes: tuple[str, ...],
-    path: str | os.PathLike,
-    count: int = 30,
-) -> int:
-    """The test images the model got wrong, most confident mistakes first; returns how many were wrong."""
-    labels, probs = labels.cpu(), probs.cpu()
-    confidence, predicted = probs.max(1)
-    wrong = mistakes(labels, probs)
-    order = wrong[:count]
-    titles = [f"true {classes[int(labels[i])]}\npred {classes[int(predicted[i])]} {confidence[i]:.0%}" for i in order]
-    plot_image_grid(
-        images.cpu()[order],
-        titles,
-        path,
-        cols=10,
-        cell_width=1.75,
-        title=f"Misclassified test images, most confident first ({len(wrong)} wrong of {len(labels)})",
-    )
-    return len(wrong)
 
 
 def plot_confusion(counts: np.ndarray, classes: tuple[str, ...], path: str | os.PathLike) -> None:

@@ -23,7 +23,8 @@ from ..evaluate.explain import (
     overlay,
     require_captum,
 )
-from ..rundir.run_dir import RunDir, check_output, default_output
+from ..rundir.outputs import check_output, default_output
+from ..rundir.run_dir import RunDir
 from ..runtime.progress import predicting, progress_bar
 
 
@@ -37,7 +38,7 @@ def plot_gradcam(
 ) -> int:
     """A grid of (image, heat map over it) pairs, `per_row` pairs a row, each pair captioned (left, right);
     returns the number of rows. `images`: uint8 (N, 3, H, W); `maps`: (N, H, W) in [0, 1]."""
-    from .figures import draw_cells  # matplotlib only when drawing
+    from .image_grids import draw_cells  # matplotlib only when drawing
 
     pixels, heat = images.cpu().permute(0, 2, 3, 1).numpy(), maps.cpu().numpy()
     cells = [

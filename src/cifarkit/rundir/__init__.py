@@ -3,7 +3,7 @@ name of every file in it, where commands may write, and the checkpoint.
 """
 
 from .checkpoint import RunState, load_checkpoint
-from .outputs import refuse_inside_data
-from .run_dir import RunDir, check_output, default_output, run_of
+from .outputs import check_output, default_output, refuse_inside_data
+from .run_dir import RunDir, run_of
 
 __all__ = ["RunDir", "RunState", "check_output", "default_output", "load_checkpoint", "refuse_inside_data", "run_of"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
 import json
 import os
@@ -23,6 +22,7 @@ from ..files.atomic import WriteError, save_torch, write_bytes, write_json, writ
 from ..files.reader import MiB, read_bytes, read_json, read_text
 from ..runtime.invoked import program
 from ..version import __version__
+from .folder_lock import lock_folder
 from .names import (  # noqa: F401 (re-exported: the names every command imports from here)
     BEST_CONFIG,
     CHECKPOINT,
@@ -64,42 +64,9 @@ class RunDir:
         self._owned = self._marked = False  # known once the folder's marker is found or written
 
     def lock(self) -> RunDir:
-        """Hold the folder's lock while this process writes it: a second process gets a clear error. An OS lock
-        (flock), so it ends with the process, however it dies: a kill -9 leaves no stale lock."""
-        if not self.writes or self._lock is not None:
-            return self
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"--out {self.path}: a file is in the way; choose a folder name")
-        for _ in range(3):  # again if the lock file was removed under us (discard_if_unused)
-            try:
-                self.path.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-            except FileNotFoundError:
-                if not self.path.is_dir():  # the folder went between the two calls
-                    continue
-                raise UserError(f"--out {self.path}: cannot create its lock file {LOCK} there") from None
-            except OSError as e:
-                raise UserError(f"--out {self.path}: cannot create the run folder there ({e.strerror or e})") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-                os.close(fd)
-                raise UserError(
-                    f"{self.path}: another cifarkit process (pid {holder}) is writing this run folder; "
-                    "wait for it to finish, or choose another --out"
-                ) from None
-            try:  # the lock counts only if its file is still the folder's (not one unlinked after we opened it)
-                if os.stat(self.path / LOCK).st_ino == os.fstat(fd).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        else:
-            raise UserError(f"--out {self.path}: another process keeps removing this folder; choose another --out")
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock = fd
+        """Hold the folder's lock while this process writes it (folder_lock.py): a second process gets a clear error."""
+        if self.writes and self._lock is None:
+            self._lock = lock_folder(self.path)
         return self
 
     def unlock(self) -> None:
@@ -331,42 +298,3 @@ def run_of(checkpoint: str | os.PathLike) -> RunDir:
     """The run folder (read only) of a checkpoint named as RUN_DIR or as RUN_DIR/checkpoints/last.pt."""
     path = Path(checkpoint)
     return RunDir(path if path.is_dir() else path.parent.parent, writes=False)
-
-
-def default_output(checkpoint: str | os.PathLike, name: str) -> Path:
-    """Where a command's output about a checkpoint goes unless told: into its run folder (named as the folder or as
-    RUN_DIR/checkpoints/last.pt, so --overwrite clears it), else beside a loose checkpoint file as STEM.NAME."""
-    path = Path(checkpoint)
-    if path.is_dir():
-        return path / name
-    real = path.resolve()  # `evaluate last.pt` from inside RUN_DIR/checkpoints too
-    run = run_of(real)
-    if real.parts[-2:] == tuple(CHECKPOINT.split("/")) and (run / CONFIG).is_file():
-        return run / name
-    return path.with_name(f"{path.stem}.{name}")
-
-
-def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
-    """`output`, unless it is one of the `inputs`, a file of a run folder that a run writes (a command's own
-    results, such as evaluate-*.json, may sit beside the run) or a sweep's own file: outputs never land on what
-    they read or on what another command keeps."""
-    path = Path(output)
-    target = path.resolve()
-    for given in inputs:
-        source = Path(given)
-        if source.is_dir():
-            source = RunDir(source).checkpoint
-        if source.exists() and target == source.resolve():
-            raise UserError(f"{output}: that is the input {given}; write the output elsewhere")
-    for folder in list(target.parents)[:2]:  # RUN_DIR/x or RUN_DIR/checkpoints/x, plots/x
-        if (folder / CONFIG).is_file() and str(target.relative_to(folder)) in (*RUN_FILES, LOCK):
-            raise UserError(f"{output}: a file of the run in {folder}; write the output elsewhere")
-    written = target if target.is_dir() else target.parent  # a folder output (export --app) writes inside itself
-    if written.is_dir() and not os.access(written, os.W_OK):  # found now, not after the work
-        raise UserError(f"{output}: its folder cannot be written (read-only?); write the output elsewhere")
-    if target.suffix.lower() in WEIGHT_SUFFIXES and target.is_file():
-        raise UserError(f"{output}: an existing model file ({target.suffix}); write the output elsewhere")
-    sweep = target.parent
-    if target.name in SWEEP_FILES and any((sweep / name).is_file() for name in (STUDY_DB, BEST_CONFIG)):
-        raise UserError(f"{output}: a file of the sweep in {sweep}; write the output elsewhere")
-    return path
