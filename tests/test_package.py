@@ -152,13 +152,19 @@ def test_the_packages_import_only_downwards_in_one_declared_order():
     assert not upward, upward
 
 
-def test_no_module_is_over_400_lines_and_the_trainer_writes_no_files_itself():
+# config/train_config.py declares every setting, one TrainConfig field each (over 200 lines of declarations, which
+# stay together in the one dataclass): its bound is its own
+LONGER_MODULES = {"config/train_config.py": 400}
+
+
+def test_no_module_is_over_300_lines_and_the_trainer_writes_no_files_itself():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "src" / "cifarkit"
     sizes = {str(p.relative_to(root)): len(p.read_text().splitlines()) for p in root.rglob("*.py")}
     # lines as ruff formats them (one argument a line where a call does not fit in 120 columns)
-    assert max(sizes.values()) <= 400, {name: size for name, size in sizes.items() if size > 400}
+    over = {name: size for name, size in sizes.items() if size > LONGER_MODULES.get(name, 300)}
+    assert not over, over
     # the loop and its state only: files are written through its RunDir, plots and reports elsewhere
     assert not {package_of(m) for m in internal_imports()["training.trainer"]} & {"files", "report", "cli"}
     assert not internal_imports()["training.trainer"] & {"training.run", "training.lr_finder", "evaluate.inference"}

@@ -12,7 +12,7 @@ from cifarkit import TrainConfig, train
 from cifarkit.cli.main import main
 from cifarkit.errors import UserError
 from cifarkit.rundir.checkpoint import load_checkpoint
-from cifarkit.training.resume import checkpoint_of
+from cifarkit.training.resume import checkpoint_of, restore
 from cifarkit.training.run_folder import reopen
 from cifarkit.training.trainer import Trainer
 
@@ -230,6 +230,26 @@ def test_cli_train_refuses_to_clobber_a_run(tiny_py, tmp_path, capsys):
     assert main(argv + ["--overwrite"]) == 0
     assert main(["train", "--resume", str(tmp_path / "run")]) == 2
     assert "already finished" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "settings, key, said",
+    [
+        ({"ema_decay": 0.9}, "training_weights", "saved without a weight average, but this run has ema_decay 0.9"),
+        (
+            {"lookahead_decay": 0.7},
+            "lookahead",
+            "saved without Lookahead's slow weights, but this run has lookahead_decay 0.7",
+        ),
+        ({"prune_easy": 0.5}, "pruning", "saved without the losses --prune-easy needs"),
+    ],
+)
+def test_a_checkpoint_without_what_the_run_keeps_beside_its_weights_is_refused(tiny_py, tmp_path, settings, key, said):
+    trainer = Trainer(tiny_config(tiny_py, **settings), tmp_path / "run", progress=False)
+    checkpoint = checkpoint_of(trainer)
+    del checkpoint[key]
+    with pytest.raises(UserError, match=re.escape(f"{trainer.run.checkpoint}: {said}")):
+        restore(trainer, checkpoint)
 
 
 def test_ema_is_the_decayed_average_of_the_weights_and_is_what_gets_evaluated(tiny_py, tmp_path):
