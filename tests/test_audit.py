@@ -104,6 +104,9 @@ def test_the_page_is_self_contained_and_the_json_holds_counts_settings_and_timin
     saved = json.loads((run / "audit" / "audit.json").read_text())
     assert saved["settings"]["folds"] == 2 and saved["settings"]["fold_recipe"]["epochs"] == 8
     assert set(saved["timing"]) >= {"embeddings_s", "folds_s", "cleanlab_s", "page_s", "total_s"}
+    peaks = list(saved["memory_peak_mib"].values())  # the process's peak when each part ended: never falls
+    assert list(saved["memory_peak_mib"]) == ["data", "embeddings", "folds", "cleanlab", "page"]
+    assert 0 < peaks[0] and peaks == sorted(peaks)
     assert saved["images"] == {"train": 200, "test": 100}
     assert sum(saved["counts"]["per_class"]["test"]["label"].values()) == saved["counts"]["per_issue"]["test"]["label"]
     folds = [json.loads((run / "audit" / fold / "results.json").read_text()) for fold in ("fold-1", "fold-2")]

@@ -5,6 +5,7 @@ find the issues, write the files."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,19 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config.train_config import TrainConfig, build_config
-from ..data.exclude import image_names, kept_positions
+from ..config.train_config import TrainConfig
 from ..errors import UserError
 from ..files.atomic import write_json
-from ..files.reader import read_json
 from ..rundir.names import AUDIT_FOLDER, REPORT
-from ..rundir.outputs import data_areas, refuse_inside_data
 from ..rundir.run_dir import RunDir
 from ..version import __version__
 from .folds import (
     assign_folds,
-    check_folds,
-    fold_config,
     fold_view,
     record_folds,
     train_folds,
@@ -33,10 +29,7 @@ from .issues import NEAR_DUPLICATE_THRESHOLD, datalab_rows, train_test_rows
 from .outputs import AUDIT_JSON, counts, write_outputs
 from .page import write_page
 from .predict import probabilities_and_embeddings
-
-SPLITS = ("test", "train", "all")
-MARKER = ".cifarkit-audit.json"  # makes a folder an audit's own: a later audit may write into it again
-MARKER_FORMAT = "cifarkit audit folder"
+from .prepare import MARKER, MARKER_FORMAT, Audited, prepare
 
 
 def audit(
@@ -57,222 +50,179 @@ def audit(
     (default RUN_DIR/audit): new, empty, or an earlier audit's (whose finished folds are reused). Writes
     audit.csv, audit.json, audit.html and exclude.txt there.
     """
-    from ..data.loading import load_checkpoint_data
-    from ..evaluate.inference import load_model
-    from ..runtime.device import inference_precision, resolve_device
-
-    started = time.perf_counter()
-    if split not in SPLITS:
-        raise UserError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
-    try:  # before any work: the fold runs would be wasted
-        import cleanlab  # noqa: F401 (only whether it imports)
-    except ImportError:
-        raise UserError("the audit needs cleanlab: pip install 'cifarkit[audit]'") from None
-    run = RunDir(run_dir)
-    if not run.path.is_dir():
-        raise UserError(f"{run.path}: no such run folder")
-    if not os.path.lexists(run.checkpoint):
-        raise UserError(
-            f"{run.path}: no checkpoint (checkpoints/last.pt): an audit needs a trained model; train the "
-            "run first, or finish it with `cifarkit train --resume`"
-        )
-    dev = resolve_device(device)
-    model, ckpt = load_model(run.checkpoint, dev)
-    config = TrainConfig.from_dict(ckpt["config"])
-    folder = Path(out) if out is not None else run.path / AUDIT_FOLDER
-    refuse_inside_data(folder, "--out", *data_areas(config.dataset, data_dir or config.data_dir))
-    _check_folder(folder)
-    data = load_checkpoint_data(ckpt, data_dir, with_train=True)  # the moved folder, other classes: refused here
-    kept = kept_positions(data, config.exclude, config.limit_train)  # the images the run trained on
-    train_names = [image_names(data, "train")[i] for i in kept.tolist()]
-    test_names = image_names(data, "test")[: len(data.test_labels)]
-    train_images, train_labels = data.train_images[kept], data.train_labels[kept].numpy()
-    test_labels = data.test_labels.numpy()
-    classes = tuple(data.classes)
-    audited = ("test", "train") if split == "all" else (split,)
-    if "test" in audited:
-        _need_two_classes(test_labels, classes, "test")
-    recipe = None
-    if "train" in audited:
-        check_folds(folds, train_labels, classes)
-        base = (
-            config
-            if preset is None
-            else build_config(
-                preset,
-                overrides={
-                    "dataset": config.dataset,
-                    "labels": config.labels,
-                    "image_size": config.image_size,
-                    "seed": config.seed,
-                    **(fold_overrides or {}),
-                },
-            )
-        )
-        if preset is None and fold_overrides:
-            base = TrainConfig.from_dict({**config.to_dict(), **fold_overrides})
-        if device != "auto":  # the folds train where the audit was asked to run
-            base = TrainConfig.from_dict({**base.to_dict(), "device": device})
-        recipe = fold_config(base, ckpt.get("max_lr") if preset is None else None)
-    loaded = time.perf_counter()
-
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = RunDir(folder).lock()  # a second audit writing the same folder is refused
+    clock = _Clock()
+    audited = prepare(run_dir, split, folds, preset, out, data_dir, device, fold_overrides)
+    clock.lap("data")
+    audited.folder.mkdir(parents=True, exist_ok=True)
+    lock = RunDir(audited.folder).lock()  # a second audit writing the same folder is refused
     try:
-        write_json(folder / MARKER, {"format": MARKER_FORMAT, "run": str(run.path), "cifarkit": __version__})
-        dtype = inference_precision(config.precision, dev)
-
-        def predict(net, images, what):
-            return probabilities_and_embeddings(
-                net,
-                images.to(dev),
-                ckpt["mean"],
-                ckpt["std"],
-                config.eval_batch_size,
-                dtype,
-                config.channels_last,
-                what,
-                progress,
-            )
-
-        test_probs, test_features = predict(model, data.test_images, "test images (the run's model)")
-        _, train_features = predict(model, train_images, "training images (the run's model)")
-        embedded = time.perf_counter()
-        train_probs = None
-        if recipe is not None:
-            fold = assign_folds(train_labels, folds, config.seed)
-            record_folds(
-                folder,
-                {
-                    "folds": folds,
-                    "seed": config.seed,
-                    "images": len(train_labels),
-                    "preset": preset or config.preset,
-                    "kept_sha": _digest(kept),
-                },
-            )
-            shaped = data.__class__(
-                train_images,
-                torch.from_numpy(train_labels),
-                data.test_images[:0],
-                data.test_labels[:0],
-                classes=data.classes,
-                name=data.name,
-                root=data.root,
-                layout=data.layout,
-            )
-            train_probs = np.zeros((len(train_labels), len(classes)), dtype=np.float32)
-            for k, path in enumerate(train_folds(recipe, shaped, fold, folds, folder, progress)):
-                fold_model, fold_ckpt = load_model(path, dev)
-                held = fold_view(shaped, fold, k).test_images
-                train_probs[fold == k], _ = probabilities_and_embeddings(
-                    fold_model,
-                    held.to(dev),
-                    fold_ckpt["mean"],
-                    fold_ckpt["std"],
-                    recipe.eval_batch_size,
-                    inference_precision(recipe.precision, dev),
-                    recipe.channels_last,
-                    f"fold {k + 1} held out",
-                    progress,
-                )
-        trained = time.perf_counter()
-
-        rows, datalab = [], {}
-        if "test" in audited:
-            found, datalab["test"] = datalab_rows("test", test_names, test_labels, test_probs, test_features, classes)
-            rows += found
-        if train_probs is not None:
-            found, datalab["train"] = datalab_rows(
-                "train", train_names, train_labels, train_probs, train_features, classes
-            )
-            rows += found
-        pairs, across = train_test_rows(
-            train_names,
-            test_names,
-            train_labels,
-            test_labels,
-            train_images,
-            data.test_images,
-            train_features,
-            test_features,
-            classes,
-        )
-        rows += pairs
-        ranked = time.perf_counter()
-
-        per_class = {
-            s: dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist()))
-            for s, labels in (("train", train_labels), ("test", test_labels))
+        marker = {"format": MARKER_FORMAT, "run": str(audited.run.path), "cifarkit": __version__}
+        write_json(audited.folder / MARKER, marker)
+        test_probs, test_features, train_features = _embed(audited, progress)
+        clock.lap("embeddings")
+        train_probs = _fold_probabilities(audited, folds, preset, progress) if audited.recipe else None
+        clock.lap("folds")
+        rows, datalab, across = _find_issues(audited, test_probs, test_features, train_probs, train_features)
+        clock.lap("cleanlab")
+        summary = _summary(audited, split, folds, preset, rows, datalab, across)
+        pixels = {
+            "train": dict(zip(audited.train_names, audited.train_images)),
+            "test": dict(zip(audited.test_names, audited.data.test_images)),
         }
-        settings = {
-            "split": split,
-            "folds": folds if recipe is not None else None,
-            "fold_preset": (preset or config.preset) if recipe is not None else None,
-            "fold_recipe": recipe.to_dict() if recipe is not None else None,
-            "near_duplicate_threshold": NEAR_DUPLICATE_THRESHOLD,
-            "device": str(dev),
-            "dataset": config.dataset,
-            "data": str(data.root),
-        }
-        summary = {
-            "run": str(run.path),
-            "split": split,
-            "settings": settings,
-            "settings_line": _settings_line(settings, config),
-            "images": {"train": len(train_labels), "test": len(test_labels)},
-            "images_per_class": per_class,
-            "counts": counts(rows, classes),
-            "datalab": datalab,
-            "train_test_duplicates": across,
-            "cifarkit": __version__,
-        }
-        pixels = {"train": dict(zip(train_names, train_images)), "test": dict(zip(test_names, data.test_images))}
-        page = write_page(rows, summary, lambda s, name: pixels[s][name], classes)
-        paged = time.perf_counter()
-        summary["timing"] = {
-            "data_s": loaded - started,
-            "embeddings_s": embedded - loaded,
-            "folds_s": trained - embedded,
-            "cleanlab_s": ranked - trained,
-            "page_s": paged - ranked,
-            "total_s": time.perf_counter() - started,
-        }
-        summary["folder"] = str(folder)
-        write_outputs(folder, rows, summary, page, config.dataset)
-        summary["report"] = _link_from_report(run, folder)
+        page = write_page(rows, summary, lambda s, name: pixels[s][name], audited.classes)
+        clock.lap("page")
+        summary["timing"], summary["memory_peak_mib"] = clock.timing(), clock.memory
+        summary["folder"] = str(audited.folder)
+        write_outputs(audited.folder, rows, summary, page, audited.config.dataset)
+        summary["report"] = _link_from_report(audited.run, audited.folder)
         return summary
     finally:
         lock.unlock()
 
 
-def _check_folder(folder: Path) -> None:
-    """Refuse an --out that is a file, or a folder of other files (not empty, not an earlier audit's)."""
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--out {folder}: a file is in the way; choose a folder")
-    if not folder.is_dir():
-        return
-    if os.path.lexists(folder / MARKER):
-        try:
-            if read_json(folder / MARKER, "cifarkit audit marker").get("format") == MARKER_FORMAT:
-                return
-        except (UserError, AttributeError):
-            pass
-    others = sorted(p.name for p in folder.iterdir() if p.name not in (".cifarkit.lock", ".DS_Store"))
-    if others:
-        raise UserError(
-            f"--out {folder}: a folder of other files ({', '.join(others[:3])}"
-            f"{', ...' if len(others) > 3 else ''}), not an earlier audit; choose a new or empty folder"
-        )
+def _predict(net, images: torch.Tensor, ckpt: dict, config: TrainConfig, dev: torch.device, what: str, progress):
+    """(probabilities, embeddings) of `images` by `net`, in the precision and layout its run used."""
+    from ..runtime.device import inference_precision
+
+    return probabilities_and_embeddings(
+        net,
+        images.to(dev),
+        ckpt["mean"],
+        ckpt["std"],
+        config.eval_batch_size,
+        inference_precision(config.precision, dev),
+        config.channels_last,
+        what,
+        progress,
+    )
 
 
-def _need_two_classes(labels: np.ndarray, classes: tuple[str, ...], split: str) -> None:
-    present = np.flatnonzero(np.bincount(labels, minlength=len(classes)))
-    if len(present) < 2:
-        raise UserError(
-            f"the {split} images audited are all of one class "
-            f"({classes[present[0]] if len(present) else '-'}); a label audit needs at least two classes"
+def _embed(a: Audited, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The run's model on both splits: the test split's probabilities (out of sample: it never trained on them) and
+    every image's embedding."""
+    test_probs, test_features = _predict(
+        a.model, a.data.test_images, a.ckpt, a.config, a.device, "test images (the run's model)", progress
+    )
+    _, train_features = _predict(
+        a.model, a.train_images, a.ckpt, a.config, a.device, "training images (the run's model)", progress
+    )
+    return test_probs, test_features, train_features
+
+
+def _fold_probabilities(a: Audited, folds: int, preset: str | None, progress: bool) -> np.ndarray:
+    """Out-of-sample probabilities of the training images: K fold runs (run folders in the audit folder, reused or
+    resumed), each predicting the fold it did not train on."""
+    from ..evaluate.inference import load_model
+
+    labels = a.train_labels
+    fold = assign_folds(labels, folds, a.config.seed)
+    made_of = {
+        "folds": folds,
+        "seed": a.config.seed,
+        "images": len(labels),
+        "preset": preset or a.config.preset,
+        "kept_sha": _digest(a.kept),
+    }
+    record_folds(a.folder, made_of)
+    shaped = a.data.__class__(  # the training images audited, as a dataset of its own
+        a.train_images,
+        torch.from_numpy(labels),
+        a.data.test_images[:0],
+        a.data.test_labels[:0],
+        classes=a.data.classes,
+        name=a.data.name,
+        root=a.data.root,
+        layout=a.data.layout,
+    )
+    probs = np.zeros((len(labels), len(a.classes)), dtype=np.float32)
+    for k, path in enumerate(train_folds(a.recipe, shaped, fold, folds, a.folder, progress)):
+        fold_model, fold_ckpt = load_model(path, a.device)
+        held = fold_view(shaped, fold, k).test_images
+        probs[fold == k], _ = _predict(
+            fold_model, held, fold_ckpt, a.recipe, a.device, f"fold {k + 1} held out", progress
         )
+    return probs
+
+
+def _find_issues(a: Audited, test_probs, test_features, train_probs, train_features) -> tuple[list, dict, dict]:
+    """(rows, Datalab's summary per split, the train/test duplicates' summary)."""
+    rows, datalab = [], {}
+    test_labels = a.data.test_labels.numpy()
+    if "test" in a.splits:
+        found, datalab["test"] = datalab_rows("test", a.test_names, test_labels, test_probs, test_features, a.classes)
+        rows += found
+    if train_probs is not None:
+        found, datalab["train"] = datalab_rows(
+            "train", a.train_names, a.train_labels, train_probs, train_features, a.classes
+        )
+        rows += found
+    pairs, across = train_test_rows(
+        a.train_names,
+        a.test_names,
+        a.train_labels,
+        test_labels,
+        a.train_images,
+        a.data.test_images,
+        train_features,
+        test_features,
+        a.classes,
+    )
+    return rows + pairs, datalab, across
+
+
+def _summary(a: Audited, split: str, folds: int, preset: str | None, rows, datalab, across) -> dict[str, Any]:
+    """audit.json's content but for the timing: what was audited, how, and what was found."""
+    per_class = {
+        s: dict(zip(a.classes, np.bincount(labels, minlength=len(a.classes)).tolist()))
+        for s, labels in (("train", a.train_labels), ("test", a.data.test_labels.numpy()))
+    }
+    settings = {
+        "split": split,
+        "folds": folds if a.recipe is not None else None,
+        "fold_preset": (preset or a.config.preset) if a.recipe is not None else None,
+        "fold_recipe": a.recipe.to_dict() if a.recipe is not None else None,
+        "near_duplicate_threshold": NEAR_DUPLICATE_THRESHOLD,
+        "device": str(a.device),
+        "dataset": a.config.dataset,
+        "data": str(a.data.root),
+    }
+    return {
+        "run": str(a.run.path),
+        "split": split,
+        "settings": settings,
+        "settings_line": _settings_line(settings, a.config),
+        "images": {"train": len(a.kept), "test": len(a.data.test_labels)},
+        "images_per_class": per_class,
+        "counts": counts(rows, a.classes),
+        "datalab": datalab,
+        "train_test_duplicates": across,
+        "cifarkit": __version__,
+    }
+
+
+class _Clock:
+    """Seconds each part of the audit took, and the process's peak memory (resident set, MiB) when each ended:
+    what `audit.json` reports as the cost of the audit."""
+
+    def __init__(self):
+        self.started = self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self.memory: dict[str, float] = {}
+
+    def lap(self, part: str) -> None:
+        now = time.perf_counter()
+        self.seconds[f"{part}_s"], self.last = now - self.last, now
+        self.memory[part] = _peak_memory_mib()
+
+    def timing(self) -> dict[str, float]:
+        return {**self.seconds, "total_s": time.perf_counter() - self.started}
+
+
+def _peak_memory_mib() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def _digest(kept: torch.Tensor) -> str:
