@@ -8,7 +8,8 @@ accuracies.
     python benchmarks/label_noise.py --limit-train 2000 --limit-test 1000 --epochs 1 --folds 2   # a quick check
 
 The noisy labels are written as a copy of CIFAR-10 (python layout) in OUT/noisy-data, so every run and the audit
-read them as any dataset; the flipped indices are in OUT/flipped.txt.
+read them as any dataset; the flipped indices are in OUT/flipped.txt. The same command again continues an
+interrupted sitting: finished runs and folds are read back, a begun one resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import json
 import pickle
 import shlex
 import sys
@@ -97,15 +99,23 @@ def main(argv: list[str] | None = None) -> dict:
     timing = {}
 
     def run(name: str, data_dir, **extra) -> dict:
+        """Train `name` in OUT/name; a run an earlier sitting finished is read back, one it began is resumed (a
+        sitting longer than a working session continues where it stopped: the same command again)."""
+        folder = out / name
+        if (folder / "results.json").is_file():
+            results = json.loads((folder / "results.json").read_text())
+            timing[f"{name}_s"] = round(results["wall_time_s"], 1)
+            return results
         started = time.perf_counter()
-        results = train(
-            preset_config(args.preset, data_dir=str(data_dir) if data_dir else None, **shared, **extra),
-            out / name,
-            overwrite=True,
-        )
+        config = preset_config(args.preset, data_dir=str(data_dir) if data_dir else None, **shared, **extra)
+        if (folder / "checkpoints" / "last.pt").is_file():
+            results = train(config, folder, resume=True)
+        else:
+            results = train(config, folder, overwrite=True)
         timing[f"{name}_s"] = round(time.perf_counter() - started, 1)
         return results
 
+    clean_results = run("clean", args.data_dir)  # first: its folder can be audited on the test split meanwhile
     noisy_results = run("noisy", out / "noisy-data")
     started = time.perf_counter()
     # the noisy copy named: $CIFARKIT_DATA (or --data-dir's clean copy) must not stand in for the run's own data
@@ -127,7 +137,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     excluded = read_exclude_file(out / "noisy" / "audit" / "exclude.txt")
     cleaned_results = run("cleaned", out / "noisy-data", exclude=excluded)
-    clean_results = run("clean", args.data_dir)
 
     print(
         f"label issues flagged: {len(flagged)}; flipped: {len(truth)}; precision {precision:.1%}, recall {recall:.1%}"
@@ -151,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         "test_accuracy_cleaned": round(cleaned_results["test_accuracy"] * 100, 2),
         "test_accuracy_clean": round(clean_results["test_accuracy"] * 100, 2),
         "audit_timing_s": {k: round(v, 1) for k, v in summary["timing"].items()},
+        "audit_memory_peak_mib": summary["memory_peak_mib"],
         **timing,
     }
     if args.record is not None:
