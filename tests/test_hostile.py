@@ -1,4 +1,5 @@
-"""Hostile and careless input: one test per point of the hostile-input issue (numbered as there).
+"""Hostile and careless input: outputs onto inputs, two writers, damaged and foreign files, values out of range,
+images that are not what they claim, data that moved or changed, and the command line's own slips.
 
 Every case ends in a clear message (exit 2, no traceback) or in the right result; nothing is lost.
 """
@@ -55,10 +56,10 @@ def refused(capsys, argv, *needles):
     return err
 
 
-# 1. an output onto an input ---------------------------------------------------------------------------------
+# -- an output onto an input ---------------------------------------------------------------------------------
 
 
-def test_1_evaluate_never_writes_onto_the_checkpoint_it_reads(tiny_py, tmp_path, capsys):
+def test_evaluate_never_writes_onto_the_checkpoint_it_reads(tiny_py, tmp_path, capsys):
     run = tiny_run(tiny_py, tmp_path / "run")
     before = (run / "checkpoints" / "last.pt").read_bytes()
     refused(capsys, ["evaluate", str(run), "--out", str(run / "checkpoints" / "last.pt")], "that is the input")
@@ -75,10 +76,10 @@ def test_1_evaluate_never_writes_onto_the_checkpoint_it_reads(tiny_py, tmp_path,
     )
 
 
-# 2. two writers of one run folder; unique default names; the real folder printed -------------------------------
+# -- two writers of one run folder; unique default names; the real folder printed -------------------------------
 
 
-def test_2_a_locked_run_folder_is_refused_and_default_names_are_unique(tiny_py, tmp_path, capsys, monkeypatch):
+def test_a_locked_run_folder_is_refused_and_default_names_are_unique(tiny_py, tmp_path, capsys, monkeypatch):
     held = RunDir(tmp_path / "run").lock()  # another process's lock: a different open file description
     refused(
         capsys,
@@ -105,10 +106,10 @@ def test_2_a_locked_run_folder_is_refused_and_default_names_are_unique(tiny_py, 
     assert printed.startswith("runs/s10-") and (tmp_path / printed / "results.json").exists()
 
 
-# 3. an interrupted ending is finished by --resume -------------------------------------------------------------
+# -- an interrupted ending is finished by --resume -------------------------------------------------------------
 
 
-def test_3_resume_finishes_a_missing_ending(tiny_py, tmp_path, capsys):
+def test_resume_finishes_a_missing_ending(tiny_py, tmp_path, capsys):
     run = tiny_run(tiny_py, tmp_path / "run")
     results = json.loads((run / "results.json").read_text())
     for name in ("results.json", "model.txt", "report.html", "plots/confusion.png"):
@@ -119,10 +120,10 @@ def test_3_resume_finishes_a_missing_ending(tiny_py, tmp_path, capsys):
     refused(capsys, ["train", "--resume", str(run)], "already finished")
 
 
-# 5. --overwrite clears every file a run folder may hold ----------------------------------------------------------
+# -- --overwrite clears every file a run folder may hold ----------------------------------------------------------
 
 
-def test_5_overwrite_clears_the_old_evaluations(tiny_py, tmp_path):
+def test_overwrite_clears_the_old_evaluations(tiny_py, tmp_path):
     run = tiny_run(tiny_py, tmp_path / "run")
     assert main(["evaluate", str(run)]) == 0
     assert (run / "evaluate-none.json").exists()
@@ -130,10 +131,10 @@ def test_5_overwrite_clears_the_old_evaluations(tiny_py, tmp_path):
     assert not (run / "evaluate-none.json").exists()
 
 
-# 6. a checkpoint's data_dir is a hint, never created ----------------------------------------------------------
+# -- a checkpoint's data_dir is a hint, never created ----------------------------------------------------------
 
 
-def test_6_evaluate_takes_cifarkit_data_and_never_creates_the_checkpoints_path(tiny_py, tmp_path, monkeypatch):
+def test_evaluate_takes_cifarkit_data_and_never_creates_the_checkpoints_path(tiny_py, tmp_path, monkeypatch):
     run = tiny_run(tiny_py, tmp_path / "run")
     ckpt = load_checkpoint(run)
     elsewhere = tmp_path / "other-machine" / "data"
@@ -144,7 +145,19 @@ def test_6_evaluate_takes_cifarkit_data_and_never_creates_the_checkpoints_path(t
     assert not (tmp_path / "other-machine").exists()
 
 
-def test_6_a_mistyped_data_dir_or_a_forgotten_dataset_flag_never_starts_a_download(
+def test_a_runs_own_data_comes_before_cifarkit_data(tiny_py, tmp_path, monkeypatch):
+    from conftest import synthetic_cifar, write_py_layout
+
+    run = tiny_run(tiny_py, tmp_path / "run")  # trained on tiny_py: 100 test images
+    write_py_layout(tmp_path / "other", synthetic_cifar(20, 1), synthetic_cifar(3, 2))  # 30 test images
+    monkeypatch.setenv("CIFARKIT_DATA", str(tmp_path / "other"))  # a general default, not the run's data
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["n_test"] == 100
+    assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "other"), "--out", str(tmp_path / "f.json")]) == 0
+    assert json.loads((tmp_path / "f.json").read_text())["n_test"] == 30  # the flag names other data: it is read
+
+
+def test_a_mistyped_data_dir_or_a_forgotten_dataset_flag_never_starts_a_download(
     tiny_py, tmp_path, monkeypatch, capsys
 ):
     from cifarkit.data import download
@@ -168,10 +181,10 @@ def test_6_a_mistyped_data_dir_or_a_forgotten_dataset_flag_never_starts_a_downlo
     assert sorted(p.name for p in images.iterdir()) == ["train"]
 
 
-# 7. report.html escapes what it reads and stays inside the run folder -------------------------------------------
+# -- report.html escapes what it reads and stays inside the run folder -------------------------------------------
 
 
-def test_7_report_escapes_and_never_follows_a_symlink_out(tiny_py, tmp_path):
+def test_report_escapes_and_never_follows_a_symlink_out(tiny_py, tmp_path):
     run = tiny_run(tiny_py, tmp_path / "run")
     lines = (run / "metrics.csv").read_text().splitlines()  # a column someone added, named to attack the page
     (run / "metrics.csv").write_text(
@@ -186,10 +199,10 @@ def test_7_report_escapes_and_never_follows_a_symlink_out(tiny_py, tmp_path):
     assert "SECRET-OUTSIDE" not in page
 
 
-# 8. every failed write is one clear message ----------------------------------------------------------------------
+# -- every failed write is one clear message ----------------------------------------------------------------------
 
 
-def test_8_write_errors_are_named(tiny_py, tmp_path, capsys, monkeypatch):
+def test_write_errors_are_named(tiny_py, tmp_path, capsys, monkeypatch):
     (tmp_path / "afile").write_text("x")
     refused(
         capsys, ["train", "--data-dir", str(tiny_py), *TINY, "--out", str(tmp_path / "afile")], "a file is in the way"
@@ -220,7 +233,7 @@ def test_8_write_errors_are_named(tiny_py, tmp_path, capsys, monkeypatch):
     assert not list((tmp_path / "full").rglob("*.tmp"))
 
 
-# 9. config files: every value checked for type and range once, naming the file and field --------------------------
+# -- config files: every value checked for type and range once, naming the file and field --------------------------
 
 
 @pytest.mark.parametrize(
@@ -237,17 +250,17 @@ def test_8_write_errors_are_named(tiny_py, tmp_path, capsys, monkeypatch):
         ('{"base_momentum": 5, "max_momentum": -3}', "--base-momentum 5: must be in [0, 1)"),
     ],
 )
-def test_9_bad_config_files_are_named(tmp_path, capsys, content, needle):
+def test_bad_config_files_are_named(tmp_path, capsys, content, needle):
     path = tmp_path / "config.json"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     refused(capsys, ["train", "--config", str(path), "--data-dir", str(tmp_path)], needle)
 
 
-def test_9_a_folder_as_config_file_is_named(tmp_path, capsys):
+def test_a_folder_as_config_file_is_named(tmp_path, capsys):
     refused(capsys, ["train", "--config", str(tmp_path), "--data-dir", str(tmp_path)], "cannot be read as a config")
 
 
-# 10. checkpoints that load but are not cifarkit's -------------------------------------------------------------------
+# -- checkpoints that load but are not cifarkit's -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -262,7 +275,7 @@ def test_9_a_folder_as_config_file_is_named(tmp_path, capsys):
         ("nan-weights", "its weights hold NaN or infinite values (prep.0.weight)"),
     ],
 )
-def test_10_malformed_checkpoints_are_named(trained_run, tmp_path, capsys, damage, needle):
+def test_malformed_checkpoints_are_named(trained_run, tmp_path, capsys, damage, needle):
     root, _ = trained_run
     ckpt = load_checkpoint(root / "run")
     if damage == "no-model-name":
@@ -287,7 +300,7 @@ def test_10_malformed_checkpoints_are_named(trained_run, tmp_path, capsys, damag
     )
 
 
-def test_10_weights_flagged_for_assignment_still_load_by_copy(trained_run, tmp_path):
+def test_weights_flagged_for_assignment_still_load_by_copy(trained_run, tmp_path):
     root, _ = trained_run
     ckpt = load_checkpoint(root / "run")
     for entry in ckpt["model"]._metadata.values():  # as load_state_dict(assign=True) leaves them, then saved
@@ -301,7 +314,7 @@ def test_10_weights_flagged_for_assignment_still_load_by_copy(trained_run, tmp_p
     assert all(torch.equal(model.state_dict()[k], v) for k, v in ckpt["model"].items())
 
 
-# 11. report on damaged files ------------------------------------------------------------------------------------
+# -- report on damaged files ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -312,7 +325,7 @@ def test_10_weights_flagged_for_assignment_still_load_by_copy(trained_run, tmp_p
         ("bad-json", "results.json: not valid JSON"),
     ],
 )
-def test_11_report_names_the_damaged_file_and_line(tiny_py, tmp_path, capsys, damage, needle):
+def test_report_names_the_damaged_file_and_line(tiny_py, tmp_path, capsys, damage, needle):
     run = tiny_run(tiny_py, tmp_path / "run", "--epochs", "2")
     if damage == "garbage-row":
         lines = (run / "metrics.csv").read_text().splitlines()
@@ -325,10 +338,10 @@ def test_11_report_names_the_damaged_file_and_line(tiny_py, tmp_path, capsys, da
     refused(capsys, ["report", str(run)], needle)
 
 
-# 12. values the commands other than train did not check --------------------------------------------------------
+# -- values the commands other than train did not check --------------------------------------------------------
 
 
-def test_12_devices_limits_labels_and_timeouts_are_checked(trained_run, tiny_py, tmp_path, capsys):
+def test_devices_limits_labels_and_timeouts_are_checked(trained_run, tiny_py, tmp_path, capsys):
     root, _ = trained_run
     image = tmp_path / "x.png"
     Image.new("RGB", (40, 40), (200, 10, 10)).save(image)
@@ -349,10 +362,10 @@ def test_12_devices_limits_labels_and_timeouts_are_checked(trained_run, tiny_py,
         refused(capsys, ["data", "--data-dir", str(tiny_py)], "data_batch_1: ", needle)
 
 
-# 13. decompression bombs are refused by name, quietly -------------------------------------------------------------
+# -- decompression bombs are refused by name, quietly -------------------------------------------------------------
 
 
-def test_13_a_huge_png_is_refused_without_pils_warning(trained_run, tmp_path, capsys):
+def test_a_huge_png_is_refused_without_pils_warning(trained_run, tmp_path, capsys):
     root, _ = trained_run
     bomb = tmp_path / "bomb.png"
     Image.new("1", (20000, 20000)).save(bomb)  # 400 megapixels, a few KB on disk
@@ -361,10 +374,10 @@ def test_13_a_huge_png_is_refused_without_pils_warning(trained_run, tmp_path, ca
         refused(capsys, ["predict", str(root / "run"), str(bomb)], "bomb.png: too large an image")
 
 
-# 14. 16-bit and EXIF-rotated images arrive as they look ---------------------------------------------------------------
+# -- 16-bit and EXIF-rotated images arrive as they look ---------------------------------------------------------------
 
 
-def test_14_sixteen_bit_grey_is_scaled_and_exif_orientation_applied(tmp_path):
+def test_sixteen_bit_grey_is_scaled_and_exif_orientation_applied(tmp_path):
     from cifarkit.data.folder import read_image
 
     grey = tmp_path / "grey16.png"
@@ -380,10 +393,10 @@ def test_14_sixteen_bit_grey_is_scaled_and_exif_orientation_applied(tmp_path):
     assert shown[:8].mean() > 200 and shown[-8:].mean() < 50
 
 
-# 15. more threads than CPUs ------------------------------------------------------------------------------------
+# -- more threads than CPUs ------------------------------------------------------------------------------------
 
 
-def test_15_threads_are_capped_at_the_cpus_available(monkeypatch):
+def test_threads_are_capped_at_the_cpus_available(monkeypatch):
     from cifarkit.runtime import device as runtime
 
     monkeypatch.setattr(runtime, "available_cpus", lambda: 2)
@@ -396,10 +409,10 @@ def test_15_threads_are_capped_at_the_cpus_available(monkeypatch):
         torch.set_num_threads(before)
 
 
-# 16. the range test on too few images, and advice that points the right way -------------------------------------------
+# -- the range test on too few images, and advice that points the right way -------------------------------------------
 
 
-def test_16_lr_find_warns_on_few_images_and_advises_a_higher_range_when_flat(tiny_py, tmp_path):
+def test_lr_find_warns_on_few_images_and_advises_a_higher_range_when_flat(tiny_py, tmp_path):
     from cifarkit.training.lr_finder import suggest
 
     with pytest.warns(UserWarning, match="the range test sees only 1 training image"), pytest.raises(UserError):
@@ -424,7 +437,7 @@ def test_16_lr_find_warns_on_few_images_and_advises_a_higher_range_when_flat(tin
         suggest(lrs, list(np.linspace(2.3, 9.0, 40)), 1e-6, 1e-5, 40)
 
 
-# 17. wall time and train time are accounted alike across a crash ------------------------------------------------------
+# -- wall time and train time are accounted alike across a crash ------------------------------------------------------
 
 
 def crashed_run(tiny_py, run, crash_at_step, step):
@@ -439,16 +452,16 @@ def crashed_run(tiny_py, run, crash_at_step, step):
     return run
 
 
-def test_17_after_a_crash_and_resume_wall_time_covers_train_time(tiny_py, tmp_path, crash_at_step):
+def test_after_a_crash_and_resume_wall_time_covers_train_time(tiny_py, tmp_path, crash_at_step):
     crashed_run(tiny_py, tmp_path / "run", crash_at_step, 7)
     results = train(TrainConfig(), tmp_path / "run", resume=True, progress=False)
     assert results["wall_time_s"] >= results["train_seconds"]
 
 
-# 18. a resumed run on other data is refused before a step: its schedule would stop short or overrun ------------------
+# -- a resumed run on other data is refused before a step: its schedule would stop short or overrun ------------------
 
 
-def test_18_resume_on_a_data_dir_with_more_training_images_is_refused(tiny_py, tmp_path, crash_at_step, capsys):
+def test_resume_on_a_data_dir_with_more_training_images_is_refused(tiny_py, tmp_path, crash_at_step, capsys):
     from conftest import synthetic_cifar, write_py_layout
 
     crashed_run(tiny_py, tmp_path / "run", crash_at_step, 3)
@@ -474,7 +487,7 @@ def test_18_resume_on_a_data_dir_with_more_training_images_is_refused(tiny_py, t
     assert main(["train", "--resume", str(tmp_path / "run"), "--data-dir", str(tiny_py), "--quiet"]) == 0
 
 
-# 19. a training size the model narrows too far for BatchNorm is refused before the first step -----------------------
+# -- a training size the model narrows too far for BatchNorm is refused before the first step -----------------------
 
 
 @pytest.mark.parametrize(
@@ -501,7 +514,7 @@ def test_18_resume_on_a_data_dir_with_more_training_images_is_refused(tiny_py, t
         ),
     ],
 )
-def test_19_a_size_too_small_for_batchnorm_is_refused_with_the_least_that_trains(
+def test_a_size_too_small_for_batchnorm_is_refused_with_the_least_that_trains(
     tiny_py, tmp_path, capsys, model, flags, message
 ):
     argv = [
@@ -528,7 +541,7 @@ def test_19_a_size_too_small_for_batchnorm_is_refused_with_the_least_that_trains
         assert main(argv + ["--limit-train", "150"]) == 0
 
 
-# 11. the command line's own slips -----------------------------------------------------------------------------------
+# -- the command line's own slips -----------------------------------------------------------------------------------
 
 
 def test_an_unknown_flag_is_named_by_its_command_with_the_nearest_one(capsys):

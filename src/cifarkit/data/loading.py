@@ -52,13 +52,14 @@ def load_checkpoint_data(
     with_train: bool = False,
 ) -> Dataset:
     """The dataset a checkpoint's run was trained on, for evaluate/gradcam/app, its test set limited as the run's
-    (or to `limit_test`): from `data_dir` (the flag), else $CIFARKIT_DATA, else the run's own data_dir only if
-    it exists here (a path from another machine is a hint, never created), else the default cache folder. Data
-    whose classes are not the checkpoint's is refused. `with_train`: an image folder's training images too (read
+    (or to `limit_test`): from `data_dir` (the flag), else the run's own data_dir if it exists here (the data it
+    trained on, which a general $CIFARKIT_DATA must not replace; a path from another machine is a hint, never
+    created), else $CIFARKIT_DATA, else the default cache folder. Data whose classes are not the checkpoint's is
+    refused. `with_train`: an image folder's training images too (read
     for its test images alone otherwise; CIFAR's archives hold both)."""
     config = TrainConfig.from_dict(ckpt["config"])
     hint = config.data_dir if config.data_dir and Path(config.data_dir).expanduser().is_dir() else None
-    where = data_dir or os.environ.get("CIFARKIT_DATA") or hint
+    where = data_dir or hint or os.environ.get("CIFARKIT_DATA")
     if data_dir and not Path(data_dir).expanduser().is_dir():  # a slip of the keyboard: never a download into it
         raise UserError(f"--data-dir {data_dir}: no such folder")
     if where is None and config.dataset == "folder" and config.data_dir:  # no default folder holds the user's images
