@@ -106,7 +106,7 @@ def test_the_page_is_self_contained_and_the_json_holds_counts_settings_and_timin
     assert set(saved["timing"]) >= {"embeddings_s", "folds_s", "cleanlab_s", "page_s", "total_s"}
     peaks = list(saved["memory_peak_mib"].values())  # the process's peak when each part ended: never falls
     assert list(saved["memory_peak_mib"]) == ["data", "embeddings", "folds", "cleanlab", "page"]
-    assert 0 < peaks[0] and peaks == sorted(peaks)
+    assert peaks[0] > 0 and peaks == sorted(peaks)
     assert saved["images"] == {"train": 200, "test": 100}
     assert sum(saved["counts"]["per_class"]["test"]["label"].values()) == saved["counts"]["per_issue"]["test"]["label"]
     folds = [json.loads((run / "audit" / fold / "results.json").read_text()) for fold in ("fold-1", "fold-2")]
@@ -493,6 +493,19 @@ def test_the_app_browses_the_audit_by_issue_and_class_with_each_duplicate_beside
     without = AuditBrowser.of_run(run, None)  # the run's data not readable here: the rows alone
     gallery, table, line = without.show("label", ALL_CLASSES, 5)
     assert gallery == [] and len(table) == 5 and "images not shown" in line
+
+
+def test_an_audit_the_app_cannot_read_leaves_the_page_without_its_tab(audited, planted_run, tmp_path, capsys):
+    from cifarkit.app.audit_tab import browse_audit
+
+    root, run = planted_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    ckpt = torch.load(copy / "checkpoints" / "last.pt", weights_only=True)
+    assert browse_audit(copy, ckpt, str(root / "data")) is not None
+    (copy / "audit" / "audit.json").write_text("[1, 2")
+    assert browse_audit(copy, ckpt, str(root / "data")) is None
+    assert f"cifarkit app: the audit is not shown ({copy / 'audit' / 'audit.json'}" in capsys.readouterr().err
 
 
 def test_the_app_shows_the_audit_in_a_tab_in_chromium(audited, planted_run, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ import torch
 from ..errors import UserError
 from ..files.reader import read_json, read_text
 from ..rundir.names import AUDIT_CSV, AUDIT_FOLDER, AUDIT_HTML, AUDIT_JSON, EXCLUDE_TXT
+from ..runtime.progress import say
 
 ALL_CLASSES = "all classes"
 SHOWN_AT_MOST = 100  # images a request draws: the most certain first
@@ -156,6 +157,18 @@ def audit_images(ckpt: dict[str, Any], data_dir: str | os.PathLike | None) -> di
         data = load_checkpoint_data(ckpt, data_dir, with_train=True)
         return {split: (image_names(data, split), getattr(data, f"{split}_images")) for split in ("train", "test")}
     except UserError:
+        return None
+
+
+def browse_audit(run_path: Path, ckpt: dict[str, Any], data_dir: str | os.PathLike | None) -> AuditBrowser | None:
+    """The browser of the run's finished audit; None without one, or with one that cannot be read (said on
+    stderr: the model's page is served all the same)."""
+    if not (run_path / AUDIT_FOLDER / AUDIT_JSON).is_file():
+        return None
+    try:
+        return AuditBrowser.of_run(run_path, audit_images(ckpt, data_dir))
+    except UserError as e:
+        say(f"cifarkit app: the audit is not shown ({e})")
         return None
 
 

@@ -10,8 +10,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from ..rundir.names import AUDIT_FOLDER, AUDIT_JSON
-from .audit_tab import AuditBrowser, audit_images, audit_tab
+from .audit_tab import AuditBrowser, audit_tab, browse_audit
 from .page import Classifier, build_demo, launch
 
 TITLE = "cifarkit: what does the model see?"
@@ -76,8 +75,9 @@ def serve(
         accuracy = f"; test accuracy {results['test_accuracy']:.2%}" if "test_accuracy" in results else ""
         about = f"Model `{ckpt['model_name']}` from run `{run.path.name}`{accuracy}. {len(ckpt['classes'])} classes."
         demo = build_demo(clf, TITLE, about)
-        if (run.path / AUDIT_FOLDER / AUDIT_JSON).is_file():  # a finished audit: the page gets a tab for it
-            demo = with_audit_tab(demo, AuditBrowser.of_run(run.path, audit_images(ckpt, data_dir)))
+        browser = browse_audit(run.path, ckpt, data_dir)
+        if browser is not None:  # a finished audit: the page gets a tab for it
+            demo = with_audit_tab(demo, browser)
         bar.update()
     try:
         return launch(demo, host, port, block)
