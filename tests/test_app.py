@@ -30,8 +30,8 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 
 @pytest.fixture(scope="module")
 def clf(half_trained):
+    from cifarkit.app.local import example_images
     from cifarkit.app.page import Classifier
-    from cifarkit.app.serve import example_images
     from cifarkit.evaluate.explain import load_test_set
 
     root, _ = half_trained
@@ -327,7 +327,7 @@ def test_the_app_in_a_browser(app_url, half_trained, tmp_path, monkeypatch, caps
 def test_the_app_says_where_its_page_is_and_nothing_of_share(half_trained, capsys):
     import gradio
 
-    from cifarkit.app.serve import serve
+    from cifarkit.app.local import serve
 
     root, _ = half_trained
     port = free_port()

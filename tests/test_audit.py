@@ -514,7 +514,7 @@ def test_the_app_shows_the_audit_in_a_tab_in_chromium(audited, planted_run, tmp_
     from selenium.webdriver.support.ui import WebDriverWait
     from test_app import check_gallery_layout, chromium, free_port, need_browser
 
-    from cifarkit.app.serve import serve
+    from cifarkit.app.local import serve
 
     need_browser()
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager downloads nothing

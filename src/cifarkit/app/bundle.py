@@ -34,8 +34,8 @@ from .bundle_app import (
     MAX_META_BYTES,
 )
 from .bundle_source import inline
+from .local import example_images
 from .page import Classifier
-from .serve import example_images
 
 MISTAKES = 50  # test images kept for the bundle's gallery (the app's slider goes to 50)
 REQUIREMENTS = ("torch>=2.4", "gradio>=6.31,<7", "safetensors>=0.4", "captum>=0.9", "numpy>=1.24", "pillow>=10.0")

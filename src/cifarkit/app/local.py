@@ -1,5 +1,6 @@
-"""`cifarkit app RUN_DIR`: load the run's model and test images, build the page (app/page.py: what the exported
-bundle serves too) and, where the run folder holds a finished audit, a second tab to browse it (audit_tab.py).
+"""`cifarkit app RUN_DIR`: the page served from a run folder on this machine. Loads the run's model and test
+images, builds the page (app/page.py, which the exported bundle serves without cifarkit) and, where the run folder
+holds a finished audit, a second tab to browse it (audit_tab.py).
 """
 
 from __future__ import annotations
