@@ -52,7 +52,7 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from ..app.serve import serve
+    from ..app.local import serve
 
     if not 0 < args.port < 65536:  # before the model loads; gradio's own check is a traceback
         raise UserError(f"--port {args.port}: a TCP port is a whole number in 1..65535 (default 7860)")
