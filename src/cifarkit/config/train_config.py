@@ -204,7 +204,7 @@ class TrainConfig:
     compile: bool = setting(
         False,
         "torch.compile the model for the training steps (inductor; pays on a GPU, not "
-        "on the CPUs measured in the README)",
+        "on the CPUs of the docs' experiments log)",
         "runtime",
         machine=True,
         train_only=True,

@@ -172,7 +172,7 @@ def _structure_problem(ckpt: dict[str, Any]) -> str:
                 f"its normalisation {name} {list(ckpt[name])} is not that of pixels in [0, 1] (each in "
                 f"[{low:g}, {high:.3g}]), so its predictions would be NaN or meaningless"
             )
-    size = ckpt.get("image_size", 32)  # absent in checkpoints from before datasets: CIFAR's 32
+    size = ckpt.get("image_size", 32)  # a checkpoint without one holds a CIFAR model: 32 pixels
     if not is_whole(size, 1):
         return f"its image size {size!r} is not a whole number of pixels"
     weights = ckpt.get("model")
