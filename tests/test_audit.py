@@ -173,6 +173,24 @@ def test_the_cli_audits_the_test_split_into_the_run_folder(planted_run, tmp_path
     assert main(["audit", str(copy), "--quiet"]) == 0  # an earlier audit's folder is written again
 
 
+def test_the_images_are_named_once_a_split(planted_run, tmp_path, monkeypatch):
+    from cifarkit.audit import prepare
+
+    listed = []
+
+    def counted(data, split):
+        listed.append(split)
+        return image_names(data, split)
+
+    image_names = prepare.image_names
+    monkeypatch.setattr(prepare, "image_names", counted)
+    _, run = planted_run
+    from cifarkit import audit
+
+    audit(run, split="test", out=tmp_path / "audit", progress=False)
+    assert sorted(listed) == ["test", "train"]  # not once an image: 50,000 listings of CIFAR-10's names took minutes
+
+
 def test_the_run_report_links_a_finished_audit_and_says_how_to_begin_or_continue_one(planted_run, tmp_path, capsys):
     from cifarkit.report import write_report
 

@@ -88,6 +88,7 @@ def prepare(run_dir, split, folds, preset, out, data_dir, device, fold_overrides
     data = load_checkpoint_data(ckpt, data_dir, with_train=True)  # the moved folder, other classes: refused here
     kept = kept_positions(data, config.exclude, config.limit_train)  # the images the run trained on
     splits = ("test", "train") if split == "all" else (split,)
+    train_names = image_names(data, "train")  # once: an image folder's names are listed from disk
     audited = Audited(
         run,
         folder,
@@ -97,7 +98,7 @@ def prepare(run_dir, split, folds, preset, out, data_dir, device, fold_overrides
         config,
         data,
         kept,
-        [image_names(data, "train")[i] for i in kept.tolist()],
+        [train_names[i] for i in kept.tolist()],
         image_names(data, "test")[: len(data.test_labels)],
         splits,
         None,
