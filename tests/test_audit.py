@@ -576,3 +576,35 @@ def test_the_app_shows_the_audit_in_a_tab_in_chromium(audited, planted_run, tmp_
         if driver is not None:
             driver.quit()
         gradio.close_all()
+
+
+def test_a_near_duplicate_pair_within_a_split_is_shown_once():
+    from cifarkit.app.audit_tab import ALL_CLASSES, AuditBrowser
+    from cifarkit.audit.page import write_page
+
+    def row(image, twin):
+        return {
+            "split": "test",
+            "image": image,
+            "issue": "near_duplicate",
+            "score": 0.1,
+            "given_label": "cat",
+            "suggested_label": "cat",
+            "confidence": 0.9,
+            "duplicate_split": "test",
+            "duplicate_image": twin,
+        }
+
+    rows = [row("4", "9"), row("9", "4"), row("5", "6")]  # cleanlab lists a pair from both of its images
+    summary = {
+        "run": "r",
+        "settings_line": "x",
+        "images": {"test": 10},
+        "counts": {"per_issue": {"test": {"near_duplicate": 3}}, "per_class": {"test": {"near_duplicate": {"cat": 3}}}},
+        "images_per_class": {"test": {"cat": 10}},
+    }
+    page = write_page(rows, summary, lambda s, n: torch.zeros(3, 4, 4, dtype=torch.uint8), ("cat", "dog"))
+    assert "Duplicates (2)" in page and page.count("distance 0.1") == 2
+    browser = AuditBrowser(None, rows, summary, lambda s, n: torch.zeros(3, 32, 32, dtype=torch.uint8))
+    _, table, line = browser.show("near_duplicate", ALL_CLASSES, 10)
+    assert [r[1] for r in table] == ["4", "5"] and line.startswith("2 of 2 near duplicates")

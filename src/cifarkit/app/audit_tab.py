@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..audit.issues import once_a_pair
 from ..errors import UserError
 from ..files.reader import read_json, read_text
 from ..rundir.names import AUDIT_CSV, AUDIT_FOLDER, AUDIT_HTML, AUDIT_JSON, EXCLUDE_TXT
@@ -96,13 +97,14 @@ class AuditBrowser:
 
     def matching(self, issue: str, given: str) -> list[dict[str, str]]:
         """The rows of `issue` whose given label is `given` (or any), most certain first (audit.csv's order)."""
-        return [
+        found = [
             row
             for row in self.rows
             if row["issue"] == issue
             and (given == ALL_CLASSES or row["given_label"] == given)
             and (issue != "train_test_duplicate" or row["split"] == "test")
         ]
+        return once_a_pair(found) if issue == "near_duplicate" else found
 
     def picture(self, row: dict[str, str]) -> np.ndarray | None:
         """The row's image zoomed (H x W x 3 uint8), its duplicate beside it; None without the images."""

@@ -164,3 +164,15 @@ def _row(
         "duplicate_split": duplicate_split,
         "duplicate_image": duplicate_image,
     }
+
+
+def once_a_pair(rows: list[dict]) -> list[dict]:
+    """The duplicate rows without the second row of a pair (A duplicates B is listed as B duplicates A too):
+    what a person looks at, in the rows' order."""
+    seen, kept = set(), []
+    for row in rows:
+        pair = frozenset({(row["split"], row["image"]), (row["duplicate_split"], row["duplicate_image"])})
+        if pair not in seen:
+            seen.add(pair)
+            kept.append(row)
+    return kept

@@ -10,7 +10,7 @@ import io
 
 from PIL import Image
 
-from .issues import TRAIN_TEST
+from .issues import TRAIN_TEST, once_a_pair
 
 SHOWN = 50  # images (or pairs) per section: the most certain first
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:80em;color:#222}
@@ -64,7 +64,7 @@ def write_page(rows: list[dict], summary: dict, pixels, classes: tuple[str, ...]
     parts.append("</div>")
 
     pairs = [r for r in rows if r["issue"] == TRAIN_TEST and r["split"] == "test"]
-    pairs += [r for r in rows if r["issue"] == "near_duplicate"]
+    pairs += once_a_pair([r for r in rows if r["issue"] == "near_duplicate"])
     parts.append(
         f"<h2>Duplicates ({len(pairs)})</h2><p>Test images that duplicate a training image (distance 0: "
         "identical pixels), then near duplicates within a split; the pair side by side.</p>"
