@@ -608,3 +608,19 @@ def test_a_near_duplicate_pair_within_a_split_is_shown_once():
     browser = AuditBrowser(None, rows, summary, lambda s, n: torch.zeros(3, 32, 32, dtype=torch.uint8))
     _, table, line = browser.show("near_duplicate", ALL_CLASSES, 10)
     assert [r[1] for r in table] == ["4", "5"] and line.startswith("2 of 2 near duplicates")
+
+
+def test_the_probabilities_average_the_runs_views_and_the_embeddings_are_the_plain_images(planted_run):
+    from cifarkit.audit.predict import probabilities_and_embeddings
+    from cifarkit.evaluate.inference import load_model
+    from cifarkit.evaluate.metrics import predict_logits
+
+    root, run = planted_run
+    model, ckpt = load_model(run / "checkpoints" / "last.pt", torch.device("cpu"))
+    images = torch.from_numpy(synthetic_cifar(2, 5)[0])  # 20 uint8 images, 3 x 32 x 32
+    args = (model, images, ckpt["mean"], ckpt["std"], 8, torch.float32, False)
+    plain_probs, plain_features = probabilities_and_embeddings(*args)
+    probs, features = probabilities_and_embeddings(*args, tta="flip")
+    flipped = predict_logits(model, images, 8, torch.float32, False, "flip", ckpt["mean"], ckpt["std"]).softmax(1)
+    assert np.array_equal(features, plain_features) and features.shape[0] == len(images)
+    assert np.allclose(probs, flipped.numpy(), atol=1e-6) and not np.allclose(probs, plain_probs, atol=1e-6)

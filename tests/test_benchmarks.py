@@ -441,3 +441,48 @@ def test_plots_times_each_run_grid_both_ways_and_prints_the_ratio():
         [sys.executable, str(BENCH / "plots.py"), "--repeats", "0"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2 and "--repeats 0: must be >= 1" in done.stderr
+
+
+def test_label_noise_flips_audits_and_retrains_then_continues_and_audit_views_scores_each_set_of_views(tmp_path):
+    from conftest import synthetic_cifar, write_py_layout
+
+    write_py_layout(tmp_path / "data", synthetic_cifar(20, 1), synthetic_cifar(10, 2))
+    out = tmp_path / "out"
+    sitting = [
+        sys.executable,
+        str(BENCH / "label_noise.py"),
+        "--preset",
+        "s10",
+        "--epochs",
+        "1",
+        "--folds",
+        "2",
+        "--noise",
+        "0.1",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--record",
+        str(tmp_path / "record.json"),
+    ]
+    first = subprocess.run(sitting, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "flipped 20 of 200 training labels" in first.stderr and "test accuracy, clean labels" in first.stdout
+    row = json.loads((tmp_path / "record.json").read_text())["rows"][0]
+    assert row["flipped"] == len((out / "flipped.txt").read_text().split()) == 20
+    assert set(row["audit_memory_peak_mib"]) >= {"folds", "cleanlab"}
+    finished = (out / "clean" / "results.json").stat().st_mtime_ns
+    again = subprocess.run(sitting, capture_output=True, text=True, timeout=600)  # continues: nothing left to train
+    assert again.returncode == 0 and "fold 1/2: reused" in again.stderr and "fold 2/2: reused" in again.stderr
+    assert (out / "clean" / "results.json").stat().st_mtime_ns == finished
+
+    views = subprocess.run(
+        [sys.executable, str(BENCH / "audit_views.py"), str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert views.returncode == 0, views.stderr[-3000:]
+    lines = {line.split(":")[0].strip(): line for line in views.stdout.splitlines()}
+    assert set(lines) == {"none", "flip", "flip-translate"}
+    assert f"flagged {row['flagged']}," in lines["none"]  # s10 predicts without views: the audit's own flags

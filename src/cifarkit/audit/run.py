@@ -81,7 +81,8 @@ def audit(
 
 
 def _predict(net, images: torch.Tensor, ckpt: dict, config: TrainConfig, dev: torch.device, what: str, progress):
-    """(probabilities, embeddings) of `images` by `net`, in the precision and layout its run used."""
+    """(probabilities, embeddings) of `images` by `net`, in the precision, layout and test-time augmentation its
+    run used."""
     from ..runtime.device import inference_precision
 
     return probabilities_and_embeddings(
@@ -94,6 +95,7 @@ def _predict(net, images: torch.Tensor, ckpt: dict, config: TrainConfig, dev: to
         config.channels_last,
         what,
         progress,
+        config.tta,
     )
 
 
