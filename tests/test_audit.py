@@ -624,3 +624,25 @@ def test_the_probabilities_average_the_runs_views_and_the_embeddings_are_the_pla
     flipped = predict_logits(model, images, 8, torch.float32, False, "flip", ckpt["mean"], ckpt["std"]).softmax(1)
     assert np.array_equal(features, plain_features) and features.shape[0] == len(images)
     assert np.allclose(probs, flipped.numpy(), atol=1e-6) and not np.allclose(probs, plain_probs, atol=1e-6)
+
+
+def test_only_the_probabilities_the_audit_uses_are_predicted_with_the_runs_views(planted_run, tmp_path, monkeypatch):
+    from cifarkit import audit
+    from cifarkit.audit import predict
+
+    _, run = planted_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("audit"))
+    ckpt = torch.load(copy / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["config"]["tta"] = "flip"  # a run whose final test averaged the flipped view
+    torch.save(ckpt, copy / "checkpoints" / "last.pt")
+    passes, predict_logits = [], predict.predict_logits
+
+    def recorded(model, images, *args, **kwargs):
+        passes.append((len(images), args[3]))  # (images, views)
+        return predict_logits(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict_logits", recorded)
+    audit(copy, split="test", progress=False)
+    # the test images plain (embeddings) and with their views (probabilities); the training images plain alone
+    assert passes == [(100, "none"), (100, "flip"), (200, "none")]

@@ -80,9 +80,12 @@ def audit(
         lock.unlock()
 
 
-def _predict(net, images: torch.Tensor, ckpt: dict, config: TrainConfig, dev: torch.device, what: str, progress):
-    """(probabilities, embeddings) of `images` by `net`, in the precision, layout and test-time augmentation its
-    run used."""
+def _predict(
+    net, images: torch.Tensor, ckpt: dict, config: TrainConfig, dev: torch.device, what: str, progress, views=True
+):
+    """(probabilities, embeddings) of `images` by `net`, in the precision and layout its run used, the
+    probabilities averaged over its test-time augmentation's views (not where `views` is False: only the
+    embeddings are wanted)."""
     from ..runtime.device import inference_precision
 
     return probabilities_and_embeddings(
@@ -95,7 +98,7 @@ def _predict(net, images: torch.Tensor, ckpt: dict, config: TrainConfig, dev: to
         config.channels_last,
         what,
         progress,
-        config.tta,
+        config.tta if views else "none",
     )
 
 
@@ -105,8 +108,8 @@ def _embed(a: Audited, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarr
     test_probs, test_features = _predict(
         a.model, a.data.test_images, a.ckpt, a.config, a.device, "test images (the run's model)", progress
     )
-    _, train_features = _predict(
-        a.model, a.train_images, a.ckpt, a.config, a.device, "training images (the run's model)", progress
+    _, train_features = _predict(  # out-of-sample probabilities of these come from the folds
+        a.model, a.train_images, a.ckpt, a.config, a.device, "training images (the run's model)", progress, False
     )
     return test_probs, test_features, train_features
 
