@@ -354,14 +354,12 @@ def test_under_torchrun_a_refusal_is_one_line_from_each_rank_before_any_work(tin
     job = subprocess.run(TORCHRUN + argv, capture_output=True, text=True, timeout=300)
     assert job.returncode != 0
     said = [line for line in job.stderr.splitlines() if line.startswith("cifarkit train: error:")]
-    assert (
-        said
-        == [
-            "cifarkit train: error: --dist-timeout 1e+15: must be a number of seconds above 0 and at most "
-            "1e+09 (about 31 years; torch's deadlines overflow a little beyond 7e9 s)"
-        ]
-        * 2
-    ), job.stderr
+    # one line from each rank that speaks: torchrun stops the other rank once the first has exited, sometimes
+    # before it has printed its own
+    assert 1 <= len(said) <= 2 and set(said) == {
+        "cifarkit train: error: --dist-timeout 1e+15: must be a number of seconds above 0 and at most "
+        "1e+09 (about 31 years; torch's deadlines overflow a little beyond 7e9 s)"
+    }, job.stderr
     assert "OverflowError" not in job.stderr and not re.search(r'File ".*cifarkit[/\\]', job.stderr), job.stderr
     assert not (tmp_path / "run").exists()
 
