@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def run(name: str, data_dir, **extra) -> dict:
         """Train `name` in OUT/name; a run an earlier sitting finished is read back, one it began is resumed (a
-        sitting longer than a working session continues where it stopped: the same command again)."""
+        sitting that was stopped continues where it stopped: the same command again)."""
         folder = out / name
         if (folder / "results.json").is_file():
             results = json.loads((folder / "results.json").read_text())
