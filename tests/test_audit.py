@@ -211,6 +211,14 @@ def test_the_run_report_links_a_finished_audit_and_says_how_to_begin_or_continue
     assert (
         saved["excluded"] == 2 and f"--exclude {copy / 'audit' / 'exclude.txt'}</code> retrains without the 2 " in page
     )
+    assert "earlier model" not in page
+    ckpt = torch.load(copy / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["state"]["epoch"] += 1  # the run trained on (a resume): another checkpoint
+    torch.save(ckpt, copy / "checkpoints" / "last.pt")
+    assert "This audit was made with an earlier model of this run" in write_report(copy).read_text()
+    from cifarkit.app.audit_tab import AuditBrowser
+
+    assert AuditBrowser.of_run(copy, None).about().startswith("**Made with an earlier model of this run**")
     (copy / "audit" / "audit.json").write_text("{not json")
     assert "Not shown: " in write_report(copy).read_text()  # the rest of the report is still built
 

@@ -21,7 +21,9 @@ import torch
 from ..audit.issues import once_a_pair
 from ..errors import UserError
 from ..files.reader import read_json, read_text
+from ..rundir.checkpoint import checkpoint_digest
 from ..rundir.names import AUDIT_CSV, AUDIT_FOLDER, AUDIT_HTML, AUDIT_JSON, EXCLUDE_TXT
+from ..rundir.run_dir import RunDir
 from ..runtime.progress import say
 
 ALL_CLASSES = "all classes"
@@ -66,6 +68,7 @@ class AuditBrowser:
         pixels: Callable[[str, str], torch.Tensor | None],
     ):
         self.folder, self.rows, self.summary, self.pixels = folder, rows, summary, pixels
+        self.stale = False  # made with an earlier model of the run (of_run finds out)
 
     @classmethod
     def of_run(cls, run_path: Path, images: dict[str, tuple[list[str], torch.Tensor]] | None) -> AuditBrowser | None:
@@ -85,7 +88,9 @@ class AuditBrowser:
             position = where.get(split, {}).get(image)
             return None if position is None else images[split][1][position]
 
-        return cls(folder, rows, summary, pixels)
+        browser = cls(folder, rows, summary, pixels)
+        browser.stale = summary.get("checkpoint_sha256") not in (None, checkpoint_digest(RunDir(run_path)))
+        return browser
 
     def issues(self) -> list[tuple[str, str]]:
         """(label with its count, issue) of each issue found, in ISSUE_NAMES's order."""
@@ -140,7 +145,13 @@ class AuditBrowser:
             else ""
         )
         audited = AUDITED.get(self.summary.get("split"), "the data")
-        return (
+        stale = (
+            "**Made with an earlier model of this run** (its checkpoint has changed since): `cifarkit audit "
+            "RUN_DIR` again audits the model it has now. "
+            if self.stale
+            else ""
+        )
+        return stale + (
             f"Audit of {audited} ({line}). Its page: `{self.folder / AUDIT_HTML}`; "
             f"every flagged image: `{self.folder / AUDIT_CSV}`.{retrain}"
         )

@@ -16,6 +16,7 @@ import torch
 from ..config.train_config import TrainConfig
 from ..errors import UserError
 from ..files.atomic import write_json
+from ..rundir.checkpoint import checkpoint_digest
 from ..rundir.names import AUDIT_FOLDER, REPORT
 from ..rundir.run_dir import RunDir
 from ..version import __version__
@@ -201,6 +202,7 @@ def _summary(a: Audited, split: str, folds: int, preset: str | None, rows, datal
         "counts": counts(rows, a.classes),
         "datalab": datalab,
         "train_test_duplicates": across,
+        "checkpoint_sha256": checkpoint_digest(a.run),  # the model audited: a later look tells if the run moved on
         "cifarkit": __version__,
     }
 

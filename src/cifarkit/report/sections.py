@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..rundir.checkpoint import checkpoint_digest
 from ..rundir.names import AUDIT_CSV, AUDIT_FOLDER, AUDIT_HTML, AUDIT_JSON, EXCLUDE_TXT
 from ..rundir.run_dir import CONFIG, LR_FIND_PLOT, RunDir
 from .summary import fmt, number, percent
@@ -174,8 +175,16 @@ def audit_section(run: RunDir) -> str:
         else ""
     )
     line = found.get("settings_line")
+    stale = (
+        "<p><b>This audit was made with an earlier model of this run</b> (its checkpoint has changed since): "
+        "<code>cifarkit audit RUN_DIR</code> again audits the model the run has now.</p>"
+        if found.get("checkpoint_sha256") not in (None, checkpoint_digest(run))
+        else ""
+    )
     return (
-        "<h2>Data audit</h2><p>What <code>cifarkit audit</code> found in this run's data"
+        "<h2>Data audit</h2>"
+        + stale
+        + "<p>What <code>cifarkit audit</code> found in this run's data"
         + (f" ({html.escape(line)})" if isinstance(line, str) else "")
         + f": <a href='{folder}{AUDIT_HTML}'>audit.html</a> shows the images, <a href='{folder}{AUDIT_CSV}'>"
         f"audit.csv</a> lists every flagged image, <a href='{folder}{EXCLUDE_TXT}'>exclude.txt</a> the training "

@@ -21,7 +21,7 @@ from ..config.train_config import TrainConfig
 from ..errors import UserError
 from ..files.reader import open_regular
 from ..models.nets import MODELS, build_model
-from .run_dir import RunDir
+from .run_dir import CHECKPOINT, RunDir
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_LIMIT = 8 << 30  # bytes: the largest network's weights, EMA and optimiser state fit many times over
@@ -42,6 +42,21 @@ class RunState:
     train_seconds: float = 0.0  # of the epoch so far
     wall_seconds: float = 0.0  # of the whole run so far, over every process that trained it
     history: list[dict[str, float]] = field(default_factory=list)  # metrics.csv rows
+
+
+def checkpoint_digest(run: RunDir) -> str | None:
+    """The first 16 hex digits of the SHA-256 of the run's checkpoint, or None without one: what an audit records of
+    the model it used, so that a later look can tell when the run has trained on since (--resume, --overwrite)."""
+    import hashlib
+
+    path = run.regular_file(CHECKPOINT)
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
