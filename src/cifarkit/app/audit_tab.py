@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audit.issues import once_a_pair
+from ..audit.issues import shown_rows
+from ..audit.page import image_name
 from ..errors import UserError
 from ..files.reader import read_json, read_text
-from ..rundir.checkpoint import checkpoint_digest
+from ..rundir.checkpoint import checkpoint_changed
 from ..rundir.names import AUDIT_CSV, AUDIT_FOLDER, AUDIT_HTML, AUDIT_JSON, EXCLUDE_TXT
 from ..rundir.run_dir import RunDir
 from ..runtime.progress import say
@@ -29,8 +30,7 @@ from ..runtime.progress import say
 ALL_CLASSES = "all classes"
 SHOWN_AT_MOST = 100  # images a request draws: the most certain first
 ZOOM = 3  # 32x32 images drawn 96x96, pixels kept square (nearest neighbour)
-# The issues as the tab names them, in the order it offers them; a row's split is the one whose image it names
-# (a train/test duplicate is listed from both sides: shown once, from the test image's)
+# The issues as the tab names them, in the order it offers them
 ISSUE_NAMES = {
     "label": "probable label errors",
     "train_test_duplicate": "test images that duplicate a training image",
@@ -42,16 +42,12 @@ PAIRED = ("train_test_duplicate", "near_duplicate")
 AUDITED = {"test": "the test images", "train": "the training images", "all": "the training and test images"}
 
 
-def _name(split: str, image: str) -> str:
-    return f"{split} {image}" if image.isdigit() else image
-
-
 def _caption(row: dict[str, str]) -> str:
-    name, score = _name(row["split"], row["image"]), float(row["score"])
+    name, score = image_name(row["split"], row["image"]), float(row["score"])
     if row["issue"] == "label":
         return f"{name}: given {row['given_label']} → {row['suggested_label']} {float(row['confidence']):.0%}"
     if row["issue"] in PAIRED:
-        twin = _name(row["duplicate_split"], row["duplicate_image"])
+        twin = image_name(row["duplicate_split"], row["duplicate_image"])
         return f"{name} ({row['given_label']}) = {twin}, distance {score:.3g}"  # side by side in one picture
     return f"{name} ({row['given_label']}), score {score:.3g}"
 
@@ -66,9 +62,10 @@ class AuditBrowser:
         rows: list[dict[str, str]],
         summary: dict[str, Any],
         pixels: Callable[[str, str], torch.Tensor | None],
+        stale: bool = False,
     ):
         self.folder, self.rows, self.summary, self.pixels = folder, rows, summary, pixels
-        self.stale = False  # made with an earlier model of the run (of_run finds out)
+        self.stale = stale  # made with an earlier model of the run
 
     @classmethod
     def of_run(cls, run_path: Path, images: dict[str, tuple[list[str], torch.Tensor]] | None) -> AuditBrowser | None:
@@ -88,9 +85,8 @@ class AuditBrowser:
             position = where.get(split, {}).get(image)
             return None if position is None else images[split][1][position]
 
-        browser = cls(folder, rows, summary, pixels)
-        browser.stale = summary.get("checkpoint_sha256") not in (None, checkpoint_digest(RunDir(run_path)))
-        return browser
+        stale = checkpoint_changed(RunDir(run_path), summary.get("checkpoint_sha256"))
+        return cls(folder, rows, summary, pixels, stale)
 
     def issues(self) -> list[tuple[str, str]]:
         """(label with its count, issue) of each issue found, in ISSUE_NAMES's order."""
@@ -102,14 +98,7 @@ class AuditBrowser:
 
     def matching(self, issue: str, given: str) -> list[dict[str, str]]:
         """The rows of `issue` whose given label is `given` (or any), most certain first (audit.csv's order)."""
-        found = [
-            row
-            for row in self.rows
-            if row["issue"] == issue
-            and (given == ALL_CLASSES or row["given_label"] == given)
-            and (issue != "train_test_duplicate" or row["split"] == "test")
-        ]
-        return once_a_pair(found) if issue == "near_duplicate" else found
+        return shown_rows([r for r in self.rows if given in (ALL_CLASSES, r["given_label"])], issue)
 
     def picture(self, row: dict[str, str]) -> np.ndarray | None:
         """The row's image zoomed (H x W x 3 uint8), its duplicate beside it; None without the images."""
@@ -190,14 +179,13 @@ def audit_tab(browser: AuditBrowser) -> None:
     import gradio as gr
 
     issues = browser.issues()
+    first = issues[0][1] if issues else None
     gr.Markdown(browser.about(), elem_id="audit-about")
     with gr.Row():
-        issue = gr.Dropdown(
-            issues, value=issues[0][1] if issues else None, label="issue", elem_id="audit-issue", scale=3
-        )
+        issue = gr.Dropdown(issues, value=first, label="issue", elem_id="audit-issue", scale=3)
         given = gr.Dropdown(browser.classes(), value=ALL_CLASSES, label="given label", elem_id="audit-class")
         count = gr.Slider(1, SHOWN_AT_MOST, value=20, step=1, label="how many (most certain first)")
-    first_images, first_rows, first_line = browser.show(issues[0][1] if issues else None, ALL_CLASSES, 20)
+    first_images, first_rows, first_line = browser.show(first, ALL_CLASSES, 20)
     shown = gr.Markdown(first_line, elem_id="audit-shown")
     gallery = gr.Gallery(
         first_images,

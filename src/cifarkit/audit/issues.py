@@ -166,13 +166,17 @@ def _row(
     }
 
 
-def once_a_pair(rows: list[dict]) -> list[dict]:
-    """The duplicate rows without the second row of a pair (A duplicates B is listed as B duplicates A too):
-    what a person looks at, in the rows' order."""
-    seen, kept = set(), []
+def shown_rows(rows: list[dict], issue: str) -> list[dict]:
+    """The rows of `issue` a person looks at, in the rows' order: a train/test duplicate from its test image's side
+    (it is listed from both), a near-duplicate pair within a split once (cleanlab lists it from both images)."""
+    seen, shown = set(), []
     for row in rows:
-        pair = frozenset({(row["split"], row["image"]), (row["duplicate_split"], row["duplicate_image"])})
-        if pair not in seen:
+        if row["issue"] != issue or (issue == TRAIN_TEST and row["split"] != "test"):
+            continue
+        if issue == "near_duplicate":
+            pair = frozenset({(row["split"], row["image"]), (row["duplicate_split"], row["duplicate_image"])})
+            if pair in seen:
+                continue
             seen.add(pair)
-            kept.append(row)
-    return kept
+        shown.append(row)
+    return shown

@@ -51,9 +51,8 @@ def excluded(rows: list[dict]) -> dict[str, str]:
     return why
 
 
-def exclude_text(rows: list[dict], dataset: str) -> str:
-    """exclude.txt: the excluded training images, one a line, with why after a #."""
-    why = excluded(rows)
+def exclude_text(why: dict[str, str], dataset: str) -> str:
+    """exclude.txt: the `excluded` training images, one a line, with why after a #."""
     kind = "indices into the training set" if dataset != "folder" else "paths relative to the dataset folder"
     header = [
         f"# training images to leave out ({kind}): {len(why)}",
@@ -78,10 +77,11 @@ def counts(rows: list[dict], classes: tuple[str, ...]) -> dict:
 
 def write_outputs(folder: Path, rows: list[dict], summary: dict, page: str, dataset: str) -> dict[str, Path]:
     """Write the four files; audit.json last (with how many images exclude.txt lists)."""
-    summary["excluded"] = len(excluded(rows))
+    why = excluded(rows)
+    summary["excluded"] = len(why)
     paths = {name: folder / name for name in (AUDIT_CSV, EXCLUDE_TXT, AUDIT_HTML, AUDIT_JSON)}
     write_text(paths[AUDIT_CSV], csv_text(rows))
-    write_text(paths[EXCLUDE_TXT], exclude_text(rows, dataset))
+    write_text(paths[EXCLUDE_TXT], exclude_text(why, dataset))
     write_text(paths[AUDIT_HTML], page)
     write_json(paths[AUDIT_JSON], summary)
     return paths

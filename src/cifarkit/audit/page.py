@@ -10,7 +10,7 @@ import io
 
 from PIL import Image
 
-from .issues import TRAIN_TEST, once_a_pair
+from .issues import TRAIN_TEST, shown_rows
 
 SHOWN = 50  # images (or pairs) per section: the most certain first
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:80em;color:#222}
@@ -32,8 +32,13 @@ def _img(image, alt: str) -> str:
     return f"<img src='{png_data_uri(image)}' alt='{html.escape(alt, quote=True)}'>"
 
 
+def image_name(split: str, image: str) -> str:
+    """An image as a person reads it: "test 17" for an index, the relative path of a folder dataset's file."""
+    return f"{split} {image}" if image.isdigit() else image
+
+
 def _name(split: str, image: str) -> str:
-    return html.escape(f"{split} {image}" if image.isdigit() else f"{image}")
+    return html.escape(image_name(split, image))
 
 
 def write_page(rows: list[dict], summary: dict, pixels, classes: tuple[str, ...]) -> str:
@@ -63,8 +68,7 @@ def write_page(rows: list[dict], summary: dict, pixels, classes: tuple[str, ...]
         )
     parts.append("</div>")
 
-    pairs = [r for r in rows if r["issue"] == TRAIN_TEST and r["split"] == "test"]
-    pairs += once_a_pair([r for r in rows if r["issue"] == "near_duplicate"])
+    pairs = shown_rows(rows, TRAIN_TEST) + shown_rows(rows, "near_duplicate")
     parts.append(
         f"<h2>Duplicates ({len(pairs)})</h2><p>Test images that duplicate a training image (distance 0: "
         "identical pixels), then near duplicates within a split; the pair side by side.</p>"

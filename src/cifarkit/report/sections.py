@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..rundir.checkpoint import checkpoint_digest
+from ..rundir.checkpoint import checkpoint_changed
 from ..rundir.names import AUDIT_CSV, AUDIT_FOLDER, AUDIT_HTML, AUDIT_JSON, EXCLUDE_TXT
 from ..rundir.run_dir import CONFIG, LR_FIND_PLOT, RunDir
 from .summary import fmt, number, percent
@@ -178,7 +178,7 @@ def audit_section(run: RunDir) -> str:
     stale = (
         "<p><b>This audit was made with an earlier model of this run</b> (its checkpoint has changed since): "
         "<code>cifarkit audit RUN_DIR</code> again audits the model the run has now.</p>"
-        if found.get("checkpoint_sha256") not in (None, checkpoint_digest(run))
+        if checkpoint_changed(run, found.get("checkpoint_sha256"))
         else ""
     )
     return (

@@ -59,6 +59,12 @@ def checkpoint_digest(run: RunDir) -> str | None:
     return digest.hexdigest()[:16]
 
 
+def checkpoint_changed(run: RunDir, recorded: str | None) -> bool:
+    """Whether the run's checkpoint is no longer the one whose `checkpoint_digest` was recorded (nothing recorded:
+    no change known)."""
+    return recorded is not None and recorded != checkpoint_digest(run)
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A cifarkit checkpoint, loaded with weights_only=True: a file that carries code is refused."""
     path = Path(path)
