@@ -618,8 +618,8 @@ def test_a_near_duplicate_pair_within_a_split_is_shown_once():
     assert [r[1] for r in table] == ["4", "5"] and line.startswith("2 of 2 near duplicates")
 
 
-def test_the_probabilities_average_the_runs_views_and_the_embeddings_are_the_plain_images(planted_run):
-    from cifarkit.audit.predict import probabilities_and_embeddings
+def test_the_probabilities_average_the_runs_views_and_the_features_are_the_plain_images(planted_run):
+    from cifarkit.audit.predict import APPEARANCE_GRID, predict_images
     from cifarkit.evaluate.inference import load_model
     from cifarkit.evaluate.metrics import predict_logits
 
@@ -627,11 +627,39 @@ def test_the_probabilities_average_the_runs_views_and_the_embeddings_are_the_pla
     model, ckpt = load_model(run / "checkpoints" / "last.pt", torch.device("cpu"))
     images = torch.from_numpy(synthetic_cifar(2, 5)[0])  # 20 uint8 images, 3 x 32 x 32
     args = (model, images, ckpt["mean"], ckpt["std"], 8, torch.float32, False)
-    plain_probs, plain_features = probabilities_and_embeddings(*args)
-    probs, features = probabilities_and_embeddings(*args, tta="flip")
+    plain = predict_images(*args)
+    viewed = predict_images(*args, tta="flip")
     flipped = predict_logits(model, images, 8, torch.float32, False, "flip", ckpt["mean"], ckpt["std"]).softmax(1)
-    assert np.array_equal(features, plain_features) and features.shape[0] == len(images)
-    assert np.allclose(probs, flipped.numpy(), atol=1e-6) and not np.allclose(probs, plain_probs, atol=1e-6)
+    assert np.array_equal(viewed.embeddings, plain.embeddings) and np.array_equal(viewed.appearance, plain.appearance)
+    assert np.allclose(viewed.probabilities, flipped.numpy(), atol=1e-6)
+    assert not np.allclose(viewed.probabilities, plain.probabilities, atol=1e-6)
+    # s10-small: the head reads the pooled features; layer2 (8 x 8 of 32) gives its channels on a 2 x 2 grid
+    assert plain.embeddings.shape == (20, model.fc.in_features)
+    assert plain.appearance.shape == (20, model.layer2[0].out_channels * APPEARANCE_GRID**2)
+
+
+@pytest.mark.parametrize(
+    ("name", "side", "block"),
+    [("fast", 32, "group2"), ("s10", 32, "layer2"), ("fast-small", 64, "group2"), ("s10-small", 96, "layer2")],
+)
+def test_the_appearance_is_the_first_block_a_quarter_of_the_image_or_smaller(name, side, block):
+    from cifarkit.audit.predict import appearance_layer
+    from cifarkit.models import build_model
+
+    model = build_model(name, 10)
+    assert appearance_layer(model, (3, side, side)) is getattr(model, block)
+
+
+def test_a_model_without_feature_maps_has_its_head_input_for_appearance():
+    from cifarkit.audit.predict import appearance_layer, predict_images
+
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+    )
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    assert appearance_layer(model, (3, 8, 8)) is model[3]
+    seen = predict_images(model, images, (0.5,) * 3, (0.25,) * 3, channels_last=False)
+    assert np.array_equal(seen.appearance, seen.embeddings) and seen.embeddings.shape == (5, 16)
 
 
 def test_only_the_probabilities_the_audit_uses_are_predicted_with_the_runs_views(planted_run, tmp_path, monkeypatch):

@@ -486,3 +486,55 @@ def test_label_noise_flips_audits_and_retrains_then_continues_and_audit_views_sc
     lines = {line.split(":")[0].strip(): line for line in views.stdout.splitlines()}
     assert set(lines) == {"none", "flip", "flip-translate"}
     assert f"flagged {row['flagged']}," in lines["none"]  # s10 predicts without views: the audit's own flags
+
+
+def test_duplicates_scores_both_kinds_of_features_against_a_judged_list(tmp_path):
+    from conftest import synthetic_cifar, write_py_layout
+
+    from cifarkit import TrainConfig, train
+
+    (x, y), (tx, ty) = synthetic_cifar(20, 1), synthetic_cifar(10, 2)
+    tx, ty = tx.copy(), ty.copy()
+    tx[4], ty[4] = x[7], y[7]  # identical
+    tx[6], ty[6] = x[9], y[9]
+    tx[6, 0, 0, 0] ^= 1  # the same photograph, a pixel changed
+    write_py_layout(tmp_path / "data", (x, y), (tx, ty))
+    recipe = {"model": "s10-small", "epochs": 2, "batch_size": 20, "threads": 1, "precision": "fp32"}
+    train(TrainConfig(**recipe, data_dir=str(tmp_path / "data")), tmp_path / "run", progress=False)
+    reference = tmp_path / "duplicates.csv"
+    reference.write_text("TestID,TrainID,Distance,Judgment\n4,7,0.0,0\n6,9,0.01,1\n31,40,0.2,2\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "duplicates.py"),
+            str(tmp_path / "run"),
+            "--reference",
+            str(reference),
+            "--threads",
+            "1",
+            "--record",
+            str(tmp_path / "record.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "reference: 2 test images with a training duplicate (judgments 0-1), 3 listed" in done.stdout
+    row = json.loads((tmp_path / "record.json").read_text())["rows"][0]
+    for kind in ("embeddings", "appearance"):
+        strict = row[kind]["rows"][0]  # the smallest threshold finds both planted copies
+        assert (strict["found"], strict["recall"]) == (2, 1.0) and f"{kind:>10} x0.1 : flagged" in done.stdout
+        assert row[kind]["chosen"]["odd_indices"]["found"] == 0  # both copies are even test indices
+        flagged = [r["flagged"] for r in row[kind]["rows"]]
+        assert flagged == sorted(flagged) and f"{kind:>10}: chosen on the even indices" in done.stdout
+
+    bad = reference.with_name("bad.csv")
+    bad.write_text("a,b\n1,2\n")
+    refused = subprocess.run(
+        [sys.executable, str(BENCH / "duplicates.py"), str(tmp_path / "run"), "--reference", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 1 and "expected a CSV with TestID, TrainID and Judgment columns" in refused.stderr

@@ -1,10 +1,11 @@
 """Finding the issues: cleanlab within a split (label issues by confident learning; near duplicates, outliers, class
-imbalance by Datalab), and, between the training and test splits, duplicates: identical pixels (by hash) and embeddings
-closer than Datalab's own near-duplicate rule allows.
+imbalance by Datalab), and, between the training and test splits, duplicates: identical pixels (by hash) and
+appearance features closer than the near-duplicate rule allows.
 
 Every finding is a row (a dict) of what audit.csv writes: the image (split and name), the issue, its score (0 to
-1, lower = more certain: cleanlab's quality score; for a train/test pair the cosine distance of the embeddings),
-the given and suggested label, the model's probability of the suggested label, and the other image of a pair.
+1, lower = more certain: cleanlab's quality score; for a train/test pair the cosine distance of the appearance
+features), the given and suggested label, the model's probability of the suggested label, and the other image of
+a pair.
 """
 
 from __future__ import annotations
@@ -18,17 +19,25 @@ import numpy as np
 DATALAB_ISSUES = ("label", "near_duplicate", "outlier", "class_imbalance")
 TRAIN_TEST = "train_test_duplicate"
 ISSUES = (*DATALAB_ISSUES, TRAIN_TEST)
-# Datalab's near_duplicate rule: closer than this fraction of the median nearest-neighbour distance (cleanlab's
-# default); the same rule between the splits, so both kinds of duplicate mean the same.
-NEAR_DUPLICATE_THRESHOLD = 0.13
+# Near duplicates: closer than this fraction of the median nearest-neighbour distance, within a split (Datalab's
+# rule, whose default is 0.13) and between the splits, so both kinds of duplicate mean the same. Chosen on half of
+# a published list of CIFAR-10's train/test duplicates (precision >= 80 %), checked on the other half:
+# docs/experiments.md#audit.
+NEAR_DUPLICATE_THRESHOLD = 0.2
 
 
 def datalab_rows(
-    split: str, names: list[str], labels: np.ndarray, probs: np.ndarray, features: np.ndarray, classes: tuple[str, ...]
+    split: str,
+    names: list[str],
+    labels: np.ndarray,
+    probs: np.ndarray,
+    embeddings: np.ndarray,
+    appearance: np.ndarray,
+    classes: tuple[str, ...],
 ) -> tuple[list[dict], dict]:
-    """(rows, summary) of cleanlab's issues in one split: `probs` out of sample, `features` the embeddings. The
-    summary holds the overall score of each issue type (Datalab's get_issue_summary; label: the mean label
-    quality)."""
+    """(rows, summary) of cleanlab's issues in one split: `probs` out of sample; outliers among the `embeddings`,
+    near duplicates by `appearance` (audit/predict.py says why). The summary holds the overall score of each issue
+    type (Datalab's get_issue_summary; label: the mean label quality)."""
     from cleanlab import Datalab
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -36,19 +45,24 @@ def datalab_rows(
     # Label issues by confident learning called directly (cleanlab.filter, its calibrated confident joint).
     # Datalab's label check goes through CleanLearning, which prunes by the joint of its noise-matrix estimate
     # (estimate_py_and_noise_matrices_from_probabilities): on splits of tens of images a class it flagged only half
-    # of the labels planted wrong in a well-separated set, where the direct call flagged all. Datalab does the rest,
-    # the duplicates and outliers from the features.
+    # of the labels planted wrong in a well-separated set, where the direct call flagged all. Datalab does the rest:
+    # one Datalab a kind of features, as it keeps the neighbour graph of the first features it is given.
     is_label_issue = find_label_issues(labels, probs)
     label_scores = get_label_quality_scores(labels, probs)
-    lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
+    by_embedding = Datalab(data={"label": labels}, label_name="label", verbosity=0)
+    by_appearance = Datalab(data={"label": labels}, label_name="label", verbosity=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cleanlab's notes on its own defaults are not the user's business
-        lab.find_issues(
-            pred_probs=probs, features=features, issue_types={t: {} for t in DATALAB_ISSUES if t != "label"}
+        by_embedding.find_issues(
+            pred_probs=probs, features=embeddings, issue_types={"outlier": {}, "class_imbalance": {}}
+        )
+        by_appearance.find_issues(
+            features=appearance, issue_types={"near_duplicate": {"threshold": NEAR_DUPLICATE_THRESHOLD}}
         )
     rows = []
     suggested = probs.argmax(1)
     for issue in DATALAB_ISSUES:
+        lab = by_appearance if issue == "near_duplicate" else by_embedding
         table = lab.get_issues(issue) if issue != "label" else None
         flagged = np.flatnonzero(is_label_issue if table is None else table[f"is_{issue}_issue"].to_numpy())
         scores = label_scores if table is None else table[f"{issue}_score"].to_numpy()
@@ -68,10 +82,9 @@ def datalab_rows(
                     names[other] if other is not None else "",
                 )
             )
-    summary = {
-        "label": round(float(label_scores.mean()), 4),
-        **{row.issue_type: round(float(row.score), 4) for row in lab.get_issue_summary().itertuples()},
-    }
+    summary = {"label": round(float(label_scores.mean()), 4)}
+    for lab in (by_embedding, by_appearance):
+        summary.update({row.issue_type: round(float(row.score), 4) for row in lab.get_issue_summary().itertuples()})
     return rows, summary
 
 
@@ -93,7 +106,7 @@ def exact_pairs(train_images, test_images) -> list[tuple[int, int]]:
 def nearest_across(
     test_features: np.ndarray, train_features: np.ndarray, chunk: int = 2048
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(index of the nearest training image, cosine distance to it) for each test image's embedding."""
+    """(index of the nearest training image, cosine distance to it) for each test image's features."""
 
     def unit(x: np.ndarray) -> np.ndarray:
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -115,15 +128,15 @@ def train_test_rows(
     test_labels: np.ndarray,
     train_images,
     test_images,
-    train_features: np.ndarray,
-    test_features: np.ndarray,
+    train_appearance: np.ndarray,
+    test_appearance: np.ndarray,
     classes: tuple[str, ...],
 ) -> tuple[list[dict], dict]:
-    """(rows, summary) of the test images that duplicate a training image: identical pixels, or an embedding
-    nearer its nearest training image than NEAR_DUPLICATE_THRESHOLD x the median of those distances. Two rows a
-    pair (the test image, then the training image), the nearest pairs first."""
+    """(rows, summary) of the test images that duplicate a training image: identical pixels, or appearance
+    features nearer the nearest training image's than NEAR_DUPLICATE_THRESHOLD x the median of those distances.
+    Two rows a pair (the test image, then the training image), the nearest pairs first."""
     exact = dict(exact_pairs(train_images, test_images))
-    nearest, distance = nearest_across(test_features, train_features)
+    nearest, distance = nearest_across(test_appearance, train_appearance)
     median = float(np.median(distance)) if len(distance) else 0.0
     close = distance < NEAR_DUPLICATE_THRESHOLD * median
     pairs = {i: (int(nearest[i]), float(distance[i])) for i in np.flatnonzero(close)}

@@ -1,5 +1,6 @@
 """One audit, top to bottom: check the run and the output folder, load the run's data as it trained, predict
-(the run's model for the test split and for every embedding, K fold runs for the training split's probabilities),
+(the run's model for the test split and for every image's features, K fold runs for the training split's
+probabilities),
 find the issues, write the files."""
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .folds import (
 from .issues import NEAR_DUPLICATE_THRESHOLD, datalab_rows, train_test_rows
 from .outputs import AUDIT_JSON, counts, write_outputs
 from .page import write_page
-from .predict import probabilities_and_embeddings
+from .predict import Predicted, predict_images
 from .prepare import MARKER, MARKER_FORMAT, Audited, prepare
 
 
@@ -59,11 +60,11 @@ def audit(
     try:
         marker = {"format": MARKER_FORMAT, "run": str(audited.run.path), "cifarkit": __version__}
         write_json(audited.folder / MARKER, marker)
-        test_probs, test_features, train_features = _embed(audited, progress)
+        test, train = _embed(audited, progress)
         clock.lap("embeddings")
         train_probs = _fold_probabilities(audited, folds, preset, progress) if audited.recipe else None
         clock.lap("folds")
-        rows, datalab, across = _find_issues(audited, test_probs, test_features, train_probs, train_features)
+        rows, datalab, across = _find_issues(audited, test, train, train_probs)
         clock.lap("cleanlab")
         summary = _summary(audited, split, folds, preset, rows, datalab, across)
         pixels = {
@@ -83,13 +84,12 @@ def audit(
 
 def _predict(
     net, images: torch.Tensor, ckpt: dict, config: TrainConfig, dev: torch.device, what: str, progress, views=True
-):
-    """(probabilities, embeddings) of `images` by `net`, in the precision and layout its run used, the
-    probabilities averaged over its test-time augmentation's views (not where `views` is False: only the
-    embeddings are wanted)."""
+) -> Predicted:
+    """What `net` makes of `images`, in the precision and layout its run used, the probabilities averaged over its
+    test-time augmentation's views (not where `views` is False: only the features are wanted)."""
     from ..runtime.device import inference_precision
 
-    return probabilities_and_embeddings(
+    return predict_images(
         net,
         images.to(dev),
         ckpt["mean"],
@@ -103,16 +103,14 @@ def _predict(
     )
 
 
-def _embed(a: Audited, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _embed(a: Audited, progress: bool) -> tuple[Predicted, Predicted]:
     """The run's model on both splits: the test split's probabilities (out of sample: it never trained on them) and
-    every image's embedding."""
-    test_probs, test_features = _predict(
-        a.model, a.data.test_images, a.ckpt, a.config, a.device, "test images (the run's model)", progress
-    )
-    _, train_features = _predict(  # out-of-sample probabilities of these come from the folds
+    every image's features. The training images' probabilities are not used: they come from the folds."""
+    test = _predict(a.model, a.data.test_images, a.ckpt, a.config, a.device, "test images (the run's model)", progress)
+    train = _predict(
         a.model, a.train_images, a.ckpt, a.config, a.device, "training images (the run's model)", progress, False
     )
-    return test_probs, test_features, train_features
+    return test, train
 
 
 def _fold_probabilities(a: Audited, folds: int, preset: str | None, progress: bool) -> np.ndarray:
@@ -144,22 +142,26 @@ def _fold_probabilities(a: Audited, folds: int, preset: str | None, progress: bo
     for k, path in enumerate(train_folds(a.recipe, shaped, fold, folds, a.folder, progress)):
         fold_model, fold_ckpt = load_model(path, a.device)
         held = fold_view(shaped, fold, k).test_images
-        probs[fold == k], _ = _predict(
+        probs[fold == k] = _predict(
             fold_model, held, fold_ckpt, a.recipe, a.device, f"fold {k + 1} held out", progress
-        )
+        ).probabilities
     return probs
 
 
-def _find_issues(a: Audited, test_probs, test_features, train_probs, train_features) -> tuple[list, dict, dict]:
-    """(rows, Datalab's summary per split, the train/test duplicates' summary)."""
+def _find_issues(
+    a: Audited, test: Predicted, train: Predicted, train_probs: np.ndarray | None
+) -> tuple[list, dict, dict]:
+    """(rows, Datalab's summary per split, the train/test duplicates' summary); `train_probs` the folds'."""
     rows, datalab = [], {}
     test_labels = a.data.test_labels.numpy()
     if "test" in a.splits:
-        found, datalab["test"] = datalab_rows("test", a.test_names, test_labels, test_probs, test_features, a.classes)
+        found, datalab["test"] = datalab_rows(
+            "test", a.test_names, test_labels, test.probabilities, test.embeddings, test.appearance, a.classes
+        )
         rows += found
     if train_probs is not None:
         found, datalab["train"] = datalab_rows(
-            "train", a.train_names, a.train_labels, train_probs, train_features, a.classes
+            "train", a.train_names, a.train_labels, train_probs, train.embeddings, train.appearance, a.classes
         )
         rows += found
     pairs, across = train_test_rows(
@@ -169,8 +171,8 @@ def _find_issues(a: Audited, test_probs, test_features, train_probs, train_featu
         test_labels,
         a.train_images,
         a.data.test_images,
-        train_features,
-        test_features,
+        train.appearance,
+        test.appearance,
         a.classes,
     )
     return rows + pairs, datalab, across
