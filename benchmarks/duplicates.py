@@ -1,7 +1,7 @@
 """Train/test duplicates against a list people judged: how many of a reference list's test images the audit's rule
-finds (recall), and how many of those it flags the list holds (a lower bound on precision: a list can miss pairs),
-with the run's model's head features (the embeddings) and with its appearance features (a middle layer), at a
-range of thresholds (x the median nearest-training-image distance), side by side.
+finds (recall), and how many of those it flags the list names at all, duplicate or very similar (a lower bound on
+precision: a list can miss pairs), with the run's model's head features (the embeddings) and with its appearance
+features (a middle layer), at a range of thresholds (x the median nearest-training-image distance), side by side.
 
     python benchmarks/duplicates.py RUN_DIR --reference duplicates_cifar10.csv --data-dir DIR
 
