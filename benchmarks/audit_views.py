@@ -1,11 +1,14 @@
-"""How the views a model predicts with change what the audit finds: the fold runs of a label-noise sitting
-(benchmarks/label_noise.py's OUT folder) predict their held-out images once per test-time augmentation (none,
-flip, flip-translate), cleanlab flags label issues from each, and the flags are scored against the flipped labels.
+"""How the views a model predicts with, and the rule that flags, change what the audit finds: the fold runs of a
+label-noise sitting (benchmarks/label_noise.py's OUT folder) predict their held-out images once per test-time
+augmentation (none, flip, flip-translate), cleanlab flags label issues from each by each of its rules
+(`find_label_issues(filter_by=...)`), and the flags are scored against the flipped labels.
 
     python benchmarks/audit_views.py runs/label-noise-20261206-080000
+    python benchmarks/audit_views.py OUT --views flip-translate --rules prune_by_noise_rate low_self_confidence
 
-Prints, per set of views: how often the held-out predictions agree with the noisy labels, how many images are
-flagged, precision and recall of the flipped among them, and the precision of the top 250 and 500 by label quality.
+Prints, per set of views: how often the held-out predictions agree with the noisy labels and the precision of the
+top 250 and 500 by label quality; per rule: how many images are flagged, precision and recall of the flipped among
+them, and their F1.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 import torch
 
 from cifarkit.audit.folds import assign_folds
+from cifarkit.audit.issues import LABEL_RULE
 from cifarkit.config.train_config import TTA_MODES
 from cifarkit.data.loading import load_dataset
 from cifarkit.evaluate.inference import load_model
@@ -38,12 +42,28 @@ def held_out_probabilities(out: Path, images: torch.Tensor, fold: np.ndarray, fo
     return probs
 
 
+# cleanlab's rules that flag from probabilities alone (find_label_issues' filter_by)
+RULES = (
+    "prune_by_noise_rate",
+    "prune_by_class",
+    "both",
+    "confident_learning",
+    "predicted_neq_given",
+    "low_normalized_margin",
+    "low_self_confidence",
+)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="a label-noise sitting's folder (its noisy/audit/fold-K runs)")
+    parser.add_argument("--views", nargs="+", choices=TTA_MODES, default=list(TTA_MODES), help="(default: all)")
+    parser.add_argument(
+        "--rules", nargs="+", choices=RULES, default=[LABEL_RULE], help=f"cleanlab's filter_by (default: {LABEL_RULE})"
+    )
     args = parser.parse_args(argv)
     made_of = read_json(args.out / "noisy" / "audit" / "folds.json", "the audit's folds.json")
     n, folds = made_of["images"], made_of["folds"]
@@ -53,26 +73,36 @@ def main(argv: list[str] | None = None) -> list[dict]:
     flipped[[int(line) for line in (args.out / "flipped.txt").read_text().split()]] = True
     fold = assign_folds(labels, folds, made_of["seed"])
     rows = []
-    for tta in TTA_MODES:
+    for tta in args.views:
         probs = held_out_probabilities(args.out, images, fold, folds, tta)
-        flagged = find_label_issues(labels, probs)
         ranked = np.argsort(get_label_quality_scores(labels, probs))
-        hits = int((flagged & flipped).sum())
-        row = {
-            "views": tta,
-            "agree": float((probs.argmax(1) == labels).mean()),
-            "flagged": int(flagged.sum()),
-            "precision": hits / max(int(flagged.sum()), 1),
-            "recall": hits / int(flipped.sum()),
-            "top250": float(flipped[ranked[:250]].mean()),
-            "top500": float(flipped[ranked[:500]].mean()),
-        }
-        rows.append(row)
-        print(
-            f"{tta:>15}: agree {row['agree']:.1%}; flagged {row['flagged']}, precision {row['precision']:.1%}, "
-            f"recall {row['recall']:.1%}; top 250 {row['top250']:.1%}, top 500 {row['top500']:.1%}",
-            flush=True,
+        agree, top250, top500 = (
+            (probs.argmax(1) == labels).mean(),
+            flipped[ranked[:250]].mean(),
+            flipped[ranked[:500]].mean(),
         )
+        print(f"{tta:>15}: agree {agree:.1%}; top 250 {top250:.1%}, top 500 {top500:.1%}", flush=True)
+        for rule in args.rules:
+            flagged = find_label_issues(labels, probs, filter_by=rule)
+            hits = int((flagged & flipped).sum())
+            precision, recall = hits / max(int(flagged.sum()), 1), hits / int(flipped.sum())
+            row = {
+                "views": tta,
+                "rule": rule,
+                "agree": float(agree),
+                "flagged": int(flagged.sum()),
+                "precision": precision,
+                "recall": recall,
+                "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+                "top250": float(top250),
+                "top500": float(top500),
+            }
+            rows.append(row)
+            print(
+                f"{tta:>15}, {rule}: flagged {row['flagged']}, precision {precision:.1%}, recall {recall:.1%}, "
+                f"F1 {row['f1']:.3f}",
+                flush=True,
+            )
     return rows
 
 

@@ -446,6 +446,8 @@ def test_plots_times_each_run_grid_both_ways_and_prints_the_ratio():
 def test_label_noise_flips_audits_and_retrains_then_continues_and_audit_views_scores_each_set_of_views(tmp_path):
     from conftest import synthetic_cifar, write_py_layout
 
+    from cifarkit.audit.issues import LABEL_RULE
+
     write_py_layout(tmp_path / "data", synthetic_cifar(20, 1), synthetic_cifar(10, 2))
     out = tmp_path / "out"
     sitting = [
@@ -484,8 +486,29 @@ def test_label_noise_flips_audits_and_retrains_then_continues_and_audit_views_sc
     )
     assert views.returncode == 0, views.stderr[-3000:]
     lines = {line.split(":")[0].strip(): line for line in views.stdout.splitlines()}
-    assert set(lines) == {"none", "flip", "flip-translate"}
-    assert f"flagged {row['flagged']}," in lines["none"]  # s10 predicts without views: the audit's own flags
+    rule = f"none, {LABEL_RULE}"
+    assert set(lines) == {"none", "flip", "flip-translate"} | {
+        f"{v}, {LABEL_RULE}" for v in ("none", "flip", "flip-translate")
+    }
+    assert f"flagged {row['flagged']}," in lines[rule]  # s10 predicts without views: the audit's own flags
+    rules = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "audit_views.py"),
+            str(out),
+            "--views",
+            "none",
+            "--rules",
+            "both",
+            "low_self_confidence",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert rules.returncode == 0, rules.stderr[-3000:]
+    named = [line.split(":")[0].strip() for line in rules.stdout.splitlines()]
+    assert named == ["none", "none, both", "none, low_self_confidence"]
 
 
 def test_duplicates_scores_both_kinds_of_features_against_a_judged_list(tmp_path):

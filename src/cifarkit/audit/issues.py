@@ -24,6 +24,8 @@ ISSUES = (*DATALAB_ISSUES, TRAIN_TEST)
 # a published list of CIFAR-10's train/test duplicates (precision >= 80 %), checked on the other half:
 # docs/experiments.md#audit.
 NEAR_DUPLICATE_THRESHOLD = 0.2
+# How confident learning flags a label (cleanlab.filter.find_label_issues' filter_by).
+LABEL_RULE = "prune_by_noise_rate"
 
 
 def datalab_rows(
@@ -47,7 +49,7 @@ def datalab_rows(
     # (estimate_py_and_noise_matrices_from_probabilities): on splits of tens of images a class it flagged only half
     # of the labels planted wrong in a well-separated set, where the direct call flagged all. Datalab does the rest:
     # one Datalab a kind of features, as it keeps the neighbour graph of the first features it is given.
-    is_label_issue = find_label_issues(labels, probs)
+    is_label_issue = find_label_issues(labels, probs, filter_by=LABEL_RULE)
     label_scores = get_label_quality_scores(labels, probs)
     by_embedding = Datalab(data={"label": labels}, label_name="label", verbosity=0)
     by_appearance = Datalab(data={"label": labels}, label_name="label", verbosity=0)
