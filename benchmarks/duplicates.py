@@ -1,15 +1,16 @@
 """Train/test duplicates against a list people judged: how many of a reference list's test images the audit's rule
-finds (recall), and how many of those it flags the list names at all, duplicate or very similar (a lower bound on
-precision: a list can miss pairs), with the run's model's head features (the embeddings) and with its appearance
-features (a middle layer), at a range of thresholds (x the median nearest-training-image distance), side by side.
+finds (recall), and what share of what it flags the list judges the same photograph (a lower bound on precision:
+a list can miss pairs), with the run's model's head features (the embeddings) and with its appearance features (a
+middle layer), at a range of thresholds (x the median nearest-training-image distance), side by side.
 
     python benchmarks/duplicates.py RUN_DIR --reference duplicates_cifar10.csv --data-dir DIR
 
 The reference is a CSV of TestID, TrainID and Judgment columns (0 identical, 1 the same photograph processed
 otherwise, 2 very similar but different photographs: the format of the ciFAIR project's duplicate lists of
-CIFAR-10). Judgments 0 and 1 are the duplicates to find; each test image is counted once. The threshold is chosen
-on the even test indices (the highest recall with a precision bound of at least --precision) and checked on the
-odd ones, so the figure quoted is not the figure tuned.
+CIFAR-10). Judgments 0 and 1 are the duplicates to find; each test image is counted once, and "paired" counts
+those whose nearest training image is the one the list names (another copy of the photograph in the training set
+is the rest). The threshold is chosen on the even test indices (the highest recall whose lower bound on precision
+is at least --precision) and checked on the odd ones, so the figure quoted is not the figure tuned.
 """
 
 from __future__ import annotations
@@ -32,40 +33,48 @@ from cifarkit.evaluate.inference import load_model
 from cifarkit.files.atomic import write_json
 from cifarkit.runtime.device import describe_machine, inference_precision, machine_info, resolve_device
 
-THRESHOLDS = (0.1, 0.13, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+THRESHOLDS = (0.1, 0.13, 0.15, 0.17, 0.2, 0.25, 0.3, 0.4, 0.5)
 FEATURES = ("embeddings", "appearance")
 
 
-def read_reference(path: Path) -> tuple[set[int], set[int]]:
-    """(test images with a duplicate in the training set: judgments 0 and 1, every test image the list names)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"TestID", "Judgment"} <= set(rows[0]):
-        sys.exit(f"--reference {path}: expected a CSV with TestID, TrainID and Judgment columns")
-    duplicates = {int(r["TestID"]) for r in rows if int(r["Judgment"]) <= 1}
-    return duplicates, {int(r["TestID"]) for r in rows}
+class Reference:
+    """A judged list: the training images named for each test image, and the test images judged duplicates."""
+
+    def __init__(self, path: Path):
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or not {"TestID", "TrainID", "Judgment"} <= set(rows[0]):
+            sys.exit(f"--reference {path}: expected a CSV with TestID, TrainID and Judgment columns")
+        self.duplicates = {int(r["TestID"]) for r in rows if int(r["Judgment"]) <= 1}
+        self.listed = {int(r["TestID"]) for r in rows}
+        self.partners: dict[int, set[int]] = {}
+        for r in rows:
+            self.partners.setdefault(int(r["TestID"]), set()).add(int(r["TrainID"]))
+
+    def scores(self, flagged: set[int], nearest: np.ndarray, among: set[int] | None = None) -> dict:
+        """What the flagged test images are by the list, counting only the test images in `among` (default all)."""
+        duplicates = self.duplicates if among is None else self.duplicates & among
+        flagged = flagged if among is None else flagged & among
+        found = flagged & duplicates
+        return {
+            "flagged": len(flagged),
+            "found": len(found),
+            "paired": sum(1 for i in found if int(nearest[i]) in self.partners[i]),
+            "recall": round(len(found) / max(len(duplicates), 1), 4),
+            "precision_at_least": round(len(found) / max(len(flagged), 1), 4),
+            "listed": round(len(flagged & self.listed) / max(len(flagged), 1), 4),
+        }
 
 
-def scores(flagged: set[int], duplicates: set[int], listed: set[int]) -> dict:
-    """Recall of the list's duplicates among `flagged`, and the share of `flagged` the list names at all."""
-    found = len(flagged & duplicates)
-    return {
-        "flagged": len(flagged),
-        "found": found,
-        "recall": round(found / max(len(duplicates), 1), 4),
-        "precision_at_least": round(len(flagged & listed) / max(len(flagged), 1), 4),
-    }
-
-
-def choose_threshold(distance: np.ndarray, duplicates: set[int], listed: set[int], precision: float) -> float:
-    """The threshold of THRESHOLDS with the highest recall on the even test indices whose precision bound there is
-    at least `precision` (the smallest threshold where none is)."""
-    even = {i for i in range(0, len(distance), 2)}
+def choose_threshold(distance: np.ndarray, nearest: np.ndarray, reference: Reference, precision: float) -> float:
+    """The threshold of THRESHOLDS with the highest recall on the even test indices whose lower bound on precision
+    there is at least `precision` (the smallest threshold where none is)."""
+    even = set(range(0, len(distance), 2))
     median = float(np.median(distance))
     best = THRESHOLDS[0]
     for threshold in THRESHOLDS:
-        flagged = {i for i in np.flatnonzero(distance < threshold * median).tolist() if i in even}
-        if scores(flagged, duplicates & even, listed & even)["precision_at_least"] >= precision:
+        flagged = set(np.flatnonzero(distance < threshold * median).tolist())
+        if reference.scores(flagged, nearest, even)["precision_at_least"] >= precision:
             best = threshold
     return best
 
@@ -81,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    duplicates, listed = read_reference(args.reference)
+    reference = Reference(args.reference)
     device = resolve_device("auto")
     model, ckpt = load_model(args.run / "checkpoints" / "last.pt", device)
     data = load_checkpoint_data(ckpt, args.data_dir, with_train=True)
@@ -91,30 +100,28 @@ def main(argv: list[str] | None = None) -> dict:
         for split, images in (("train", data.train_images), ("test", data.test_images))
     }
     print(
-        f"reference: {len(duplicates)} test images with a training duplicate (judgments 0-1), {len(listed)} listed",
+        f"reference: {len(reference.duplicates)} test images with a training duplicate (judgments 0-1), "
+        f"{len(reference.listed)} listed",
         flush=True,
     )
     table = {}
     for kind in FEATURES:
-        _, distance = nearest_across(getattr(seen["test"], kind), getattr(seen["train"], kind))
+        nearest, distance = nearest_across(getattr(seen["test"], kind), getattr(seen["train"], kind))
         median = float(np.median(distance))
         table[kind] = {"rows": [], "median_distance": round(median, 6)}
         for threshold in THRESHOLDS:
-            row = {
-                "threshold": threshold,
-                **scores(set(np.flatnonzero(distance < threshold * median).tolist()), duplicates, listed),
-            }
+            flagged = set(np.flatnonzero(distance < threshold * median).tolist())
+            row = {"threshold": threshold, **reference.scores(flagged, nearest)}
             table[kind]["rows"].append(row)
             print(
                 f"{kind:>10} x{threshold:<4}: flagged {row['flagged']:5d}, found {row['found']:4d} "
-                f"(recall {row['recall']:.1%}), listed {row['precision_at_least']:.1%} of the flagged",
+                f"(recall {row['recall']:.1%}; {row['paired']} with the listed partner), "
+                f"same photograph {row['precision_at_least']:.1%} of the flagged, listed {row['listed']:.1%}",
                 flush=True,
             )
-        chosen = choose_threshold(distance, duplicates, listed, args.precision)
-        odd = {i for i in range(1, len(distance), 2)}
-        check = scores(
-            {i for i in np.flatnonzero(distance < chosen * median).tolist() if i in odd}, duplicates & odd, listed & odd
-        )
+        chosen = choose_threshold(distance, nearest, reference, args.precision)
+        odd = set(range(1, len(distance), 2))
+        check = reference.scores(set(np.flatnonzero(distance < chosen * median).tolist()), nearest, odd)
         table[kind]["chosen"] = {"threshold": chosen, "odd_indices": check}
         print(
             f"{kind:>10}: chosen on the even indices x{chosen}; on the odd ones recall {check['recall']:.1%}, "
@@ -123,7 +130,12 @@ def main(argv: list[str] | None = None) -> dict:
         )
     machine_line = f"{describe_machine(machine_info(device))}, dtype {str(dtype).removeprefix('torch.')}"
     print(f"the audit's threshold: x{NEAR_DUPLICATE_THRESHOLD}; machine: {machine_line}")
-    result = {"reference": str(args.reference), "duplicates": len(duplicates), "listed": len(listed), **table}
+    result = {
+        "reference": str(args.reference),
+        "duplicates": len(reference.duplicates),
+        "listed": len(reference.listed),
+        **table,
+    }
     if args.record is not None:
         words = sys.argv[1:] if argv is None else argv
         write_json(

@@ -547,7 +547,8 @@ def test_duplicates_scores_both_kinds_of_features_against_a_judged_list(tmp_path
     row = json.loads((tmp_path / "record.json").read_text())["rows"][0]
     for kind in ("embeddings", "appearance"):
         strict = row[kind]["rows"][0]  # the smallest threshold finds both planted copies
-        assert (strict["found"], strict["recall"]) == (2, 1.0) and f"{kind:>10} x0.1 : flagged" in done.stdout
+        assert (strict["found"], strict["paired"], strict["recall"]) == (2, 2, 1.0)
+        assert f"{kind:>10} x0.1 : flagged" in done.stdout
         assert row[kind]["chosen"]["odd_indices"]["found"] == 0  # both copies are even test indices
         flagged = [r["flagged"] for r in row[kind]["rows"]]
         assert flagged == sorted(flagged) and f"{kind:>10}: chosen on the even indices" in done.stdout

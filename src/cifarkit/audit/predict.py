@@ -6,7 +6,7 @@ the image looks like, for duplicates).
 Why two kinds of features: the head's are trained to be alike for every image of a class, so two copies of one
 photograph (shifted, rescaled, recoloured) are hardly nearer each other than two different photographs of that
 class; a middle layer still holds where things are in the picture. On CIFAR-10's test set, a middle layer finds
-about two and a half times the published train/test duplicates at the same precision (docs/experiments.md#audit).
+about twice the published train/test duplicates at the same precision (docs/experiments.md#audit).
 """
 
 from __future__ import annotations
