@@ -1,11 +1,12 @@
 """The data audit: probable label errors, duplicates (within a split and between the training and test splits)
-and outliers, found by cleanlab's Datalab from out-of-sample probabilities and the model's embeddings; shown in
-audit.html, listed in audit.csv, and taken back by `cifarkit train --exclude` (exclude.txt).
+and outliers, found by cleanlab from out-of-sample probabilities and the model's features (its embeddings for
+outliers, a middle layer's appearance for duplicates); shown in audit.html, listed in audit.csv, and taken back by
+`cifarkit train --exclude` (exclude.txt).
 
     from cifarkit.audit import audit
     summary = audit("runs/fast-1", split="all", folds=5)    # RUN_DIR/audit/{audit.csv,audit.json,audit.html,...}
 
-Modules: run (the audit top to bottom), folds (K-fold run folders), predict (probabilities and embeddings),
+Modules: run (the audit top to bottom), folds (K-fold run folders), predict (probabilities, embeddings, appearance),
 issues (Datalab and train/test duplicates), outputs (the files), page (audit.html); exclude lists are read by
 config/exclude_list.py and applied by data/exclude.py.
 `cifarkit.audit(...)` is `cifarkit.audit.audit(...)`: the package is callable, as the design's public API names it.

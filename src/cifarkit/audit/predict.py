@@ -114,7 +114,10 @@ def predict_images(
             hook.remove()
 
     def stacked(caught: list[torch.Tensor]) -> np.ndarray:
-        return torch.cat(caught).numpy() if caught else np.zeros((0, 0), dtype=np.float32)
+        rows = torch.cat(caught).numpy() if caught else np.zeros((0, 0), dtype=np.float32)
+        if len(rows) != len(images):  # a block run twice a forward pass: its rows would not be the images'
+            raise ValueError(f"{type(model).__name__}: {len(rows)} feature rows for {len(images)} images")
+        return rows
 
     return Predicted(
         logits.float().softmax(1).cpu().numpy().astype(np.float32), stacked(embeddings), stacked(appearance)
