@@ -9,7 +9,8 @@ accuracies.
 
 The noisy labels are written as a copy of CIFAR-10 (python layout) in OUT/noisy-data, so every run and the audit
 read them as any dataset; the flipped indices are in OUT/flipped.txt. The same command again continues an
-interrupted sitting: finished runs and folds are read back, a begun one resumes from its last checkpoint.
+interrupted sitting: finished runs and folds are read back, a begun one resumes from its last checkpoint; the audit
+is made again from its folds, and the cleaned run trained again if the audit now flags other images.
 """
 
 from __future__ import annotations
@@ -100,15 +101,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     def run(name: str, data_dir, **extra) -> dict:
         """Train `name` in OUT/name; a run an earlier sitting finished is read back, one it began is resumed (a
-        sitting that was stopped continues where it stopped: the same command again)."""
+        sitting that was stopped continues where it stopped: the same command again). A run that left out other
+        images than asked now (the audit flagged others) is trained again."""
         folder = out / name
-        if (folder / "results.json").is_file():
+        recorded = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+        same_images = recorded.get("exclude") == extra.get("exclude")
+        if same_images and (folder / "results.json").is_file():
             results = json.loads((folder / "results.json").read_text())
             timing[f"{name}_s"] = round(results["wall_time_s"], 1)
             return results
         started = time.perf_counter()
         config = preset_config(args.preset, data_dir=str(data_dir) if data_dir else None, **shared, **extra)
-        if (folder / "checkpoints" / "last.pt").is_file():
+        if same_images and (folder / "checkpoints" / "last.pt").is_file():
             results = train(config, folder, resume=True)
         else:
             results = train(config, folder, overwrite=True)

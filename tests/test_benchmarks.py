@@ -480,6 +480,15 @@ def test_label_noise_flips_audits_and_retrains_then_continues_and_audit_views_sc
     again = subprocess.run(sitting, capture_output=True, text=True, timeout=600)  # continues: nothing left to train
     assert again.returncode == 0 and "fold 1/2: reused" in again.stderr and "fold 2/2: reused" in again.stderr
     assert (out / "clean" / "results.json").stat().st_mtime_ns == finished
+    config = json.loads((out / "cleaned" / "config.json").read_text())
+    config["exclude"] = config["exclude"][1:]  # a cleaned run that left out other images than the audit flags now
+    (out / "cleaned" / "config.json").write_text(json.dumps(config))
+    cleaned = (out / "cleaned" / "results.json").stat().st_mtime_ns
+    third = subprocess.run(sitting, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert (out / "cleaned" / "results.json").stat().st_mtime_ns != cleaned  # trained again
+    assert json.loads((out / "cleaned" / "config.json").read_text())["exclude"] != config["exclude"]
+    assert (out / "clean" / "results.json").stat().st_mtime_ns == finished
 
     views = subprocess.run(
         [sys.executable, str(BENCH / "audit_views.py"), str(out)], capture_output=True, text=True, timeout=600
