@@ -27,7 +27,7 @@ import records
 import torch
 
 from cifarkit.audit.issues import NEAR_DUPLICATE_THRESHOLD, nearest_across
-from cifarkit.audit.predict import predict_images
+from cifarkit.audit.predict import predict_for_audit
 from cifarkit.data.loading import load_checkpoint_data
 from cifarkit.evaluate.inference import load_model
 from cifarkit.files.atomic import write_json
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = load_checkpoint_data(ckpt, args.data_dir, with_train=True)
     dtype = inference_precision(ckpt["config"].get("precision", "auto"), device)
     seen = {
-        split: predict_images(model, images.to(device), ckpt["mean"], ckpt["std"], 1000, dtype)
+        split: predict_for_audit(model, images.to(device), ckpt["mean"], ckpt["std"], 1000, dtype)
         for split, images in (("train", data.train_images), ("test", data.test_images))
     }
     print(

@@ -619,7 +619,7 @@ def test_a_near_duplicate_pair_within_a_split_is_shown_once():
 
 
 def test_the_probabilities_average_the_runs_views_and_the_features_are_the_plain_images(planted_run):
-    from cifarkit.audit.predict import APPEARANCE_GRID, predict_images
+    from cifarkit.audit.predict import APPEARANCE_GRID, predict_for_audit
     from cifarkit.evaluate.inference import load_model
     from cifarkit.evaluate.metrics import predict_logits
 
@@ -627,8 +627,8 @@ def test_the_probabilities_average_the_runs_views_and_the_features_are_the_plain
     model, ckpt = load_model(run / "checkpoints" / "last.pt", torch.device("cpu"))
     images = torch.from_numpy(synthetic_cifar(2, 5)[0])  # 20 uint8 images, 3 x 32 x 32
     args = (model, images, ckpt["mean"], ckpt["std"], 8, torch.float32, False)
-    plain = predict_images(*args)
-    viewed = predict_images(*args, tta="flip")
+    plain = predict_for_audit(*args)
+    viewed = predict_for_audit(*args, tta="flip")
     flipped = predict_logits(model, images, 8, torch.float32, False, "flip", ckpt["mean"], ckpt["std"]).softmax(1)
     assert np.array_equal(viewed.embeddings, plain.embeddings) and np.array_equal(viewed.appearance, plain.appearance)
     assert np.allclose(viewed.probabilities, flipped.numpy(), atol=1e-6)
@@ -651,14 +651,14 @@ def test_the_appearance_is_the_first_block_a_quarter_of_the_image_or_smaller(nam
 
 
 def test_a_model_without_feature_maps_has_its_head_input_for_appearance():
-    from cifarkit.audit.predict import appearance_layer, predict_images
+    from cifarkit.audit.predict import appearance_layer, predict_for_audit
 
     model = torch.nn.Sequential(
         torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
     )
     images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
     assert appearance_layer(model, (3, 8, 8)) is model[3]
-    seen = predict_images(model, images, (0.5,) * 3, (0.25,) * 3, channels_last=False)
+    seen = predict_for_audit(model, images, (0.5,) * 3, (0.25,) * 3, channels_last=False)
     assert np.array_equal(seen.appearance, seen.embeddings) and seen.embeddings.shape == (5, 16)
 
 

@@ -66,7 +66,7 @@ def appearance_layer(model: nn.Module, image_shape: tuple[int, ...]) -> nn.Modul
     return head_layer(model)
 
 
-def predict_images(
+def predict_for_audit(
     model: nn.Module,
     images: torch.Tensor,
     mean,

@@ -30,7 +30,7 @@ from .folds import (
 from .issues import NEAR_DUPLICATE_THRESHOLD, datalab_rows, train_test_rows
 from .outputs import AUDIT_JSON, counts, write_outputs
 from .page import write_page
-from .predict import Predicted, predict_images
+from .predict import Predicted, predict_for_audit
 from .prepare import MARKER, MARKER_FORMAT, Audited, prepare
 
 
@@ -89,7 +89,7 @@ def _predict(
     test-time augmentation's views (not where `views` is False: only the features are wanted)."""
     from ..runtime.device import inference_precision
 
-    return predict_images(
+    return predict_for_audit(
         net,
         images.to(dev),
         ckpt["mean"],
