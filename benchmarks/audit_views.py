@@ -21,10 +21,10 @@ import torch
 
 from cifarkit.audit.folds import assign_folds
 from cifarkit.audit.issues import LABEL_RULE
+from cifarkit.audit.predict import class_probabilities
 from cifarkit.config.train_config import TTA_MODES
 from cifarkit.data.loading import load_dataset
 from cifarkit.evaluate.inference import load_model
-from cifarkit.evaluate.metrics import predict_logits
 from cifarkit.files.reader import read_json
 from cifarkit.runtime.device import inference_precision
 
@@ -37,8 +37,7 @@ def held_out_probabilities(out: Path, images: torch.Tensor, fold: np.ndarray, fo
         model, ckpt = load_model(out / "noisy" / "audit" / f"fold-{k + 1}" / "checkpoints" / "last.pt", cpu)
         held = images[torch.from_numpy(fold == k)]
         dtype = inference_precision(ckpt["config"].get("precision", "auto"), cpu)
-        logits = predict_logits(model, held, 500, dtype, True, tta, ckpt["mean"], ckpt["std"])
-        probs[fold == k] = logits.float().softmax(1).numpy()
+        probs[fold == k] = class_probabilities(model, held, ckpt["mean"], ckpt["std"], 500, dtype, True, tta=tta)
     return probs
 
 

@@ -682,3 +682,27 @@ def test_only_the_probabilities_the_audit_uses_are_predicted_with_the_runs_views
     audit(copy, split="test", progress=False)
     # the test images plain (embeddings) and with their views (probabilities); the training images plain alone
     assert passes == [(100, "none"), (100, "flip"), (200, "none")]
+
+
+def test_a_fold_model_predicts_its_held_out_images_once_with_the_runs_views(planted_run, tmp_path, monkeypatch):
+    from cifarkit import audit
+    from cifarkit.audit import predict
+
+    _, run = planted_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("audit"))
+    ckpt = torch.load(copy / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["config"]["tta"] = "flip"  # the fold runs take the run's recipe, its views too
+    torch.save(ckpt, copy / "checkpoints" / "last.pt")
+    passes, predict_logits = [], predict.predict_logits
+
+    def recorded(model, images, *args, **kwargs):
+        passes.append((len(images), args[3]))  # (images, views)
+        return predict_logits(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict_logits", recorded)
+    audit(copy, split="train", folds=2, progress=False, fold_overrides={"epochs": 1})
+    # the run's model: the test images plain and with views, the training images plain; then each fold's held-out
+    # half with the views alone (no plain pass for features nobody reads)
+    assert passes[:3] == [(100, "none"), (100, "flip"), (200, "none")]
+    assert [views for _, views in passes[3:]] == ["flip", "flip"] and sum(n for n, _ in passes[3:]) == 200

@@ -66,6 +66,25 @@ def appearance_layer(model: nn.Module, image_shape: tuple[int, ...]) -> nn.Modul
     return head_layer(model)
 
 
+def class_probabilities(
+    model: nn.Module,
+    images: torch.Tensor,
+    mean,
+    std,
+    batch_size: int = 1024,
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = True,
+    what: str = "",
+    progress: bool = False,
+    tta: str = "none",
+) -> np.ndarray:
+    """The class probabilities (N, classes) of uint8 images on the model's device, averaged over `tta`'s views, in
+    one pass and without features: what a fold model is asked of the images it did not train on."""
+    with progress_bar(len(images), what, progress, unit="img") as bar:
+        logits = predict_logits(model, images, batch_size, dtype, channels_last, tta, mean, std, on_batch=bar.update)
+    return logits.float().softmax(1).cpu().numpy().astype(np.float32)
+
+
 def predict_for_audit(
     model: nn.Module,
     images: torch.Tensor,

@@ -1,7 +1,6 @@
 """One audit, top to bottom: check the run and the output folder, load the run's data as it trained, predict
 (the run's model for the test split and for every image's features, K fold runs for the training split's
-probabilities),
-find the issues, write the files."""
+probabilities), find the issues, write the files."""
 
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ from .folds import (
 from .issues import NEAR_DUPLICATE_THRESHOLD, datalab_rows, train_test_rows
 from .outputs import AUDIT_JSON, counts, write_outputs
 from .page import write_page
-from .predict import Predicted, predict_for_audit
+from .predict import Predicted, class_probabilities, predict_for_audit
 from .prepare import MARKER, MARKER_FORMAT, Audited, prepare
 
 
@@ -82,33 +81,34 @@ def audit(
         lock.unlock()
 
 
-def _predict(
-    net, images: torch.Tensor, ckpt: dict, config: TrainConfig, dev: torch.device, what: str, progress, views=True
-) -> Predicted:
-    """What `net` makes of `images`, in the precision and layout its run used, the probabilities averaged over its
-    test-time augmentation's views (not where `views` is False: only the features are wanted)."""
+def _inference(ckpt: dict, config: TrainConfig, dev: torch.device) -> dict[str, Any]:
+    """How a model of this run predicts: its data's normalisation, its batch size, precision and memory layout."""
     from ..runtime.device import inference_precision
 
-    return predict_for_audit(
-        net,
-        images.to(dev),
-        ckpt["mean"],
-        ckpt["std"],
-        config.eval_batch_size,
-        inference_precision(config.precision, dev),
-        config.channels_last,
-        what,
-        progress,
-        config.tta if views else "none",
-    )
+    return {
+        "mean": ckpt["mean"],
+        "std": ckpt["std"],
+        "batch_size": config.eval_batch_size,
+        "dtype": inference_precision(config.precision, dev),
+        "channels_last": config.channels_last,
+    }
 
 
 def _embed(a: Audited, progress: bool) -> tuple[Predicted, Predicted]:
-    """The run's model on both splits: the test split's probabilities (out of sample: it never trained on them) and
-    every image's features. The training images' probabilities are not used: they come from the folds."""
-    test = _predict(a.model, a.data.test_images, a.ckpt, a.config, a.device, "test images (the run's model)", progress)
-    train = _predict(
-        a.model, a.train_images, a.ckpt, a.config, a.device, "training images (the run's model)", progress, False
+    """The run's model on both splits: the test split's probabilities (out of sample: it never trained on them,
+    averaged over the run's test-time augmentation views) and every image's features. The training images'
+    probabilities are not used (they come from the folds), so they are predicted without the views."""
+    how = _inference(a.ckpt, a.config, a.device)
+    test = predict_for_audit(
+        a.model,
+        a.data.test_images.to(a.device),
+        **how,
+        what="test images (the run's model)",
+        progress=progress,
+        tta=a.config.tta,
+    )
+    train = predict_for_audit(
+        a.model, a.train_images.to(a.device), **how, what="training images (the run's model)", progress=progress
     )
     return test, train
 
@@ -142,9 +142,14 @@ def _fold_probabilities(a: Audited, folds: int, preset: str | None, progress: bo
     for k, path in enumerate(train_folds(a.recipe, shaped, fold, folds, a.folder, progress)):
         fold_model, fold_ckpt = load_model(path, a.device)
         held = fold_view(shaped, fold, k).test_images
-        probs[fold == k] = _predict(
-            fold_model, held, fold_ckpt, a.recipe, a.device, f"fold {k + 1} held out", progress
-        ).probabilities
+        probs[fold == k] = class_probabilities(
+            fold_model,
+            held.to(a.device),
+            **_inference(fold_ckpt, a.recipe, a.device),
+            what=f"fold {k + 1} held out",
+            progress=progress,
+            tta=a.recipe.tta,
+        )
     return probs
 
 
